@@ -1,0 +1,437 @@
+"""hivegate benchmark suite: one command, direct vs gateway, side by side.
+
+    python benchmarks/run.py [--quick] [--json results.json] [--strict]
+
+(a) proxy to a trivial fast JSON-RPC HTTP backend: added p50 latency at 1 connection, throughput at 32.
+(b) stdio backend (official-SDK echo server): tools/call per second at 32 concurrent callers,
+    1 session x 32 in flight and 32 sessions x 1, against the same server driven directly over stdio.
+(c) ``hivegate --help`` wall time against ``python -c pass``.
+
+JWT validation is ON in the gateway: a local JWKS server (generated RSA key) and minted tokens.
+All processes are started here on free 127.0.0.1 ports and stopped at the end, even on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import loadgen
+from harness import BENCH_DIR, HOST, MCP_URL_RE, Identity, Processes, free_port, wait_for_port
+
+TARGET_ADDED_P50_MS = 0.5
+TARGET_THROUGHPUT_RATIO = 0.3
+TARGET_STDIO_CALLS = 1000.0
+TARGET_HELP_MS = 300.0
+CONNECTIONS = 32
+WRK_HINT = "wrk not found: install it with `apt-get install -y wrk` (falling back to a Python load generator)"
+
+
+@dataclass
+class Config:
+    quick: bool
+    duration: float
+    warmup: float
+    latency_count: int
+    latency_warmup: int
+    help_runs: int
+    hivegate: Path | None
+    gateway_problem: str | None
+    use_wrk: bool
+
+
+@dataclass
+class Row:
+    figure: str
+    direct: str
+    gateway: str
+    compare: str
+    target: str
+    verdict: str
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f} ms"
+
+
+def fmt_rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}/s"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def find_hivegate() -> Path | None:
+    beside = Path(sys.executable).parent / "hivegate"
+    if beside.exists():
+        return beside
+    found = shutil.which("hivegate")
+    return Path(found) if found else None
+
+
+def gateway_problem(hivegate: Path | None) -> str | None:
+    """None when ``hivegate run --help`` works, else why not."""
+    if hivegate is None:
+        return "no `hivegate` executable (is the package installed in the venv?)"
+    try:
+        done = subprocess.run([hivegate, "run", "--help"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`hivegate run --help` failed: {exc}"
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["?"]
+        return f"`hivegate run --help` exited {done.returncode}: {last[0]}"
+    return None
+
+
+def start_gateway(procs: Processes, cfg: Config, identity: Identity, name: str, target: list[str]) -> str:
+    """Start ``hivegate run`` (JWT validation on) and return the MCP URL it prints."""
+    assert cfg.hivegate is not None
+    port = free_port()
+    argv = [str(cfg.hivegate), "run", "--name", name, "--host", HOST, "--port", str(port)]
+    argv += ["--proxy-mode", "streamable-http", *identity.gateway_args(), *target]
+    proc = procs.start(f"gateway-{name}", argv)
+    url = proc.wait_for_output(MCP_URL_RE, timeout=60).group(0)
+    wait_for_port(port, timeout=30, proc=proc)
+    return url
+
+
+async def check_tool_call(url: str, token: str | None, session_id: str | None) -> None:
+    """One tools/call must succeed before anything is measured."""
+    headers = loadgen.request_headers(token, session_id)
+    status, content_type, body = await loadgen.probe(url, headers, loadgen.tools_call(1))
+    if status != 200:
+        raise RuntimeError(f"sanity tools/call to {url}: HTTP {status}: {body[:300]!r}")
+    loadgen.parse_rpc_body(content_type, body, 1)
+
+
+async def check_auth_enforced(url: str, session_id: str | None) -> str:
+    """Requests without a token, and with a garbage token, must be refused."""
+    results = []
+    for label, token in (("no token", None), ("bad token", "not.a.jwt")):
+        status, _, _ = await loadgen.probe(url, loadgen.request_headers(token, session_id), loadgen.tools_call(1))
+        results.append(f"{label} -> HTTP {status}")
+        if status not in (401, 403):
+            raise RuntimeError(f"JWT validation does not look ON: {label} got HTTP {status}")
+    return ", ".join(results)
+
+
+# --------------------------------------------------------------------------- (a) HTTP proxy
+
+
+async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+    token = identity.mint()
+    port = free_port()
+    backend = procs.start("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port", str(port)])
+    wait_for_port(port, timeout=30, proc=backend)
+    targets: dict[str, str] = {"direct": f"http://{HOST}:{port}/mcp"}
+    if cfg.gateway_problem is None:
+        targets["gateway"] = start_gateway(procs, cfg, identity, "bench-proxy", [targets["direct"]])
+    sessions: dict[str, str | None] = {}
+    for kind, url in targets.items():
+        sessions[kind] = (await loadgen.open_sessions(url, token, 1))[0]
+        await check_tool_call(url, token, sessions[kind])
+    if "gateway" in targets:
+        report.notes.append(f"(a) auth check on the gateway: {await check_auth_enforced(targets['gateway'], None)}")
+
+    latency: dict[str, loadgen.LatencyStats] = {}
+    for kind, url in targets.items():
+        headers = loadgen.request_headers(token, sessions[kind])
+        latency[kind] = await loadgen.latency_run(
+            url, headers, loadgen.tools_call, cfg.latency_warmup, cfg.latency_count
+        )
+    wrk_c1: dict[str, loadgen.WrkResult] = {}
+    throughput: dict[str, float] = {}
+    errors: dict[str, int] = {}
+    tool = "wrk" if cfg.use_wrk else "python loadgen"
+    for kind, url in targets.items():
+        body = loadgen.tools_call(1)
+        if cfg.use_wrk:
+            wrk_c1[kind] = loadgen.run_wrk(
+                url, body, token=token, session_id=sessions[kind], connections=1, threads=1, duration=cfg.warmup + 2
+            )
+            result = loadgen.run_wrk(
+                url,
+                body,
+                token=token,
+                session_id=sessions[kind],
+                connections=CONNECTIONS,
+                threads=1,
+                duration=cfg.duration,
+            )
+            throughput[kind], errors[kind] = result.per_second, result.errors
+            report.raw[f"a_wrk_c{CONNECTIONS}_{kind}"] = asdict(result)
+        else:
+            headers = [loadgen.request_headers(token, sessions[kind])] * CONNECTIONS
+            await loadgen.http_load(url, headers, cfg.warmup, loadgen.tools_call, tool)
+            stats = await loadgen.http_load(url, headers, cfg.duration, loadgen.tools_call, tool)
+            throughput[kind], errors[kind] = stats.per_second, stats.errors
+            report.raw[f"a_pyload_c{CONNECTIONS}_{kind}"] = asdict(stats)
+    for kind, count in errors.items():
+        if count:
+            report.notes.append(f"(a) {kind} throughput run had {count} failed requests (non-2xx or socket errors)")
+    if "gateway" in targets:
+        await loadgen.close_sessions(targets["gateway"], token, [sessions["gateway"]])
+    report.raw["a_latency"] = {kind: asdict(stats) for kind, stats in latency.items()}
+    report.raw["a_wrk_c1"] = {kind: asdict(result) for kind, result in wrk_c1.items()}
+    report.raw["a_throughput"] = throughput
+
+    direct, gateway = latency["direct"], latency.get("gateway")
+    for pct in ("p50", "p90", "p99"):
+        d_ms = getattr(direct, f"{pct}_ms")
+        g_ms = getattr(gateway, f"{pct}_ms") if gateway else None
+        added = None if g_ms is None else g_ms - d_ms
+        is_p50 = pct == "p50"
+        report.rows.append(
+            Row(
+                f"(a) {pct} latency, 1 conn (aiohttp, n={cfg.latency_count})",
+                fmt_ms(d_ms),
+                fmt_ms(g_ms),
+                "n/a" if added is None else f"{added:+.3f} ms",
+                f"added <= {TARGET_ADDED_P50_MS} ms" if is_p50 else "-",
+                verdict(None if added is None else added <= TARGET_ADDED_P50_MS) if is_p50 else "-",
+            )
+        )
+    if wrk_c1:
+        d_p50 = wrk_c1["direct"].p50_ms
+        g_p50 = wrk_c1["gateway"].p50_ms if "gateway" in wrk_c1 else None
+        added = None if g_p50 is None else g_p50 - d_p50
+        report.rows.append(
+            Row(
+                "(a) p50 latency, 1 conn (wrk -c1 -t1)",
+                fmt_ms(d_p50),
+                fmt_ms(g_p50),
+                "n/a" if added is None else f"{added:+.3f} ms",
+                f"added <= {TARGET_ADDED_P50_MS} ms",
+                verdict(None if added is None else added <= TARGET_ADDED_P50_MS),
+            )
+        )
+    ratio = throughput["gateway"] / throughput["direct"] if "gateway" in throughput and throughput["direct"] else None
+    report.rows.append(
+        Row(
+            f"(a) throughput, {CONNECTIONS} conns ({tool})",
+            fmt_rate(throughput["direct"]),
+            fmt_rate(throughput.get("gateway")),
+            "n/a" if ratio is None else f"{ratio:.2f}x",
+            f">= {TARGET_THROUGHPUT_RATIO}x direct",
+            verdict(None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO and not errors.get("gateway")),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- (b) stdio
+
+
+async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+    server_argv = [sys.executable, str(BENCH_DIR / "stdio_echo_server.py")]
+    shapes = [("1 session x 32", 1, CONNECTIONS), ("32 sessions x 1", CONNECTIONS, 1)]
+    direct: dict[str, loadgen.ThroughputStats] = {}
+    for label, processes, inflight in shapes:
+        direct[label] = await loadgen.stdio_load(server_argv, processes, inflight, cfg.duration, cfg.warmup)
+    gateway: dict[str, loadgen.ThroughputStats] = {}
+    if cfg.gateway_problem is None:
+        token = identity.mint()
+        url = start_gateway(procs, cfg, identity, "bench-stdio", ["--", *server_argv])
+        for label, sessions, inflight in shapes:
+            session_ids = await loadgen.open_sessions(url, token, sessions)
+            try:
+                await check_tool_call(url, token, session_ids[0])
+                headers = [loadgen.request_headers(token, sid) for sid in session_ids for _ in range(inflight)]
+                tool = "aiohttp loadgen"
+                await loadgen.http_load(url, headers, cfg.warmup, loadgen.tools_call, tool)
+                gateway[label] = await loadgen.http_load(url, headers, cfg.duration, loadgen.tools_call, tool)
+            finally:
+                await loadgen.close_sessions(url, token, session_ids)
+    report.raw["b_direct"] = {label: asdict(stats) for label, stats in direct.items()}
+    report.raw["b_gateway"] = {label: asdict(stats) for label, stats in gateway.items()}
+    for label, _, _ in shapes:
+        d, g = direct[label], gateway.get(label)
+        ratio = g.per_second / d.per_second if g and d.per_second else None
+        report.rows.append(
+            Row(
+                f"(b) stdio tools/call, {label}",
+                fmt_rate(d.per_second),
+                fmt_rate(g.per_second if g else None),
+                "n/a" if ratio is None else f"{ratio:.2f}x",
+                f"gateway >= {TARGET_STDIO_CALLS:.0f}/s",
+                verdict(None if g is None else g.per_second >= TARGET_STDIO_CALLS and not g.errors),
+            )
+        )
+        for kind, stats in (("direct", d), ("gateway", g)):
+            if stats is not None and stats.errors:
+                report.notes.append(f"(b) {label} {kind}: {stats.errors} failed calls, first: {stats.first_error}")
+        if g is not None:
+            report.notes.append(
+                f"(b) {label}: per-call latency under load p50/p99 direct {fmt_ms(d.p50_ms)}/{fmt_ms(d.p99_ms)}, "
+                f"gateway {fmt_ms(g.p50_ms)}/{fmt_ms(g.p99_ms)}"
+            )
+
+
+# --------------------------------------------------------------------------- (c) --help
+
+
+def median_wall_ms(argv: list[str], runs: int) -> float:
+    subprocess.run(argv, capture_output=True, check=True, timeout=60)  # warm the page cache and .pyc files
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True, timeout=60)
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+async def bench_help(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+    baseline = median_wall_ms([sys.executable, "-c", "pass"], cfg.help_runs)
+    gateway = median_wall_ms([str(cfg.hivegate), "--help"], cfg.help_runs) if cfg.hivegate else None
+    report.raw["c_help_ms"] = {"python -c pass": baseline, "hivegate --help": gateway}
+    report.rows.append(
+        Row(
+            f"(c) wall time, median of {cfg.help_runs} (python -c pass | hivegate --help)",
+            f"{baseline:.1f} ms",
+            "n/a" if gateway is None else f"{gateway:.1f} ms",
+            "n/a" if gateway is None else f"{gateway - baseline:+.1f} ms",
+            f"< {TARGET_HELP_MS:.0f} ms",
+            verdict(None if gateway is None else gateway < TARGET_HELP_MS),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def print_table(cfg: Config, report: Report, elapsed: float) -> None:
+    headers = Row("figure", "direct", "gateway", "gateway vs direct", "target", "result")
+    rows = [headers, *report.rows]
+    widths = [max(len(getattr(row, name)) for row in rows) for name in headers.__dataclass_fields__]
+    mode = "quick" if cfg.quick else "full"
+    load = "wrk 4 (1 thread)" if cfg.use_wrk else "python load generator (competes for the 2 cores)"
+    print()
+    print(
+        f"hivegate benchmarks — {mode} mode: {cfg.duration:g} s per throughput run; JWT validation ON in the gateway; "
+        f"{os.cpu_count()} cores; Python {platform.python_version()}; (a) throughput load: {load}"
+    )
+    if cfg.gateway_problem:
+        print(f"GATEWAY NOT MEASURED: {cfg.gateway_problem}")
+    line = "-+-".join("-" * width for width in widths)
+    for index, row in enumerate(rows):
+        cells = [getattr(row, name) for name in headers.__dataclass_fields__]
+        padded = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        print(" | ".join(padded))
+        if index == 0:
+            print(line)
+    for note in report.notes:
+        print(f"  note: {note}")
+    for error in report.errors:
+        print(f"  ERROR: {error}")
+    print(f"  (total {elapsed:.0f} s)")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="hivegate benchmarks: direct vs gateway, side by side.")
+    parser.add_argument("--quick", action="store_true", help="3 s throughput runs instead of 10 s")
+    parser.add_argument("--duration", type=float, help="seconds per throughput run (overrides the mode's)")
+    parser.add_argument("--only", default="abc", help="which benchmarks to run, e.g. 'a', 'bc' (default: abc)")
+    parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator even if wrk exists")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this path")
+    parser.add_argument("--strict", action="store_true", help="exit 2 if any target is missed")
+    return parser.parse_args()
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def main() -> int:
+    args = parse_args()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    hivegate = find_hivegate()
+    use_wrk = shutil.which("wrk") is not None and not args.no_wrk
+    if shutil.which("wrk") is None:
+        print(WRK_HINT, file=sys.stderr)
+    cfg = Config(
+        quick=args.quick,
+        duration=args.duration or (3.0 if args.quick else 10.0),
+        warmup=1.0 if args.quick else 2.0,
+        latency_count=2000 if args.quick else 5000,
+        latency_warmup=200,
+        help_runs=10,
+        hivegate=hivegate,
+        gateway_problem=gateway_problem(hivegate),
+        use_wrk=use_wrk,
+    )
+    if cfg.gateway_problem:
+        print(f"warning: gateway unavailable, measuring direct only: {cfg.gateway_problem}", file=sys.stderr)
+    report = Report()
+    started = time.perf_counter()
+    benches: dict[str, Callable[[Config, Processes, Identity, Report], Coroutine[Any, Any, None]]] = {
+        "a": bench_proxy,
+        "b": bench_stdio,
+        "c": bench_help,
+    }
+    with Processes() as procs:
+        print(f"logs: {procs.log_dir}", file=sys.stderr)
+        identity = Identity.start(procs)
+        for key, bench in benches.items():
+            if key not in args.only:
+                continue
+            print(f"running ({key}) ...", file=sys.stderr, flush=True)
+            keep = len(procs.running)
+            try:
+                run_async(bench(cfg, procs, identity, report))
+            except Exception as exc:
+                report.errors.append(f"({key}) {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            finally:
+                for proc in procs.running[keep:]:  # this benchmark's processes
+                    procs.stop(proc)
+    print_table(cfg, report, time.perf_counter() - started)
+    if args.json:
+        payload = {"config": {**asdict(cfg), "hivegate": str(cfg.hivegate)}, **asdict(report)}
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
+    if report.errors:
+        return 1
+    if args.strict and any(row.verdict == "MISS" for row in report.rows):
+        return 2
+    return 0
+
+
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

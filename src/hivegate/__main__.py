@@ -1,0 +1,3 @@
+from hivegate.cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""The gateway's ASGI application: one pipeline, in one place.
+
+request → Host/Origin check → authenticate → MCP endpoint (→ backend), with RFC 9728 metadata, CORS and health
+beside it. Errors become their wire form here; a Python traceback never reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from hivegate.asgi.http import get_header, send_bytes, send_json
+from hivegate.asgi.origin import OriginPolicy
+from hivegate.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from hivegate.core.ports import Authenticator
+from hivegate.core.principal import Principal
+from hivegate.errors import AuthenticationError
+from hivegate.oauth.bearer import www_authenticate
+from hivegate.oauth.metadata import protected_resource_metadata
+
+__all__ = ["Endpoint", "Gateway", "GatewaySettings"]
+
+logger = logging.getLogger("hivegate.gateway")
+
+PRM_PREFIX = "/.well-known/oauth-protected-resource"
+_CORS_ALLOW_HEADERS = b"authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id"
+_CORS_EXPOSE_HEADERS = b"mcp-session-id, www-authenticate"
+
+
+class Endpoint(Protocol):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    endpoints: dict[str, Endpoint]
+    public: dict[str, ASGIApp] = field(default_factory=dict)
+    mcp_path: str = "/mcp"
+    resource_url: str | None = None
+    allowed_origins: Sequence[str] = ()
+    loopback_only: bool = True
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, authenticator: Authenticator) -> None:
+        self._settings = settings
+        self._auth = authenticator
+        self._endpoints = settings.endpoints
+        self._origins = OriginPolicy(settings.allowed_origins, loopback_only=settings.loopback_only)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            try:
+                await self._http(scope, receive, send)
+            except Exception:
+                logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                raise  # uvicorn answers 500 with no body when nothing was sent yet
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        endpoint = self._endpoints.get(path) or self._endpoints.get(path.rstrip("/"))
+        host = get_header(scope, b"host")
+        if not self._origins.host_ok(host):
+            await send_json(send, 403, {"error": "forbidden", "error_description": "Host header not allowed"})
+            return
+        origin = get_header(scope, b"origin")
+        if not self._origins.origin_ok(origin, host):
+            await send_json(send, 403, {"error": "forbidden", "error_description": "Origin not allowed"})
+            return
+        if origin is not None:
+            send = _with_cors(send, origin)
+            if scope["method"] == "OPTIONS":
+                await send_bytes(send, 204, b"", _preflight_headers())
+                return
+        if endpoint is None:
+            public = self._settings.public.get(path)
+            if public is not None:
+                await public(scope, receive, send)
+            elif path.startswith(PRM_PREFIX):
+                await self._metadata(scope, send)
+            elif path == "/health":
+                await send_json(send, 200, {"status": "ok"})
+            else:
+                await send_json(send, 404, {"error": "not_found", "error_description": f"no route for {path}"})
+            return
+        if b"access_token=" in scope.get("query_string", b""):
+            await self._unauthorized(
+                scope, send, AuthenticationError("invalid_request", "access tokens in the query string are not accepted")
+            )
+            return
+        try:
+            principal = await self._auth.authenticate(get_header(scope, b"authorization"))
+        except AuthenticationError as exc:
+            await self._unauthorized(scope, send, exc)
+            return
+        await endpoint(scope, receive, send, principal)
+
+    # -- OAuth protected resource ------------------------------------------------------------------------------
+
+    def _resource(self, scope: Scope) -> str:
+        if self._settings.resource_url:
+            return self._settings.resource_url
+        host = get_header(scope, b"host") or "localhost"
+        return f"{scope.get('scheme', 'http')}://{host}{self._settings.mcp_path}"
+
+    def _metadata_url(self, scope: Scope) -> str:
+        parts = urlsplit(self._resource(scope))
+        return f"{parts.scheme}://{parts.netloc}{PRM_PREFIX}{parts.path.rstrip('/')}"
+
+    async def _metadata(self, scope: Scope, send: Send) -> None:
+        if not self._auth.authorization_servers:
+            await send_json(send, 404, {"error": "not_found", "error_description": "no authorization server is configured"})
+            return
+        document = protected_resource_metadata(
+            self._resource(scope), list(self._auth.authorization_servers), list(self._auth.scopes)
+        )
+        await send_json(send, 200, document, [(b"cache-control", b"max-age=3600"), (b"access-control-allow-origin", b"*")])
+
+    async def _unauthorized(self, scope: Scope, send: Send, exc: AuthenticationError) -> None:
+        challenge = www_authenticate(
+            realm=self._auth.realm,
+            resource_metadata=self._metadata_url(scope) if self._auth.authorization_servers else None,
+            scope=" ".join(self._auth.scopes) or None,
+            error=exc.error,
+            error_description=exc.description,
+        )
+        body = {"error": exc.error, "error_description": exc.description}
+        await send_json(send, 401, body, [(b"www-authenticate", challenge.encode("latin-1", "replace"))])
+
+    # -- lifespan ----------------------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for hook in self._settings.on_startup:
+                        await hook()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self._settings.on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        logger.exception("error during shutdown")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _preflight_headers() -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", _CORS_ALLOW_HEADERS),
+        (b"access-control-max-age", b"86400"),
+    ]
+
+
+def _with_cors(send: Send, origin: str) -> Send:
+    allow = origin.encode("latin-1", "replace")
+
+    async def cors_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            headers.append((b"access-control-allow-origin", allow))
+            headers.append((b"access-control-expose-headers", _CORS_EXPOSE_HEADERS))
+            headers.append((b"vary", b"origin"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return cors_send

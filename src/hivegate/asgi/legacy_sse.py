@@ -1,0 +1,123 @@
+"""The legacy HTTP+SSE transport (spec 2024-11-05): `GET /sse` streams, `POST /messages?session_id=…` sends.
+
+Each SSE connection owns one backend session; closing the stream ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import parse_qs
+
+import orjson
+
+from hivegate.asgi.http import BodyTooLarge, ClientGone, SSEStream, read_body, send_bytes, send_jsonrpc_error
+from hivegate.asgi.sinks import QueueSink, next_or_disconnect, wait_disconnect
+from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.backends.registry import SessionRegistry
+from hivegate.backends.session import BACKEND_UNAVAILABLE, BackendSession
+from hivegate.backends.transport import TransportFactory
+from hivegate.core import jsonrpc
+from hivegate.core.principal import Principal
+from hivegate.errors import BackendError
+
+__all__ = ["LegacySSEFrontend"]
+
+logger = logging.getLogger("hivegate.sse")
+
+
+class LegacySSEFrontend:
+    def __init__(
+        self,
+        *,
+        name: str,
+        factory: TransportFactory,
+        registry: SessionRegistry,
+        request_timeout: float,
+        messages_path: str = "/messages",
+        max_body: int = 4 * 1024 * 1024,
+        keepalive: float = 15.0,
+    ) -> None:
+        self._name = name
+        self._factory = factory
+        self._registry = registry
+        self._request_timeout = request_timeout
+        self._messages_path = messages_path
+        self._max_body = max_body
+        self._keepalive = keepalive
+        self._streams: dict[str, QueueSink] = {}
+
+    async def handle_stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        if scope["method"] != "GET":
+            await send_bytes(send, 405, b"", [(b"allow", b"GET")])
+            return
+        if self._registry.full:
+            await send_jsonrpc_error(send, 503, None, BACKEND_UNAVAILABLE, "too many sessions; try again later")
+            return
+        backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
+        try:
+            await backend.start()
+        except BackendError as exc:
+            await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+            return
+        entry = self._registry.add(principal.key, backend)
+        sink = QueueSink(streaming=True)
+        backend.attach_stream(sink)
+        self._streams[entry.session_id] = sink
+        stream = SSEStream(send)
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+        endpoint = f"{scope.get('root_path', '')}{self._messages_path}?session_id={entry.session_id}"
+        try:
+            await stream.start()
+            await stream.event(endpoint.encode(), event="endpoint")
+            while backend.alive:
+                item = await next_or_disconnect(sink, disconnect, self._keepalive)
+                if item is None:
+                    await stream.comment()
+                else:
+                    await stream.event(orjson.dumps(item))
+        except (ConnectionError, ClientGone):
+            pass
+        finally:
+            disconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disconnect
+            self._streams.pop(entry.session_id, None)
+            await self._registry.remove(entry.session_id)
+
+    async def handle_message(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        if scope["method"] != "POST":
+            await send_bytes(send, 405, b"", [(b"allow", b"POST")])
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        session_id = (query.get("session_id") or [""])[0]
+        entry = self._registry.get(session_id, principal.key) if session_id else None
+        sink = self._streams.get(session_id) if entry is not None else None
+        if entry is None or sink is None:
+            await send_jsonrpc_error(send, 404, None, -32001, "Session not found")
+            return
+        try:
+            body = await read_body(receive, self._max_body)
+        except BodyTooLarge:
+            await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes")
+            return
+        except ClientGone:
+            return
+        try:
+            message = jsonrpc.decode(body)
+        except ValueError:
+            await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+            return
+        if not jsonrpc.valid_message(message):
+            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+            return
+        try:
+            if jsonrpc.is_request(message):
+                await entry.backend.request(message, sink)
+            else:
+                await entry.backend.send(message)
+        except BackendError as exc:
+            await send_jsonrpc_error(send, 502, message.get("id"), BACKEND_UNAVAILABLE, str(exc))
+            return
+        await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])

@@ -1,0 +1,53 @@
+"""Serve an ASGI app with uvicorn on a socket we bind ourselves (so port 0 works and the URL can be printed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from collections.abc import Callable
+
+import uvicorn
+
+from hivegate.asgi.types import ASGIApp
+
+__all__ = ["bind", "serve"]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket; raises OSError with the OS's reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, on_ready: Callable[[], None]) -> None:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        loop=loop,
+        http=http,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    original_startup = server.startup
+
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original_startup(sockets=sockets)
+        if not server.should_exit:
+            on_ready()
+
+    server.startup = startup  # type: ignore[method-assign]
+    await server.serve(sockets=[sock])

@@ -1,0 +1,252 @@
+"""MCP Streamable HTTP (spec 2025-03-26 .. 2025-11-25, "Transports") in front of per-session backend transports.
+
+POST carries one client message. A request's answer is `application/json` when the response is the first thing the
+backend says about it, and switches to `text/event-stream` when a notification or server request comes first (or
+the request runs long), so simple calls stay cheap and streaming calls still stream. GET opens the session's
+standalone stream; DELETE ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from hivegate.asgi.http import (
+    BodyTooLarge,
+    ClientGone,
+    SSEStream,
+    get_header,
+    read_body,
+    send_bytes,
+    send_json,
+    send_jsonrpc_error,
+)
+from hivegate.asgi.sinks import QueueSink, next_or_disconnect, wait_disconnect
+from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.backends.registry import SessionEntry, SessionRegistry
+from hivegate.backends.session import BACKEND_UNAVAILABLE, BackendSession
+from hivegate.backends.transport import TransportFactory
+from hivegate.core import jsonrpc
+from hivegate.core.principal import Principal
+from hivegate.errors import BackendError
+
+__all__ = ["SessionFrontend", "StreamableLimits"]
+
+logger = logging.getLogger("hivegate.streamable")
+
+SESSION_HEADER = b"mcp-session-id"
+VERSION_HEADER = b"mcp-protocol-version"
+HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+SESSION_NOT_FOUND = -32001
+
+
+@dataclass(frozen=True, slots=True)
+class StreamableLimits:
+    max_body: int = 4 * 1024 * 1024
+    keepalive: float = 15.0
+
+
+class SessionFrontend:
+    """Streamable HTTP endpoint where every client session owns one backend session."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        factory: TransportFactory,
+        registry: SessionRegistry,
+        request_timeout: float,
+        limits: StreamableLimits | None = None,
+    ) -> None:
+        self._name = name
+        self._factory = factory
+        self._registry = registry
+        self._request_timeout = request_timeout
+        self._limits = limits or StreamableLimits()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        method = scope["method"]
+        if method == "POST":
+            await self._post(scope, receive, send, principal)
+        elif method == "GET":
+            await self._get(scope, receive, send, principal)
+        elif method == "DELETE":
+            await self._delete(scope, send, principal)
+        else:
+            await send_bytes(send, 405, b"", [(b"allow", b"GET, POST, DELETE")])
+
+    # -- POST ------------------------------------------------------------------------------------------------------
+
+    async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        try:
+            body = await read_body(receive, self._limits.max_body)
+        except BodyTooLarge:
+            limit = self._limits.max_body
+            await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {limit} bytes")
+            return
+        except ClientGone:
+            return
+        try:
+            message = jsonrpc.decode(body)
+        except ValueError:
+            await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+            return
+        if isinstance(message, list):
+            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "JSON-RPC batches are not supported")
+            return
+        if not jsonrpc.valid_message(message):
+            request_id = message.get("id") if isinstance(message, dict) else None
+            rid = request_id if isinstance(request_id, str | int) else None
+            await send_jsonrpc_error(send, 400, rid, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+            return
+        version = get_header(scope, VERSION_HEADER)
+        if version is not None and version not in HANDSHAKE_VERSIONS:
+            await send_jsonrpc_error(
+                send, 400, message.get("id"), jsonrpc.INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"
+            )
+            return
+        if message.get("method") == "initialize" and "id" in message:
+            await self._initialize(scope, receive, send, principal, message)
+            return
+        entry = await self._session(scope, send, principal, message.get("id"))
+        if entry is None:
+            return
+        if jsonrpc.is_request(message):
+            await self._request(scope, receive, send, entry, message)
+            return
+        try:
+            await entry.backend.send(message)
+        except BackendError as exc:
+            await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
+            return
+        await send_bytes(send, 202, b"")
+
+    async def _session(
+        self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
+    ) -> SessionEntry | None:
+        session_id = get_header(scope, SESSION_HEADER)
+        if session_id is None:
+            await send_jsonrpc_error(
+                send, 400, request_id, jsonrpc.INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required"
+            )
+            return None
+        entry = self._registry.get(session_id, principal.key)
+        if entry is None:
+            await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
+        return entry
+
+    async def _initialize(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, message: jsonrpc.Message
+    ) -> None:
+        if self._registry.full:
+            await send_jsonrpc_error(
+                send, 503, message["id"], BACKEND_UNAVAILABLE, "too many sessions; try again later", [(b"retry-after", b"5")]
+            )
+            return
+        backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
+        try:
+            await backend.start()
+        except BackendError as exc:
+            logger.error("cannot start backend %r: %s", self._name, exc)
+            await send_jsonrpc_error(send, 502, message["id"], BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+            return
+        entry = self._registry.add(principal.key, backend)
+        sink = QueueSink(streaming=False)
+        await backend.request(message, sink)
+        reply = await sink.queue.get()
+        if "error" in reply:
+            await self._registry.remove(entry.session_id)
+            await send_json(send, 200, reply)
+            return
+        result = reply.get("result")
+        if isinstance(result, dict):
+            entry.protocol_version = result.get("protocolVersion")
+        await send_json(send, 200, reply, [(SESSION_HEADER, entry.session_id.encode())])
+
+    async def _request(
+        self, scope: Scope, receive: Receive, send: Send, entry: SessionEntry, message: jsonrpc.Message
+    ) -> None:
+        accept = get_header(scope, b"accept") or ""
+        sink = QueueSink(streaming="text/event-stream" in accept)
+        request_id = message["id"]
+        await entry.backend.request(message, sink)
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+        stream: SSEStream | None = None
+        try:
+            while True:
+                wait = self._limits.keepalive
+                try:
+                    item = await next_or_disconnect(sink, disconnect, wait)
+                except ConnectionError:
+                    entry.backend.cancel(sink)
+                    return
+                if item is None:
+                    if sink.streaming:
+                        if stream is None:
+                            stream = SSEStream(send)
+                            await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+                        await stream.comment()
+                    continue
+                final = "method" not in item and item.get("id") == request_id
+                if stream is None:
+                    if final:
+                        await send_json(send, 200, item)
+                        return
+                    stream = SSEStream(send)
+                    await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+                await stream.event(orjson.dumps(item))
+                if final:
+                    await stream.end()
+                    return
+        except ClientGone:
+            entry.backend.cancel(sink)
+        finally:
+            disconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disconnect
+
+    # -- GET and DELETE --------------------------------------------------------------------------------------------
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+        accept = get_header(scope, b"accept") or ""
+        if "text/event-stream" not in accept:
+            await send_jsonrpc_error(send, 406, None, jsonrpc.INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream")
+            return
+        entry = await self._session(scope, send, principal, None)
+        if entry is None:
+            return
+        sink = QueueSink(streaming=True)
+        if not entry.backend.attach_stream(sink):
+            await send_jsonrpc_error(send, 409, None, jsonrpc.INVALID_REQUEST, "Conflict: a stream is already open for this session")
+            return
+        await self._pump(receive, send, entry, sink)
+
+    async def _pump(self, receive: Receive, send: Send, entry: SessionEntry, sink: QueueSink) -> None:
+        stream = SSEStream(send)
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+        try:
+            await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+            while entry.backend.alive:
+                item = await next_or_disconnect(sink, disconnect, self._limits.keepalive)
+                if item is None:
+                    await stream.comment()
+                else:
+                    await stream.event(orjson.dumps(item))
+        except (ConnectionError, ClientGone):
+            pass
+        finally:
+            entry.backend.cancel(sink)
+            disconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disconnect
+
+    async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:
+        entry = await self._session(scope, send, principal, None)
+        if entry is None:
+            return
+        await self._registry.remove(entry.session_id)
+        await send_bytes(send, 200, b"")

@@ -1,0 +1,127 @@
+"""RFC 7517 section 5 JSON Web Key Sets: the issuer's public signing keys, cached by `kid`.
+
+A token naming an unknown `kid` triggers one refetch (the issuer may have rotated its keys), at most once per
+`refetch_interval` seconds; concurrent misses wait for that same fetch. Keys older than `max_age` are refreshed on
+next use (so a key the issuer withdrew stops being trusted); if that refresh fails, the old keys stay in use.
+Symmetric (`oct`) keys and keys marked for encryption are ignored. With `auth_token_file` (a Kubernetes
+service-account token), the file is re-read on every fetch and sent as `Authorization: Bearer` to the JWKS URL only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
+
+from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, FetchError, GuardedHTTPClient
+from hivegate.errors import UnsafeURLError
+
+__all__ = ["JWKSCache", "PublicKey", "parse_jwks"]
+
+logger = logging.getLogger(__name__)
+
+PublicKey = RSAKey | ECKey | OKPKey
+
+
+def parse_jwks(doc: Any) -> dict[str, PublicKey]:
+    """The usable signature keys of a JWK Set document, by `kid`. Keys without `kid` cannot be selected and are
+    skipped; so are `oct` keys, `use: enc` keys and keys that do not import. The first key wins a duplicate `kid`."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise FetchError("JWKS document has no 'keys' list")
+    keys: dict[str, PublicKey] = {}
+    for jwk in doc["keys"]:
+        if not isinstance(jwk, dict):
+            continue
+        kid = jwk.get("kid")
+        if not isinstance(kid, str) or not kid or kid in keys:
+            continue
+        if jwk.get("kty") not in ("RSA", "EC", "OKP") or jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            key = JWKRegistry.import_key(jwk)
+        except (JoseError, ValueError, TypeError) as exc:
+            logger.info("skipping JWKS key %r: %s", kid, type(exc).__name__)
+            continue
+        if isinstance(key, RSAKey | ECKey | OKPKey):
+            keys[kid] = key
+    return keys
+
+
+class JWKSCache:
+    """The signing keys of one issuer; `get(kid)` returns the key or None when the issuer has no such key."""
+
+    def __init__(
+        self,
+        http: GuardedHTTPClient,
+        jwks_url: str | Callable[[], Awaitable[str]],
+        *,
+        auth_token_file: str | None = None,
+        refetch_interval: float = 10.0,
+        max_age: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._jwks_url = jwks_url
+        self._auth_token_file = auth_token_file
+        self._refetch_interval = refetch_interval
+        self._max_age = max_age
+        self._clock = clock
+        self._keys: dict[str, PublicKey] = {}
+        self._loaded_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch, successful or not
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str) -> PublicKey | None:
+        """The key named `kid`, refetching the set when it is unknown or stale and the rate limit allows.
+
+        Raises `FetchError`/`UnsafeURLError` only when keys are needed and none could be fetched.
+        """
+        key = self._keys.get(kid)
+        if key is not None and not self._stale():
+            return key
+        async with self._lock:
+            key = self._keys.get(kid)
+            if (key is None or self._stale()) and self._may_fetch():
+                try:
+                    await self._fetch()
+                except (FetchError, UnsafeURLError):
+                    if self._loaded_at is None:
+                        raise
+                    logger.warning("JWKS refresh failed; keeping the %d keys already known", len(self._keys))
+                key = self._keys.get(kid)
+        return key
+
+    def _stale(self) -> bool:
+        return self._loaded_at is not None and self._clock() - self._loaded_at > self._max_age
+
+    def _may_fetch(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._refetch_interval
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        url = self._jwks_url if isinstance(self._jwks_url, str) else await self._jwks_url()
+        headers = {"Accept": "application/jwk-set+json, application/json"}
+        if self._auth_token_file:
+            headers["Authorization"] = "Bearer " + await _read_token_file(Path(self._auth_token_file))
+        resp = await self._http.fetch("GET", url, headers=headers, max_bytes=DOCUMENT_MAX_BYTES)
+        if resp.status != 200:
+            raise FetchError(f"JWKS at {url} answered HTTP {resp.status}")
+        self._keys = parse_jwks(resp.json())
+        self._loaded_at = self._clock()
+        logger.debug("loaded %d signing keys from %s", len(self._keys), url)
+
+
+async def _read_token_file(path: Path) -> str:
+    try:
+        token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+    except OSError as exc:
+        raise FetchError(f"cannot read --jwks-auth-token-file {path}: {exc.strerror}") from exc
+    if not token:
+        raise FetchError(f"--jwks-auth-token-file {path} is empty")
+    return token

@@ -1,0 +1,216 @@
+"""Transports to remote MCP servers: legacy HTTP+SSE (2024-11-05) and Streamable HTTP (2025-03-26 and later).
+
+Used when the front and the backend speak different transports; the same-transport Streamable HTTP case is served
+by the reverse proxy instead. The caller's credentials are never sent: these connections carry no Authorization.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+import orjson
+
+from hivegate.backends.sse_parser import iter_events
+from hivegate.backends.transport import MessageHandler
+from hivegate.core.jsonrpc import Message
+from hivegate.errors import BackendError
+
+__all__ = ["SseClientTransport", "StreamableClientTransport"]
+
+logger = logging.getLogger("hivegate.backend.remote")
+
+
+def _deliver(data: str, on_message: MessageHandler) -> None:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        logger.warning("backend sent an event that is not JSON")
+        return
+    for item in message if isinstance(message, list) else [message]:
+        if isinstance(item, dict):
+            on_message(item)
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    while True:
+        line = await response.content.readline()
+        if not line:
+            return
+        yield line
+
+
+class SseClientTransport:
+    """One legacy SSE connection: GET the stream, wait for the `endpoint` event, POST messages there."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._client: aiohttp.ClientSession | None = None
+        self._endpoint: str | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._reason = "connection closed"
+
+    async def open(self, on_message: MessageHandler) -> None:
+        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(on_message, ready))
+        try:
+            self._endpoint = await asyncio.wait_for(asyncio.shield(ready), self._timeout)
+        except (TimeoutError, BackendError) as exc:
+            await self.close()
+            raise BackendError(f"cannot open SSE stream at {self._url}: {exc or 'timed out'}") from exc
+
+    async def _read(self, on_message: MessageHandler, ready: asyncio.Future[str]) -> None:
+        assert self._client is not None
+        try:
+            async with self._client.get(self._url, headers={"Accept": "text/event-stream"}) as resp:
+                if resp.status != 200:
+                    raise BackendError(f"HTTP {resp.status}")
+                async for event in iter_events(_lines(resp)):
+                    if event.event == "endpoint":
+                        endpoint = urljoin(self._url, event.data.strip())
+                        if urlsplit(endpoint)[:2] != urlsplit(self._url)[:2]:
+                            raise BackendError("the endpoint event points to another origin")
+                        if not ready.done():
+                            ready.set_result(endpoint)
+                    elif event.event == "message":
+                        _deliver(event.data, on_message)
+        except (aiohttp.ClientError, BackendError) as exc:
+            self._reason = f"SSE stream failed: {exc}"
+            if not ready.done():
+                ready.set_exception(BackendError(str(exc)))
+        finally:
+            if not ready.done():
+                ready.set_exception(BackendError("stream ended before the endpoint event"))
+            self._closed.set()
+
+    async def send(self, message: Message) -> None:
+        if self._client is None or self._endpoint is None or self._closed.is_set():
+            raise BackendError("SSE backend is not connected")
+        try:
+            async with self._client.post(
+                self._endpoint,
+                data=orjson.dumps(message),
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
+                if resp.status >= 300:
+                    raise BackendError(f"backend refused the message: HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        return self._reason
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._client is not None:
+            await self._client.close()
+        self._closed.set()
+
+
+class StreamableClientTransport:
+    """A client session with a Streamable HTTP server: each message is a POST; answers come as JSON or SSE."""
+
+    def __init__(self, url: str, *, timeout: float) -> None:
+        self._url = url
+        self._timeout = timeout
+        self._client: aiohttp.ClientSession | None = None
+        self._on_message: MessageHandler | None = None
+        self._session_id: str | None = None
+        self._version: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self._reason = "session ended"
+
+    async def open(self, on_message: MessageHandler) -> None:
+        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._on_message = on_message
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        if self._session_id is not None:
+            headers["Mcp-Session-Id"] = self._session_id
+        if self._version is not None:
+            headers["MCP-Protocol-Version"] = self._version
+        return headers
+
+    async def send(self, message: Message) -> None:
+        if self._client is None or self._on_message is None or self._closed.is_set():
+            raise BackendError("backend session is closed")
+        on_message = self._on_message
+        is_initialize = message.get("method") == "initialize"
+
+        def remember(item: Message) -> None:
+            if is_initialize and isinstance(item.get("result"), dict):
+                self._version = item["result"].get("protocolVersion")
+            on_message(item)
+
+        try:
+            resp = await self._client.post(
+                self._url,
+                data=orjson.dumps(message),
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._timeout),
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
+        if resp.status == 404 and self._session_id is not None:
+            resp.release()
+            self._reason = "the backend ended the session"
+            self._closed.set()
+            raise BackendError(self._reason)
+        if resp.status >= 400:
+            resp.release()
+            raise BackendError(f"backend answered HTTP {resp.status}")
+        session_id = resp.headers.get("mcp-session-id")
+        if session_id:
+            self._session_id = session_id
+        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+            task = asyncio.create_task(self._stream(resp, remember))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        if body:
+            _deliver(body.decode("utf-8", errors="replace"), remember)
+
+    async def _stream(self, resp: aiohttp.ClientResponse, on_message: MessageHandler) -> None:
+        try:
+            async for event in iter_events(_lines(resp)):
+                if event.event == "message":
+                    _deliver(event.data, on_message)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("backend stream broke: %s", exc.__class__.__name__)
+        finally:
+            resp.release()
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        return self._reason
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            if self._session_id is not None and not self._closed.is_set():
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with self._client.delete(
+                        self._url, headers=self._headers(), timeout=aiohttp.ClientTimeout(total=5)
+                    ):
+                        pass
+            await self._client.close()
+        self._closed.set()

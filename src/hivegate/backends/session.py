@@ -1,0 +1,336 @@
+"""One MCP session with a backend: request-id mapping, message routing, timeouts and restart with backoff.
+
+Every client session of a stdio (or legacy SSE) backend gets its own `BackendSession` and its own transport, so
+state never leaks between callers and every message the backend sends belongs to exactly one client.
+
+Routing of what the backend sends:
+- a response goes to the sink of the request it answers (ids are rewritten on the way in and restored on the way out,
+  so two in-flight requests can never collide, and the gateway can make requests of its own);
+- `notifications/progress` goes to the request that owns the progress token;
+- any other notification or server-to-client request goes to the session stream (the client's GET stream, or the
+  oldest in-flight request that can stream), or waits in a small buffer until one opens.
+
+When the transport dies, in-flight requests get a JSON-RPC error at once, and the transport is re-opened with
+exponential backoff; the client's `initialize` is replayed so the session carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.core.jsonrpc import Message, RequestId, error_response
+from hivegate.errors import BackendError
+
+__all__ = ["BackendSession", "Sink"]
+
+logger = logging.getLogger("hivegate.backend")
+
+BACKEND_UNAVAILABLE = -32000  # JSON-RPC "server error" range: the backend is down or did not answer in time
+_BUFFER_LIMIT = 256
+
+
+class Sink(Protocol):
+    """Where messages for one request (or one stream) go. `streaming` sinks can carry notifications."""
+
+    streaming: bool
+
+    def deliver(self, message: Message) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    original_id: RequestId
+    sink: Sink
+    method: str
+    progress_token: Any = None
+    timer: asyncio.TimerHandle | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class BackendSession:
+    def __init__(
+        self,
+        factory: TransportFactory,
+        *,
+        name: str,
+        request_timeout: float = 120.0,
+        init_timeout: float = 60.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._factory = factory
+        self._request_timeout = request_timeout
+        self._init_timeout = init_timeout
+        self._max_backoff = max_backoff
+        self._transport: Transport | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._by_original: dict[RequestId, int] = {}
+        self._progress: dict[Any, int] = {}
+        self._internal: dict[int, asyncio.Future[Message]] = {}
+        self._stream: Sink | None = None
+        self._buffer: deque[Message] = deque(maxlen=_BUFFER_LIMIT)
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._init_params: Any = None
+        self.last_used = time.monotonic()
+        self.restarts = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the transport; raises `BackendError` if it cannot start."""
+        transport = self._factory()
+        await transport.open(self._on_message)
+        self._transport = transport
+        self._ready.set()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def close(self) -> None:
+        self._closing = True
+        self._fail_all("session closed")
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self._transport is not None:
+            await self._transport.close()
+
+    @property
+    def alive(self) -> bool:
+        return not self._closing
+
+    async def _supervise(self) -> None:
+        delay = 0.5
+        up_since = time.monotonic()
+        while not self._closing:
+            assert self._transport is not None
+            reason = await self._transport.wait_closed()
+            if self._closing:
+                return
+            self._ready.clear()
+            logger.warning("backend %r went away (%s); restarting", self.name, reason)
+            self._fail_all(f"backend {self.name!r} went away: {reason}")
+            await self._transport.close()
+            if time.monotonic() - up_since > self._max_backoff:
+                delay = 0.5  # it ran fine for a while: this is a new incident, not a crash loop
+            while not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+                try:
+                    self._transport = self._factory()
+                    await self._transport.open(self._on_message)
+                    await self._replay_initialize()
+                except (BackendError, TimeoutError) as exc:
+                    logger.warning("backend %r restart failed: %s", self.name, exc)
+                    await self._transport.close()
+                    continue
+                break
+            self.restarts += 1
+            up_since = time.monotonic()
+            self._ready.set()
+            logger.info("backend %r restarted", self.name)
+
+    async def _replay_initialize(self) -> None:
+        if self._init_params is None:
+            return
+        response = await self._internal_request("initialize", self._init_params, self._init_timeout)
+        if "error" in response:
+            raise BackendError(f"initialize failed: {response['error'].get('message', 'error')}")
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def _internal_request(self, method: str, params: Any, timeout: float) -> Message:
+        gid = next(self._ids)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._internal[gid] = future
+        try:
+            await self._send({"jsonrpc": "2.0", "id": gid, "method": method, "params": params})
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._internal.pop(gid, None)
+
+    # -- client to backend -----------------------------------------------------------------------------------------
+
+    async def request(self, message: Message, sink: Sink) -> None:
+        """Forward a client request; its response (and related notifications) will be delivered to `sink`."""
+        self.last_used = time.monotonic()
+        await self._wait_ready()
+        gid = next(self._ids)
+        method = message.get("method", "")
+        params = message.get("params")
+        token = None
+        if isinstance(params, dict):
+            meta = params.get("_meta")
+            if isinstance(meta, dict):
+                token = meta.get("progressToken")
+        if method == "initialize":
+            self._init_params = params
+        pending = _Pending(original_id=message["id"], sink=sink, method=method, progress_token=token)
+        self._pending[gid] = pending
+        self._by_original[pending.original_id] = gid
+        if token is not None:
+            self._progress[token] = gid
+        self._arm_timer(gid, pending)
+        forwarded = dict(message)
+        forwarded["id"] = gid
+        try:
+            await self._send(forwarded)
+        except BackendError as exc:
+            self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
+
+    async def send(self, message: Message) -> None:
+        """Forward a client notification or a client response to a server-initiated request."""
+        self.last_used = time.monotonic()
+        if message.get("method") == "notifications/cancelled":
+            params = message.get("params")
+            if isinstance(params, dict) and "requestId" in params:
+                gid = self._by_original.get(params["requestId"])
+                if gid is None:
+                    return
+                message = {**message, "params": {**params, "requestId": gid}}
+                self._drop(gid)
+        await self._wait_ready()
+        await self._send(message)
+
+    def cancel(self, sink: Sink) -> None:
+        """The client went away: stop routing to `sink` (the requests stay in flight; their answers are dropped)."""
+        if self._stream is sink:
+            self._stream = None
+
+    async def _wait_ready(self) -> None:
+        if self._ready.is_set():
+            return
+        if self._closing:
+            raise BackendError(f"backend {self.name!r} session is closed")
+        try:
+            await asyncio.wait_for(self._ready.wait(), self._request_timeout)
+        except TimeoutError:
+            raise BackendError(f"backend {self.name!r} is restarting and did not come back in time") from None
+
+    async def _send(self, message: Message) -> None:
+        transport = self._transport
+        if transport is None:
+            raise BackendError(f"backend {self.name!r} is not running")
+        await transport.send(message)
+
+    # -- backend to client -----------------------------------------------------------------------------------------
+
+    def attach_stream(self, sink: Sink) -> bool:
+        """Attach the client's standalone stream (HTTP GET). Returns False when one is already attached."""
+        if self._stream is not None:
+            return False
+        self._stream = sink
+        while self._buffer:
+            sink.deliver(self._buffer.popleft())
+        return True
+
+    def _on_message(self, message: Message) -> None:
+        if "method" not in message:
+            self._on_response(message)
+            return
+        if message["method"] == "notifications/progress":
+            params = message.get("params")
+            gid = self._progress.get(params.get("progressToken")) if isinstance(params, dict) else None
+            pending = self._pending.get(gid) if gid is not None else None
+            if pending is not None:
+                self._arm_timer(gid, pending)  # type: ignore[arg-type]
+                if pending.sink.streaming:
+                    pending.sink.deliver(message)
+                    return
+        elif message["method"] == "notifications/cancelled":
+            params = message.get("params")
+            gid = params.get("requestId") if isinstance(params, dict) else None
+            pending = self._pending.get(gid) if isinstance(gid, int) else None
+            if pending is not None:
+                message = {**message, "params": {**params, "requestId": pending.original_id}}  # type: ignore[dict-item]
+        self._route_unassociated(message)
+
+    def _on_response(self, message: Message) -> None:
+        gid = message.get("id")
+        if not isinstance(gid, int):
+            logger.debug("backend %r sent a response with an unknown id", self.name)
+            return
+        future = self._internal.get(gid)
+        if future is not None:
+            if not future.done():
+                future.set_result(message)
+            return
+        pending = self._pending.get(gid)
+        if pending is None:
+            return  # answered after a timeout or a cancellation
+        self._finish(gid, {**message, "id": pending.original_id})
+
+    def _route_unassociated(self, message: Message) -> None:
+        if self._stream is not None:
+            self._stream.deliver(message)
+            return
+        for pending in self._pending.values():
+            if pending.sink.streaming:
+                pending.sink.deliver(message)
+                return
+        self._buffer.append(message)
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------------
+
+    def _arm_timer(self, gid: int, pending: _Pending) -> None:
+        if pending.timer is not None:
+            pending.timer.cancel()
+        loop = asyncio.get_running_loop()
+        pending.timer = loop.call_later(self._request_timeout, self._on_timeout, gid)
+
+    def _on_timeout(self, gid: int) -> None:
+        pending = self._pending.get(gid)
+        if pending is None:
+            return
+        seconds = round(self._request_timeout)
+        self._finish(
+            gid,
+            error_response(
+                pending.original_id,
+                BACKEND_UNAVAILABLE,
+                f"backend {self.name!r} did not answer {pending.method or 'the request'} within {seconds} s",
+            ),
+        )
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": gid}}
+        task = asyncio.ensure_future(self._send_quietly(cancel))
+        task.add_done_callback(lambda _t: None)
+
+    async def _send_quietly(self, message: Message) -> None:
+        with contextlib.suppress(BackendError):
+            await self._send(message)
+
+    def _drop(self, gid: int) -> _Pending | None:
+        pending = self._pending.pop(gid, None)
+        if pending is None:
+            return None
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if self._by_original.get(pending.original_id) == gid:
+            del self._by_original[pending.original_id]
+        if pending.progress_token is not None and self._progress.get(pending.progress_token) == gid:
+            del self._progress[pending.progress_token]
+        return pending
+
+    def _finish(self, gid: int, message: Message) -> None:
+        pending = self._drop(gid)
+        if pending is not None:
+            pending.sink.deliver(message)
+
+    def _fail_all(self, reason: str) -> None:
+        for gid in list(self._pending):
+            pending = self._pending[gid]
+            self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, reason))
+        for future in self._internal.values():
+            if not future.done():
+                future.set_exception(BackendError(reason))
+        self._internal.clear()
+

@@ -1,0 +1,139 @@
+"""A stdio MCP server as a child process: newline-delimited JSON-RPC on stdin/stdout, stderr to our log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+import orjson
+
+from hivegate.backends.transport import MessageHandler
+from hivegate.core.jsonrpc import Message
+from hivegate.errors import BackendError
+
+__all__ = ["StdioTransport"]
+
+logger = logging.getLogger("hivegate.backend.stdio")
+
+_LINE_LIMIT = 64 * 1024 * 1024
+
+
+class StdioTransport:
+    def __init__(
+        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, name: str = "stdio", cwd: str | None = None
+    ) -> None:
+        self._command = list(command)
+        self._env = dict(env) if env is not None else None
+        self._cwd = cwd
+        self._name = name
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()
+        self._reason = "not started"
+
+    async def open(self, on_message: MessageHandler) -> None:
+        env = None if self._env is None else {**os.environ, **self._env}
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=self._cwd,
+                limit=_LINE_LIMIT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._reason = f"cannot start {self._command[0]!r}: {exc.strerror or exc}"
+            self._closed.set()
+            raise BackendError(self._reason) from exc
+        self._tasks = [
+            asyncio.create_task(self._read_stdout(on_message)),
+            asyncio.create_task(self._read_stderr()),
+        ]
+
+    async def _read_stdout(self, on_message: MessageHandler) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        try:
+            while True:
+                try:
+                    line = await stdout.readline()
+                except ValueError:
+                    logger.warning("%s: dropped a line longer than %d bytes", self._name, _LINE_LIMIT)
+                    continue
+                if not line:
+                    break
+                try:
+                    message = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    logger.warning("%s: ignored a non-JSON line on stdout", self._name)
+                    continue
+                if isinstance(message, dict):
+                    on_message(message)
+                elif isinstance(message, list):  # a batch from an old server
+                    for item in message:
+                        if isinstance(item, dict):
+                            on_message(item)
+        except Exception:  # a bug in a handler must not leave the process unattended
+            logger.exception("%s: error while reading the backend's output", self._name)
+        finally:
+            code = await self._proc.wait()
+            self._reason = f"process exited with code {code}"
+            self._closed.set()
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        stderr = self._proc.stderr
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            logger.info("%s: %s", self._name, line.decode(errors="replace").rstrip())
+
+    async def send(self, message: Message) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or self._closed.is_set():
+            raise BackendError(f"backend {self._name!r} is not running")
+        try:
+            proc.stdin.write(orjson.dumps(message) + b"\n")
+            await proc.stdin.drain()
+        except (ConnectionError, BrokenPipeError) as exc:
+            raise BackendError(f"backend {self._name!r} is not running") from exc
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        return self._reason
+
+    async def close(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            if proc.stdin is not None:
+                with contextlib.suppress(Exception):
+                    proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 2.0)
+            except TimeoutError:
+                _signal_group(proc, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 3.0)
+                except TimeoutError:
+                    _signal_group(proc, signal.SIGKILL)
+                    await proc.wait()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 1.0)
+        self._closed.set()
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)

@@ -1,0 +1,47 @@
+"""The `hivegate` command. Subcommands import their dependencies lazily so `hivegate --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+__all__ = ["main"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (`hivegate run: error: …`) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    from hivegate import __version__
+    from hivegate.cli import run_args
+
+    parser = Parser(prog="hivegate", description="A security gateway for MCP servers.")
+    parser.add_argument("--version", action="version", version=f"hivegate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    run_args.add_run_parser(sub)
+    demo = sub.add_parser("demo", help="run a bundled demo MCP server behind JWT authentication and print how to call it")
+    demo.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "run":
+        from hivegate.cli.run import run_command
+
+        sys.exit(run_command(args, parser))
+    if args.command == "demo":
+        from hivegate.cli.demo import demo_command
+
+        sys.exit(demo_command(args))
+    parser.print_help()
+    sys.exit(2)

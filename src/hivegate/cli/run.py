@@ -1,0 +1,173 @@
+"""`hivegate run`: turn flags into a `RunConfig`, build the gateway, serve it until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import socket
+import sys
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from hivegate.authn.config import OIDCConfig
+from hivegate.config.durations import parse_duration, parse_size
+from hivegate.config.run import RunConfig, Transport
+from hivegate.errors import ConfigError, HivegateError
+
+if TYPE_CHECKING:
+    from hivegate.asgi.types import ASGIApp
+
+__all__ = ["config_from_args", "run_command", "serve_config"]
+
+_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def _derive_name(target: list[str], url: str | None) -> str:
+    if url is not None:
+        raw = urlsplit(url).hostname or "remote"
+    else:
+        words = [w for w in target if not w.startswith("-")]
+        raw = os.path.basename(words[-1] if len(words) > 1 else words[0])
+        raw = raw.rsplit(".", 1)[0] if raw.endswith((".py", ".js", ".mjs", ".ts")) else raw
+    return _NAME.sub("-", raw.lower()).strip("-") or "mcp"
+
+
+def _duration(value: str, flag: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    target: list[str] = list(args.target)
+    if not target:
+        raise ConfigError("nothing to run: give `-- COMMAND [ARGS...]` or a server URL")
+    url = target[0] if len(target) == 1 and target[0].startswith(("http://", "https://")) else None
+    transport: Transport
+    if url is not None:
+        transport = args.transport or "streamable-http"
+        if transport == "stdio":
+            raise ConfigError("--transport stdio needs a command, not a URL")
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ConfigError(f"invalid server URL {url!r}")
+    else:
+        transport = args.transport or "stdio"
+        if transport != "stdio":
+            raise ConfigError(f"--transport {transport} needs a server URL, not a command")
+    env: dict[str, str] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    origins = tuple(o.strip() for group in args.allowed_origins for o in group.split(",") if o.strip())
+    oidc_flags = [args.oidc_issuer, args.oidc_audience, args.oidc_jwks_url, args.oidc_introspection_url]
+    if args.anonymous and any(oidc_flags):
+        raise ConfigError("--anonymous cannot be combined with --oidc-* flags")
+    mode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) else "local")
+    scopes = tuple(s.strip() for s in args.oidc_scopes.split(",") if s.strip())
+    auth = OIDCConfig(
+        mode=mode,
+        issuer=args.oidc_issuer,
+        audience=args.oidc_audience,
+        jwks_url=args.oidc_jwks_url,
+        introspection_url=args.oidc_introspection_url,
+        client_id=args.oidc_client_id,
+        client_secret=args.oidc_client_secret,
+        resource_url=args.resource_url,
+        insecure_allow_http=args.oidc_insecure_allow_http,
+        jwks_allow_private_ip=args.jwks_allow_private_ip,
+        jwks_auth_token_file=args.jwks_auth_token_file,
+        ca_bundle=args.ca_bundle,
+        clock_skew=_duration(args.oidc_clock_skew, "--oidc-clock-skew"),
+        **({"scopes": scopes} if scopes else {}),
+    ).with_env_secret()
+    auth.validate()
+    try:
+        max_body = parse_size(args.max_body_size)
+    except ValueError as exc:
+        raise ConfigError(f"--max-body-size: {exc}") from None
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535 (got {args.port})")
+    if args.max_sessions < 1:
+        raise ConfigError("--max-sessions must be at least 1")
+    request_timeout = _duration(args.request_timeout, "--request-timeout")
+    if request_timeout <= 0:
+        raise ConfigError("--request-timeout must be positive")
+    return RunConfig(
+        name=args.name or _derive_name(target, url),
+        transport=transport,
+        command=() if url else tuple(target),
+        url=url,
+        env=env,
+        host=args.host,
+        port=args.port,
+        proxy_mode=args.proxy_mode,
+        auth=auth,
+        allowed_origins=origins,
+        max_body=max_body,
+        request_timeout=request_timeout,
+        session_ttl=_duration(args.session_ttl, "--session-ttl"),
+        max_sessions=args.max_sessions,
+        log_level=args.log_level,
+    )
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"hivegate run: error: {exc}", file=sys.stderr)
+        return 2
+    return serve_config(cfg)
+
+
+def serve_config(
+    cfg: RunConfig,
+    *,
+    sock: socket.socket | None = None,
+    public: dict[str, ASGIApp] | None = None,
+    banner: str | None = None,
+) -> int:
+    """Serve `cfg` in the foreground; returns the process exit code."""
+    from hivegate.asgi.server import bind, serve
+    from hivegate.workload import build_gateway
+
+    logging.basicConfig(
+        level=cfg.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if sock is None:
+        try:
+            sock = bind(cfg.host, cfg.port)
+        except OSError as exc:
+            print(f"hivegate run: error: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
+            return 2
+    try:
+        app = build_gateway(cfg, public=public)
+    except HivegateError as exc:
+        sock.close()
+        print(f"hivegate run: error: {exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}{cfg.mcp_path}"
+    if cfg.auth.mode == "local" and not cfg.loopback:
+        logging.getLogger("hivegate").warning("no authentication configured and listening on %s: anyone who can "
+                                              "reach this port acts as the local user", cfg.host)
+
+    def ready() -> None:
+        what = " ".join(cfg.command) if cfg.command else cfg.url
+        print(f"hivegate: serving {cfg.name} ({cfg.transport}: {what}) at {url}", flush=True)
+        if banner:
+            print(banner.replace("{url}", url), flush=True)
+
+    try:
+        asyncio.run(serve(app, sock, log_level=cfg.log_level, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,56 @@
+"""Flags of `hivegate run`, named as in ToolHive's `thv run` so existing command lines keep working."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_run_parser"]
+
+
+def add_run_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="put an MCP server (a stdio command or a remote URL) behind an authenticated endpoint",
+        usage="hivegate run [OPTIONS] (-- COMMAND [ARGS...] | URL)",
+        description="Run a stdio MCP server as a child process, or front a remote MCP server, and serve it over "
+        "MCP Streamable HTTP (or legacy SSE) with authentication.",
+    )
+    p.add_argument("target", nargs="*", metavar="COMMAND|URL", help="`-- COMMAND [ARGS...]` or a remote server URL")
+    g = p.add_argument_group("serving")
+    g.add_argument("--name", help="workload name (default: derived from the command or URL)")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port; the URL is printed)")
+    g.add_argument(
+        "--proxy-mode", choices=("streamable-http", "sse"), default="streamable-http", help="transport served to clients"
+    )
+    g.add_argument(
+        "--transport", choices=("stdio", "streamable-http", "sse"), help="backend transport (default: stdio for a "
+        "command, streamable-http for a URL)"
+    )
+    g.add_argument("--foreground", action="store_true", help="run in the foreground (the only mode for now)")
+    g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="environment for the stdio child")
+    g.add_argument("--allowed-origins", action="append", default=[], metavar="ORIGIN[,ORIGIN...]",
+                   help="browser origins allowed to call (default: loopback and same-host origins)")
+    g.add_argument("--max-body-size", default="4MiB", metavar="SIZE", help="largest request body accepted (default 4MiB)")
+    g.add_argument("--request-timeout", default="120s", metavar="DURATION", help="backend answer deadline (default 120s)")
+    g.add_argument("--session-ttl", default="2h", metavar="DURATION", help="idle session lifetime (default 2h)")
+    g.add_argument("--max-sessions", type=int, default=1000, help="concurrent client sessions (default 1000)")
+    g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    a = p.add_argument_group("authentication (OIDC); without these flags the caller is the local OS user")
+    a.add_argument("--anonymous", action="store_true", help="accept every caller as `anonymous` (development only)")
+    a.add_argument("--oidc-issuer", help="issuer URL; tokens' iss must equal it")
+    a.add_argument("--oidc-audience", help="expected audience (aud) of tokens")
+    a.add_argument("--oidc-jwks-url", help="JWKS URL (default: from OIDC discovery)")
+    a.add_argument("--oidc-introspection-url", help="RFC 7662 introspection endpoint for opaque tokens")
+    a.add_argument("--oidc-client-id", help="client id (for introspection)")
+    a.add_argument("--oidc-client-secret", help="client secret for introspection (or env HIVEGATE_OIDC_CLIENT_SECRET)")
+    a.add_argument("--oidc-scopes", default="", metavar="SCOPES", help="comma-separated scopes advertised in metadata")
+    a.add_argument("--oidc-insecure-allow-http", action="store_true", help="allow an http:// issuer (development)")
+    a.add_argument("--oidc-clock-skew", default="60s", metavar="DURATION", help="leeway for exp/nbf/iat (default 60s)")
+    a.add_argument("--resource-url", help="this server's canonical resource URL (RFC 9728 `resource`)")
+    a.add_argument("--jwks-auth-token-file", help="file whose content is sent as bearer token when fetching the JWKS")
+    a.add_argument("--jwks-allow-private-ip", action="store_true",
+                   help="allow JWKS/introspection URLs on private or loopback addresses")
+    a.add_argument("--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate")
+    return p

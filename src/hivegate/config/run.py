@@ -1,0 +1,40 @@
+"""What `hivegate run` runs: one MCP server (a stdio command or a remote URL) behind one authenticated endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hivegate.authn.config import OIDCConfig
+
+__all__ = ["ProxyMode", "RunConfig", "Transport"]
+
+ProxyMode = Literal["streamable-http", "sse"]
+Transport = Literal["stdio", "streamable-http", "sse"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    name: str
+    transport: Transport
+    command: tuple[str, ...] = ()
+    url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 0
+    proxy_mode: ProxyMode = "streamable-http"
+    auth: OIDCConfig = field(default_factory=lambda: OIDCConfig(mode="local"))
+    allowed_origins: tuple[str, ...] = ()
+    max_body: int = 4 * 1024 * 1024
+    request_timeout: float = 120.0
+    session_ttl: float = 7200.0
+    max_sessions: int = 1000
+    log_level: str = "info"
+
+    @property
+    def mcp_path(self) -> str:
+        return "/mcp" if self.proxy_mode == "streamable-http" else "/sse"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")

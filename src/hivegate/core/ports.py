@@ -1,0 +1,32 @@
+"""Ports: the Protocols that pluggable parts implement."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hivegate.core.principal import Principal
+
+__all__ = ["Authenticator", "TokenVerifier"]
+
+
+class TokenVerifier(Protocol):
+    """Checks one bearer token; raises `AuthenticationError("invalid_token", ...)` when it is not valid."""
+
+    async def verify(self, token: str) -> Principal: ...
+
+
+class Authenticator(Protocol):
+    """Turns the raw `Authorization` header (or its absence) into a `Principal`.
+
+    Raises `AuthenticationError` with the RFC 6750 error code on failure.
+    `realm` and `scopes` feed the `WWW-Authenticate` challenge; `authorization_servers` feeds RFC 9728 metadata.
+    """
+
+    requires_token: bool
+    realm: str | None
+    scopes: tuple[str, ...]
+    authorization_servers: tuple[str, ...]
+
+    async def authenticate(self, authorization: str | None) -> Principal: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,78 @@
+"""Assemble a gateway for one MCP server from a `RunConfig`: authenticator, backend, endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from hivegate.asgi.app import Endpoint, Gateway, GatewaySettings
+from hivegate.asgi.legacy_sse import LegacySSEFrontend
+from hivegate.asgi.reverse import ReverseProxy
+from hivegate.asgi.types import ASGIApp
+from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
+from hivegate.authn.authenticators import build_authenticator
+from hivegate.backends.registry import SessionRegistry
+from hivegate.backends.stdio import StdioTransport
+from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.config.run import RunConfig
+
+__all__ = ["build_gateway"]
+
+
+def _factory(cfg: RunConfig) -> TransportFactory:
+    if cfg.transport == "stdio":
+        command, env, name = cfg.command, cfg.env, cfg.name
+
+        def stdio() -> Transport:
+            return StdioTransport(command, env=env or None, name=name)
+
+        return stdio
+    from hivegate.backends.remote import SseClientTransport, StreamableClientTransport
+
+    url, timeout = cfg.url, cfg.request_timeout
+    assert url is not None
+    if cfg.transport == "sse":
+        return lambda: SseClientTransport(url, timeout=timeout)
+    return lambda: StreamableClientTransport(url, timeout=timeout)
+
+
+def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -> Gateway:
+    """The gateway for `cfg`; `public` adds unauthenticated routes (e.g. the demo's JWKS)."""
+    authenticator = build_authenticator(cfg.auth)
+    startup: list[Callable[[], Awaitable[None]]] = []
+    shutdown: list[Callable[[], Awaitable[None]]] = [authenticator.aclose]
+    endpoints: dict[str, Endpoint]
+    if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
+        assert cfg.url is not None
+        proxy = ReverseProxy(cfg.url, request_timeout=cfg.request_timeout, max_body=cfg.max_body, name=cfg.name)
+        startup.append(proxy.start)
+        shutdown.append(proxy.aclose)
+        endpoints = {"/mcp": proxy.handle}
+    else:
+        registry = SessionRegistry(ttl=cfg.session_ttl, max_sessions=cfg.max_sessions)
+        shutdown.insert(0, registry.close)
+        factory = _factory(cfg)
+        if cfg.proxy_mode == "streamable-http":
+            front = SessionFrontend(
+                name=cfg.name,
+                factory=factory,
+                registry=registry,
+                request_timeout=cfg.request_timeout,
+                limits=StreamableLimits(max_body=cfg.max_body),
+            )
+            endpoints = {"/mcp": front.handle}
+        else:
+            legacy = LegacySSEFrontend(
+                name=cfg.name, factory=factory, registry=registry, request_timeout=cfg.request_timeout, max_body=cfg.max_body
+            )
+            endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
+    settings = GatewaySettings(
+        endpoints=endpoints,
+        public=dict(public or {}),
+        mcp_path=cfg.mcp_path,
+        resource_url=cfg.auth.resource_url,
+        allowed_origins=cfg.allowed_origins,
+        loopback_only=cfg.loopback,
+        on_startup=tuple(startup),
+        on_shutdown=tuple(shutdown),
+    )
+    return Gateway(settings, authenticator)

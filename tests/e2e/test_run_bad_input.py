@@ -1,0 +1,132 @@
+"""Bad input gets a clear answer, the right status and code, and the gateway keeps serving."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+from support.gateway import fixture_command, hivegate_run
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
+
+
+async def _session(http: httpx.AsyncClient, url: str) -> str:
+    resp = await http.post(url, json=INIT, headers=ACCEPT)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["result"]["protocolVersion"] == "2025-06-18"
+    session = resp.headers["mcp-session-id"]
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    ack = await http.post(url, json=note, headers={**ACCEPT, "Mcp-Session-Id": session})
+    assert ack.status_code == 202
+    return session
+
+
+async def test_malformed_requests_get_jsonrpc_errors_and_nothing_breaks() -> None:
+    async with hivegate_run(["--max-body-size", "64KiB", *fixture_command()]) as gw, httpx.AsyncClient() as http:
+        session = await _session(http, gw.url)
+        headers = {**ACCEPT, "Mcp-Session-Id": session}
+
+        resp = await http.post(gw.url, content=b"{not json", headers=headers)
+        assert resp.status_code == 400
+        assert resp.json()["error"]["code"] == -32700
+
+        resp = await http.post(gw.url, json={"hello": "world"}, headers=headers)
+        assert resp.status_code == 400
+        assert resp.json()["error"]["code"] == -32600
+
+        resp = await http.post(gw.url, content=b"[" + b"1," * 40_000 + b"1]", headers=headers)
+        assert resp.status_code == 413
+
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
+        resp = await http.post(gw.url, json=call, headers={**ACCEPT, "Mcp-Session-Id": "no-such-session"})
+        assert resp.status_code == 404
+        assert resp.json()["id"] == 7
+
+        resp = await http.post(gw.url, json=call, headers=ACCEPT)
+        assert resp.status_code == 400
+
+        resp = await http.post(gw.url, json=call, headers={**headers, "MCP-Protocol-Version": "1999-01-01"})
+        assert resp.status_code == 400
+
+        unknown = {"jsonrpc": "2.0", "id": 8, "method": "no/such/method"}
+        resp = await http.post(gw.url, json=unknown, headers=headers)
+        assert resp.json()["error"]["code"] == -32601
+
+        resp = await http.post(gw.url, json=call, headers=headers)
+        assert resp.status_code == 200
+        assert resp.json()["result"]["content"][0]["text"] == "x"
+        assert resp.json()["id"] == 7
+        assert not any("Traceback" in line for line in gw.stderr)
+
+
+async def test_dns_rebinding_and_foreign_origins_are_refused() -> None:
+    async with hivegate_run(fixture_command()) as gw, httpx.AsyncClient() as http:
+        resp = await http.post(gw.url, json=INIT, headers={**ACCEPT, "Origin": "https://evil.example"})
+        assert resp.status_code == 403
+        resp = await http.post(gw.url, json=INIT, headers={**ACCEPT, "Host": "evil.example"})
+        assert resp.status_code == 403
+        resp = await http.post(gw.url, json=INIT, headers={**ACCEPT, "Origin": "http://localhost:6274"})
+        assert resp.status_code == 200
+        assert resp.headers["access-control-allow-origin"] == "http://localhost:6274"
+
+
+async def test_session_ids_are_bound_to_their_owner() -> None:
+    from support.issuer import local_issuer
+
+    async with local_issuer() as issuer:
+        args = [
+            "--oidc-issuer", issuer.url, "--oidc-audience", "hivegate-test", "--oidc-jwks-url", issuer.jwks_url,
+            "--oidc-insecure-allow-http", "--jwks-allow-private-ip", *fixture_command(),
+        ]  # fmt: skip
+        async with hivegate_run(args) as gw, httpx.AsyncClient() as http:
+            alice = {"Authorization": f"Bearer {issuer.token(sub='alice')}"}
+            bob = {"Authorization": f"Bearer {issuer.token(sub='bob')}"}
+            resp = await http.post(gw.url, json=INIT, headers={**ACCEPT, **alice})
+            session = resp.headers["mcp-session-id"]
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            resp = await http.post(gw.url, json=call, headers={**ACCEPT, **bob, "Mcp-Session-Id": session})
+            assert resp.status_code == 404
+            resp = await http.post(gw.url, json=call, headers={**ACCEPT, **alice, "Mcp-Session-Id": session})
+            assert resp.status_code == 200
+
+
+async def test_a_backend_that_cannot_start_is_a_jsonrpc_error() -> None:
+    async with hivegate_run(["--", "/nonexistent/mcp-server"]) as gw, httpx.AsyncClient() as http:
+        resp = await http.post(gw.url, json=INIT, headers=ACCEPT)
+        assert resp.status_code == 502
+        body = resp.json()
+        assert body["id"] == 1
+        assert "/nonexistent/mcp-server" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run"], "nothing to run"),
+        (["run", "--port", "abc", "--", "x"], "--port"),
+        (["run", "--oidc-issuer", "http://idp.example", "--oidc-audience", "a", "--", "x"], "--oidc-issuer"),
+        (["run", "--oidc-issuer", "https://idp.example", "--", "x"], "--oidc-audience"),
+        (["run", "--request-timeout", "soon", "--", "x"], "--request-timeout"),
+        (["run", "--ca-bundle", "/no/such/file", "--oidc-issuer", "https://i", "--oidc-audience", "a", "--", "x"],
+         "--ca-bundle"),
+        (["run", "--transport", "sse", "--", "x"], "--transport"),
+        (["run", "--no-such-flag", "--", "x"], "--no-such-flag"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_with_exit_code_2(argv: list[str], needle: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "hivegate", *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,76 @@
+"""Start `hivegate run` as a real process and wait (with a deadline, no fixed sleep) until it serves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURE = os.path.join(REPO, "tests", "fixtures", "stdio_server.py")
+_URL = re.compile(r"at (http://\S+)")
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    process: asyncio.subprocess.Process
+    stderr: list[str]
+
+    @property
+    def base(self) -> str:
+        return self.url.rsplit("/", 1)[0]
+
+
+@asynccontextmanager
+async def hivegate_run(args: Sequence[str], *, timeout: float = 30.0) -> AsyncIterator[RunningGateway]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hivegate",
+        "run",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stderr: list[str] = []
+
+    async def drain_stderr() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            stderr.append(line.decode(errors="replace").rstrip())
+
+    drain = asyncio.create_task(drain_stderr())
+    try:
+        assert proc.stdout is not None
+        url = None
+        async with asyncio.timeout(timeout):
+            while url is None:
+                line = await proc.stdout.readline()
+                if not line:
+                    await proc.wait()
+                    raise RuntimeError(f"hivegate exited with {proc.returncode}: {' | '.join(stderr[-5:])}")
+                match = _URL.search(line.decode())
+                if match:
+                    url = match.group(1)
+        yield RunningGateway(url=url, process=proc, stderr=stderr)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+
+
+def fixture_command() -> list[str]:
+    return ["--", sys.executable, FIXTURE]
