@@ -25,7 +25,6 @@ from joserfc.jwk import RSAKey
 
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
-MCP_URL_RE = re.compile(r"http://[0-9A-Za-z.\-\[\]:]+:\d+/mcp")
 
 
 def free_port() -> int:

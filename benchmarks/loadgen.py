@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import re
 import statistics
@@ -176,13 +177,21 @@ async def close_sessions(url: str, token: str | None, session_ids: Sequence[str 
 
 
 async def latency_run(
-    url: str, headers: dict[str, str], make_body: BodyFactory, warmup: int, count: int
+    url: str, headers: dict[str, str], make_body: BodyFactory, warmup: int, count: int, max_seconds: float
 ) -> LatencyStats:
-    """Sequential requests over one keep-alive connection; per-request wall time."""
+    """Sequential requests over one keep-alive connection; per-request wall time.
+
+    Stops early (with fewer samples) once the measured part has taken ``max_seconds``.
+    """
     connector = aiohttp.TCPConnector(limit=1)
     samples: list[float] = []
+    deadline = math.inf
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         for i in range(warmup + count):
+            if i == warmup:
+                deadline = time.perf_counter() + max_seconds
+            elif time.perf_counter() > deadline:
+                break
             body = make_body(i)
             start = time.perf_counter()
             await post_rpc(session, url, headers, body, i)
@@ -331,7 +340,8 @@ class StdioPeer:
         assert self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
             message = orjson.loads(line)
-            future = self._pending.pop(message.get("id"), None) if isinstance(message, dict) else None
+            request_id = message.get("id") if isinstance(message, dict) else None
+            future = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
             if future is not None and not future.done():
                 future.set_result(message)
         for future in self._pending.values():

@@ -19,6 +19,8 @@ import json
 import math
 import os
 import platform
+import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import loadgen
-from harness import BENCH_DIR, HOST, MCP_URL_RE, Identity, Processes, free_port, wait_for_port
+from harness import BENCH_DIR, HOST, Identity, Processes, free_port, wait_for_port
 
 TARGET_ADDED_P50_MS = 0.5
 TARGET_THROUGHPUT_RATIO = 0.3
@@ -49,10 +51,12 @@ class Config:
     warmup: float
     latency_count: int
     latency_warmup: int
+    latency_max_seconds: float
     help_runs: int
-    hivegate: Path | None
+    hivegate: list[str] | None  # the command that runs the hivegate CLI
     gateway_problem: str | None
     use_wrk: bool
+    gateway_cmd_note: str | None
 
 
 @dataclass
@@ -88,20 +92,23 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
 
-def find_hivegate() -> Path | None:
+def find_hivegate(override: str | None) -> list[str] | None:
+    if override:
+        return shlex.split(override)
     beside = Path(sys.executable).parent / "hivegate"
     if beside.exists():
-        return beside
+        return [str(beside)]
     found = shutil.which("hivegate")
-    return Path(found) if found else None
+    return [found] if found else None
 
 
-def gateway_problem(hivegate: Path | None) -> str | None:
+def gateway_problem(hivegate: list[str] | None) -> str | None:
     """None when ``hivegate run --help`` works, else why not."""
     if hivegate is None:
         return "no `hivegate` executable (is the package installed in the venv?)"
     try:
-        done = subprocess.run([hivegate, "run", "--help"], capture_output=True, text=True, timeout=30, check=False)
+        argv = [*hivegate, "run", "--help"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`hivegate run --help` failed: {exc}"
     if done.returncode != 0:
@@ -114,10 +121,11 @@ def start_gateway(procs: Processes, cfg: Config, identity: Identity, name: str, 
     """Start ``hivegate run`` (JWT validation on) and return the MCP URL it prints."""
     assert cfg.hivegate is not None
     port = free_port()
-    argv = [str(cfg.hivegate), "run", "--name", name, "--host", HOST, "--port", str(port)]
+    argv = [*cfg.hivegate, "run", "--name", name, "--host", HOST, "--port", str(port)]
     argv += ["--proxy-mode", "streamable-http", *identity.gateway_args(), *target]
     proc = procs.start(f"gateway-{name}", argv)
-    url = proc.wait_for_output(MCP_URL_RE, timeout=60).group(0)
+    # The banner may name the backend URL too: look for the one on our port.
+    url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60).group(0)
     wait_for_port(port, timeout=30, proc=proc)
     return url
 
@@ -164,7 +172,7 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
     for kind, url in targets.items():
         headers = loadgen.request_headers(token, sessions[kind])
         latency[kind] = await loadgen.latency_run(
-            url, headers, loadgen.tools_call, cfg.latency_warmup, cfg.latency_count
+            url, headers, loadgen.tools_call, cfg.latency_warmup, cfg.latency_count, cfg.latency_max_seconds
         )
     wrk_c1: dict[str, loadgen.WrkResult] = {}
     throughput: dict[str, float] = {}
@@ -188,9 +196,9 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
             throughput[kind], errors[kind] = result.per_second, result.errors
             report.raw[f"a_wrk_c{CONNECTIONS}_{kind}"] = asdict(result)
         else:
-            headers = [loadgen.request_headers(token, sessions[kind])] * CONNECTIONS
-            await loadgen.http_load(url, headers, cfg.warmup, loadgen.tools_call, tool)
-            stats = await loadgen.http_load(url, headers, cfg.duration, loadgen.tools_call, tool)
+            workers = [loadgen.request_headers(token, sessions[kind])] * CONNECTIONS
+            await loadgen.http_load(url, workers, cfg.warmup, loadgen.tools_call, tool)
+            stats = await loadgen.http_load(url, workers, cfg.duration, loadgen.tools_call, tool)
             throughput[kind], errors[kind] = stats.per_second, stats.errors
             report.raw[f"a_pyload_c{CONNECTIONS}_{kind}"] = asdict(stats)
     for kind, count in errors.items():
@@ -210,7 +218,7 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
         is_p50 = pct == "p50"
         report.rows.append(
             Row(
-                f"(a) {pct} latency, 1 conn (aiohttp, n={cfg.latency_count})",
+                f"(a) {pct} latency, 1 conn (aiohttp, n={direct.count}|{gateway.count if gateway else 0})",
                 fmt_ms(d_ms),
                 fmt_ms(g_ms),
                 "n/a" if added is None else f"{added:+.3f} ms",
@@ -308,7 +316,7 @@ def median_wall_ms(argv: list[str], runs: int) -> float:
 
 async def bench_help(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
     baseline = median_wall_ms([sys.executable, "-c", "pass"], cfg.help_runs)
-    gateway = median_wall_ms([str(cfg.hivegate), "--help"], cfg.help_runs) if cfg.hivegate else None
+    gateway = median_wall_ms([*cfg.hivegate, "--help"], cfg.help_runs) if cfg.hivegate else None
     report.raw["c_help_ms"] = {"python -c pass": baseline, "hivegate --help": gateway}
     report.rows.append(
         Row(
@@ -331,11 +339,16 @@ def print_table(cfg: Config, report: Report, elapsed: float) -> None:
     widths = [max(len(getattr(row, name)) for row in rows) for name in headers.__dataclass_fields__]
     mode = "quick" if cfg.quick else "full"
     load = "wrk 4 (1 thread)" if cfg.use_wrk else "python load generator (competes for the 2 cores)"
+    start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
     print()
+    print(f"hivegate benchmarks — {mode} mode, {cfg.duration:g} s per throughput run, JWT validation ON in the gateway")
     print(
-        f"hivegate benchmarks — {mode} mode: {cfg.duration:g} s per throughput run; JWT validation ON in the gateway; "
-        f"{os.cpu_count()} cores; Python {platform.python_version()}; (a) throughput load: {load}"
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {start_load:.1f} "
+        f"before / {end_load:.1f} after (anything above ~0.5 before means other work skews the figures)"
     )
+    print(f"(a) load: {load}; latency: sequential aiohttp client and wrk -c1; (b) load: aiohttp, 32 workers")
+    if cfg.gateway_cmd_note:
+        print(f"gateway command: {cfg.gateway_cmd_note}")
     if cfg.gateway_problem:
         print(f"GATEWAY NOT MEASURED: {cfg.gateway_problem}")
     line = "-+-".join("-" * width for width in widths)
@@ -362,6 +375,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="abc", help="which benchmarks to run, e.g. 'a', 'bc' (default: abc)")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator even if wrk exists")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this path")
+    parser.add_argument(
+        "--gateway-cmd", help="command that runs the hivegate CLI (default: the venv's `hivegate`), e.g. for A/B runs"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 2 if any target is missed")
     return parser.parse_args()
 
@@ -373,7 +389,7 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 def main() -> int:
     args = parse_args()
     signal.signal(signal.SIGTERM, _on_sigterm)
-    hivegate = find_hivegate()
+    hivegate = find_hivegate(args.gateway_cmd)
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     if shutil.which("wrk") is None:
         print(WRK_HINT, file=sys.stderr)
@@ -381,16 +397,19 @@ def main() -> int:
         quick=args.quick,
         duration=args.duration or (3.0 if args.quick else 10.0),
         warmup=1.0 if args.quick else 2.0,
-        latency_count=2000 if args.quick else 5000,
+        latency_count=2000 if args.quick else 5000,  # fewer if it takes longer than latency_max_seconds
         latency_warmup=200,
+        latency_max_seconds=10.0 if args.quick else 30.0,
         help_runs=10,
         hivegate=hivegate,
         gateway_problem=gateway_problem(hivegate),
         use_wrk=use_wrk,
+        gateway_cmd_note=args.gateway_cmd,
     )
     if cfg.gateway_problem:
         print(f"warning: gateway unavailable, measuring direct only: {cfg.gateway_problem}", file=sys.stderr)
     report = Report()
+    report.raw["loadavg_start"] = os.getloadavg()[0]
     started = time.perf_counter()
     benches: dict[str, Callable[[Config, Processes, Identity, Report], Coroutine[Any, Any, None]]] = {
         "a": bench_proxy,
@@ -413,9 +432,10 @@ def main() -> int:
             finally:
                 for proc in procs.running[keep:]:  # this benchmark's processes
                     procs.stop(proc)
+    report.raw["loadavg_end"] = os.getloadavg()[0]
     print_table(cfg, report, time.perf_counter() - started)
     if args.json:
-        payload = {"config": {**asdict(cfg), "hivegate": str(cfg.hivegate)}, **asdict(report)}
+        payload = {"config": asdict(cfg), **asdict(report)}
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     if report.errors:
         return 1

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from hivegate.asgi.app import Endpoint, Gateway, GatewaySettings
 from hivegate.asgi.legacy_sse import LegacySSEFrontend
 from hivegate.asgi.reverse import ReverseProxy
-from hivegate.asgi.types import ASGIApp
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
+from hivegate.asgi.types import ASGIApp
 from hivegate.authn.authenticators import build_authenticator
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
@@ -62,7 +62,11 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             endpoints = {"/mcp": front.handle}
         else:
             legacy = LegacySSEFrontend(
-                name=cfg.name, factory=factory, registry=registry, request_timeout=cfg.request_timeout, max_body=cfg.max_body
+                name=cfg.name,
+                factory=factory,
+                registry=registry,
+                request_timeout=cfg.request_timeout,
+                max_body=cfg.max_body,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
     settings = GatewaySettings(

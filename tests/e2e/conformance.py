@@ -7,13 +7,15 @@ with a `status` of SUCCESS, FAILURE, WARNING or INFO. A scenario passes when non
 failed; warnings (SHOULD-level findings) are reported apart.
 
 `start_conformance_server()` runs tests/fixtures/conformance_server.py, the SDK-built server with
-every fixture those scenarios call, over streamable HTTP on 127.0.0.1.
+every fixture those scenarios call, over streamable HTTP on 127.0.0.1. `inspector_cli()` asks the
+MCP Inspector's headless CLI for one method against an MCP URL.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -29,6 +31,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 __all__ = [
     "CONFORMANCE_SERVER",
     "ScenarioResult",
+    "inspector_cli",
     "list_server_scenarios",
     "run_server_scenarios",
     "start_conformance_server",
@@ -38,6 +41,9 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "tests" / "tools"
 NODE = TOOLS / "node_modules" / ".bin" / "node"
 CLI = TOOLS / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+INSPECTOR = (
+    TOOLS / "node_modules" / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build" / "index.js"
+)
 CONFORMANCE_SERVER = REPO / "tests" / "fixtures" / "conformance_server.py"
 
 _RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
@@ -87,7 +93,7 @@ async def list_server_scenarios() -> dict[str, list[str]]:
     scenarios: dict[str, list[str]] = {}
     for line in done.stdout.decode().splitlines():
         if match := _LISTED.match(line):
-            scenarios[match["scenario"]] = (match["versions"] or "").split(",") if match["versions"] else []
+            scenarios[match["scenario"]] = match["versions"].split(",") if match["versions"] else []
     return scenarios
 
 
@@ -103,12 +109,16 @@ async def run_server_scenarios(
 
     With `scenarios=None`, one CLI run covers `suite` ("all", "active" — all but the pending
     scenarios — or "pending"); otherwise the CLI runs once per named scenario. A scenario the CLI
-    could not run at all comes back failed with a `scenario-not-run` check carrying its output.
+    could not run at all (a named one, or any of "all") comes back failed with a `scenario-not-run`
+    check carrying the CLI's output.
     """
     _require_tools()
-    runs: list[list[str]] = (
-        [["--suite", suite]] if scenarios is None else [["--scenario", scenario] for scenario in scenarios]
-    )
+    if scenarios is not None:
+        expected = list(scenarios)
+        runs = [["--scenario", scenario] for scenario in scenarios]
+    else:
+        expected = list(await list_server_scenarios()) if suite == "all" else []
+        runs = [["--suite", suite]]
     extra = ["--spec-version", spec_version] if spec_version else []
     results: dict[str, ScenarioResult] = {}
     outputs: dict[str, str] = {}
@@ -121,13 +131,25 @@ async def run_server_scenarios(
             if match := _RESULT_DIR.match(checks_file.parent.name):
                 checks = tuple(json.loads(checks_file.read_text()))
                 results[match["scenario"]] = ScenarioResult(match["scenario"], checks)
-    for scenario in scenarios or ():
+    for scenario in expected:
         if scenario not in results:
-            not_run = {"id": "scenario-not-run", "status": "FAILURE", "errorMessage": outputs[scenario]}
+            output = outputs.get(scenario, outputs.get(suite, ""))
+            not_run = {"id": "scenario-not-run", "status": "FAILURE", "errorMessage": output}
             results[scenario] = ScenarioResult(scenario, (not_run,))
     if not results:
         raise RuntimeError("the conformance suite produced no results:\n" + "\n".join(outputs.values()))
     return results
+
+
+async def inspector_cli(url: str, method: str, *args: str, timeout: float = 60) -> Any:
+    """`mcp-inspector --cli URL --transport http --method METHOD ARGS...`; returns its JSON answer."""
+    _require_tools()
+    command = [str(NODE), str(INSPECTOR), "--cli", url, "--transport", "http", "--method", method, *args]
+    with anyio.fail_after(timeout):
+        done = await anyio.run_process(command, cwd=TOOLS, stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"inspector failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+    return json.loads(done.stdout)
 
 
 @asynccontextmanager

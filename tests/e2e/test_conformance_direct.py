@@ -10,7 +10,13 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import TextContent, TextResourceContents
 
-from e2e.conformance import CONFORMANCE_SERVER, list_server_scenarios, run_server_scenarios, start_conformance_server
+from e2e.conformance import (
+    CONFORMANCE_SERVER,
+    inspector_cli,
+    list_server_scenarios,
+    run_server_scenarios,
+    start_conformance_server,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -51,3 +57,12 @@ async def test_fixture_serves_stdio() -> None:
     assert called.content == [TextContent(type="text", text="This is a simple text response for testing.")]
     assert isinstance(read.contents[0], TextResourceContents)
     assert read.contents[0].text == "This is the content of the static text resource."
+
+
+async def test_inspector_cli_lists_and_calls_the_fixture_tools() -> None:
+    async with start_conformance_server() as url:
+        listed = await inspector_cli(url, "tools/list")
+        called = await inspector_cli(url, "tools/call", "--tool-name", "test_simple_text")
+
+    assert "test_simple_text" in {tool["name"] for tool in listed["tools"]}
+    assert called["content"] == [{"type": "text", "text": "This is a simple text response for testing."}]

@@ -49,6 +49,19 @@ async def test_authorization_code_with_pkce_logs_alice_in() -> None:
     assert identity["groups"] == ["mcp-developers"]
 
 
+async def test_authorization_without_pkce_is_refused() -> None:
+    query = {"client_id": "hivegate-web", "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid"}
+    client = web_client("hivegate-web", [REDIRECT_URI])
+    async with start_oidc_provider(clients=[client]) as provider, httpx.AsyncClient() as http:
+        response = await http.get(provider.authorization_endpoint, params=query)
+
+    assert response.status_code == 303
+    location = httpx.URL(response.headers["location"])
+    assert str(location).startswith(REDIRECT_URI)
+    assert location.params["error"] == "invalid_request"
+    assert "PKCE" in location.params["error_description"]
+
+
 async def test_opaque_tokens_are_introspected() -> None:
     async with start_oidc_provider(clients=[MACHINE_CLIENT], opaque_resources=[RESOURCE]) as provider:
         token = await provider.client_credentials_token("hivegate-machine", "machine-secret", resource=RESOURCE)

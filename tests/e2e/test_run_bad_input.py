@@ -7,6 +7,7 @@ import sys
 
 import httpx
 import pytest
+
 from support.gateway import fixture_command, hivegate_run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -47,7 +48,12 @@ async def test_malformed_requests_get_jsonrpc_errors_and_nothing_breaks() -> Non
         resp = await http.post(gw.url, content=b"[" + b"1," * 40_000 + b"1]", headers=headers)
         assert resp.status_code == 413
 
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}}}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}},
+        }
         resp = await http.post(gw.url, json=call, headers={**ACCEPT, "Mcp-Session-Id": "no-such-session"})
         assert resp.status_code == 404
         assert resp.json()["id"] == 7
@@ -117,8 +123,10 @@ async def test_a_backend_that_cannot_start_is_a_jsonrpc_error() -> None:
         (["run", "--oidc-issuer", "http://idp.example", "--oidc-audience", "a", "--", "x"], "--oidc-issuer"),
         (["run", "--oidc-issuer", "https://idp.example", "--", "x"], "--oidc-audience"),
         (["run", "--request-timeout", "soon", "--", "x"], "--request-timeout"),
-        (["run", "--ca-bundle", "/no/such/file", "--oidc-issuer", "https://i", "--oidc-audience", "a", "--", "x"],
-         "--ca-bundle"),
+        (
+            ["run", "--ca-bundle", "/no/such/file", "--oidc-issuer", "https://i", "--oidc-audience", "a", "--", "x"],
+            "--ca-bundle",
+        ),
         (["run", "--transport", "sse", "--", "x"], "--transport"),
         (["run", "--no-such-flag", "--", "x"], "--no-such-flag"),
     ],
@@ -130,3 +138,25 @@ def test_bad_flags_are_one_line_errors_with_exit_code_2(argv: list[str], needle:
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_2025_03_26_batch_gets_one_array_of_answers() -> None:
+    async with hivegate_run(fixture_command()) as gw, httpx.AsyncClient() as http:
+        session = await _session(http, gw.url)
+        batch = [
+            {
+                "jsonrpc": "2.0",
+                "id": "a",
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "1"}},
+            },
+            {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "x", "progress": 1}},
+            {"jsonrpc": "2.0", "id": "b", "method": "ping"},
+        ]
+        resp = await http.post(gw.url, json=batch, headers={**ACCEPT, "Mcp-Session-Id": session})
+        assert resp.status_code == 200
+        replies = {r["id"]: r for r in resp.json()}
+        assert replies["a"]["result"]["content"][0]["text"] == "1"
+        assert replies["b"]["result"] == {}
+        resp = await http.post(gw.url, json=[], headers={**ACCEPT, "Mcp-Session-Id": session})
+        assert resp.status_code == 400

@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+
 from support.backend import fixture_http_server, free_port
 from support.gateway import fixture_command, hivegate_run
 from support.issuer import local_issuer

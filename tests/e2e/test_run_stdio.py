@@ -10,6 +10,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
 from support.gateway import fixture_command, hivegate_run
 from support.issuer import local_issuer
 

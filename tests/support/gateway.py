@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,7 +28,9 @@ class RunningGateway:
 
 
 @asynccontextmanager
-async def hivegate_run(args: Sequence[str], *, timeout: float = 30.0) -> AsyncIterator[RunningGateway]:
+async def hivegate_run(
+    args: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningGateway]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -37,6 +39,7 @@ async def hivegate_run(args: Sequence[str], *, timeout: float = 30.0) -> AsyncIt
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     stderr: list[str] = []
 

@@ -56,11 +56,23 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            started = False
+
+            async def tracking_send(message: Message) -> None:
+                nonlocal started
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
             try:
-                await self._http(scope, receive, send)
+                await self._http(scope, receive, tracking_send)
             except Exception:
                 logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-                raise  # uvicorn answers 500 with no body when nothing was sent yet
+                if not started:  # the client gets a JSON-RPC error, never a traceback
+                    await send_json(
+                        send,
+                        500,
+                        {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "Internal error"}},
+                    )
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -93,7 +105,9 @@ class Gateway:
             return
         if b"access_token=" in scope.get("query_string", b""):
             await self._unauthorized(
-                scope, send, AuthenticationError("invalid_request", "access tokens in the query string are not accepted")
+                scope,
+                send,
+                AuthenticationError("invalid_request", "access tokens in the query string are not accepted"),
             )
             return
         try:
@@ -117,12 +131,16 @@ class Gateway:
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         if not self._auth.authorization_servers:
-            await send_json(send, 404, {"error": "not_found", "error_description": "no authorization server is configured"})
+            await send_json(
+                send, 404, {"error": "not_found", "error_description": "no authorization server is configured"}
+            )
             return
         document = protected_resource_metadata(
             self._resource(scope), list(self._auth.authorization_servers), list(self._auth.scopes)
         )
-        await send_json(send, 200, document, [(b"cache-control", b"max-age=3600"), (b"access-control-allow-origin", b"*")])
+        await send_json(
+            send, 200, document, [(b"cache-control", b"max-age=3600"), (b"access-control-allow-origin", b"*")]
+        )
 
     async def _unauthorized(self, scope: Scope, send: Send, exc: AuthenticationError) -> None:
         challenge = www_authenticate(

@@ -54,9 +54,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_bytes(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     all_headers = [(b"content-length", str(len(body)).encode()), *(headers or ())]
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body})
@@ -97,7 +95,9 @@ class SSEStream:
         head = f"event: {event}\n".encode()
         if event_id is not None:
             head += f"id: {event_id}\n".encode()
-        await self._guarded({"type": "http.response.body", "body": head + b"data: " + data + b"\n\n", "more_body": True})
+        await self._guarded(
+            {"type": "http.response.body", "body": head + b"data: " + data + b"\n\n", "more_body": True}
+        )
 
     async def comment(self, text: str = "ping") -> None:
         await self._guarded({"type": "http.response.body", "body": f": {text}\n\n".encode(), "more_body": True})

@@ -100,7 +100,9 @@ class LegacySSEFrontend:
         try:
             body = await read_body(receive, self._max_body)
         except BodyTooLarge:
-            await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes")
+            await send_jsonrpc_error(
+                send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes"
+            )
             return
         except ClientGone:
             return
@@ -110,7 +112,9 @@ class LegacySSEFrontend:
             await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
             return
         if not jsonrpc.valid_message(message):
-            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+            await send_jsonrpc_error(
+                send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"
+            )
             return
         try:
             if jsonrpc.is_request(message):

@@ -21,17 +21,17 @@ __all__ = ["ReverseProxy"]
 
 logger = logging.getLogger("hivegate.proxy")
 
-_FORWARD_REQUEST = frozenset(
-    {b"accept", b"content-type", b"mcp-session-id", b"mcp-protocol-version", b"last-event-id", b"mcp-method", b"mcp-name"}
-)
+_FORWARD_REQUEST = frozenset({b"accept", b"content-type", b"last-event-id"})  # plus every MCP `mcp-*` header
 _FORWARD_RESPONSE = frozenset(
-    {"content-type", "mcp-session-id", "mcp-protocol-version", "cache-control", "retry-after", "allow"}
+    {"content-type", "mcp-session-id", "mcp-protocol-version", "cache-control", "retry-after", "allow", "last-event-id"}
 )
 _OWNER_LIMIT = 100_000
 
 
 class ReverseProxy:
-    def __init__(self, url: str, *, request_timeout: float, max_body: int = 4 * 1024 * 1024, name: str = "remote") -> None:
+    def __init__(
+        self, url: str, *, request_timeout: float, max_body: int = 4 * 1024 * 1024, name: str = "remote"
+    ) -> None:
         self._url = url
         self._name = name
         self._max_body = max_body
@@ -42,7 +42,9 @@ class ReverseProxy:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, enable_cleanup_closed=True)
-        self._client = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self._client = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -56,7 +58,7 @@ class ReverseProxy:
         headers: dict[str, str] = {}
         session_id: str | None = None
         for key, value in scope["headers"]:
-            if key in _FORWARD_REQUEST:
+            if key in _FORWARD_REQUEST or key.startswith(b"mcp-"):
                 text = value.decode("latin-1")
                 headers[key.decode()] = text
                 if key == b"mcp-session-id":
@@ -72,7 +74,9 @@ class ReverseProxy:
             try:
                 body = await read_body(receive, self._max_body)
             except BodyTooLarge:
-                await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes")
+                await send_jsonrpc_error(
+                    send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes"
+                )
                 return
             except ClientGone:
                 return
@@ -88,8 +92,14 @@ class ReverseProxy:
         timeout = self._stream_timeout if method == "GET" else self._timeout
         started = False
         try:
-            async with self._client.request(method, self._url, data=body or None, headers=headers, timeout=timeout) as resp:
-                out = [(k.lower().encode(), v.encode("latin-1")) for k, v in resp.headers.items() if k.lower() in _FORWARD_RESPONSE]
+            async with self._client.request(
+                method, self._url, data=body or None, headers=headers, timeout=timeout
+            ) as resp:
+                out = [
+                    (k.lower().encode(), v.encode("latin-1"))
+                    for k, v in resp.headers.items()
+                    if k.lower() in _FORWARD_RESPONSE
+                ]
                 new_session = resp.headers.get("mcp-session-id")
                 if new_session is not None and new_session != session_id and resp.status < 300:
                     self._remember(new_session, principal.key)
@@ -111,7 +121,9 @@ class ReverseProxy:
                 return
             if isinstance(exc, aiohttp.ClientError):
                 logger.warning("backend %r unreachable: %s", self._name, exc.__class__.__name__)
-                await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} is unreachable")
+                await send_jsonrpc_error(
+                    send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} is unreachable"
+                )
                 return
             await send_jsonrpc_error(send, 504, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} timed out")
 

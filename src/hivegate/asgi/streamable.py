@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
@@ -96,12 +97,14 @@ class SessionFrontend:
             await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
             return
         if isinstance(message, list):
-            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "JSON-RPC batches are not supported")
+            await self._batch(scope, send, principal, message)
             return
         if not jsonrpc.valid_message(message):
             request_id = message.get("id") if isinstance(message, dict) else None
             rid = request_id if isinstance(request_id, str | int) else None
-            await send_jsonrpc_error(send, 400, rid, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message")
+            await send_jsonrpc_error(
+                send, 400, rid, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"
+            )
             return
         version = get_header(scope, VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_VERSIONS:
@@ -125,6 +128,37 @@ class SessionFrontend:
             return
         await send_bytes(send, 202, b"")
 
+    async def _batch(self, scope: Scope, send: Send, principal: Principal, batch: list[object]) -> None:
+        """A JSON-RPC batch (allowed by revision 2025-03-26): answered with one JSON array of responses."""
+        messages = [m for m in batch if jsonrpc.valid_message(m)]
+        if not batch or len(messages) != len(batch):
+            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: malformed batch")
+            return
+        typed = cast("list[jsonrpc.Message]", messages)
+        if any(m.get("method") == "initialize" for m in typed):
+            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "initialize cannot be part of a batch")
+            return
+        entry = await self._session(scope, send, principal, None)
+        if entry is None:
+            return
+        sinks: list[QueueSink] = []
+        try:
+            for message in typed:
+                if jsonrpc.is_request(message):
+                    sink = QueueSink(streaming=False)
+                    sinks.append(sink)
+                    await entry.backend.request(message, sink)
+                else:
+                    await entry.backend.send(message)
+        except BackendError as exc:
+            await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
+            return
+        if not sinks:
+            await send_bytes(send, 202, b"")
+            return
+        replies = [await _final(sink) for sink in sinks]
+        await send_json(send, 200, replies, [(SESSION_HEADER, entry.session_id.encode())])
+
     async def _session(
         self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
     ) -> SessionEntry | None:
@@ -144,7 +178,12 @@ class SessionFrontend:
     ) -> None:
         if self._registry.full:
             await send_jsonrpc_error(
-                send, 503, message["id"], BACKEND_UNAVAILABLE, "too many sessions; try again later", [(b"retry-after", b"5")]
+                send,
+                503,
+                message["id"],
+                BACKEND_UNAVAILABLE,
+                "too many sessions; try again later",
+                [(b"retry-after", b"5")],
             )
             return
         backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
@@ -214,14 +253,18 @@ class SessionFrontend:
     async def _get(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         accept = get_header(scope, b"accept") or ""
         if "text/event-stream" not in accept:
-            await send_jsonrpc_error(send, 406, None, jsonrpc.INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream")
+            await send_jsonrpc_error(
+                send, 406, None, jsonrpc.INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"
+            )
             return
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return
         sink = QueueSink(streaming=True)
         if not entry.backend.attach_stream(sink):
-            await send_jsonrpc_error(send, 409, None, jsonrpc.INVALID_REQUEST, "Conflict: a stream is already open for this session")
+            await send_jsonrpc_error(
+                send, 409, None, jsonrpc.INVALID_REQUEST, "Conflict: a stream is already open for this session"
+            )
             return
         await self._pump(receive, send, entry, sink)
 
@@ -250,3 +293,11 @@ class SessionFrontend:
             return
         await self._registry.remove(entry.session_id)
         await send_bytes(send, 200, b"")
+
+
+async def _final(sink: QueueSink) -> jsonrpc.Message:
+    """The response in a non-streaming sink (anything else delivered there is skipped)."""
+    while True:
+        item = await sink.queue.get()
+        if "method" not in item:
+            return item

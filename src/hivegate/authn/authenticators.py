@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import getpass
-import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from hivegate.authn.config import OIDCConfig
 from hivegate.authn.discovery import OIDCDiscovery
@@ -24,7 +24,7 @@ from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.core.ports import Authenticator, TokenVerifier
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
-from hivegate.oauth.bearer import extract_bearer
+from hivegate.oauth.bearer import check_b64token, extract_bearer
 
 __all__ = [
     "ANONYMOUS_ISSUER",
@@ -32,15 +32,21 @@ __all__ = [
     "LOCAL_ISSUER",
     "AnonymousAuthenticator",
     "BearerAuthenticator",
+    "CachingVerifier",
     "LocalAuthenticator",
     "build_authenticator",
 ]
 
-logger = logging.getLogger(__name__)
 
 LOCAL_ISSUER = "hivegate-local"
 ANONYMOUS_ISSUER = "hivegate-anonymous"
 LOCAL_AUDIENCE = "hivegate"
+
+
+class CachingVerifier(TokenVerifier, Protocol):
+    """A `TokenVerifier` that can answer for tokens it has already verified without doing the work again."""
+
+    def cached(self, token: str) -> Principal | None: ...
 
 
 class _NoTokenAuthenticator:
@@ -80,15 +86,19 @@ class AnonymousAuthenticator(_NoTokenAuthenticator):
 
 
 class BearerAuthenticator:
-    """Bearer tokens: JWTs verified locally, opaque tokens introspected. Owns the HTTP client it is given."""
+    """Bearer tokens: JWTs verified locally, opaque tokens introspected. Owns the HTTP client it is given.
+
+    The hot path is a token seen before: header split, then one cache lookup per verifier. Only a miss pays for the
+    `b64token` syntax check, the JWT sniffing and the verification.
+    """
 
     requires_token = True
 
     def __init__(
         self,
         *,
-        jwt_verifier: TokenVerifier | None,
-        introspector: TokenVerifier | None,
+        jwt_verifier: CachingVerifier | None,
+        introspector: CachingVerifier | None,
         realm: str | None,
         scopes: Sequence[str] = (),
         authorization_servers: Sequence[str] = (),
@@ -96,6 +106,7 @@ class BearerAuthenticator:
     ) -> None:
         self._jwt = jwt_verifier
         self._introspector = introspector
+        self._verifiers = tuple(v for v in (jwt_verifier, introspector) if v is not None)
         self._http = http
         self.realm = realm
         self.scopes = tuple(scopes)
@@ -103,7 +114,12 @@ class BearerAuthenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind `Authorization: Bearer <token>`; `AuthenticationError` when there is none."""
-        token = extract_bearer(authorization)
+        token = extract_bearer(authorization, check_syntax=False)
+        for verifier in self._verifiers:
+            principal = verifier.cached(token)
+            if principal is not None:
+                return principal
+        check_b64token(token)
         if self._jwt is not None and looks_like_jwt(token):
             return await self._jwt.verify(token)
         if self._introspector is not None:

@@ -83,6 +83,10 @@ class Introspector(ABC):
         self._clock = clock
         self._cache = PrincipalCache(cache_size, clock=clock)
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token found active earlier, while its cache entry lasts; no request is made."""
+        return self._cache.get(token)
+
     async def verify(self, token: str) -> Principal:
         """The principal of an active token; `AuthenticationError("invalid_token", …)` otherwise."""
         cached = self._cache.get(token)

@@ -12,11 +12,11 @@ import binascii
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 from joserfc import jws
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jws import JWSRegistry
 from joserfc.util import urlsafe_b64decode
 
@@ -42,7 +42,7 @@ class _Registry(JWSRegistry):
 
     max_header_length = 4096  # room for x5c/x5t headers some issuers add
 
-    def get_alg(self, name: str) -> Any:
+    def get_alg(self, name: str) -> JWSAlgModel:
         if name not in ALLOWED_ALGORITHMS:
             raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
         return self.algorithms[name]
@@ -86,6 +86,10 @@ class JWTVerifier:
         self._skew = clock_skew
         self._clock = clock
         self._cache = PrincipalCache(cache_size, clock=clock)
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified earlier and not yet expired, without verifying anything."""
+        return self._cache.get(token)
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; `AuthenticationError("invalid_token", …)` otherwise."""

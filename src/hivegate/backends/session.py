@@ -333,4 +333,3 @@ class BackendSession:
             if not future.done():
                 future.set_exception(BackendError(reason))
         self._internal.clear()
-

@@ -17,7 +17,8 @@ class ServerSentEvent:
 
 async def iter_events(lines: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
     """Turn the lines of an SSE body into events; comments and unknown fields are ignored."""
-    event, data, event_id = "message", [], None
+    event, event_id = "message", None
+    data: list[str] = []
     async for raw in lines:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:

@@ -24,7 +24,12 @@ _LINE_LIMIT = 64 * 1024 * 1024
 
 class StdioTransport:
     def __init__(
-        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, name: str = "stdio", cwd: str | None = None
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        name: str = "stdio",
+        cwd: str | None = None,
     ) -> None:
         self._command = list(command)
         self._env = dict(env) if env is not None else None
@@ -58,7 +63,8 @@ class StdioTransport:
         ]
 
     async def _read_stdout(self, on_message: MessageHandler) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         stdout = self._proc.stdout
         try:
             while True:
@@ -88,7 +94,8 @@ class StdioTransport:
             self._closed.set()
 
     async def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
+        assert self._proc is not None
+        assert self._proc.stderr is not None
         stderr = self._proc.stderr
         while True:
             try:

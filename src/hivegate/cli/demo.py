@@ -30,7 +30,9 @@ def demo_command(args: argparse.Namespace) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        print(f"hivegate demo: error: --port: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"hivegate demo: error: --port: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
         return 2
     host, port = sock.getsockname()[:2]
     issuer = f"http://{host}:{port}"
@@ -62,19 +64,34 @@ def demo_command(args: argparse.Namespace) -> int:
         auth=auth,
         log_level="warning",
     )
-    banner = f"""
-A demo MCP server (tools: echo, add, utc_now) is behind JWT authentication at {{url}}
-Token for demo-user (valid 1 h):
-
-  export TOKEN={token}
-
-Try it:
-  curl -si {{url}}    # no token: 401 with WWW-Authenticate
-  curl -s {{url}} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-       -H 'Accept: application/json, text/event-stream' \\
-       -d '{{{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{{{"protocolVersion":"2025-11-25","capabilities":{{{{}}}},"clientInfo":{{{{"name":"curl","version":"1"}}}}}}}}}}}}'
-  npx @modelcontextprotocol/inspector --cli {{url}} --transport http --header "Authorization: Bearer $TOKEN" --method tools/list
-
-Press Ctrl+C to stop."""
-    banner = banner.replace("{{", "{").replace("}}", "}")
+    init = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "curl", "version": "1"},
+            },
+        }
+    ).decode()
+    banner = "\n".join(
+        [
+            "",
+            "A demo MCP server (tools: echo, add, utc_now) is behind JWT authentication at {url}",
+            "Token for demo-user (valid 1 h):",
+            "",
+            f"  export TOKEN={token}",
+            "",
+            "Try it:",
+            "  curl -si {url}    # no token: 401 with WWW-Authenticate",
+            '  curl -si {url} -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\',
+            f"       -H 'Accept: application/json, text/event-stream' -d '{init}'",
+            "  npx @modelcontextprotocol/inspector --cli {url} --transport http \\",
+            '       --header "Authorization: Bearer $TOKEN" --method tools/list',
+            "",
+            "Press Ctrl+C to stop.",
+        ]
+    )
     return serve_config(cfg, sock=sock, public={"/.well-known/jwks.json": jwks_endpoint}, banner=banner)

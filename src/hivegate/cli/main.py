@@ -25,7 +25,9 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"hivegate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     run_args.add_run_parser(sub)
-    demo = sub.add_parser("demo", help="run a bundled demo MCP server behind JWT authentication and print how to call it")
+    demo = sub.add_parser(
+        "demo", help="run a bundled demo MCP server behind JWT authentication and print how to call it"
+    )
     demo.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     return parser

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import socket
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.config import AuthMode, OIDCConfig
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
@@ -69,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     oidc_flags = [args.oidc_issuer, args.oidc_audience, args.oidc_jwks_url, args.oidc_introspection_url]
     if args.anonymous and any(oidc_flags):
         raise ConfigError("--anonymous cannot be combined with --oidc-* flags")
-    mode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) else "local")
+    mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) else "local")
     scopes = tuple(s.strip() for s in args.oidc_scopes.split(",") if s.strip())
     auth = OIDCConfig(
         mode=mode,
@@ -85,8 +87,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         jwks_auth_token_file=args.jwks_auth_token_file,
         ca_bundle=args.ca_bundle,
         clock_skew=_duration(args.oidc_clock_skew, "--oidc-clock-skew"),
-        **({"scopes": scopes} if scopes else {}),
     ).with_env_secret()
+    if scopes:
+        auth = replace(auth, scopes=scopes)
     auth.validate()
     try:
         max_body = parse_size(args.max_body_size)
@@ -145,7 +148,9 @@ def serve_config(
         try:
             sock = bind(cfg.host, cfg.port)
         except OSError as exc:
-            print(f"hivegate run: error: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
+            print(
+                f"hivegate run: error: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr
+            )
             return 2
     try:
         app = build_gateway(cfg, public=public)
@@ -157,8 +162,10 @@ def serve_config(
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}{cfg.mcp_path}"
     if cfg.auth.mode == "local" and not cfg.loopback:
-        logging.getLogger("hivegate").warning("no authentication configured and listening on %s: anyone who can "
-                                              "reach this port acts as the local user", cfg.host)
+        logging.getLogger("hivegate").warning(
+            "no authentication configured and listening on %s: anyone who can reach this port acts as the local user",
+            cfg.host,
+        )
 
     def ready() -> None:
         what = " ".join(cfg.command) if cfg.command else cfg.url
@@ -166,8 +173,6 @@ def serve_config(
         if banner:
             print(banner.replace("{url}", url), flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, sock, log_level=cfg.log_level, on_ready=ready))
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -22,18 +22,33 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     g.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port; the URL is printed)")
     g.add_argument(
-        "--proxy-mode", choices=("streamable-http", "sse"), default="streamable-http", help="transport served to clients"
+        "--proxy-mode",
+        choices=("streamable-http", "sse"),
+        default="streamable-http",
+        help="transport served to clients",
     )
     g.add_argument(
-        "--transport", choices=("stdio", "streamable-http", "sse"), help="backend transport (default: stdio for a "
-        "command, streamable-http for a URL)"
+        "--transport",
+        choices=("stdio", "streamable-http", "sse"),
+        help="backend transport (default: stdio for a command, streamable-http for a URL)",
     )
     g.add_argument("--foreground", action="store_true", help="run in the foreground (the only mode for now)")
-    g.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="environment for the stdio child")
-    g.add_argument("--allowed-origins", action="append", default=[], metavar="ORIGIN[,ORIGIN...]",
-                   help="browser origins allowed to call (default: loopback and same-host origins)")
-    g.add_argument("--max-body-size", default="4MiB", metavar="SIZE", help="largest request body accepted (default 4MiB)")
-    g.add_argument("--request-timeout", default="120s", metavar="DURATION", help="backend answer deadline (default 120s)")
+    g.add_argument(
+        "-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="environment for the stdio child"
+    )
+    g.add_argument(
+        "--allowed-origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN[,ORIGIN...]",
+        help="browser origins allowed to call (default: loopback and same-host origins)",
+    )
+    g.add_argument(
+        "--max-body-size", default="4MiB", metavar="SIZE", help="largest request body accepted (default 4MiB)"
+    )
+    g.add_argument(
+        "--request-timeout", default="120s", metavar="DURATION", help="backend answer deadline (default 120s)"
+    )
     g.add_argument("--session-ttl", default="2h", metavar="DURATION", help="idle session lifetime (default 2h)")
     g.add_argument("--max-sessions", type=int, default=1000, help="concurrent client sessions (default 1000)")
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -50,7 +65,12 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     a.add_argument("--oidc-clock-skew", default="60s", metavar="DURATION", help="leeway for exp/nbf/iat (default 60s)")
     a.add_argument("--resource-url", help="this server's canonical resource URL (RFC 9728 `resource`)")
     a.add_argument("--jwks-auth-token-file", help="file whose content is sent as bearer token when fetching the JWKS")
-    a.add_argument("--jwks-allow-private-ip", action="store_true",
-                   help="allow JWKS/introspection URLs on private or loopback addresses")
-    a.add_argument("--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate")
+    a.add_argument(
+        "--jwks-allow-private-ip",
+        action="store_true",
+        help="allow JWKS/introspection URLs on private or loopback addresses",
+    )
+    a.add_argument(
+        "--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate"
+    )
     return p

@@ -9,18 +9,19 @@ import re
 
 from hivegate.errors import AuthenticationError
 
-__all__ = ["extract_bearer", "www_authenticate"]
+__all__ = ["check_b64token", "extract_bearer", "www_authenticate"]
 
 # RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def extract_bearer(authorization: str | None) -> str:
+def extract_bearer(authorization: str | None, *, check_syntax: bool = True) -> str:
     """Return the token of an `Authorization: Bearer <token>` header (RFC 6750 section 2.1).
 
-    The scheme is matched case-insensitively. A missing or empty header, another scheme, or a token that is not a
-    `b64token` raises `AuthenticationError("invalid_request", …)`.
+    The scheme is matched case-insensitively. A missing or empty header, another scheme, or (unless `check_syntax`
+    is false) a token that is not a `b64token` raises `AuthenticationError("invalid_request", …)`. Skipping the
+    syntax check is for callers that look the token up among ones already checked, and call `check_b64token` on a miss.
     """
     if authorization is None or not authorization.strip():
         raise AuthenticationError("invalid_request", "Missing Authorization header")
@@ -30,9 +31,15 @@ def extract_bearer(authorization: str | None) -> str:
     token = token.strip()
     if not token:
         raise AuthenticationError("invalid_request", "Bearer token is empty")
+    if check_syntax:
+        check_b64token(token)
+    return token
+
+
+def check_b64token(token: str) -> None:
+    """Raise `AuthenticationError("invalid_request", …)` unless `token` is an RFC 6750 section 2.1 `b64token`."""
     if _B64TOKEN.fullmatch(token) is None:
         raise AuthenticationError("invalid_request", "Bearer token is malformed")
-    return token
 
 
 def _quote(value: str) -> str:

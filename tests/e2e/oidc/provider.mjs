@@ -52,6 +52,9 @@ const DEFAULTS = {
   accessTokenTTL: 3600,
 };
 
+// Account claims never copied into an access token: the provider sets these itself.
+const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'cnf']);
+
 function loadConfig() {
   const { values } = parseArgs({
     options: {
@@ -89,7 +92,6 @@ function accountFor(config, accountId) {
 
 function buildProvider(config, issuer) {
   const opaque = new Set(config.opaqueResources);
-  const claimNames = new Set(Object.values(config.accounts).flatMap(Object.keys));
   const extraScopes = config.resourceScope.split(' ').filter((s) => !['openid', 'offline_access'].includes(s));
 
   const provider = new Provider(issuer, {
@@ -108,9 +110,9 @@ function buildProvider(config, issuer) {
     ttl: { AccessToken: config.accessTokenTTL, ClientCredentials: config.accessTokenTTL },
     findAccount: (ctx, sub) => accountFor(config, sub),
     async extraTokenClaims(ctx, token) {
-      if (!token.accountId) return undefined;
-      const claims = config.accounts[token.accountId] ?? {};
-      return Object.fromEntries(Object.entries(claims).filter(([name]) => claimNames.has(name)));
+      const claims = token.accountId ? config.accounts[token.accountId] : undefined;
+      if (!claims) return undefined;
+      return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));
     },
     // Auto-consent: every authorization request is granted what it asks for.
     async loadExistingGrant(ctx) {

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from authn_idp import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    GITHUB_CLIENT_ID,
+    GITHUB_CLIENT_SECRET,
+    FakeClock,
+    LocalIdP,
+    basic,
+)
+
+from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig
+from hivegate.authn.introspection import (
+    GitHubIntrospector,
+    GoogleTokenInfoIntrospector,
+    Introspector,
+    RFC7662Introspector,
+    basic_auth,
+    build_introspector,
+)
+from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.errors import AuthenticationError
+
+pytestmark = pytest.mark.anyio
+
+
+def rfc7662(
+    idp: LocalIdP, http: GuardedHTTPClient, *, secret: str = CLIENT_SECRET, **options: Any
+) -> RFC7662Introspector:
+    return RFC7662Introspector(
+        http,
+        f"{idp.base}/introspect",
+        client_id=CLIENT_ID,
+        client_secret=secret,
+        issuer=idp.issuer,
+        audience=AUDIENCE,
+        **options,
+    )
+
+
+def active(idp: LocalIdP, **claims: Any) -> dict[str, Any]:
+    answer = {"active": True, "sub": "carol", "iss": idp.issuer, "aud": AUDIENCE, "exp": int(time.time()) + 300}
+    answer.update(claims)
+    return {k: v for k, v in answer.items() if v is not None}
+
+
+async def refused(introspector: Introspector, token: str) -> str:
+    with pytest.raises(AuthenticationError) as info:
+        await introspector.verify(token)
+    assert info.value.error == "invalid_token"
+    return info.value.description
+
+
+def test_basic_auth_form_encodes_credentials() -> None:
+    assert basic_auth("client", "secret") == basic("client", "secret")
+    assert basic_auth("a b", "c:d/é") == basic("a+b", "c%3Ad%2F%C3%A9")
+
+
+async def test_active_token_yields_an_opaque_principal_and_sends_client_credentials(
+    idp: LocalIdP, http: GuardedHTTPClient
+) -> None:
+    idp.introspection["opaque-1"] = active(idp, scope="mcp:tools", client_id="cli")
+    principal = await rfc7662(idp, http).verify("opaque-1")
+    assert (principal.subject, principal.issuer, principal.kind) == ("carol", idp.issuer, "opaque")
+    assert principal.claims["scope"] == "mcp:tools"
+    assert principal.expires_at == idp.introspection["opaque-1"]["exp"]
+    assert idp.introspection_auth == [basic(quote_plus(CLIENT_ID), quote_plus(CLIENT_SECRET))]
+    assert idp.introspection_forms == [{"token": "opaque-1", "token_type_hint": "access_token"}]
+
+
+async def test_inactive_token_is_refused_and_not_cached(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    introspector = rfc7662(idp, http)
+    assert await refused(introspector, "revoked") == "Token is not active"
+    assert await refused(introspector, "revoked") == "Token is not active"
+    assert idp.count("introspect") == 2
+
+
+@pytest.mark.parametrize(
+    ("claims", "description"),
+    [
+        ({"exp": int(time.time()) - 120}, "Token has expired"),
+        ({"iss": "https://evil.example"}, "Token issuer is not trusted"),
+        ({"aud": "https://other.example"}, "Token audience does not include this server"),
+        ({"sub": None}, "Invalid authentication claims"),
+        ({"active": "true"}, "Token is not active"),
+    ],
+)
+async def test_bad_introspection_answers_are_refused(
+    idp: LocalIdP, http: GuardedHTTPClient, claims: dict[str, Any], description: str
+) -> None:
+    idp.introspection["tok"] = active(idp, **claims)
+    assert await refused(rfc7662(idp, http), "tok") == description
+
+
+async def test_iss_and_aud_are_optional_in_the_answer(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.introspection["tok"] = active(idp, iss=None, aud=None)
+    principal = await rfc7662(idp, http).verify("tok")
+    assert principal.issuer == idp.issuer
+
+
+async def test_positive_answers_are_cached_until_exp(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    clock = FakeClock()
+    introspector = rfc7662(idp, http, clock=clock, clock_skew=0)
+    idp.introspection["tok"] = active(idp, exp=int(clock.now) + 120)
+    first = await introspector.verify("tok")
+    assert await introspector.verify("tok") is first
+    assert idp.count("introspect") == 1
+    clock.advance(121)
+    assert await refused(introspector, "tok") == "Token has expired"
+    assert idp.count("introspect") == 2
+
+
+async def test_answers_without_exp_are_cached_for_a_minute(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    clock = FakeClock()
+    introspector = rfc7662(idp, http, clock=clock)
+    idp.introspection["tok"] = active(idp, exp=None)
+    await introspector.verify("tok")
+    clock.advance(59)
+    await introspector.verify("tok")
+    assert idp.count("introspect") == 1
+    del idp.introspection["tok"]  # revoked at the issuer
+    clock.advance(2)
+    assert await refused(introspector, "tok") == "Token is not active"
+    assert idp.count("introspect") == 2
+
+
+async def test_endpoint_refusing_our_credentials_is_an_invalid_token(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.introspection["tok"] = active(idp)
+    description = await refused(rfc7662(idp, http, secret="wrong"), "tok")
+    assert description == "Unable to validate token: the introspection endpoint is unavailable"
+
+
+async def test_oversized_introspection_answer_is_refused(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.introspection["tok"] = active(idp, padding="x" * 70_000)
+    description = await refused(rfc7662(idp, http), "tok")
+    assert description == "Unable to validate token: the introspection endpoint is unavailable"
+
+
+async def test_google_tokeninfo(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    exp = int(time.time()) + 300
+    idp.tokeninfo["ya29.good"] = {"aud": "client-123", "sub": "1089", "scope": "openid email", "exp": str(exp)}
+    idp.tokeninfo["ya29.other-app"] = {"aud": "client-999", "sub": "1089", "exp": str(exp)}
+    google = GoogleTokenInfoIntrospector(http, audience="client-123", url=f"{idp.base}/tokeninfo")
+    principal = await google.verify("ya29.good")
+    assert (principal.subject, principal.issuer) == ("1089", "https://accounts.google.com")
+    assert principal.claims["exp"] == exp
+    assert principal.expires_at == exp
+    assert await refused(google, "ya29.other-app") == "Token audience does not include this server"
+    assert await refused(google, "ya29.unknown") == "Token is not active"
+
+
+async def test_github_token_check(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.github["gho_good"] = {
+        "id": 1,
+        "token": "gho_good",
+        "user": {"login": "octocat", "id": 583231, "name": "The Octocat", "email": None},
+        "scopes": ["repo", "read:org"],
+        "expires_at": None,
+    }
+    github = GitHubIntrospector(http, client_id=GITHUB_CLIENT_ID, client_secret=GITHUB_CLIENT_SECRET, api_base=idp.base)
+    principal = await github.verify("gho_good")
+    assert (principal.subject, principal.issuer, principal.kind) == ("583231", "https://github.com", "opaque")
+    assert principal.claims["login"] == "octocat"
+    assert principal.claims["scopes"] == ["repo", "read:org"]
+    assert principal.claims["aud"] == "https://github.com"
+    assert "token" not in principal.claims
+    assert idp.github_calls == [
+        (
+            f"/applications/{GITHUB_CLIENT_ID}/token",
+            basic(GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET),
+            {"access_token": "gho_good"},
+        )
+    ]
+    assert await refused(github, "gho_other_app") == "Token is not active"
+
+
+def test_build_introspector_picks_the_dialect_from_the_url() -> None:
+    http = GuardedHTTPClient()
+    base = {"issuer": "https://idp.example", "audience": "aud", "client_id": "c", "client_secret": "s"}
+    picks = {
+        GOOGLE_TOKENINFO_URL: GoogleTokenInfoIntrospector,
+        "https://api.github.com/applications/c/token": GitHubIntrospector,
+        "https://idp.example/oauth2/introspect": RFC7662Introspector,
+    }
+    for url, kind in picks.items():
+        assert type(build_introspector(OIDCConfig(introspection_url=url, **base), http)) is kind

@@ -1,0 +1,183 @@
+"""BackendSession routing, with an in-memory transport standing in for a backend process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import pytest
+
+from hivegate.backends.session import BackendSession
+from hivegate.backends.transport import MessageHandler
+from hivegate.core.jsonrpc import Message
+from hivegate.errors import BackendError
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeBackend:
+    """Answers requests by echoing their method; `die()` simulates the process exiting."""
+
+    instances: ClassVar[list[FakeBackend]] = []
+
+    def __init__(self, *, fail_open: bool = False) -> None:
+        self.sent: list[Message] = []
+        self.on_message: MessageHandler | None = None
+        self.closed = asyncio.Event()
+        self.fail_open = fail_open
+        self.auto_answer = True
+        FakeBackend.instances.append(self)
+
+    async def open(self, on_message: MessageHandler) -> None:
+        if self.fail_open:
+            raise BackendError("cannot start")
+        self.on_message = on_message
+
+    async def send(self, message: Message) -> None:
+        if self.closed.is_set():
+            raise BackendError("gone")
+        self.sent.append(message)
+        if self.auto_answer and "id" in message and "method" in message:
+            assert self.on_message is not None
+            self.on_message({"jsonrpc": "2.0", "id": message["id"], "result": {"method": message["method"]}})
+
+    def emit(self, message: Message) -> None:
+        assert self.on_message is not None
+        self.on_message(message)
+
+    def die(self) -> None:
+        self.closed.set()
+
+    async def wait_closed(self) -> str:
+        await self.closed.wait()
+        return "exited"
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+class ListSink:
+    def __init__(self, streaming: bool = True) -> None:
+        self.streaming = streaming
+        self.items: list[Message] = []
+        self.event = asyncio.Event()
+
+    def deliver(self, message: Message) -> None:
+        self.items.append(message)
+        self.event.set()
+
+
+def request(rid: Any, method: str = "tools/call", **params: Any) -> Message:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    FakeBackend.instances.clear()
+
+
+async def test_ids_are_rewritten_and_restored() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    a, b = ListSink(), ListSink()
+    await session.request(request("same"), a)
+    await session.request(request("same", "ping"), b)
+    backend = FakeBackend.instances[0]
+    assert [m["id"] for m in backend.sent] == [1, 2]
+    assert a.items == [{"jsonrpc": "2.0", "id": "same", "result": {"method": "tools/call"}}]
+    assert b.items == [{"jsonrpc": "2.0", "id": "same", "result": {"method": "ping"}}]
+    await session.close()
+
+
+async def test_progress_goes_to_the_request_that_owns_the_token_and_logs_to_the_stream() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    backend = FakeBackend.instances[0]
+    backend.auto_answer = False
+    first, second, stream = ListSink(), ListSink(), ListSink()
+    await session.request(request(1, _meta={"progressToken": "p1"}), first)
+    await session.request(request(2, _meta={"progressToken": "p2"}), second)
+    backend.emit(
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "p2", "progress": 1}}
+    )
+    assert second.items[0]["params"]["progressToken"] == "p2"
+    assert first.items == []
+    log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "x"}}
+    backend.emit(log)
+    assert first.items == [log]  # no stream yet: the oldest in-flight request that can stream carries it
+    assert session.attach_stream(stream)
+    backend.emit(log)
+    assert stream.items == [log]
+    assert not session.attach_stream(ListSink())
+    await session.close()
+
+
+async def test_unrouted_notifications_wait_for_a_stream() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    note = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    FakeBackend.instances[0].emit(note)
+    stream = ListSink()
+    session.attach_stream(stream)
+    assert stream.items == [note]
+    await session.close()
+
+
+async def test_cancellation_maps_the_request_id() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    backend = FakeBackend.instances[0]
+    backend.auto_answer = False
+    sink = ListSink()
+    await session.request(request("r-1"), sink)
+    await session.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "r-1"}})
+    assert backend.sent[-1]["params"]["requestId"] == backend.sent[0]["id"]
+    backend.emit({"jsonrpc": "2.0", "id": backend.sent[0]["id"], "result": {}})
+    assert sink.items == []  # a cancelled request's late answer is dropped
+    await session.close()
+
+
+async def test_death_fails_in_flight_requests_and_restart_replays_initialize() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    init_sink = ListSink()
+    await session.request(request(0, "initialize", protocolVersion="2025-11-25"), init_sink)
+    first = FakeBackend.instances[0]
+    first.auto_answer = False
+    pending = ListSink()
+    await session.request(request(5), pending)
+    first.die()
+    async with asyncio.timeout(5):
+        await pending.event.wait()
+    assert pending.items[0]["id"] == 5
+    assert "went away" in pending.items[0]["error"]["message"]
+    sink = ListSink()
+    async with asyncio.timeout(5):
+        await session.request(request(6, "tools/list"), sink)
+    second = FakeBackend.instances[1]
+    assert [m.get("method") for m in second.sent] == ["initialize", "notifications/initialized", "tools/list"]
+    assert second.sent[0]["params"] == {"protocolVersion": "2025-11-25"}
+    assert sink.items[0]["result"] == {"method": "tools/list"}
+    assert session.restarts == 1
+    await session.close()
+
+
+async def test_a_request_without_answer_times_out_with_a_jsonrpc_error() -> None:
+    session = BackendSession(FakeBackend, name="slowpoke", request_timeout=0.05)
+    await session.start()
+    FakeBackend.instances[0].auto_answer = False
+    sink = ListSink()
+    await session.request(request(9), sink)
+    async with asyncio.timeout(5):
+        await sink.event.wait()
+    assert sink.items[0]["error"]["code"] == -32000
+    assert "did not answer" in sink.items[0]["error"]["message"]
+    await asyncio.sleep(0)
+    assert FakeBackend.instances[0].sent[-1]["method"] == "notifications/cancelled"
+    await session.close()
+
+
+async def test_a_backend_that_cannot_start_raises() -> None:
+    session = BackendSession(lambda: FakeBackend(fail_open=True), name="t")
+    with pytest.raises(BackendError):
+        await session.start()
