@@ -19,7 +19,7 @@ from hivegate.core.ports import Authenticator
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
-from hivegate.oauth.metadata import protected_resource_metadata
+from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
 
@@ -126,8 +126,8 @@ class Gateway:
         return f"{scope.get('scheme', 'http')}://{host}{self._settings.mcp_path}"
 
     def _metadata_url(self, scope: Scope) -> str:
-        parts = urlsplit(self._resource(scope))
-        return f"{parts.scheme}://{parts.netloc}{PRM_PREFIX}{parts.path.rstrip('/')}"
+        resource = self._resource(scope)
+        return resource_metadata_url(resource, urlsplit(resource).path)
 
     async def _metadata(self, scope: Scope, send: Send) -> None:
         if not self._auth.authorization_servers:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import cast
@@ -42,6 +43,8 @@ logger = logging.getLogger("hivegate.streamable")
 SESSION_HEADER = b"mcp-session-id"
 VERSION_HEADER = b"mcp-protocol-version"
 HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+MODERN_VERSIONS = frozenset({"2026-07-28"})  # stateless: no initialize, no session, `_meta` on every request
+_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 SESSION_NOT_FOUND = -32001
 
 
@@ -107,7 +110,7 @@ class SessionFrontend:
             )
             return
         version = get_header(scope, VERSION_HEADER)
-        if version is not None and version not in HANDSHAKE_VERSIONS:
+        if version is not None and version not in HANDSHAKE_VERSIONS and version not in MODERN_VERSIONS:
             await send_jsonrpc_error(
                 send, 400, message.get("id"), jsonrpc.INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"
             )
@@ -115,11 +118,14 @@ class SessionFrontend:
         if message.get("method") == "initialize" and "id" in message:
             await self._initialize(scope, receive, send, principal, message)
             return
+        if get_header(scope, SESSION_HEADER) is None and jsonrpc.is_request(message) and _is_modern(message):
+            await self._modern(scope, receive, send, principal, message)
+            return
         entry = await self._session(scope, send, principal, message.get("id"))
         if entry is None:
             return
         if jsonrpc.is_request(message):
-            await self._request(scope, receive, send, entry, message)
+            await self._request(receive, send, entry.backend, message, _session_headers(entry), scope=scope)
             return
         try:
             await entry.backend.send(message)
@@ -157,7 +163,7 @@ class SessionFrontend:
             await send_bytes(send, 202, b"")
             return
         replies = [await _final(sink) for sink in sinks]
-        await send_json(send, 200, replies, [(SESSION_HEADER, entry.session_id.encode())])
+        await send_json(send, 200, replies, _session_headers(entry))
 
     async def _session(
         self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
@@ -204,15 +210,42 @@ class SessionFrontend:
         result = reply.get("result")
         if isinstance(result, dict):
             entry.protocol_version = result.get("protocolVersion")
-        await send_json(send, 200, reply, [(SESSION_HEADER, entry.session_id.encode())])
+        await send_json(send, 200, reply, _session_headers(entry))
+
+    async def _modern(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, message: jsonrpc.Message
+    ) -> None:
+        """A 2026-07-28 request: self-contained, served by a backend process kept per caller (never shared)."""
+        stateless_id = "stateless-" + hashlib.sha256(principal.key.encode()).hexdigest()
+        entry = self._registry.get(stateless_id, principal.key)
+        if entry is None:
+            if self._registry.full:
+                await send_jsonrpc_error(send, 503, message["id"], BACKEND_UNAVAILABLE, "too many sessions")
+                return
+            backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
+            try:
+                await backend.start()
+            except BackendError as exc:
+                await send_jsonrpc_error(send, 502, message["id"], BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+                return
+            entry = self._registry.add(principal.key, backend, session_id=stateless_id)
+        await self._request(receive, send, entry.backend, message, [], scope=scope, cancel_on_disconnect=True)
 
     async def _request(
-        self, scope: Scope, receive: Receive, send: Send, entry: SessionEntry, message: jsonrpc.Message
+        self,
+        receive: Receive,
+        send: Send,
+        backend: BackendSession,
+        message: jsonrpc.Message,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        scope: Scope,
+        cancel_on_disconnect: bool = False,
     ) -> None:
         accept = get_header(scope, b"accept") or ""
         sink = QueueSink(streaming="text/event-stream" in accept)
         request_id = message["id"]
-        await entry.backend.request(message, sink)
+        await backend.request(message, sink)
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
         stream: SSEStream | None = None
         try:
@@ -221,13 +254,13 @@ class SessionFrontend:
                 try:
                     item = await next_or_disconnect(sink, disconnect, wait)
                 except ConnectionError:
-                    entry.backend.cancel(sink)
+                    await self._abandon(backend, sink, message, cancel_on_disconnect)
                     return
                 if item is None:
                     if sink.streaming:
                         if stream is None:
                             stream = SSEStream(send)
-                            await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+                            await stream.start(headers)
                         await stream.comment()
                     continue
                 final = "method" not in item and item.get("id") == request_id
@@ -236,17 +269,26 @@ class SessionFrontend:
                         await send_json(send, 200, item)
                         return
                     stream = SSEStream(send)
-                    await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+                    await stream.start(headers)
                 await stream.event(orjson.dumps(item))
                 if final:
                     await stream.end()
                     return
         except ClientGone:
-            entry.backend.cancel(sink)
+            await self._abandon(backend, sink, message, cancel_on_disconnect)
         finally:
             disconnect.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await disconnect
+
+    async def _abandon(self, backend: BackendSession, sink: QueueSink, message: jsonrpc.Message, cancel: bool) -> None:
+        """The client hung up. Handshake-era: the request carries on (a disconnect is not a cancellation);
+        2026-07-28: closing the stream is the cancellation, so the backend is told."""
+        backend.cancel(sink)
+        if cancel:
+            note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": message["id"]}}
+            with contextlib.suppress(BackendError):
+                await backend.send(note)
 
     # -- GET and DELETE --------------------------------------------------------------------------------------------
 
@@ -272,7 +314,7 @@ class SessionFrontend:
         stream = SSEStream(send)
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
         try:
-            await stream.start([(SESSION_HEADER, entry.session_id.encode())])
+            await stream.start(_session_headers(entry))
             while entry.backend.alive:
                 item = await next_or_disconnect(sink, disconnect, self._limits.keepalive)
                 if item is None:
@@ -301,3 +343,13 @@ async def _final(sink: QueueSink) -> jsonrpc.Message:
         item = await sink.queue.get()
         if "method" not in item:
             return item
+
+
+def _session_headers(entry: SessionEntry) -> list[tuple[bytes, bytes]]:
+    return [(SESSION_HEADER, entry.session_id.encode())]
+
+
+def _is_modern(message: jsonrpc.Message) -> bool:
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get(_VERSION_META) in MODERN_VERSIONS

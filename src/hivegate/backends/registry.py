@@ -40,8 +40,8 @@ class SessionRegistry:
     def full(self) -> bool:
         return len(self._entries) >= self._max
 
-    def add(self, owner: str, backend: BackendSession) -> SessionEntry:
-        entry = SessionEntry(session_id=secrets.token_urlsafe(24), owner=owner, backend=backend)
+    def add(self, owner: str, backend: BackendSession, *, session_id: str | None = None) -> SessionEntry:
+        entry = SessionEntry(session_id=session_id or secrets.token_urlsafe(24), owner=owner, backend=backend)
         self._entries[entry.session_id] = entry
         self._start_reaper()
         return entry
