@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,8 @@ from joserfc.jwk import RSAKey
 
 HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
+CLEANUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -46,18 +49,33 @@ def wait_for_port(port: int, timeout: float, proc: ManagedProcess | None = None)
     raise TimeoutError(f"nothing listening on {HOST}:{port} after {timeout:.0f} s")
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0], ppid [1], utime [11], stime [12])."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time consumed so far by the live processes ``pids`` (0 for gone ones)."""
+    ticks = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def _children_by_parent() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the ")" that closes the command name: state ppid ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     return children
 
 
@@ -173,12 +191,17 @@ class Processes:
             self.running.remove(proc)
 
     def stop_all(self) -> None:
-        for proc in reversed(self.running):
-            try:
-                proc.stop()
-            except Exception as exc:  # keep stopping the others
-                print(f"warning: could not stop {proc.name} (pid {proc.pid}): {exc}", file=sys.stderr)
-        self.running.clear()
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short: hold them until every process is stopped.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, CLEANUP_SIGNALS)
+        try:
+            for proc in reversed(self.running):
+                try:
+                    proc.stop()
+                except Exception as exc:  # keep stopping the others
+                    print(f"warning: could not stop {proc.name} (pid {proc.pid}): {exc}", file=sys.stderr)
+            self.running.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def __enter__(self) -> Processes:
         return self

@@ -29,6 +29,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from harness import cpu_seconds
+
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
@@ -105,6 +107,7 @@ class ThroughputStats:
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
     first_error: str | None = None
+    server_cpu_s: float | None = None  # CPU time the server processes used during the measured window
 
     @property
     def per_second(self) -> float:
@@ -336,6 +339,10 @@ class StdioPeer:
         await peer._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return peer
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     async def _read_loop(self) -> None:
         assert self._proc.stdout is not None
         while line := await self._proc.stdout.readline():
@@ -344,7 +351,7 @@ class StdioPeer:
             future = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
             if future is not None and not future.done():
                 future.set_result(message)
-        for future in self._pending.values():
+        for future in list(self._pending.values()):  # only futures a request() is still waiting for
             if not future.done():
                 future.set_exception(RpcError("stdio server closed its stdout"))
 
@@ -357,8 +364,11 @@ class StdioPeer:
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        await self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        response = await asyncio.wait_for(future, timeout=30)
+        try:
+            await self._send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            response = await asyncio.wait_for(future, timeout=30)
+        finally:
+            self._pending.pop(request_id, None)
         if "result" not in response:
             raise RpcError(f"JSON-RPC error: {response.get('error')}")
         return response
@@ -407,10 +417,12 @@ async def stdio_load(
         if warmup > 0:
             deadline = time.perf_counter() + warmup
             await asyncio.gather(*(worker(peer, deadline, _Counter()) for peer in peers for _ in range(inflight)))
+        cpu_before = cpu_seconds(peer.pid for peer in peers)
         start = time.perf_counter()
         deadline = start + duration
         await asyncio.gather(*(worker(peer, deadline, counter) for peer in peers for _ in range(inflight)))
         elapsed = time.perf_counter() - start
+        server_cpu = cpu_seconds(peer.pid for peer in peers) - cpu_before
     finally:
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
     counter.latencies_ms.sort()
@@ -422,4 +434,5 @@ async def stdio_load(
         p50_ms=_percentile(counter.latencies_ms, 50),
         p99_ms=_percentile(counter.latencies_ms, 99),
         first_error=counter.first_error,
+        server_cpu_s=server_cpu,
     )

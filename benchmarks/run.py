@@ -34,7 +34,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import loadgen
-from harness import BENCH_DIR, HOST, Identity, Processes, free_port, wait_for_port
+from harness import (
+    BENCH_DIR,
+    CLEANUP_SIGNALS,
+    HOST,
+    Identity,
+    ManagedProcess,
+    Processes,
+    cpu_seconds,
+    descendants,
+    free_port,
+    wait_for_port,
+)
 
 TARGET_ADDED_P50_MS = 0.5
 TARGET_THROUGHPUT_RATIO = 0.3
@@ -88,6 +99,11 @@ def fmt_rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}/s"
 
 
+def fmt_us(cpu_seconds: float | None, calls: int) -> str:
+    """CPU microseconds per call."""
+    return "n/a" if cpu_seconds is None or calls <= 0 else f"{cpu_seconds / calls * 1e6:.0f} us"
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "MISS")
 
@@ -117,8 +133,10 @@ def gateway_problem(hivegate: list[str] | None) -> str | None:
     return None
 
 
-def start_gateway(procs: Processes, cfg: Config, identity: Identity, name: str, target: list[str]) -> str:
-    """Start ``hivegate run`` (JWT validation on) and return the MCP URL it prints."""
+def start_gateway(
+    procs: Processes, cfg: Config, identity: Identity, name: str, target: list[str]
+) -> tuple[str, ManagedProcess]:
+    """Start ``hivegate run`` (JWT validation on); return the MCP URL it prints, and the process."""
     assert cfg.hivegate is not None
     port = free_port()
     argv = [*cfg.hivegate, "run", "--name", name, "--host", HOST, "--port", str(port)]
@@ -127,7 +145,7 @@ def start_gateway(procs: Processes, cfg: Config, identity: Identity, name: str, 
     # The banner may name the backend URL too: look for the one on our port.
     url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60).group(0)
     wait_for_port(port, timeout=30, proc=proc)
-    return url
+    return url, proc
 
 
 async def check_tool_call(url: str, token: str | None, session_id: str | None) -> None:
@@ -159,8 +177,11 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
     backend = procs.start("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port", str(port)])
     wait_for_port(port, timeout=30, proc=backend)
     targets: dict[str, str] = {"direct": f"http://{HOST}:{port}/mcp"}
+    # CPU time is metered per process during the throughput runs: it does not depend on other load.
+    metered: dict[str, dict[str, int]] = {"direct": {"backend": backend.pid}}
     if cfg.gateway_problem is None:
-        targets["gateway"] = start_gateway(procs, cfg, identity, "bench-proxy", [targets["direct"]])
+        targets["gateway"], gateway_proc = start_gateway(procs, cfg, identity, "bench-proxy", [targets["direct"]])
+        metered["gateway"] = {"backend": backend.pid, "gateway": gateway_proc.pid}
     sessions: dict[str, str | None] = {}
     for kind, url in targets.items():
         sessions[kind] = (await loadgen.open_sessions(url, token, 1))[0]
@@ -177,13 +198,19 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
     wrk_c1: dict[str, loadgen.WrkResult] = {}
     throughput: dict[str, float] = {}
     errors: dict[str, int] = {}
+    cpu_us: dict[str, dict[str, float]] = {}  # kind -> process -> CPU microseconds per request
     tool = "wrk" if cfg.use_wrk else "python loadgen"
     for kind, url in targets.items():
         body = loadgen.tools_call(1)
-        if cfg.use_wrk:
+        if cfg.use_wrk:  # the -c1 run doubles as the warm-up
             wrk_c1[kind] = loadgen.run_wrk(
                 url, body, token=token, session_id=sessions[kind], connections=1, threads=1, duration=cfg.warmup + 2
             )
+        else:
+            workers = [loadgen.request_headers(token, sessions[kind])] * CONNECTIONS
+            await loadgen.http_load(url, workers, cfg.warmup, loadgen.tools_call, tool)
+        cpu_before = {name: cpu_seconds([pid]) for name, pid in metered[kind].items()}
+        if cfg.use_wrk:
             result = loadgen.run_wrk(
                 url,
                 body,
@@ -193,14 +220,16 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
                 threads=1,
                 duration=cfg.duration,
             )
-            throughput[kind], errors[kind] = result.per_second, result.errors
+            throughput[kind], errors[kind], completed = result.per_second, result.errors, result.requests
             report.raw[f"a_wrk_c{CONNECTIONS}_{kind}"] = asdict(result)
         else:
-            workers = [loadgen.request_headers(token, sessions[kind])] * CONNECTIONS
-            await loadgen.http_load(url, workers, cfg.warmup, loadgen.tools_call, tool)
             stats = await loadgen.http_load(url, workers, cfg.duration, loadgen.tools_call, tool)
-            throughput[kind], errors[kind] = stats.per_second, stats.errors
+            throughput[kind], errors[kind], completed = stats.per_second, stats.errors, stats.ok
             report.raw[f"a_pyload_c{CONNECTIONS}_{kind}"] = asdict(stats)
+        cpu_us[kind] = {
+            name: (cpu_seconds([pid]) - cpu_before[name]) / max(completed, 1) * 1e6
+            for name, pid in metered[kind].items()
+        }
     for kind, count in errors.items():
         if count:
             report.notes.append(f"(a) {kind} throughput run had {count} failed requests (non-2xx or socket errors)")
@@ -209,6 +238,7 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
     report.raw["a_latency"] = {kind: asdict(stats) for kind, stats in latency.items()}
     report.raw["a_wrk_c1"] = {kind: asdict(result) for kind, result in wrk_c1.items()}
     report.raw["a_throughput"] = throughput
+    report.raw["a_cpu_us_per_request"] = cpu_us
 
     direct, gateway = latency["direct"], latency.get("gateway")
     for pct in ("p50", "p90", "p99"):
@@ -251,6 +281,17 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
             verdict(None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO and not errors.get("gateway")),
         )
     )
+    gw_cpu = cpu_us.get("gateway")
+    report.rows.append(
+        Row(
+            f"(a) CPU per request at {CONNECTIONS} conns (backend | gateway process)",
+            f"{cpu_us['direct']['backend']:.0f} us",
+            "n/a" if gw_cpu is None else f"{gw_cpu['gateway']:.0f} us",
+            "n/a" if gw_cpu is None else f"(backend {gw_cpu['backend']:.0f} us)",
+            "-",
+            "-",
+        )
+    )
 
 
 # --------------------------------------------------------------------------- (b) stdio
@@ -263,9 +304,10 @@ async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report:
     for label, processes, inflight in shapes:
         direct[label] = await loadgen.stdio_load(server_argv, processes, inflight, cfg.duration, cfg.warmup)
     gateway: dict[str, loadgen.ThroughputStats] = {}
+    gateway_cpu: dict[str, float] = {}  # CPU seconds of the gateway process itself (stdio children excluded)
     if cfg.gateway_problem is None:
         token = identity.mint()
-        url = start_gateway(procs, cfg, identity, "bench-stdio", ["--", *server_argv])
+        url, gateway_proc = start_gateway(procs, cfg, identity, "bench-stdio", ["--", *server_argv])
         for label, sessions, inflight in shapes:
             session_ids = await loadgen.open_sessions(url, token, sessions)
             try:
@@ -273,11 +315,17 @@ async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report:
                 headers = [loadgen.request_headers(token, sid) for sid in session_ids for _ in range(inflight)]
                 tool = "aiohttp loadgen"
                 await loadgen.http_load(url, headers, cfg.warmup, loadgen.tools_call, tool)
-                gateway[label] = await loadgen.http_load(url, headers, cfg.duration, loadgen.tools_call, tool)
+                children = descendants(gateway_proc.pid)
+                cpu_before = cpu_seconds([gateway_proc.pid]), cpu_seconds(children)
+                stats = await loadgen.http_load(url, headers, cfg.duration, loadgen.tools_call, tool)
+                stats.server_cpu_s = cpu_seconds(children) - cpu_before[1]
+                gateway_cpu[label] = cpu_seconds([gateway_proc.pid]) - cpu_before[0]
+                gateway[label] = stats
             finally:
                 await loadgen.close_sessions(url, token, session_ids)
     report.raw["b_direct"] = {label: asdict(stats) for label, stats in direct.items()}
     report.raw["b_gateway"] = {label: asdict(stats) for label, stats in gateway.items()}
+    report.raw["b_gateway_process_cpu_s"] = gateway_cpu
     for label, _, _ in shapes:
         d, g = direct[label], gateway.get(label)
         ratio = g.per_second / d.per_second if g and d.per_second else None
@@ -291,14 +339,26 @@ async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report:
                 verdict(None if g is None else g.per_second >= TARGET_STDIO_CALLS and not g.errors),
             )
         )
-        for kind, stats in (("direct", d), ("gateway", g)):
-            if stats is not None and stats.errors:
-                report.notes.append(f"(b) {label} {kind}: {stats.errors} failed calls, first: {stats.first_error}")
+        for kind, run in (("direct", d), ("gateway", g)):
+            if run is not None and run.errors:
+                report.notes.append(f"(b) {label} {kind}: {run.errors} failed calls, first: {run.first_error}")
         if g is not None:
             report.notes.append(
                 f"(b) {label}: per-call latency under load p50/p99 direct {fmt_ms(d.p50_ms)}/{fmt_ms(d.p99_ms)}, "
                 f"gateway {fmt_ms(g.p50_ms)}/{fmt_ms(g.p99_ms)}"
             )
+    for label, _, _ in shapes:
+        d, g = direct[label], gateway.get(label)
+        report.rows.append(
+            Row(
+                f"(b) CPU per call, {label} (stdio server(s) | gateway process)",
+                fmt_us(d.server_cpu_s, d.ok),
+                "n/a" if g is None else fmt_us(gateway_cpu[label], g.ok),
+                "n/a" if g is None else f"(servers {fmt_us(g.server_cpu_s, g.ok)})",
+                "-",
+                "-",
+            )
+        )
 
 
 # --------------------------------------------------------------------------- (c) --help
@@ -382,13 +442,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
+def _on_signal(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
+        signal.signal(signum, _on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     hivegate = find_hivegate(args.gateway_cmd)
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     if shutil.which("wrk") is None:
@@ -445,12 +507,37 @@ def main() -> int:
 
 
 def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on uvloop (if installed); a signal cancels it, so its clean-up code still runs."""
+
+    async def guarded() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            if not received:  # the first one cancels; later ones must not interrupt the clean-up
+                received.append(signum)
+                task.cancel()
+
+        for signum in CLEANUP_SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await coro
+        except asyncio.CancelledError:
+            if received:
+                raise SystemExit(128 + received[0]) from None
+            raise
+        finally:
+            for signum in CLEANUP_SIGNALS:
+                loop.remove_signal_handler(signum)
+
     try:
         import uvloop
     except ImportError:
-        asyncio.run(coro)
+        asyncio.run(guarded())
     else:
-        uvloop.run(coro)
+        uvloop.run(guarded())
 
 
 if __name__ == "__main__":
