@@ -90,7 +90,8 @@ async def test_service_account_tokens_verified_with_a_private_ca_and_an_authenti
                 resp = await raw.post(gw.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                       headers={"Authorization": f"Bearer {other}"})  # fmt: skip
                 assert resp.status_code == 401
-    assert seen and all(value == f"Bearer {GATEWAY_SA_TOKEN}" for value in seen)
+    assert seen
+    assert all(value == f"Bearer {GATEWAY_SA_TOKEN}" for value in seen)
 
 
 async def test_without_the_ca_bundle_the_issuer_is_not_trusted(tmp_path: Path) -> None:

@@ -147,14 +147,14 @@ async def test_a_2026_07_28_client_is_served_statelessly_by_a_process_of_its_own
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append(value)
 
-    async with hivegate_run(fixture_command()) as gw:
-        async with Client(gw.url) as modern, sdk_client(gw.url) as legacy:  # mode="auto" probes server/discover
-            assert modern.session.discover_result is not None
-            assert modern.session.discover_result.supported_versions == ["2026-07-28"]
-            assert text_of(await modern.call_tool("echo", {"text": "stateless"})) == "stateless"
-            done = await modern.call_tool("progress", {"steps": 3}, progress_callback=on_progress)
-            assert text_of(done) == "done"
-            pid_modern = text_of(await modern.call_tool("whoami", {}))
-            assert text_of(await modern.call_tool("whoami", {})) == pid_modern  # the same caller's process, reused
-            assert text_of(await legacy.call_tool("whoami", {})) != pid_modern
+    # Client(url) is mode="auto": it probes server/discover and stays on 2026-07-28 when the server speaks it
+    async with hivegate_run(fixture_command()) as gw, Client(gw.url) as modern, sdk_client(gw.url) as legacy:
+        assert modern.session.discover_result is not None
+        assert modern.session.discover_result.supported_versions == ["2026-07-28"]
+        assert text_of(await modern.call_tool("echo", {"text": "stateless"})) == "stateless"
+        done = await modern.call_tool("progress", {"steps": 3}, progress_callback=on_progress)
+        assert text_of(done) == "done"
+        pid_modern = text_of(await modern.call_tool("whoami", {}))
+        assert text_of(await modern.call_tool("whoami", {})) == pid_modern  # the same caller's process, reused
+        assert text_of(await legacy.call_tool("whoami", {})) != pid_modern
     assert progress == [1, 2, 3]
