@@ -406,7 +406,8 @@ def print_table(cfg: Config, report: Report, elapsed: float) -> None:
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {start_load:.1f} "
         f"before / {end_load:.1f} after (anything above ~0.5 before means other work skews the figures)"
     )
-    print(f"(a) load: {load}; latency: sequential aiohttp client and wrk -c1; (b) load: aiohttp, 32 workers")
+    latency = "sequential aiohttp client" + (" and wrk -c1" if cfg.use_wrk else "")
+    print(f"(a) load: {load}; latency: {latency}; (b) load: aiohttp, 32 workers")
     if cfg.gateway_cmd_note:
         print(f"gateway command: {cfg.gateway_cmd_note}")
     if cfg.gateway_problem:

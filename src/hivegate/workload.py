@@ -48,7 +48,9 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         shutdown.append(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
     else:
-        registry = SessionRegistry(ttl=cfg.session_ttl, max_sessions=cfg.max_sessions)
+        registry = SessionRegistry(
+            ttl=cfg.session_ttl, max_sessions=cfg.max_sessions, max_per_owner=cfg.max_sessions_per_user
+        )
         shutdown.insert(0, registry.close)
         factory = _factory(cfg)
         if cfg.proxy_mode == "streamable-http":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -129,6 +130,8 @@ async def test_a_backend_that_cannot_start_is_a_jsonrpc_error() -> None:
         ),
         (["run", "--transport", "sse", "--", "x"], "--transport"),
         (["run", "--no-such-flag", "--", "x"], "--no-such-flag"),
+        (["run", "--host", "0.0.0.0", "--", "x"], "--anonymous"),
+        (["run", "--max-sessions-per-user", "0", "--", "x"], "--max-sessions-per-user"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_code_2(argv: list[str], needle: str) -> None:
@@ -160,3 +163,47 @@ async def test_a_2025_03_26_batch_gets_one_array_of_answers() -> None:
         assert replies["b"]["result"] == {}
         resp = await http.post(gw.url, json=[], headers={**ACCEPT, "Mcp-Session-Id": session})
         assert resp.status_code == 400
+
+
+async def test_a_cancelled_request_ends_its_http_exchange() -> None:
+    async with hivegate_run(fixture_command()) as gw, httpx.AsyncClient(timeout=20) as http:
+        session = await _session(http, gw.url)
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "Mcp-Session-Id": session}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 42,
+            "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"seconds": 60}},
+        }
+        slow = asyncio.create_task(http.post(gw.url, json=call, headers=headers))
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 42}}
+        async with asyncio.timeout(10):
+            while True:  # the cancellation may race the call to the backend: send it until the call ends
+                ack = await http.post(gw.url, json=cancel, headers=headers)
+                assert ack.status_code == 202
+                done, _ = await asyncio.wait({slow}, timeout=0.2)
+                if done:
+                    break
+        assert slow.result().status_code == 204
+        ping = await http.post(gw.url, json={"jsonrpc": "2.0", "id": 43, "method": "ping"}, headers=headers)
+        assert ping.json()["result"] == {}
+
+
+async def test_the_backend_does_not_inherit_hivegates_secrets() -> None:
+    env = {"HIVEGATE_OIDC_CLIENT_SECRET": "s3cret", "UNRELATED_SETTING": "kept"}
+    async with hivegate_run([*fixture_command()], env=env) as gw, httpx.AsyncClient() as http:
+        session = await _session(http, gw.url)
+        headers = {**ACCEPT, "Mcp-Session-Id": session}
+
+        async def getenv(name: str) -> str:
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "getenv", "arguments": {"name": name}},
+            }
+            resp = await http.post(gw.url, json=call, headers=headers)
+            return str(resp.json()["result"]["content"][0]["text"])
+
+        assert await getenv("UNRELATED_SETTING") == "kept"
+        assert await getenv("HIVEGATE_OIDC_CLIENT_SECRET") == ""

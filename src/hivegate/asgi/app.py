@@ -189,7 +189,7 @@ def _with_cors(send: Send, origin: str) -> Send:
 
     async def cors_send(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
+            headers = [h for h in message.get("headers", ()) if h[0] != b"access-control-allow-origin"]
             headers.append((b"access-control-allow-origin", allow))
             headers.append((b"access-control-expose-headers", _CORS_EXPOSE_HEADERS))
             headers.append((b"vary", b"origin"))

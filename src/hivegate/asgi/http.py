@@ -15,6 +15,7 @@ __all__ = [
     "SSEStream",
     "get_header",
     "read_body",
+    "read_json",
     "send_bytes",
     "send_json",
     "send_jsonrpc_error",
@@ -52,6 +53,23 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_json(receive: Receive, send: Send, limit: int) -> tuple[bool, Any]:
+    """Read and decode a JSON body. On failure the error is already answered (413, or 400 with JSON-RPC -32700)
+    and `(False, None)` comes back; a client that left gets no answer."""
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLarge:
+        await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {limit} bytes")
+        return False, None
+    except ClientGone:
+        return False, None
+    try:
+        return True, jsonrpc.decode(body)
+    except ValueError:
+        await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+        return False, None
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:

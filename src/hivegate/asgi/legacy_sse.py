@@ -5,20 +5,16 @@ Each SSE connection owns one backend session; closing the stream ends it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from urllib.parse import parse_qs
 
-import orjson
-
-from hivegate.asgi.http import BodyTooLarge, ClientGone, SSEStream, read_body, send_bytes, send_jsonrpc_error
-from hivegate.asgi.sinks import QueueSink, next_or_disconnect, wait_disconnect
+from hivegate.asgi.http import read_json, send_bytes, send_jsonrpc_error
+from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.backends.registry import SessionRegistry
-from hivegate.backends.session import BACKEND_UNAVAILABLE, BackendSession
+from hivegate.backends.registry import SessionLimitError, SessionRegistry
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 
@@ -52,37 +48,31 @@ class LegacySSEFrontend:
         if scope["method"] != "GET":
             await send_bytes(send, 405, b"", [(b"allow", b"GET")])
             return
-        if self._registry.full:
-            await send_jsonrpc_error(send, 503, None, BACKEND_UNAVAILABLE, "too many sessions; try again later")
-            return
-        backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
         try:
-            await backend.start()
+            entry = await self._registry.open(
+                principal.key, self._factory, name=self._name, request_timeout=self._request_timeout
+            )
+        except SessionLimitError as exc:
+            await send_jsonrpc_error(send, 503, None, BACKEND_UNAVAILABLE, str(exc), [(b"retry-after", b"5")])
+            return
         except BackendError as exc:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
             return
-        entry = self._registry.add(principal.key, backend)
-        sink = QueueSink(streaming=True)
-        backend.attach_stream(sink)
+        sink = QueueSink(streaming=True, per_request=False)
+        entry.backend.attach_stream(sink)
         self._streams[entry.session_id] = sink
-        stream = SSEStream(send)
-        disconnect = asyncio.ensure_future(wait_disconnect(receive))
         endpoint = f"{scope.get('root_path', '')}{self._messages_path}?session_id={entry.session_id}"
         try:
-            await stream.start()
-            await stream.event(endpoint.encode(), event="endpoint")
-            while backend.alive:
-                item = await next_or_disconnect(sink, disconnect, self._keepalive)
-                if item is None:
-                    await stream.comment()
-                else:
-                    await stream.event(orjson.dumps(item))
-        except (ConnectionError, ClientGone):
-            pass
+            await pump_stream(
+                receive,
+                send,
+                entry.backend,
+                sink,
+                headers=[],
+                keepalive=self._keepalive,
+                first_event=("endpoint", endpoint.encode()),
+            )
         finally:
-            disconnect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await disconnect
             self._streams.pop(entry.session_id, None)
             await self._registry.remove(entry.session_id)
 
@@ -95,21 +85,10 @@ class LegacySSEFrontend:
         entry = self._registry.get(session_id, principal.key) if session_id else None
         sink = self._streams.get(session_id) if entry is not None else None
         if entry is None or sink is None:
-            await send_jsonrpc_error(send, 404, None, -32001, "Session not found")
+            await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
             return
-        try:
-            body = await read_body(receive, self._max_body)
-        except BodyTooLarge:
-            await send_jsonrpc_error(
-                send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {self._max_body} bytes"
-            )
-            return
-        except ClientGone:
-            return
-        try:
-            message = jsonrpc.decode(body)
-        except ValueError:
-            await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+        ok, message = await read_json(receive, send, self._max_body)
+        if not ok:
             return
         if not jsonrpc.valid_message(message):
             await send_jsonrpc_error(

@@ -6,15 +6,17 @@ passthrough). Session ids the backend hands out are bound to the principal that 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 
-import aiohttp
-
 from hivegate.asgi.http import BodyTooLarge, ClientGone, read_body, send_bytes, send_jsonrpc_error
+from hivegate.asgi.sinks import wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.backends.session import BACKEND_UNAVAILABLE
+from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.core import jsonrpc
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 
 __all__ = ["ReverseProxy"]
@@ -23,7 +25,7 @@ logger = logging.getLogger("hivegate.proxy")
 
 _FORWARD_REQUEST = frozenset({b"accept", b"content-type", b"last-event-id"})  # plus every MCP `mcp-*` header
 _FORWARD_RESPONSE = frozenset(
-    {"content-type", "mcp-session-id", "mcp-protocol-version", "cache-control", "retry-after", "allow", "last-event-id"}
+    {b"content-type", b"mcp-session-id", b"mcp-protocol-version", b"cache-control", b"retry-after", b"allow"}
 )
 _OWNER_LIMIT = 100_000
 
@@ -35,38 +37,34 @@ class ReverseProxy:
         self._url = url
         self._name = name
         self._max_body = max_body
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=request_timeout)
-        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
+        self._timeout = request_timeout
         self._owners: OrderedDict[str, str] = OrderedDict()
-        self._client: aiohttp.ClientSession | None = None
+        self._pool = HTTP1Pool(url)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, enable_cleanup_closed=True)
-        self._client = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-        )
+        pass
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        await self._pool.aclose()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         method = scope["method"]
         if method not in ("GET", "POST", "DELETE"):
             await send_bytes(send, 405, b"", [(b"allow", b"GET, POST, DELETE")])
             return
-        headers: dict[str, str] = {}
+        headers: list[tuple[bytes, bytes]] = []
         session_id: str | None = None
         for key, value in scope["headers"]:
             if key in _FORWARD_REQUEST or key.startswith(b"mcp-"):
-                text = value.decode("latin-1")
-                headers[key.decode()] = text
+                headers.append((key, value))
                 if key == b"mcp-session-id":
-                    session_id = text
+                    session_id = value.decode("latin-1")
         if session_id is not None:
             owner = self._owners.get(session_id)
-            if owner is not None and owner != principal.key:
-                await send_jsonrpc_error(send, 404, None, -32001, "Session not found")
+            if owner is None:
+                self._remember(session_id, principal.key)  # unknown here (e.g. after a restart): first user owns it
+            elif owner != principal.key:
+                await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
                 return
         body = b""
         request_id: jsonrpc.RequestId | None = None
@@ -88,44 +86,59 @@ class ReverseProxy:
             if isinstance(message, dict):
                 rid = message.get("id")
                 request_id = rid if isinstance(rid, str | int) else None
-        assert self._client is not None
-        timeout = self._stream_timeout if method == "GET" else self._timeout
-        started = False
         try:
-            async with self._client.request(
-                method, self._url, data=body or None, headers=headers, timeout=timeout
-            ) as resp:
-                out = [
-                    (k.lower().encode(), v.encode("latin-1"))
-                    for k, v in resp.headers.items()
-                    if k.lower() in _FORWARD_RESPONSE
-                ]
-                new_session = resp.headers.get("mcp-session-id")
-                if new_session is not None and new_session != session_id and resp.status < 300:
-                    self._remember(new_session, principal.key)
-                if method == "DELETE" and session_id is not None and resp.status < 300:
-                    self._owners.pop(session_id, None)
-                if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                    await send({"type": "http.response.start", "status": resp.status, "headers": out})
-                    started = True
-                    async for chunk in resp.content.iter_any():
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-                payload = await resp.read()
-                await send_bytes(send, resp.status, payload, out)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if started:  # the stream broke half-way: end it, the client sees the stream close
-                logger.warning("backend %r stream ended early: %s", self._name, exc.__class__.__name__)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            if isinstance(exc, aiohttp.ClientError):
-                logger.warning("backend %r unreachable: %s", self._name, exc.__class__.__name__)
-                await send_jsonrpc_error(
-                    send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} is unreachable"
-                )
-                return
+            resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
+        except HTTPTimeout:
             await send_jsonrpc_error(send, 504, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} timed out")
+            return
+        except HTTPClientError as exc:
+            logger.warning("backend %r unreachable: %s", self._name, exc)
+            await send_jsonrpc_error(
+                send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} is unreachable"
+            )
+            return
+        out = [(k, v) for k, v in resp.headers if k in _FORWARD_RESPONSE]
+        if resp.status < 300:
+            new_session = resp.header(b"mcp-session-id")
+            if new_session is not None and new_session.decode("latin-1") != session_id:
+                self._remember(new_session.decode("latin-1"), principal.key)
+            if method == "DELETE" and session_id is not None:
+                self._owners.pop(session_id, None)
+        if (resp.header(b"content-type") or b"").startswith(b"text/event-stream"):
+            await self._stream(resp, receive, send, out)
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                payload = await resp.read()
+        except (HTTPClientError, TimeoutError):
+            resp.close()
+            await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} broke off")
+            return
+        await send_bytes(send, resp.status, payload, out)
+
+    async def _stream(
+        self, resp: HTTP1Response, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Relay an event stream chunk by chunk until the backend ends it or the client goes away."""
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+        relay = asyncio.ensure_future(self._relay(resp, send))
+        try:
+            await asyncio.wait({disconnect, relay}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (disconnect, relay):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, HTTPClientError):
+                    await task
+            resp.close()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _relay(self, resp: HTTP1Response, send: Send) -> None:
+        try:
+            async for chunk in resp.iter_chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except HTTPClientError as exc:
+            logger.warning("backend %r stream ended early: %s", self._name, exc)
 
     def _remember(self, session_id: str, owner: str) -> None:
         self._owners[session_id] = owner

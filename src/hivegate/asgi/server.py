@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 
 from hivegate.asgi.types import ASGIApp
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "run", "serve"]
 
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening TCP socket; raises OSError with the OS's reason."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY on accepted connections only when the listening socket
+    # says it is TCP; without it every response that uvicorn writes in two parts waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -51,3 +55,14 @@ async def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, on_ready: 
 
     server.startup = startup  # type: ignore[method-assign]
     await server.serve(sockets=[sock])
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed (uvicorn's `loop=` setting only applies to `uvicorn.run`)."""
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        asyncio.run(main)

@@ -17,22 +17,14 @@ from typing import cast
 
 import orjson
 
-from hivegate.asgi.http import (
-    BodyTooLarge,
-    ClientGone,
-    SSEStream,
-    get_header,
-    read_body,
-    send_bytes,
-    send_json,
-    send_jsonrpc_error,
-)
-from hivegate.asgi.sinks import QueueSink, next_or_disconnect, wait_disconnect
+from hivegate.asgi.http import ClientGone, SSEStream, get_header, read_json, send_bytes, send_json, send_jsonrpc_error
+from hivegate.asgi.sinks import QueueSink, RequestEnded, next_or_disconnect, pump_stream, wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.backends.registry import SessionEntry, SessionRegistry
-from hivegate.backends.session import BACKEND_UNAVAILABLE, BackendSession
+from hivegate.backends.registry import SessionEntry, SessionLimitError, SessionRegistry
+from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 
@@ -45,7 +37,6 @@ VERSION_HEADER = b"mcp-protocol-version"
 HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 MODERN_VERSIONS = frozenset({"2026-07-28"})  # stateless: no initialize, no session, `_meta` on every request
 _VERSION_META = "io.modelcontextprotocol/protocolVersion"
-SESSION_NOT_FOUND = -32001
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,18 +77,8 @@ class SessionFrontend:
     # -- POST ------------------------------------------------------------------------------------------------------
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        try:
-            body = await read_body(receive, self._limits.max_body)
-        except BodyTooLarge:
-            limit = self._limits.max_body
-            await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {limit} bytes")
-            return
-        except ClientGone:
-            return
-        try:
-            message = jsonrpc.decode(body)
-        except ValueError:
-            await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+        ok, message = await read_json(receive, send, self._limits.max_body)
+        if not ok:
             return
         if isinstance(message, list):
             await self._batch(scope, send, principal, message)
@@ -116,7 +97,7 @@ class SessionFrontend:
             )
             return
         if message.get("method") == "initialize" and "id" in message:
-            await self._initialize(scope, receive, send, principal, message)
+            await self._initialize(send, principal, message)
             return
         if get_header(scope, SESSION_HEADER) is None and jsonrpc.is_request(message) and _is_modern(message):
             await self._modern(scope, receive, send, principal, message)
@@ -125,7 +106,7 @@ class SessionFrontend:
         if entry is None:
             return
         if jsonrpc.is_request(message):
-            await self._request(receive, send, entry.backend, message, _session_headers(entry), scope=scope)
+            await self._request(scope, receive, send, entry.backend, message, _session_headers(entry))
             return
         try:
             await entry.backend.send(message)
@@ -159,10 +140,10 @@ class SessionFrontend:
         except BackendError as exc:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
-        if not sinks:
+        replies = [reply for reply in [await _final(sink) for sink in sinks] if reply is not None]
+        if not replies:
             await send_bytes(send, 202, b"")
             return
-        replies = [await _final(sink) for sink in sinks]
         await send_json(send, 200, replies, _session_headers(entry))
 
     async def _session(
@@ -179,37 +160,35 @@ class SessionFrontend:
             await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
         return entry
 
-    async def _initialize(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, message: jsonrpc.Message
-    ) -> None:
-        if self._registry.full:
-            await send_jsonrpc_error(
-                send,
-                503,
-                message["id"],
-                BACKEND_UNAVAILABLE,
-                "too many sessions; try again later",
-                [(b"retry-after", b"5")],
-            )
-            return
-        backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
+    async def _open(
+        self, send: Send, principal: Principal, request_id: jsonrpc.RequestId, session_id: str | None = None
+    ) -> SessionEntry | None:
         try:
-            await backend.start()
+            return await self._registry.open(
+                principal.key,
+                self._factory,
+                name=self._name,
+                request_timeout=self._request_timeout,
+                session_id=session_id,
+            )
+        except SessionLimitError as exc:
+            await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc), [(b"retry-after", b"5")])
         except BackendError as exc:
             logger.error("cannot start backend %r: %s", self._name, exc)
-            await send_jsonrpc_error(send, 502, message["id"], BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+            await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+        return None
+
+    async def _initialize(self, send: Send, principal: Principal, message: jsonrpc.Message) -> None:
+        entry = await self._open(send, principal, message["id"])
+        if entry is None:
             return
-        entry = self._registry.add(principal.key, backend)
         sink = QueueSink(streaming=False)
-        await backend.request(message, sink)
-        reply = await sink.queue.get()
-        if "error" in reply:
+        await entry.backend.request(message, sink)
+        reply = await _final(sink)
+        if reply is None or "error" in reply:
             await self._registry.remove(entry.session_id)
-            await send_json(send, 200, reply)
+            await send_json(send, 200, reply or jsonrpc.error_response(message["id"], BACKEND_UNAVAILABLE, "cancelled"))
             return
-        result = reply.get("result")
-        if isinstance(result, dict):
-            entry.protocol_version = result.get("protocolVersion")
         await send_json(send, 200, reply, _session_headers(entry))
 
     async def _modern(
@@ -217,46 +196,36 @@ class SessionFrontend:
     ) -> None:
         """A 2026-07-28 request: self-contained, served by a backend process kept per caller (never shared)."""
         stateless_id = "stateless-" + hashlib.sha256(principal.key.encode()).hexdigest()
-        entry = self._registry.get(stateless_id, principal.key)
-        if entry is None:
-            if self._registry.full:
-                await send_jsonrpc_error(send, 503, message["id"], BACKEND_UNAVAILABLE, "too many sessions")
-                return
-            backend = BackendSession(self._factory, name=self._name, request_timeout=self._request_timeout)
-            try:
-                await backend.start()
-            except BackendError as exc:
-                await send_jsonrpc_error(send, 502, message["id"], BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
-                return
-            entry = self._registry.add(principal.key, backend, session_id=stateless_id)
-        await self._request(receive, send, entry.backend, message, [], scope=scope, cancel_on_disconnect=True)
+        entry = await self._open(send, principal, message["id"], session_id=stateless_id)
+        if entry is not None:
+            await self._request(scope, receive, send, entry.backend, message, [], cancel_on_disconnect=True)
 
     async def _request(
         self,
+        scope: Scope,
         receive: Receive,
         send: Send,
         backend: BackendSession,
         message: jsonrpc.Message,
         headers: list[tuple[bytes, bytes]],
         *,
-        scope: Scope,
         cancel_on_disconnect: bool = False,
     ) -> None:
+        """Forward one request; answer with JSON, or with SSE once anything but the answer comes first."""
         accept = get_header(scope, b"accept") or ""
         sink = QueueSink(streaming="text/event-stream" in accept)
         request_id = message["id"]
-        await backend.request(message, sink)
+        try:
+            await backend.request(message, sink)
+        except BackendError as exc:
+            await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc))
+            return
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
         stream: SSEStream | None = None
         try:
             while True:
-                wait = self._limits.keepalive
-                try:
-                    item = await next_or_disconnect(sink, disconnect, wait)
-                except ConnectionError:
-                    await self._abandon(backend, sink, message, cancel_on_disconnect)
-                    return
-                if item is None:
+                item = await next_or_disconnect(sink, disconnect, self._limits.keepalive)
+                if item is None:  # nothing for a while: commit to SSE (if the client takes it) and keep it alive
                     if sink.streaming:
                         if stream is None:
                             stream = SSEStream(send)
@@ -266,7 +235,7 @@ class SessionFrontend:
                 final = "method" not in item and item.get("id") == request_id
                 if stream is None:
                     if final:
-                        await send_json(send, 200, item)
+                        await send_json(send, 200, item, headers)
                         return
                     stream = SSEStream(send)
                     await stream.start(headers)
@@ -274,21 +243,19 @@ class SessionFrontend:
                 if final:
                     await stream.end()
                     return
-        except ClientGone:
-            await self._abandon(backend, sink, message, cancel_on_disconnect)
+        except RequestEnded:  # the client cancelled it: end the exchange without an answer
+            if stream is None:
+                await send_bytes(send, 204, b"", headers)
+            else:
+                await stream.end()
+        except (ConnectionError, ClientGone):
+            # Before 2026-07-28 a disconnect is not a cancellation: the request runs on, its answer is dropped.
+            # In 2026-07-28 closing the stream is the cancellation.
+            await backend.abandon(sink, cancel=cancel_on_disconnect)
         finally:
             disconnect.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await disconnect
-
-    async def _abandon(self, backend: BackendSession, sink: QueueSink, message: jsonrpc.Message, cancel: bool) -> None:
-        """The client hung up. Handshake-era: the request carries on (a disconnect is not a cancellation);
-        2026-07-28: closing the stream is the cancellation, so the backend is told."""
-        backend.cancel(sink)
-        if cancel:
-            note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": message["id"]}}
-            with contextlib.suppress(BackendError):
-                await backend.send(note)
 
     # -- GET and DELETE --------------------------------------------------------------------------------------------
 
@@ -302,32 +269,15 @@ class SessionFrontend:
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return
-        sink = QueueSink(streaming=True)
+        sink = QueueSink(streaming=True, per_request=False)
         if not entry.backend.attach_stream(sink):
             await send_jsonrpc_error(
                 send, 409, None, jsonrpc.INVALID_REQUEST, "Conflict: a stream is already open for this session"
             )
             return
-        await self._pump(receive, send, entry, sink)
-
-    async def _pump(self, receive: Receive, send: Send, entry: SessionEntry, sink: QueueSink) -> None:
-        stream = SSEStream(send)
-        disconnect = asyncio.ensure_future(wait_disconnect(receive))
-        try:
-            await stream.start(_session_headers(entry))
-            while entry.backend.alive:
-                item = await next_or_disconnect(sink, disconnect, self._limits.keepalive)
-                if item is None:
-                    await stream.comment()
-                else:
-                    await stream.event(orjson.dumps(item))
-        except (ConnectionError, ClientGone):
-            pass
-        finally:
-            entry.backend.cancel(sink)
-            disconnect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await disconnect
+        await pump_stream(
+            receive, send, entry.backend, sink, headers=_session_headers(entry), keepalive=self._limits.keepalive
+        )
 
     async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:
         entry = await self._session(scope, send, principal, None)
@@ -337,11 +287,11 @@ class SessionFrontend:
         await send_bytes(send, 200, b"")
 
 
-async def _final(sink: QueueSink) -> jsonrpc.Message:
-    """The response in a non-streaming sink (anything else delivered there is skipped)."""
+async def _final(sink: QueueSink) -> jsonrpc.Message | None:
+    """The response in a non-streaming sink (anything else delivered there is skipped); None if cancelled."""
     while True:
         item = await sink.queue.get()
-        if "method" not in item:
+        if item is None or "method" not in item:
             return item
 
 

@@ -1,4 +1,9 @@
-"""Live client sessions: id → backend session, bound to the principal that created it, with idle expiry."""
+"""Live client sessions: id → backend session, bound to the principal that created it, with idle expiry.
+
+Limits: `max_sessions` in all and `max_per_owner` for one identity, so one caller cannot take every slot (each
+session of a stdio server is a process). A caller at its own limit has its longest-idle session closed to make
+room; when all of them are busy, the new one is refused.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,20 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hivegate.backends.session import BackendSession
+from hivegate.backends.transport import TransportFactory
+from hivegate.errors import HivegateError
 
-__all__ = ["SessionEntry", "SessionRegistry"]
+__all__ = ["SessionEntry", "SessionLimitError", "SessionRegistry"]
 
 logger = logging.getLogger("hivegate.sessions")
+
+
+class SessionLimitError(HivegateError):
+    """No room for another session (HTTP 503 with Retry-After)."""
 
 
 @dataclass(slots=True)
@@ -21,37 +33,83 @@ class SessionEntry:
     session_id: str
     owner: str
     backend: BackendSession
-    protocol_version: str | None = None
 
 
 class SessionRegistry:
     """Sessions are never authentication: each one remembers its owner and only its owner may use it."""
 
-    def __init__(self, *, ttl: float = 7200.0, max_sessions: int = 1000) -> None:
+    def __init__(self, *, ttl: float = 7200.0, max_sessions: int = 1000, max_per_owner: int = 50) -> None:
         self._ttl = ttl
         self._max = max_sessions
+        self._max_per_owner = max_per_owner
         self._entries: dict[str, SessionEntry] = {}
+        self._opening: dict[str, asyncio.Future[SessionEntry]] = {}
+        self._reserved = 0
         self._reaper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    @property
-    def full(self) -> bool:
-        return len(self._entries) >= self._max
-
-    def add(self, owner: str, backend: BackendSession, *, session_id: str | None = None) -> SessionEntry:
-        entry = SessionEntry(session_id=session_id or secrets.token_urlsafe(24), owner=owner, backend=backend)
-        self._entries[entry.session_id] = entry
-        self._start_reaper()
-        return entry
-
     def get(self, session_id: str, owner: str) -> SessionEntry | None:
         """The session, or None when it does not exist or belongs to someone else (indistinguishable on purpose)."""
         entry = self._entries.get(session_id)
-        if entry is None or not secrets.compare_digest(entry.owner, owner):
+        if entry is None or entry.owner != owner:
             return None
         return entry
+
+    async def open(
+        self,
+        owner: str,
+        factory: TransportFactory,
+        *,
+        name: str,
+        request_timeout: float,
+        session_id: str | None = None,
+    ) -> SessionEntry:
+        """Start a backend session for `owner`. With a fixed `session_id`, concurrent opens share one session.
+
+        Raises `SessionLimitError` when there is no room and `BackendError` when the backend cannot start.
+        """
+        if session_id is not None:
+            existing = self.get(session_id, owner)
+            if existing is not None:
+                return existing
+            opening = self._opening.get(session_id)
+            if opening is not None:
+                return await asyncio.shield(opening)
+        await self._make_room(owner)
+        future: asyncio.Future[SessionEntry] = asyncio.get_running_loop().create_future()
+        if session_id is not None:
+            self._opening[session_id] = future
+        self._reserved += 1
+        try:
+            backend = BackendSession(factory, name=name, request_timeout=request_timeout)
+            await backend.start()
+            entry = SessionEntry(session_id=session_id or secrets.token_urlsafe(24), owner=owner, backend=backend)
+            self._entries[entry.session_id] = entry
+            future.set_result(entry)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, and nobody may be waiting
+            raise
+        finally:
+            self._reserved -= 1
+            if session_id is not None:
+                self._opening.pop(session_id, None)
+        self._start_reaper()
+        return entry
+
+    async def _make_room(self, owner: str) -> None:
+        mine = [e for e in self._entries.values() if e.owner == owner]
+        if len(mine) >= self._max_per_owner:
+            idle = [e for e in mine if not e.backend.busy]
+            if not idle:
+                raise SessionLimitError(f"too many sessions for this caller (limit {self._max_per_owner})")
+            oldest = min(idle, key=lambda e: e.backend.last_used)
+            logger.info("closing session %s… to make room for a new one of the same caller", oldest.session_id[:6])
+            await self.remove(oldest.session_id)
+        if len(self._entries) + self._reserved >= self._max:
+            raise SessionLimitError(f"too many sessions (limit {self._max})")
 
     async def remove(self, session_id: str) -> None:
         entry = self._entries.pop(session_id, None)
@@ -70,12 +128,12 @@ class SessionRegistry:
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap())
 
-    async def _reap(self) -> None:
+    async def _reap(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         interval = max(1.0, min(60.0, self._ttl / 4))
         while self._entries:
-            await asyncio.sleep(interval)
+            await sleep(interval)
             deadline = time.monotonic() - self._ttl
             for session_id, entry in list(self._entries.items()):
-                if entry.backend.last_used < deadline:
+                if not entry.backend.busy and entry.backend.last_used < deadline:
                     logger.info("session %s… expired after %.0f s idle", session_id[:6], self._ttl)
                     await self.remove(session_id)

@@ -69,7 +69,9 @@ class SseClientTransport:
     async def _read(self, on_message: MessageHandler, ready: asyncio.Future[str]) -> None:
         assert self._client is not None
         try:
-            async with self._client.get(self._url, headers={"Accept": "text/event-stream"}) as resp:
+            async with self._client.get(
+                self._url, headers={"Accept": "text/event-stream"}, allow_redirects=False
+            ) as resp:
                 if resp.status != 200:
                     raise BackendError(f"HTTP {resp.status}")
                 async for event in iter_events(_lines(resp)):
@@ -99,6 +101,7 @@ class SseClientTransport:
                 data=orjson.dumps(message),
                 headers={"Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
+                allow_redirects=False,
             ) as resp:
                 if resp.status >= 300:
                     raise BackendError(f"backend refused the message: HTTP {resp.status}")
@@ -162,6 +165,7 @@ class StreamableClientTransport:
                 data=orjson.dumps(message),
                 headers=self._headers(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._timeout),
+                allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
@@ -176,23 +180,22 @@ class StreamableClientTransport:
         session_id = resp.headers.get("mcp-session-id")
         if session_id:
             self._session_id = session_id
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            task = asyncio.create_task(self._stream(resp, remember))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return
-        try:
-            body = await resp.read()
-        finally:
-            resp.release()
-        if body:
-            _deliver(body.decode("utf-8", errors="replace"), remember)
+        # the answer is read in the background: send() returns once the message is accepted, so a slow tool call
+        # does not hold up the next message (a cancellation, say)
+        task = asyncio.create_task(self._consume(resp, remember))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _stream(self, resp: aiohttp.ClientResponse, on_message: MessageHandler) -> None:
+    async def _consume(self, resp: aiohttp.ClientResponse, on_message: MessageHandler) -> None:
         try:
-            async for event in iter_events(_lines(resp)):
-                if event.event == "message":
-                    _deliver(event.data, on_message)
+            if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                async for event in iter_events(_lines(resp)):
+                    if event.event == "message":
+                        _deliver(event.data, on_message)
+            else:
+                body = await resp.read()
+                if body:
+                    _deliver(body.decode("utf-8", errors="replace"), on_message)
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("backend stream broke: %s", exc.__class__.__name__)
         finally:
@@ -209,7 +212,10 @@ class StreamableClientTransport:
             if self._session_id is not None and not self._closed.is_set():
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with self._client.delete(
-                        self._url, headers=self._headers(), timeout=aiohttp.ClientTimeout(total=5)
+                        self._url,
+                        headers=self._headers(),
+                        timeout=aiohttp.ClientTimeout(total=5),
+                        allow_redirects=False,
                     ):
                         pass
             await self._client.close()

@@ -22,27 +22,33 @@ import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hivegate.backends.transport import Transport, TransportFactory
-from hivegate.core.jsonrpc import Message, RequestId, error_response
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, Message, RequestId, error_response
 from hivegate.errors import BackendError
 
 __all__ = ["BackendSession", "Sink"]
 
 logger = logging.getLogger("hivegate.backend")
 
-BACKEND_UNAVAILABLE = -32000  # JSON-RPC "server error" range: the backend is down or did not answer in time
 _BUFFER_LIMIT = 256
 
 
 class Sink(Protocol):
-    """Where messages for one request (or one stream) go. `streaming` sinks can carry notifications."""
+    """Where messages for one request (or one stream) go.
+
+    `streaming` sinks can carry notifications; a `closed` sink's client has gone away; `end()` says no answer will
+    come (the client cancelled the request).
+    """
 
     streaming: bool
+    closed: bool
 
     def deliver(self, message: Message) -> None: ...
+
+    def end(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -52,7 +58,6 @@ class _Pending:
     method: str
     progress_token: Any = None
     timer: asyncio.TimerHandle | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 class BackendSession:
@@ -82,8 +87,20 @@ class BackendSession:
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
         self._init_params: Any = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._buffer_warned = False
         self.last_used = time.monotonic()
         self.restarts = 0
+
+    @property
+    def ready(self) -> bool:
+        """False while the backend is being restarted."""
+        return self._ready.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is in flight or a client stream is attached (never idle-expired then)."""
+        return bool(self._pending) or self._stream is not None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -126,26 +143,47 @@ class BackendSession:
             while not self._closing:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
-                try:
-                    self._transport = self._factory()
-                    await self._transport.open(self._on_message)
-                    await self._replay_initialize()
-                except (BackendError, TimeoutError) as exc:
-                    logger.warning("backend %r restart failed: %s", self.name, exc)
-                    await self._transport.close()
-                    continue
-                break
+                if await self._restart():
+                    break
             self.restarts += 1
             up_since = time.monotonic()
             self._ready.set()
             logger.info("backend %r restarted", self.name)
 
+    async def _restart(self) -> bool:
+        """Open a new transport and replay `initialize`; False (logged) when that fails."""
+        try:
+            self._transport = self._factory()
+            await self._transport.open(self._on_message)
+            replay = asyncio.ensure_future(self._replay_initialize())
+            closed = asyncio.ensure_future(self._transport.wait_closed())
+            try:
+                await asyncio.wait({replay, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not replay.done():
+                replay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await replay
+                raise BackendError(f"it went away again ({closed.result() if closed.done() else 'closed'})")
+            replay.result()
+            return True
+        except Exception as exc:  # any failure here is one failed attempt, never the end of supervision
+            logger.warning("backend %r restart failed: %s", self.name, str(exc) or repr(exc))
+            self._fail_internal(str(exc) or repr(exc))
+            if self._transport is not None:
+                with contextlib.suppress(Exception):
+                    await self._transport.close()
+            return False
+
     async def _replay_initialize(self) -> None:
         if self._init_params is None:
             return
         response = await self._internal_request("initialize", self._init_params, self._init_timeout)
-        if "error" in response:
-            raise BackendError(f"initialize failed: {response['error'].get('message', 'error')}")
+        error = response.get("error")
+        if error is not None:
+            message = error.get("message", "error") if isinstance(error, dict) else str(error)
+            raise BackendError(f"initialize failed: {message}")
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     async def _internal_request(self, method: str, params: Any, timeout: float) -> Message:
@@ -197,14 +235,28 @@ class BackendSession:
                 if gid is None:
                     return
                 message = {**message, "params": {**params, "requestId": gid}}
-                self._drop(gid)
+                pending = self._drop(gid)
+                if pending is not None:
+                    pending.sink.end()  # no answer will come: the waiting HTTP exchange can finish
         await self._wait_ready()
         await self._send(message)
 
-    def cancel(self, sink: Sink) -> None:
-        """The client went away: stop routing to `sink` (the requests stay in flight; their answers are dropped)."""
+    async def abandon(self, sink: Sink, *, cancel: bool) -> None:
+        """The client behind `sink` went away: route nothing more there.
+
+        With `cancel` (2026-07-28, where closing the stream is the cancellation) its requests are cancelled at the
+        backend; otherwise (a disconnect is not a cancellation) they run on and their answers are dropped.
+        """
+        sink.closed = True
         if self._stream is sink:
             self._stream = None
+        if not cancel:
+            return
+        for gid in [gid for gid, pending in self._pending.items() if pending.sink is sink]:
+            self._drop(gid)
+            note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": gid}}
+            with contextlib.suppress(BackendError):
+                await self._send(note)
 
     async def _wait_ready(self) -> None:
         if self._ready.is_set():
@@ -243,15 +295,11 @@ class BackendSession:
             pending = self._pending.get(gid) if gid is not None else None
             if pending is not None:
                 self._arm_timer(gid, pending)  # type: ignore[arg-type]
-                if pending.sink.streaming:
+                if pending.sink.streaming and not pending.sink.closed:
                     pending.sink.deliver(message)
-                    return
-        elif message["method"] == "notifications/cancelled":
-            params = message.get("params")
-            gid = params.get("requestId") if isinstance(params, dict) else None
-            pending = self._pending.get(gid) if isinstance(gid, int) else None
-            if pending is not None:
-                message = {**message, "params": {**params, "requestId": pending.original_id}}  # type: ignore[dict-item]
+                return  # progress belongs to its request alone; a client that cannot stream does not get it
+        # anything else (logs, list changes, server-to-client requests and their cancellations, which use the
+        # backend's own ids) belongs to the session as a whole
         self._route_unassociated(message)
 
     def _on_response(self, message: Message) -> None:
@@ -274,9 +322,12 @@ class BackendSession:
             self._stream.deliver(message)
             return
         for pending in self._pending.values():
-            if pending.sink.streaming:
+            if pending.sink.streaming and not pending.sink.closed:
                 pending.sink.deliver(message)
                 return
+        if len(self._buffer) == self._buffer.maxlen and not self._buffer_warned:
+            self._buffer_warned = True
+            logger.warning("backend %r: no client stream open; dropping the oldest undelivered messages", self.name)
         self._buffer.append(message)
 
     # -- bookkeeping ----------------------------------------------------------------------------------------------
@@ -302,7 +353,8 @@ class BackendSession:
         )
         cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": gid}}
         task = asyncio.ensure_future(self._send_quietly(cancel))
-        task.add_done_callback(lambda _t: None)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _send_quietly(self, message: Message) -> None:
         with contextlib.suppress(BackendError):
@@ -329,6 +381,9 @@ class BackendSession:
         for gid in list(self._pending):
             pending = self._pending[gid]
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, reason))
+        self._fail_internal(reason)
+
+    def _fail_internal(self, reason: str) -> None:
         for future in self._internal.values():
             if not future.done():
                 future.set_exception(BackendError(reason))

@@ -41,7 +41,10 @@ class StdioTransport:
         self._reason = "not started"
 
     async def open(self, on_message: MessageHandler) -> None:
-        env = None if self._env is None else {**os.environ, **self._env}
+        # The child inherits the gateway's environment minus hivegate's own settings (they may hold secrets, such
+        # as HIVEGATE_OIDC_CLIENT_SECRET), plus what --env gave it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEGATE_")}
+        env.update(self._env or {})
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self._command,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -35,6 +34,10 @@ def _derive_name(target: list[str], url: str | None) -> str:
         raw = os.path.basename(words[-1] if len(words) > 1 else words[0])
         raw = raw.rsplit(".", 1)[0] if raw.endswith((".py", ".js", ".mjs", ".ts")) else raw
     return _NAME.sub("-", raw.lower()).strip("-") or "mcp"
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _duration(value: str, flag: str) -> float:
@@ -72,6 +75,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.anonymous and any(oidc_flags):
         raise ConfigError("--anonymous cannot be combined with --oidc-* flags")
     mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) else "local")
+    if mode == "local" and not _is_loopback(args.host):
+        raise ConfigError(
+            f"--host {args.host} without --oidc-issuer would let anyone who can reach it act as the local user; "
+            "configure OIDC, or pass --anonymous to accept unauthenticated callers explicitly"
+        )
     scopes = tuple(s.strip() for s in args.oidc_scopes.split(",") if s.strip())
     auth = OIDCConfig(
         mode=mode,
@@ -99,6 +107,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"--port must be between 0 and 65535 (got {args.port})")
     if args.max_sessions < 1:
         raise ConfigError("--max-sessions must be at least 1")
+    if args.max_sessions_per_user < 1:
+        raise ConfigError("--max-sessions-per-user must be at least 1")
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
@@ -117,6 +127,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         request_timeout=request_timeout,
         session_ttl=_duration(args.session_ttl, "--session-ttl"),
         max_sessions=args.max_sessions,
+        max_sessions_per_user=args.max_sessions_per_user,
         log_level=args.log_level,
     )
 
@@ -138,7 +149,7 @@ def serve_config(
     banner: str | None = None,
 ) -> int:
     """Serve `cfg` in the foreground; returns the process exit code."""
-    from hivegate.asgi.server import bind, serve
+    from hivegate.asgi.server import bind, run, serve
     from hivegate.workload import build_gateway
 
     logging.basicConfig(
@@ -174,5 +185,5 @@ def serve_config(
             print(banner.replace("{url}", url), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(app, sock, log_level=cfg.log_level, on_ready=ready))
+        run(serve(app, sock, log_level=cfg.log_level, on_ready=ready))
     return 0

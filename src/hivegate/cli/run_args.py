@@ -51,6 +51,9 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     )
     g.add_argument("--session-ttl", default="2h", metavar="DURATION", help="idle session lifetime (default 2h)")
     g.add_argument("--max-sessions", type=int, default=1000, help="concurrent client sessions (default 1000)")
+    g.add_argument(
+        "--max-sessions-per-user", type=int, default=50, help="concurrent sessions of one identity (default 50)"
+    )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     a = p.add_argument_group("authentication (OIDC); without these flags the caller is the local OS user")
     a.add_argument("--anonymous", action="store_true", help="accept every caller as `anonymous` (development only)")

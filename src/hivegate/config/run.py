@@ -29,6 +29,7 @@ class RunConfig:
     request_timeout: float = 120.0
     session_ttl: float = 7200.0
     max_sessions: int = 1000
+    max_sessions_per_user: int = 50
     log_level: str = "info"
 
     @property
@@ -37,4 +38,4 @@ class RunConfig:
 
     @property
     def loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")

@@ -10,11 +10,13 @@ from typing import Any, Final
 import orjson
 
 __all__ = [
+    "BACKEND_UNAVAILABLE",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "METHOD_NOT_FOUND",
     "PARSE_ERROR",
+    "SESSION_NOT_FOUND",
     "Message",
     "RequestId",
     "decode",
@@ -34,6 +36,8 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
+BACKEND_UNAVAILABLE: Final = -32000  # "server error" range: the backend is down or did not answer in time
+SESSION_NOT_FOUND: Final = -32001
 
 
 def decode(body: bytes) -> Any:

@@ -59,11 +59,17 @@ class FakeBackend:
 class ListSink:
     def __init__(self, streaming: bool = True) -> None:
         self.streaming = streaming
+        self.closed = False
+        self.ended = False
         self.items: list[Message] = []
         self.event = asyncio.Event()
 
     def deliver(self, message: Message) -> None:
         self.items.append(message)
+        self.event.set()
+
+    def end(self) -> None:
+        self.ended = True
         self.event.set()
 
 
@@ -132,8 +138,57 @@ async def test_cancellation_maps_the_request_id() -> None:
     await session.request(request("r-1"), sink)
     await session.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "r-1"}})
     assert backend.sent[-1]["params"]["requestId"] == backend.sent[0]["id"]
+    assert sink.ended  # the HTTP exchange waiting for it can finish
     backend.emit({"jsonrpc": "2.0", "id": backend.sent[0]["id"], "result": {}})
     assert sink.items == []  # a cancelled request's late answer is dropped
+    await session.close()
+
+
+async def test_abandoning_one_client_cancels_its_request_only() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    backend = FakeBackend.instances[0]
+    backend.auto_answer = False
+    mine, theirs = ListSink(), ListSink()
+    await session.request(request(1), mine)
+    await session.request(request(1), theirs)  # another client of the same stateless process reuses id 1
+    await session.abandon(mine, cancel=True)
+    cancelled = backend.sent[-1]
+    assert cancelled["method"] == "notifications/cancelled"
+    assert cancelled["params"]["requestId"] == backend.sent[0]["id"]
+    backend.emit({"jsonrpc": "2.0", "id": backend.sent[1]["id"], "result": {"ok": True}})
+    assert theirs.items == [{"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}]
+    await session.close()
+
+
+async def test_a_backend_cancelling_its_own_request_is_forwarded_unchanged() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    backend = FakeBackend.instances[0]
+    backend.auto_answer = False
+    stream, pending = ListSink(), ListSink()
+    session.attach_stream(stream)
+    await session.request(request("c-1"), pending)
+    note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}
+    backend.emit(note)
+    assert stream.items == [note]
+    assert pending.items == []
+    await session.close()
+
+
+async def test_progress_for_a_client_that_cannot_stream_goes_nowhere_else() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    backend = FakeBackend.instances[0]
+    backend.auto_answer = False
+    json_only, streaming = ListSink(streaming=False), ListSink()
+    await session.request(request(1, _meta={"progressToken": "p"}), json_only)
+    await session.request(request(2), streaming)
+    backend.emit(
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "p", "progress": 1}}
+    )
+    assert json_only.items == []
+    assert streaming.items == []
     await session.close()
 
 
@@ -159,6 +214,34 @@ async def test_death_fails_in_flight_requests_and_restart_replays_initialize() -
     assert second.sent[0]["params"] == {"protocolVersion": "2025-11-25"}
     assert sink.items[0]["result"] == {"method": "tools/list"}
     assert session.restarts == 1
+    await session.close()
+
+
+async def test_a_replacement_that_dies_at_once_is_retried_without_waiting_for_the_init_timeout() -> None:
+    attempts = 0
+
+    def factory() -> FakeBackend:
+        nonlocal attempts
+        attempts += 1
+        backend = FakeBackend()
+        if attempts == 2:  # the first replacement dies before answering initialize
+            backend.auto_answer = False
+            asyncio.get_running_loop().call_later(0.05, backend.die)
+        return backend
+
+    session = BackendSession(factory, name="t", init_timeout=60)
+    await session.start()
+    await session.request(request(0, "initialize", protocolVersion="2025-11-25"), ListSink())
+    FakeBackend.instances[0].die()
+    async with asyncio.timeout(5):
+        while session.ready:
+            await asyncio.sleep(0)
+    sink = ListSink()
+    async with asyncio.timeout(10):  # 0.5 s + 1 s of backoff, far below the 60 s init timeout
+        await session.request(request(1, "ping"), sink)
+        await sink.event.wait()
+    assert attempts == 3
+    assert sink.items[0]["result"] == {"method": "ping"}
     await session.close()
 
 
