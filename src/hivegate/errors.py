@@ -3,8 +3,14 @@
 - `HivegateError`: base of everything raised on purpose.
   - `ConfigError`: bad flags or config; the CLI prints the one-line message and exits 2.
   - `AuthenticationError` (HTTP 401, RFC 6750 section 3.1): `error` is `invalid_request` (no or malformed
-    credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive).
+    credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive); `invalid_token()`
+    builds the latter.
   - `BackendError`: the backend could not answer (dead, unreachable, timed out); becomes a JSON-RPC error.
+  - `FetchError`: a fetch made to authenticate callers (OIDC discovery, JWKS, introspection) failed: network error,
+    timeout, unexpected HTTP status, oversized or unparseable answer. Never sent to a caller as is: authentication
+    logs it and answers `invalid_token`.
+    - `IssuerMismatchError`: the OIDC discovery document names another issuer (OpenID Connect Discovery 1.0
+      section 4.3); a configuration error, never retried.
   - `UnsafeURLError`: a URL fetched because of configuration or input points somewhere it must not (SSRF guard).
 """
 
@@ -16,8 +22,11 @@ __all__ = [
     "AuthenticationError",
     "BackendError",
     "ConfigError",
+    "FetchError",
     "HivegateError",
+    "IssuerMismatchError",
     "UnsafeURLError",
+    "invalid_token",
 ]
 
 
@@ -40,8 +49,21 @@ class AuthenticationError(HivegateError):
         self.description = description
 
 
+def invalid_token(description: str) -> AuthenticationError:
+    """`AuthenticationError("invalid_token", description)`: a token was sent but is not valid (RFC 6750 section 3.1)."""
+    return AuthenticationError("invalid_token", description)
+
+
 class BackendError(HivegateError):
     """The backend MCP server did not answer; maps to a JSON-RPC internal error."""
+
+
+class FetchError(HivegateError):
+    """A guarded fetch failed: network error, timeout, oversized or unparseable body. Never carries a token."""
+
+
+class IssuerMismatchError(FetchError):
+    """The discovery document names another issuer (OpenID Connect Discovery 1.0 section 4.3): never retried."""
 
 
 class UnsafeURLError(HivegateError):

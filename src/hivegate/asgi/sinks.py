@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,21 +24,34 @@ class RequestEnded(Exception):
 
 class QueueSink:
     """A sink read by one HTTP exchange. A per-request sink ends when its request is cancelled; a session stream
-    (`per_request=False`) carries many requests and outlives each of them."""
+    (`per_request=False`) carries many requests and outlives each of them.
+
+    A deque and one future rather than an `asyncio.Queue`: this is on every request's path.
+    """
+
+    __slots__ = ("_items", "_per_request", "_waiter", "closed", "streaming")
 
     def __init__(self, *, streaming: bool, per_request: bool = True) -> None:
         self.streaming = streaming
         self.closed = False
         self._per_request = per_request
-        self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._items: deque[Message | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def deliver(self, message: Message) -> None:
         if not self.closed:
-            self.queue.put_nowait(message)
+            self._items.append(message)
+            self._wake()
 
     def end(self) -> None:
         if self._per_request:
-            self.queue.put_nowait(None)
+            self._items.append(None)
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 async def wait_disconnect(receive: Receive) -> object:
@@ -46,27 +61,44 @@ async def wait_disconnect(receive: Receive) -> object:
             return message
 
 
-async def next_or_disconnect(sink: QueueSink, disconnect: asyncio.Future[Any], timeout: float) -> Message | None:
+async def next_or_disconnect(sink: QueueSink, disconnect: asyncio.Future[Any] | None, timeout: float) -> Message | None:
     """The next message for `sink`; None when nothing came within `timeout`.
 
-    Raises `ConnectionError` when the client disconnected and `RequestEnded` when the request was cancelled.
+    Raises `ConnectionError` when the client disconnected (known only while a `disconnect` watcher runs) and
+    `RequestEnded` when the request was cancelled.
     """
-    if sink.queue.empty():
-        getter: asyncio.Future[Any] = asyncio.ensure_future(sink.queue.get())
-        done, _ = await asyncio.wait({getter, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if getter not in done:
-            getter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await getter
-            if disconnect in done:
+    items = sink._items
+    if not items:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        sink._waiter = waiter
+        timer = loop.call_later(timeout, _settle, waiter)
+        if disconnect is not None:
+            disconnect.add_done_callback(waiter_wake := _waker(waiter))
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            sink._waiter = None
+            if disconnect is not None:
+                disconnect.remove_done_callback(waiter_wake)
+        if not items:
+            if disconnect is not None and disconnect.done():
                 raise ConnectionError("client disconnected")
             return None
-        item: Message | None = getter.result()
-    else:
-        item = sink.queue.get_nowait()
+    item = items.popleft()
     if item is None:
         raise RequestEnded
     return item
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _waker(waiter: asyncio.Future[None]) -> Callable[[asyncio.Future[Any]], None]:
+    return lambda _done: _settle(waiter)
 
 
 async def pump_stream(

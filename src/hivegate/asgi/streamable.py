@@ -33,6 +33,7 @@ __all__ = ["SessionFrontend", "StreamableLimits"]
 logger = logging.getLogger("hivegate.streamable")
 
 SESSION_HEADER = b"mcp-session-id"
+_FIRST_WAIT = 1.0  # seconds before a request's client starts being watched for disconnects
 VERSION_HEADER = b"mcp-protocol-version"
 HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
 MODERN_VERSIONS = frozenset({"2026-07-28"})  # stateless: no initialize, no session, `_meta` on every request
@@ -220,13 +221,20 @@ class SessionFrontend:
         except BackendError as exc:
             await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc))
             return
-        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+        # Most answers come within milliseconds: watching for the client's disconnect (a task per request) starts
+        # only once the request has been running for a while.
+        disconnect: asyncio.Future[object] | None = None
         stream: SSEStream | None = None
         try:
             while True:
-                item = await next_or_disconnect(sink, disconnect, self._limits.keepalive)
-                if item is None:  # nothing for a while: commit to SSE (if the client takes it) and keep it alive
-                    if sink.streaming:
+                item = await next_or_disconnect(
+                    sink, disconnect, _FIRST_WAIT if disconnect is None else self._limits.keepalive
+                )
+                if item is None:
+                    if disconnect is None:
+                        disconnect = asyncio.ensure_future(wait_disconnect(receive))
+                        continue
+                    if sink.streaming:  # nothing for a while: commit to SSE and keep the connection alive
                         if stream is None:
                             stream = SSEStream(send)
                             await stream.start(headers)
@@ -253,9 +261,10 @@ class SessionFrontend:
             # In 2026-07-28 closing the stream is the cancellation.
             await backend.abandon(sink, cancel=cancel_on_disconnect)
         finally:
-            disconnect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await disconnect
+            if disconnect is not None:
+                disconnect.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await disconnect
 
     # -- GET and DELETE --------------------------------------------------------------------------------------------
 
@@ -290,8 +299,11 @@ class SessionFrontend:
 async def _final(sink: QueueSink) -> jsonrpc.Message | None:
     """The response in a non-streaming sink (anything else delivered there is skipped); None if cancelled."""
     while True:
-        item = await sink.queue.get()
-        if item is None or "method" not in item:
+        try:
+            item = await next_or_disconnect(sink, None, 3600.0)
+        except RequestEnded:
+            return None
+        if item is not None and "method" not in item:
             return item
 
 

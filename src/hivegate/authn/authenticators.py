@@ -44,9 +44,15 @@ LOCAL_AUDIENCE = "hivegate"
 
 
 class CachingVerifier(TokenVerifier, Protocol):
-    """A `TokenVerifier` that can answer for tokens it has already verified without doing the work again."""
+    """A `TokenVerifier` that can answer for tokens it has already verified without doing the work again.
+
+    `verify(token)` is `cached(token)` or else `verify_uncached(token)`; a caller that has just missed with `cached`
+    calls `verify_uncached` so as not to look the token up twice.
+    """
 
     def cached(self, token: str) -> Principal | None: ...
+
+    async def verify_uncached(self, token: str) -> Principal: ...
 
 
 class _NoTokenAuthenticator:
@@ -89,7 +95,7 @@ class BearerAuthenticator:
     """Bearer tokens: JWTs verified locally, opaque tokens introspected. Owns the HTTP client it is given.
 
     The hot path is a token seen before: header split, then one cache lookup per verifier. Only a miss pays for the
-    `b64token` syntax check, the JWT sniffing and the verification.
+    `b64token` syntax check, the JWT sniffing and the verification (which does not look in the cache again).
     """
 
     requires_token = True
@@ -121,9 +127,9 @@ class BearerAuthenticator:
                 return principal
         check_b64token(token)
         if self._jwt is not None and looks_like_jwt(token):
-            return await self._jwt.verify(token)
+            return await self._jwt.verify_uncached(token)
         if self._introspector is not None:
-            return await self._introspector.verify(token)
+            return await self._introspector.verify_uncached(token)
         raise AuthenticationError("invalid_token", "Token is not a valid JWT")
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
-from hivegate.errors import AuthenticationError
+from hivegate.errors import invalid_token
 
 __all__ = [
     "INVALID_CLAIMS",
@@ -25,17 +25,13 @@ __all__ = [
 INVALID_CLAIMS = "Invalid authentication claims"
 
 
-def _invalid(description: str) -> AuthenticationError:
-    return AuthenticationError("invalid_token", description)
-
-
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     """The NumericDate claim `name` (RFC 7519 section 2), None when absent; a non-number is an invalid token."""
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f"Invalid '{name}' claim")
+        raise invalid_token(f"Invalid '{name}' claim")
     return float(value)
 
 
@@ -48,10 +44,10 @@ def check_expiry(claims: Mapping[str, Any], now: float, skew: float, *, required
     exp = numeric_date(claims, "exp")
     if exp is None:
         if required:
-            raise _invalid("Token has no expiry ('exp')")
+            raise invalid_token("Token has no expiry ('exp')")
         return None
     if now > exp + skew:
-        raise _invalid("Token has expired")
+        raise invalid_token("Token has expired")
     return exp
 
 
@@ -59,10 +55,10 @@ def check_not_before(claims: Mapping[str, Any], now: float, skew: float) -> None
     """`nbf` must have passed and `iat` must not be in the future (give or take `skew`), when present."""
     nbf = numeric_date(claims, "nbf")
     if nbf is not None and now + skew < nbf:
-        raise _invalid("Token is not valid yet ('nbf')")
+        raise invalid_token("Token is not valid yet ('nbf')")
     iat = numeric_date(claims, "iat")
     if iat is not None and now + skew < iat:
-        raise _invalid("Token was issued in the future ('iat')")
+        raise invalid_token("Token was issued in the future ('iat')")
 
 
 def check_issuer(claims: Mapping[str, Any], issuer: str, *, required: bool) -> None:
@@ -71,7 +67,7 @@ def check_issuer(claims: Mapping[str, Any], issuer: str, *, required: bool) -> N
     if iss is None and not required:
         return
     if iss != issuer:
-        raise _invalid("Token issuer is not trusted")
+        raise invalid_token("Token issuer is not trusted")
 
 
 def audience_contains(aud: object, audience: str) -> bool:
@@ -89,12 +85,12 @@ def check_audience(claims: Mapping[str, Any], audience: str, *, required: bool) 
     if aud is None and not required:
         return
     if not audience_contains(aud, audience):
-        raise _invalid("Token audience does not include this server")
+        raise invalid_token("Token audience does not include this server")
 
 
 def require_subject(claims: Mapping[str, Any]) -> str:
     """`sub`, which must be a non-empty string."""
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise _invalid(INVALID_CLAIMS)
+        raise invalid_token(INVALID_CLAIMS)
     return sub

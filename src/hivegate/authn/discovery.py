@@ -13,18 +13,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, FetchError, GuardedHTTPClient
-from hivegate.errors import HivegateError, UnsafeURLError
+from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, GuardedHTTPClient
+from hivegate.errors import FetchError, HivegateError, IssuerMismatchError, UnsafeURLError
 
+# IssuerMismatchError is defined in hivegate.errors and re-exported here, where it is raised.
 __all__ = ["WELL_KNOWN_OPENID", "IssuerMismatchError", "OIDCDiscovery", "discovery_url"]
 
 logger = logging.getLogger(__name__)
 
 WELL_KNOWN_OPENID = "/.well-known/openid-configuration"
-
-
-class IssuerMismatchError(FetchError):
-    """The discovery document names another issuer (section 4.3): a configuration error, never retried."""
 
 
 def discovery_url(issuer: str) -> str:

@@ -2,34 +2,43 @@
 plus two non-standard dialects picked by URL: Google's tokeninfo and GitHub's "check a token" API.
 
 - RFC 7662: POST form `token`, `token_type_hint=access_token`, HTTP Basic client credentials (form-encoded per
-  RFC 6749 section 2.3.1); `active: false` is an invalid token; `exp`, and `iss`/`aud` when present, are checked.
+  RFC 6749 section 2.3.1); `active: false` is an invalid token; `exp` and `iss` are checked when present; when an
+  audience is configured, `aud` must contain it (a token the issuer minted for another resource is refused).
 - Google (`https://oauth2.googleapis.com/tokeninfo`): GET `?access_token=`; `iss` is `https://accounts.google.com`;
   `aud` (the OAuth client id) must equal the configured audience.
 - GitHub (`https://api.github.com/applications…`): POST `{"access_token": …}` with Basic client credentials to
   `/applications/{client_id}/token`; `iss`/`aud` are `https://github.com`, `sub` is the numeric user id. GitHub answers
   404 for tokens of other OAuth apps, which binds the token to this client.
 
-Positive answers are cached (bounded) until `exp`, or for `default_ttl` (60 s) when there is none. Answers are capped
-at 64 KB. Every failure is `AuthenticationError("invalid_token", …)`; an unreachable endpoint is logged.
+Positive answers are cached (bounded) for at most `cache_ttl` (60 s) and never past `exp`, so a token revoked at the
+issuer stops working within `cache_ttl`. Tokens the issuer refused (inactive, expired, wrong issuer or audience…) are
+remembered for `negative_ttl` (30 s) by their SHA-256, never the token itself; a token not valid yet (`nbf`) and an
+unreachable endpoint are not remembered. Concurrent checks of one token share one request, and at most
+`max_concurrency` (16) requests are in flight at once, so a flood of junk tokens leaves the rest of the shared
+connection pool (32) to discovery and JWKS. Answers are capped at 64 KB. Every failure is
+`AuthenticationError("invalid_token", …)`; an unreachable endpoint is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
+import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
 from hivegate.authn import claims as checks
-from hivegate.authn.cache import PrincipalCache
+from hivegate.authn.cache import DeadlineCache, PrincipalCache
 from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
-from hivegate.authn.ssrf import INTROSPECTION_MAX_BYTES, FetchError, FetchResponse, GuardedHTTPClient
+from hivegate.authn.ssrf import INTROSPECTION_MAX_BYTES, FetchResponse, GuardedHTTPClient
 from hivegate.core.principal import Principal
-from hivegate.errors import AuthenticationError, ConfigError, UnsafeURLError
+from hivegate.errors import AuthenticationError, ConfigError, FetchError, UnsafeURLError, invalid_token
 
 __all__ = [
     "GITHUB_ISSUER",
@@ -55,12 +64,11 @@ def basic_auth(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-def _invalid(description: str) -> AuthenticationError:
-    return AuthenticationError("invalid_token", description)
-
-
 class Introspector(ABC):
-    """Shared flow of every dialect: cache, ask, check the claims, cache again (a `TokenVerifier`)."""
+    """Shared flow of every dialect: caches, one request per token at a time, claim checks (a `TokenVerifier`).
+
+    `audience`, when set, must be in the answer's `aud`; `issuer`, when set, must equal its `iss` if it has one.
+    """
 
     def __init__(
         self,
@@ -68,20 +76,24 @@ class Introspector(ABC):
         *,
         issuer: str | None,
         audience: str | None,
-        audience_required: bool,
         clock_skew: float = 60.0,
         cache_size: int = 10_000,
-        default_ttl: float = 60.0,
+        cache_ttl: float = 60.0,
+        negative_ttl: float = 30.0,
+        max_concurrency: int = 16,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._http = http
         self._issuer = issuer
         self._audience = audience
-        self._audience_required = audience_required
         self._skew = clock_skew
-        self._default_ttl = default_ttl
+        self._cache_ttl = cache_ttl
+        self._negative_ttl = negative_ttl
         self._clock = clock
         self._cache = PrincipalCache(cache_size, clock=clock)
+        self._refused: DeadlineCache[bytes, str] = DeadlineCache(cache_size, clock=clock)  # digest -> description
+        self._inflight: dict[bytes, asyncio.Task[Principal | str]] = {}
+        self._slots = asyncio.Semaphore(max_concurrency)
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token found active earlier, while its cache entry lasts; no request is made."""
@@ -92,29 +104,69 @@ class Introspector(ABC):
         cached = self._cache.get(token)
         if cached is not None:
             return cached
+        return await self.verify_uncached(token)
+
+    async def verify_uncached(self, token: str) -> Principal:
+        """`verify` without the positive-cache lookup, for a caller that has just missed with `cached`.
+
+        A token refused within `negative_ttl` is refused again without a request; a check of a token already being
+        checked waits for that request instead of sending another. Cancelling a caller does not cancel the request.
+        """
+        key = hashlib.sha256(token.encode()).digest()
+        outcome: Principal | str | None = self._refused.get(key)
+        if outcome is None:
+            task = self._inflight.get(key)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._check(token, key))
+                self._inflight[key] = task
+                task.add_done_callback(functools.partial(self._landed, key))
+            outcome = await asyncio.shield(task)
+        if isinstance(outcome, Principal):
+            return outcome
+        raise invalid_token(outcome)
+
+    def _landed(self, key: bytes, task: asyncio.Task[Principal | str]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, so a task whose callers all left is not reported as unhandled
+
+    async def _check(self, token: str, key: bytes) -> Principal | str:
+        """Ask the endpoint and check its answer: the principal (cached), or why the token is refused."""
         try:
-            claims = await self._introspect(token)
+            async with self._slots:
+                claims = await self._introspect(token)
+            now = self._clock()
+            exp = checks.check_expiry(claims, now, self._skew, required=False)
+            principal = self._principal(claims, exp)
+        except AuthenticationError as exc:  # the issuer's answer refuses the token: it will for a while yet
+            self._refused.put(key, exc.description, self._clock() + self._negative_ttl)
+            return exc.description
         except (FetchError, UnsafeURLError) as exc:
             logger.warning("token introspection failed: %s", exc)
-            raise _invalid(_UNAVAILABLE) from exc
-        now = self._clock()
-        exp = checks.check_expiry(claims, now, self._skew, required=False)
-        checks.check_not_before(claims, now, self._skew)
+            return _UNAVAILABLE
+        try:
+            checks.check_not_before(claims, now, self._skew)
+        except AuthenticationError as exc:  # valid later: not remembered
+            return exc.description
+        until = now + self._cache_ttl
+        self._cache.put(token, principal, until if exp is None else min(exp, until))
+        return principal
+
+    def _principal(self, claims: Mapping[str, Any], exp: float | None) -> Principal:
         if self._issuer is not None:
             checks.check_issuer(claims, self._issuer, required=False)
         if self._audience is not None:
-            checks.check_audience(claims, self._audience, required=self._audience_required)
+            checks.check_audience(claims, self._audience, required=True)
         subject = checks.require_subject(claims)
         issuer = claims.get("iss")
-        principal = Principal(
+        return Principal(
             subject=subject,
             issuer=issuer if isinstance(issuer, str) else (self._issuer or ""),
             kind="opaque",
             claims=claims,
             expires_at=exp,
         )
-        self._cache.put(token, principal, exp if exp is not None else now + self._default_ttl)
-        return principal
 
     @abstractmethod
     async def _introspect(self, token: str) -> dict[str, Any]:
@@ -141,7 +193,7 @@ class RFC7662Introspector(Introspector):
         audience: str | None,
         **options: Any,
     ) -> None:
-        super().__init__(http, issuer=issuer, audience=audience, audience_required=False, **options)
+        super().__init__(http, issuer=issuer, audience=audience, **options)
         self._url = url
         self._headers = {"Accept": "application/json"}
         if client_id:
@@ -159,7 +211,7 @@ class RFC7662Introspector(Introspector):
             raise FetchError(f"introspection endpoint answered HTTP {resp.status}")
         claims = self._json_object(resp, "introspection")
         if claims.get("active") is not True:
-            raise _invalid("Token is not active")
+            raise invalid_token("Token is not active")
         return claims
 
 
@@ -169,7 +221,7 @@ class GoogleTokenInfoIntrospector(Introspector):
     def __init__(
         self, http: GuardedHTTPClient, *, audience: str, url: str = GOOGLE_TOKENINFO_URL, **options: Any
     ) -> None:
-        super().__init__(http, issuer=GOOGLE_ISSUER, audience=audience, audience_required=True, **options)
+        super().__init__(http, issuer=GOOGLE_ISSUER, audience=audience, **options)
         self._url = url
 
     async def _introspect(self, token: str) -> dict[str, Any]:
@@ -177,7 +229,7 @@ class GoogleTokenInfoIntrospector(Introspector):
             "GET", self._url, params={"access_token": token}, max_bytes=INTROSPECTION_MAX_BYTES
         )
         if resp.status == 400:
-            raise _invalid("Token is not active")
+            raise invalid_token("Token is not active")
         if resp.status != 200:
             raise FetchError(f"Google tokeninfo answered HTTP {resp.status}")
         claims = self._json_object(resp, "Google tokeninfo")
@@ -188,7 +240,7 @@ class GoogleTokenInfoIntrospector(Introspector):
                 try:
                     claims[name] = int(value)
                 except ValueError as exc:
-                    raise _invalid(f"Invalid '{name}' claim") from exc
+                    raise invalid_token(f"Invalid '{name}' claim") from exc
         return claims
 
 
@@ -204,7 +256,7 @@ class GitHubIntrospector(Introspector):
         api_base: str = "https://api.github.com",
         **options: Any,
     ) -> None:
-        super().__init__(http, issuer=GITHUB_ISSUER, audience=None, audience_required=False, **options)
+        super().__init__(http, issuer=GITHUB_ISSUER, audience=None, **options)
         self._url = f"{api_base.rstrip('/')}/applications/{quote_plus(client_id)}/token"
         self._headers = {
             "Authorization": basic_auth(client_id, client_secret),
@@ -216,7 +268,7 @@ class GitHubIntrospector(Introspector):
             "POST", self._url, headers=self._headers, json={"access_token": token}, max_bytes=INTROSPECTION_MAX_BYTES
         )
         if resp.status in (404, 422):
-            raise _invalid("Token is not active")
+            raise invalid_token("Token is not active")
         if resp.status != 200:
             raise FetchError(f"GitHub token check answered HTTP {resp.status}")
         return _github_claims(self._json_object(resp, "GitHub token check"))
@@ -225,10 +277,10 @@ class GitHubIntrospector(Introspector):
 def _github_claims(body: dict[str, Any]) -> dict[str, Any]:
     user = body.get("user")
     if not isinstance(user, dict):
-        raise _invalid(checks.INVALID_CLAIMS)
+        raise invalid_token(checks.INVALID_CLAIMS)
     user_id = user.get("id")
     if not isinstance(user_id, int) or isinstance(user_id, bool):
-        raise _invalid(checks.INVALID_CLAIMS)
+        raise invalid_token(checks.INVALID_CLAIMS)
     claims: dict[str, Any] = {"sub": str(user_id), "iss": GITHUB_ISSUER, "aud": GITHUB_ISSUER, "active": True}
     for name, claim in (("login", "login"), ("login", "preferred_username"), ("name", "name"), ("email", "email")):
         if isinstance(user.get(name), str) and user[name]:
@@ -242,7 +294,7 @@ def _github_claims(body: dict[str, Any]) -> dict[str, Any]:
         try:
             claims["exp"] = int(datetime.fromisoformat(expires_at).timestamp())
         except ValueError as exc:
-            raise _invalid("Invalid 'exp' claim") from exc
+            raise invalid_token("Invalid 'exp' claim") from exc
     return claims
 
 

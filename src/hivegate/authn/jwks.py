@@ -1,10 +1,12 @@
 """RFC 7517 section 5 JSON Web Key Sets: the issuer's public signing keys, cached by `kid`.
 
-A token naming an unknown `kid` triggers one refetch (the issuer may have rotated its keys), at most once per
-`refetch_interval` seconds; concurrent misses wait for that same fetch. Keys older than `max_age` are refreshed on
-next use (so a key the issuer withdrew stops being trusted); if that refresh fails, the old keys stay in use.
-Symmetric (`oct`) keys and keys marked for encryption are ignored. With `auth_token_file` (a Kubernetes
-service-account token), the file is re-read on every fetch and sent as `Authorization: Bearer` to the JWKS URL only.
+A token naming an unknown `kid` waits for one refetch (the issuer may have rotated its keys), at most once per
+`refetch_interval` seconds; concurrent misses wait for that same fetch. A known key is always answered at once: when
+the set is older than `max_age`, the first use starts a refresh in the background and the old keys serve meanwhile
+(stale-while-revalidate). A key the issuer withdrew from the set stops being trusted once a refresh succeeds; a
+failed refresh keeps the old keys and is retried at most once per `refetch_interval`. Symmetric (`oct`) keys and
+keys marked for encryption are ignored. With `auth_token_file` (a Kubernetes service-account token), the file is
+re-read on every fetch and sent as `Authorization: Bearer` to the JWKS URL only.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
-from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, FetchError, GuardedHTTPClient
-from hivegate.errors import UnsafeURLError
+from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, GuardedHTTPClient
+from hivegate.errors import FetchError, UnsafeURLError
 
 __all__ = ["JWKSCache", "PublicKey", "parse_jwks"]
 
@@ -76,26 +78,43 @@ class JWKSCache:
         self._loaded_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None  # the background refresh of a stale set, while it runs
 
     async def get(self, kid: str) -> PublicKey | None:
-        """The key named `kid`, refetching the set when it is unknown or stale and the rate limit allows.
+        """The key named `kid`, or None when the issuer has no such key.
 
-        Raises `FetchError`/`UnsafeURLError` only when keys are needed and none could be fetched.
+        A known key is returned at once (a stale set is refreshed in the background); an unknown `kid` waits for a
+        refetch when the rate limit allows. Raises `FetchError`/`UnsafeURLError` only when no keys could ever be had.
         """
         key = self._keys.get(kid)
-        if key is not None and not self._stale():
+        if key is not None:
+            if self._stale() and self._refresh is None and self._may_fetch():
+                self._refresh = asyncio.get_running_loop().create_task(self._refresh_stale())
             return key
         async with self._lock:
             key = self._keys.get(kid)
-            if (key is None or self._stale()) and self._may_fetch():
-                try:
-                    await self._fetch()
-                except (FetchError, UnsafeURLError):
-                    if self._loaded_at is None:
-                        raise
-                    logger.warning("JWKS refresh failed; keeping the %d keys already known", len(self._keys))
+            if key is None and self._may_fetch():
+                await self._fetch_keeping_known_keys()
                 key = self._keys.get(kid)
         return key
+
+    async def _refresh_stale(self) -> None:
+        try:
+            async with self._lock:
+                if self._stale() and self._may_fetch():  # an unknown kid may have refetched while we waited
+                    await self._fetch_keeping_known_keys()
+        except Exception:  # nobody awaits this task: report here rather than as an unretrieved exception
+            logger.exception("JWKS background refresh failed")
+        finally:
+            self._refresh = None
+
+    async def _fetch_keeping_known_keys(self) -> None:
+        try:
+            await self._fetch()
+        except (FetchError, UnsafeURLError) as exc:
+            if self._loaded_at is None:
+                raise
+            logger.warning("JWKS refresh failed; keeping the %d keys already known: %s", len(self._keys), exc)
 
     def _stale(self) -> bool:
         return self._loaded_at is not None and self._clock() - self._loaded_at > self._max_age

@@ -23,9 +23,8 @@ from joserfc.util import urlsafe_b64decode
 from hivegate.authn import claims as checks
 from hivegate.authn.cache import PrincipalCache
 from hivegate.authn.jwks import JWKSCache
-from hivegate.authn.ssrf import FetchError
 from hivegate.core.principal import Principal
-from hivegate.errors import AuthenticationError, UnsafeURLError
+from hivegate.errors import FetchError, UnsafeURLError, invalid_token
 
 __all__ = ["ALLOWED_ALGORITHMS", "JWTVerifier", "looks_like_jwt"]
 
@@ -49,10 +48,6 @@ class _Registry(JWSRegistry):
 
 
 _REGISTRY = _Registry(algorithms=sorted(ALLOWED_ALGORITHMS), strict_check_header=False)
-
-
-def _invalid(description: str) -> AuthenticationError:
-    return AuthenticationError("invalid_token", description)
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -96,45 +91,49 @@ class JWTVerifier:
         cached = self._cache.get(token)
         if cached is not None:
             return cached
+        return await self.verify_uncached(token)
+
+    async def verify_uncached(self, token: str) -> Principal:
+        """`verify` without the cache lookup, for a caller that has just missed with `cached`; caches the result."""
         try:
             obj = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
         except (JoseError, ValueError, UnicodeEncodeError) as exc:
-            raise _invalid("Malformed token") from exc
+            raise invalid_token("Malformed token") from exc
         header = obj.headers()
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
             shown = repr(alg)[:24]  # the header is the caller's: keep the echo short
-            raise _invalid(f"Token algorithm {shown} is not allowed: only asymmetric signatures are accepted")
+            raise invalid_token(f"Token algorithm {shown} is not allowed: only asymmetric signatures are accepted")
         if alg not in ALLOWED_ALGORITHMS:
-            raise _invalid(f"Token algorithm {repr(alg)[:24]} is not supported")
+            raise invalid_token(f"Token algorithm {repr(alg)[:24]} is not supported")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise _invalid("Token header has no 'kid'")
+            raise invalid_token("Token header has no 'kid'")
         try:
             key = await self._jwks.get(kid)
         except (FetchError, UnsafeURLError) as exc:
             logger.warning("cannot verify a token: signing keys unavailable: %s", exc)
-            raise _invalid("Unable to verify token: the issuer's signing keys are unavailable") from exc
+            raise invalid_token("Unable to verify token: the issuer's signing keys are unavailable") from exc
         if key is None:
-            raise _invalid("Token is signed with an unknown key")
+            raise invalid_token("Token is signed with an unknown key")
         key_alg = key.get("alg")
         if key_alg is not None and key_alg != alg:
-            raise _invalid("Token algorithm does not match its signing key")
+            raise invalid_token("Token algorithm does not match its signing key")
         try:
             valid = jws.validate_compact(obj, key, registry=_REGISTRY)
         except JoseError:  # e.g. an EC key for an RS256 token
             valid = False
         if not valid:
-            raise _invalid("Invalid token signature")
+            raise invalid_token("Invalid token signature")
         return self._accept(token, obj.payload)
 
     def _accept(self, token: str, payload: bytes | None) -> Principal:
         try:
             claims = orjson.loads(payload or b"")
         except orjson.JSONDecodeError as exc:
-            raise _invalid("Malformed token claims") from exc
+            raise invalid_token("Malformed token claims") from exc
         if not isinstance(claims, dict):
-            raise _invalid("Malformed token claims")
+            raise invalid_token("Malformed token claims")
         now = self._clock()
         checks.check_issuer(claims, self._issuer, required=True)
         checks.check_audience(claims, self._audience, required=True)

@@ -23,12 +23,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from hivegate import __version__
-from hivegate.errors import ConfigError, HivegateError, UnsafeURLError
+from hivegate.errors import ConfigError, FetchError, UnsafeURLError
 
 __all__ = [
     "DOCUMENT_MAX_BYTES",
     "INTROSPECTION_MAX_BYTES",
-    "FetchError",
+    "FetchError",  # defined in hivegate.errors; re-exported here, where it is raised
     "FetchResponse",
     "GuardedHTTPClient",
     "GuardedResolver",
@@ -44,10 +44,6 @@ _PRIVATE_HINT = "use --jwks-allow-private-ip to allow private addresses"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-class FetchError(HivegateError):
-    """A guarded fetch failed: network error, timeout, oversized or unparseable body. Never carries a token."""
 
 
 def is_public_address(ip: IPAddress) -> bool:

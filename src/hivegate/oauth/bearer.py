@@ -23,9 +23,10 @@ def extract_bearer(authorization: str | None, *, check_syntax: bool = True) -> s
     is false) a token that is not a `b64token` raises `AuthenticationError("invalid_request", …)`. Skipping the
     syntax check is for callers that look the token up among ones already checked, and call `check_b64token` on a miss.
     """
-    if authorization is None or not authorization.strip():
+    value = authorization.strip() if authorization is not None else ""
+    if not value:
         raise AuthenticationError("invalid_request", "Missing Authorization header")
-    scheme, _, token = authorization.strip().partition(" ")
+    scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer":
         raise AuthenticationError("invalid_request", "Authorization header must use the Bearer scheme")
     token = token.strip()
@@ -59,7 +60,9 @@ def www_authenticate(
     """Build a `WWW-Authenticate: Bearer …` challenge value (RFC 6750 section 3, RFC 9728 section 5.1).
 
     Each parameter appears only when it is not None, in the order realm, resource_metadata, scope, error,
-    error_description. RFC 6750 section 3.1 says a request with no credentials at all should get no `error`.
+    error_description. RFC 6750 section 3.1 suggests leaving out `error` when the request had no credentials at all;
+    hivegate, like ToolHive, does not: `extract_bearer` refuses a missing header with `invalid_request`, and the
+    gateway sends that as `error="invalid_request"` with its `error_description`.
     """
     params = (
         ("realm", realm),
