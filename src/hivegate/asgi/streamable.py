@@ -292,8 +292,8 @@ class SessionFrontend:
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return
+        await send_bytes(send, 200, b"")  # answer first: stopping the backend process can take a moment
         await self._registry.remove(entry.session_id)
-        await send_bytes(send, 200, b"")
 
 
 async def _final(sink: QueueSink) -> jsonrpc.Message | None:
