@@ -3,16 +3,18 @@ tokeninfo and GitHub token-check endpoints, each counting the requests it gets; 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
+import anyio
 from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
@@ -39,6 +41,9 @@ class LocalIdP:
     introspection: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> RFC 7662 answer
     introspection_auth: list[str | None] = field(default_factory=list)
     introspection_forms: list[dict[str, str]] = field(default_factory=list)
+    introspection_gate: asyncio.Event | None = None  # when set: introspection answers wait for the event
+    introspection_in_flight: int = 0
+    introspection_peak: int = 0  # most introspection requests ever in flight at once
     tokeninfo: dict[str, dict[str, Any]] = field(default_factory=dict)  # Google: token -> answer
     github: dict[str, dict[str, Any]] = field(default_factory=dict)  # GitHub: token -> answer
     github_calls: list[tuple[str, str | None, Any]] = field(default_factory=list)  # (path, auth, body)
@@ -119,6 +124,13 @@ async def run_idp() -> AsyncIterator[LocalIdP]:
         auth = request.headers.get("Authorization")
         idp.introspection_auth.append(auth)
         form = dict((await request.post()).items())
+        if idp.introspection_gate is not None:
+            idp.introspection_in_flight += 1
+            idp.introspection_peak = max(idp.introspection_peak, idp.introspection_in_flight)
+            try:
+                await idp.introspection_gate.wait()
+            finally:
+                idp.introspection_in_flight -= 1
         idp.introspection_forms.append({k: str(v) for k, v in form.items()})
         if auth != basic(quote_plus(CLIENT_ID), quote_plus(CLIENT_SECRET)):
             return web.json_response({"error": "invalid_client"}, status=401)
@@ -192,3 +204,10 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def wait_until(condition: Callable[[], bool], *, deadline: float = 5.0) -> None:
+    """Return once `condition()` holds; fail the test if it does not within `deadline` seconds (no fixed sleep)."""
+    with anyio.fail_after(deadline):
+        while not condition():
+            await anyio.sleep(0.005)

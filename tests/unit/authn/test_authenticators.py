@@ -16,8 +16,14 @@ from hivegate.authn.authenticators import (
     LocalAuthenticator,
     build_authenticator,
 )
+from hivegate.authn.cache import DeadlineCache
 from hivegate.authn.config import OIDCConfig
+from hivegate.authn.introspection import RFC7662Introspector
+from hivegate.authn.jwks import JWKSCache
+from hivegate.authn.jwt import JWTVerifier
+from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.core.ports import Authenticator
+from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError, ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +96,7 @@ async def test_opaque_tokens_go_to_introspection_with_the_env_secret(
     idp: LocalIdP, rsa_key: RSAKey, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HIVEGATE_OIDC_CLIENT_SECRET", CLIENT_SECRET)
-    idp.introspection["opaque-abc"] = {"active": True, "sub": "erin", "exp": int(time.time()) + 60}
+    idp.introspection["opaque-abc"] = {"active": True, "sub": "erin", "aud": AUDIENCE, "exp": int(time.time()) + 60}
     cfg = local_cfg(idp, introspection_url=f"{idp.base}/introspect", client_id=CLIENT_ID)
     async with built(cfg) as authenticator:
         opaque = await authenticator.authenticate("Bearer opaque-abc")
@@ -127,3 +133,33 @@ async def test_private_issuer_is_unreachable_without_allow_private_ip(idp: Local
 def test_build_authenticator_validates_the_config() -> None:
     with pytest.raises(ConfigError, match="--oidc-issuer must be an https URL"):
         build_authenticator(OIDCConfig(issuer="http://idp.example", audience="a"))
+
+
+class CountingCache(DeadlineCache[str, Principal]):
+    """A principal cache that counts lookups."""
+
+    def __init__(self) -> None:
+        super().__init__(100)
+        self.lookups = 0
+
+    def get(self, key: str) -> Principal | None:
+        self.lookups += 1
+        return super().get(key)
+
+
+async def test_a_cache_miss_looks_the_token_up_once(idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey) -> None:
+    jwt_verifier = JWTVerifier(JWKSCache(http, idp.jwks_url), issuer=idp.issuer, audience=AUDIENCE)
+    introspector = RFC7662Introspector(
+        http, f"{idp.base}/introspect", client_id=CLIENT_ID, client_secret=CLIENT_SECRET, issuer=None, audience=AUDIENCE
+    )
+    jwt_verifier._cache = jwt_cache = CountingCache()
+    introspector._cache = opaque_cache = CountingCache()
+    idp.introspection["opaque-abc"] = {"active": True, "sub": "erin", "aud": AUDIENCE}
+    authenticator = BearerAuthenticator(jwt_verifier=jwt_verifier, introspector=introspector, realm=None)
+    jwt = "Bearer " + idp.token(rsa_key)
+    assert (await authenticator.authenticate(jwt)).kind == "jwt"
+    assert (jwt_cache.lookups, opaque_cache.lookups) == (1, 1)  # a miss in each verifier's cache, nothing more
+    assert (await authenticator.authenticate(jwt)).kind == "jwt"
+    assert (jwt_cache.lookups, opaque_cache.lookups) == (2, 1)  # a hit
+    assert (await authenticator.authenticate("Bearer opaque-abc")).kind == "opaque"
+    assert (jwt_cache.lookups, opaque_cache.lookups) == (3, 2)

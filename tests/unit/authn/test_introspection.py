@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from typing import Any
 from urllib.parse import quote_plus
 
+import anyio
 import pytest
 from authn_idp import (
     AUDIENCE,
@@ -14,7 +17,9 @@ from authn_idp import (
     FakeClock,
     LocalIdP,
     basic,
+    wait_until,
 )
+from joserfc.jwk import RSAKey
 
 from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig
 from hivegate.authn.introspection import (
@@ -25,14 +30,22 @@ from hivegate.authn.introspection import (
     basic_auth,
     build_introspector,
 )
+from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import AuthenticationError
 
 pytestmark = pytest.mark.anyio
 
+UNAVAILABLE = "Unable to validate token: the introspection endpoint is unavailable"
+
 
 def rfc7662(
-    idp: LocalIdP, http: GuardedHTTPClient, *, secret: str = CLIENT_SECRET, **options: Any
+    idp: LocalIdP,
+    http: GuardedHTTPClient,
+    *,
+    secret: str = CLIENT_SECRET,
+    audience: str | None = AUDIENCE,
+    **options: Any,
 ) -> RFC7662Introspector:
     return RFC7662Introspector(
         http,
@@ -40,7 +53,7 @@ def rfc7662(
         client_id=CLIENT_ID,
         client_secret=secret,
         issuer=idp.issuer,
-        audience=AUDIENCE,
+        audience=audience,
         **options,
     )
 
@@ -75,11 +88,75 @@ async def test_active_token_yields_an_opaque_principal_and_sends_client_credenti
     assert idp.introspection_forms == [{"token": "opaque-1", "token_type_hint": "access_token"}]
 
 
-async def test_inactive_token_is_refused_and_not_cached(idp: LocalIdP, http: GuardedHTTPClient) -> None:
-    introspector = rfc7662(idp, http)
+async def test_refusals_are_remembered_for_30_seconds_by_token_digest(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    clock = FakeClock()
+    introspector = rfc7662(idp, http, clock=clock)
     assert await refused(introspector, "revoked") == "Token is not active"
+    clock.advance(29)
     assert await refused(introspector, "revoked") == "Token is not active"
+    assert idp.count("introspect") == 1
+    assert list(introspector._refused._entries) == [hashlib.sha256(b"revoked").digest()]  # never the token itself
+    idp.introspection["revoked"] = active(idp)  # the issuer changed its mind
+    clock.advance(2)
+    assert (await introspector.verify("revoked")).subject == "carol"
     assert idp.count("introspect") == 2
+
+
+async def test_an_unreachable_endpoint_is_not_remembered(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    introspector = rfc7662(idp, http, secret="wrong")  # the endpoint answers HTTP 401: our problem, not the token's
+    idp.introspection["tok"] = active(idp)
+    for _ in range(2):
+        assert await refused(introspector, "tok") == UNAVAILABLE
+    assert idp.count("introspect") == 2
+
+
+async def test_a_token_not_valid_yet_is_not_remembered(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    clock = FakeClock()
+    introspector = rfc7662(idp, http, clock=clock, clock_skew=0)
+    idp.introspection["early"] = active(idp, nbf=int(clock.now) + 5, exp=int(clock.now) + 300)
+    assert await refused(introspector, "early") == "Token is not valid yet ('nbf')"
+    clock.advance(6)
+    assert (await introspector.verify("early")).subject == "carol"
+
+
+async def test_concurrent_checks_of_one_token_share_one_request(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    introspector = rfc7662(idp, http)
+    idp.introspection["tok"] = active(idp)
+    principals = await asyncio.gather(*(introspector.verify("tok") for _ in range(20)))
+    assert {p.subject for p in principals} == {"carol"}
+    outcomes = await asyncio.gather(*(introspector.verify("junk") for _ in range(20)), return_exceptions=True)
+    assert {type(o) for o in outcomes} == {AuthenticationError}
+    assert idp.count("introspect") == 2
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_check(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    introspector = rfc7662(idp, http)
+    idp.introspection["tok"] = active(idp)
+    idp.introspection_gate = asyncio.Event()
+    impatient = asyncio.ensure_future(introspector.verify("tok"))
+    patient = asyncio.ensure_future(introspector.verify("tok"))
+    await wait_until(lambda: idp.introspection_in_flight == 1)
+    impatient.cancel()
+    idp.introspection_gate.set()
+    assert (await patient).subject == "carol"
+    assert impatient.cancelled()
+    assert idp.count("introspect") == 1
+
+
+async def test_a_flood_of_junk_tokens_leaves_connections_for_jwks(
+    idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey
+) -> None:
+    introspector = rfc7662(idp, http)
+    idp.introspection_gate = asyncio.Event()  # the introspection endpoint hangs
+    flood = [asyncio.ensure_future(introspector.verify(f"junk-{i}")) for i in range(40)]
+    await wait_until(lambda: idp.introspection_in_flight >= 16)
+    with anyio.fail_after(3):  # the signing keys are still reachable
+        assert await JWKSCache(http, idp.jwks_url).get(rsa_key.kid) is not None
+    assert idp.introspection_peak == 16
+    idp.introspection_gate.set()
+    outcomes = await asyncio.gather(*flood, return_exceptions=True)
+    assert {getattr(o, "description", o) for o in outcomes} == {"Token is not active"}
+    assert idp.introspection_peak == 16
 
 
 @pytest.mark.parametrize(
@@ -92,35 +169,61 @@ async def test_inactive_token_is_refused_and_not_cached(idp: LocalIdP, http: Gua
         ({"active": "true"}, "Token is not active"),
     ],
 )
-async def test_bad_introspection_answers_are_refused(
+async def test_bad_introspection_answers_are_refused_and_remembered(
     idp: LocalIdP, http: GuardedHTTPClient, claims: dict[str, Any], description: str
 ) -> None:
     idp.introspection["tok"] = active(idp, **claims)
-    assert await refused(rfc7662(idp, http), "tok") == description
+    introspector = rfc7662(idp, http)
+    assert await refused(introspector, "tok") == description
+    assert await refused(introspector, "tok") == description
+    assert idp.count("introspect") == 1
 
 
-async def test_iss_and_aud_are_optional_in_the_answer(idp: LocalIdP, http: GuardedHTTPClient) -> None:
-    idp.introspection["tok"] = active(idp, iss=None, aud=None)
+async def test_iss_is_optional_in_the_answer(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.introspection["tok"] = active(idp, iss=None)
     principal = await rfc7662(idp, http).verify("tok")
     assert principal.issuer == idp.issuer
+
+
+@pytest.mark.parametrize(
+    ("aud", "accepted"),
+    [(AUDIENCE, True), (["other", AUDIENCE], True), (None, False), ("https://other.example/mcp", False)],
+)
+async def test_aud_must_name_the_configured_audience(
+    idp: LocalIdP, http: GuardedHTTPClient, aud: str | list[str] | None, accepted: bool
+) -> None:
+    idp.introspection["tok"] = active(idp, aud=aud)
+    if accepted:
+        assert (await rfc7662(idp, http).verify("tok")).subject == "carol"
+    else:
+        assert await refused(rfc7662(idp, http), "tok") == "Token audience does not include this server"
+
+
+async def test_without_a_configured_audience_aud_is_not_checked(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    idp.introspection["tok"] = active(idp, aud=None)
+    assert (await rfc7662(idp, http, audience=None).verify("tok")).subject == "carol"
 
 
 async def test_positive_answers_are_cached_until_exp(idp: LocalIdP, http: GuardedHTTPClient) -> None:
     clock = FakeClock()
     introspector = rfc7662(idp, http, clock=clock, clock_skew=0)
-    idp.introspection["tok"] = active(idp, exp=int(clock.now) + 120)
+    idp.introspection["tok"] = active(idp, exp=int(clock.now) + 40)
     first = await introspector.verify("tok")
+    clock.advance(39)
     assert await introspector.verify("tok") is first
     assert idp.count("introspect") == 1
-    clock.advance(121)
+    clock.advance(2)
     assert await refused(introspector, "tok") == "Token has expired"
     assert idp.count("introspect") == 2
 
 
-async def test_answers_without_exp_are_cached_for_a_minute(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+@pytest.mark.parametrize("exp_in", [3600, None])
+async def test_revocation_takes_effect_within_a_minute(
+    idp: LocalIdP, http: GuardedHTTPClient, exp_in: int | None
+) -> None:
     clock = FakeClock()
     introspector = rfc7662(idp, http, clock=clock)
-    idp.introspection["tok"] = active(idp, exp=None)
+    idp.introspection["tok"] = active(idp, exp=None if exp_in is None else int(clock.now) + exp_in)
     await introspector.verify("tok")
     clock.advance(59)
     await introspector.verify("tok")
@@ -131,16 +234,27 @@ async def test_answers_without_exp_are_cached_for_a_minute(idp: LocalIdP, http: 
     assert idp.count("introspect") == 2
 
 
+async def test_the_cache_lifetime_of_introspected_tokens_is_a_parameter(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+    clock = FakeClock()
+    introspector = rfc7662(idp, http, clock=clock, cache_ttl=10)
+    idp.introspection["tok"] = active(idp)
+    await introspector.verify("tok")
+    clock.advance(9)
+    await introspector.verify("tok")
+    assert idp.count("introspect") == 1
+    clock.advance(2)
+    await introspector.verify("tok")
+    assert idp.count("introspect") == 2
+
+
 async def test_endpoint_refusing_our_credentials_is_an_invalid_token(idp: LocalIdP, http: GuardedHTTPClient) -> None:
     idp.introspection["tok"] = active(idp)
-    description = await refused(rfc7662(idp, http, secret="wrong"), "tok")
-    assert description == "Unable to validate token: the introspection endpoint is unavailable"
+    assert await refused(rfc7662(idp, http, secret="wrong"), "tok") == UNAVAILABLE
 
 
 async def test_oversized_introspection_answer_is_refused(idp: LocalIdP, http: GuardedHTTPClient) -> None:
     idp.introspection["tok"] = active(idp, padding="x" * 70_000)
-    description = await refused(rfc7662(idp, http), "tok")
-    assert description == "Unable to validate token: the introspection endpoint is unavailable"
+    assert await refused(rfc7662(idp, http), "tok") == UNAVAILABLE
 
 
 async def test_google_tokeninfo(idp: LocalIdP, http: GuardedHTTPClient) -> None:

@@ -3,14 +3,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import anyio
 import pytest
-from authn_idp import AUDIENCE, FakeClock, LocalIdP
+from authn_idp import AUDIENCE, FakeClock, LocalIdP, wait_until
 from joserfc.jwk import OctKey, RSAKey
 
 from hivegate.authn.jwks import JWKSCache, parse_jwks
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import FetchError, GuardedHTTPClient
-from hivegate.errors import AuthenticationError
+from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.errors import AuthenticationError, FetchError
 
 pytestmark = pytest.mark.anyio
 
@@ -71,21 +72,57 @@ async def test_stale_keys_are_refreshed_so_withdrawn_keys_stop_working(
     idp.published = [rsa_key_2]
     assert await jwks.get("rsa-1") is not None  # still fresh: no fetch
     clock.advance(3601)
-    assert await jwks.get("rsa-1") is None
+    assert await jwks.get("rsa-1") is not None  # stale: served while the refresh runs
+    await wait_until(lambda: idp.count("jwks") == 2)
+    with anyio.fail_after(5):
+        while await jwks.get("rsa-1") is not None:  # withdrawn once the refresh has succeeded
+            await anyio.sleep(0.005)
+    assert await jwks.get("rsa-2") is not None
     assert idp.count("jwks") == 2
 
 
-async def test_a_failed_refresh_keeps_the_known_keys(idp: LocalIdP, http: GuardedHTTPClient) -> None:
+async def test_stale_keys_answer_at_once_while_the_refresh_is_slow(
+    idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey
+) -> None:
+    clock = FakeClock(1000.0)
+    issuer_slow = asyncio.Event()
+    lookups = 0
+
+    async def url() -> str:
+        nonlocal lookups
+        lookups += 1
+        if lookups > 1:
+            await issuer_slow.wait()  # the refresh hangs until the test lets it go
+        return idp.jwks_url
+
+    verifier = verifier_for(JWKSCache(http, url, max_age=3600, clock=clock), idp)
+    await verifier.verify(idp.token(rsa_key, jti="first"))
+    clock.advance(3601)
+    assert (await verifier.verify(idp.token(rsa_key, jti="stale"))).subject == "alice"
+    await wait_until(lambda: lookups == 2)  # the refresh has started, and hangs
+    with anyio.fail_after(2):  # new tokens signed with a known key do not wait for it
+        for i in range(5):
+            assert (await verifier.verify(idp.token(rsa_key, jti=str(i)))).subject == "alice"
+    assert lookups == 2  # one background refresh, however many requests noticed the stale set
+    issuer_slow.set()
+    await wait_until(lambda: idp.count("jwks") == 2)
+
+
+async def test_a_failed_refresh_keeps_the_known_keys(
+    idp: LocalIdP, http: GuardedHTTPClient, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = FakeClock(1000.0)
     urls = iter([idp.jwks_url, "http://127.0.0.1:1/jwks"])
 
     async def url() -> str:
         return next(urls)
 
-    jwks = JWKSCache(http, url, max_age=60, clock=clock)
+    jwks = JWKSCache(http, url, max_age=60, refetch_interval=10, clock=clock)
     assert await jwks.get("rsa-1") is not None
     clock.advance(61)
-    assert await jwks.get("rsa-1") is not None  # refresh failed (nothing listens on port 1): old key kept
+    assert await jwks.get("rsa-1") is not None
+    await wait_until(lambda: "JWKS refresh failed" in caplog.text)  # nothing listens on port 1
+    assert await jwks.get("rsa-1") is not None  # old key kept, no new attempt within 10 s (`urls` is spent)
 
 
 async def test_no_keys_at_all_is_an_invalid_token_not_a_crash(http: GuardedHTTPClient, rsa_key: RSAKey) -> None:

@@ -4,11 +4,13 @@ import pytest
 from authn_idp import AUDIENCE, FakeClock, LocalIdP
 from joserfc.jwk import RSAKey
 
-from hivegate.authn.discovery import IssuerMismatchError, OIDCDiscovery, discovery_url
+import hivegate.authn.discovery as discovery_module
+import hivegate.authn.ssrf as ssrf_module
+from hivegate.authn.discovery import OIDCDiscovery, discovery_url
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import FetchError, GuardedHTTPClient
-from hivegate.errors import AuthenticationError
+from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.errors import AuthenticationError, FetchError, HivegateError, IssuerMismatchError, invalid_token
 
 pytestmark = pytest.mark.anyio
 
@@ -78,3 +80,12 @@ async def test_issuer_in_document_must_match_exactly(idp: LocalIdP, http: Guarde
     assert info.value.error == "invalid_token"
     assert info.value.description == "Unable to verify token: the issuer's signing keys are unavailable"
     assert idp.count("jwks") == 0
+
+
+def test_fetch_errors_belong_to_the_error_tree() -> None:
+    assert issubclass(IssuerMismatchError, FetchError)
+    assert issubclass(FetchError, HivegateError)
+    assert ssrf_module.FetchError is FetchError  # the old import paths keep working
+    assert discovery_module.IssuerMismatchError is IssuerMismatchError
+    error = invalid_token("Token has expired")
+    assert (type(error), error.error, error.description) == (AuthenticationError, "invalid_token", "Token has expired")

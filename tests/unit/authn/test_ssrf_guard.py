@@ -5,8 +5,8 @@ import ipaddress
 import pytest
 from authn_idp import LocalIdP
 
-from hivegate.authn.ssrf import FetchError, GuardedHTTPClient, check_url, is_public_address
-from hivegate.errors import UnsafeURLError
+from hivegate.authn.ssrf import GuardedHTTPClient, check_url, is_public_address
+from hivegate.errors import FetchError, UnsafeURLError
 
 
 @pytest.mark.parametrize(
