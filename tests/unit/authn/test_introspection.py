@@ -149,11 +149,13 @@ async def test_a_flood_of_junk_tokens_leaves_connections_for_jwks(
     introspector = rfc7662(idp, http)
     idp.introspection_gate = asyncio.Event()  # the introspection endpoint hangs
     flood = [asyncio.ensure_future(introspector.verify(f"junk-{i}")) for i in range(40)]
-    await wait_until(lambda: idp.introspection_in_flight >= 16)
-    with anyio.fail_after(3):  # the signing keys are still reachable
-        assert await JWKSCache(http, idp.jwks_url).get(rsa_key.kid) is not None
-    assert idp.introspection_peak == 16
-    idp.introspection_gate.set()
+    try:
+        await wait_until(lambda: idp.introspection_in_flight >= 16)
+        with anyio.fail_after(3):  # the signing keys are still reachable
+            assert await JWKSCache(http, idp.jwks_url).get(rsa_key.kid) is not None
+        assert idp.introspection_peak == 16
+    finally:
+        idp.introspection_gate.set()
     outcomes = await asyncio.gather(*flood, return_exceptions=True)
     assert {getattr(o, "description", o) for o in outcomes} == {"Token is not active"}
     assert idp.introspection_peak == 16
