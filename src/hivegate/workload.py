@@ -44,7 +44,6 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
         proxy = ReverseProxy(cfg.url, request_timeout=cfg.request_timeout, max_body=cfg.max_body, name=cfg.name)
-        startup.append(proxy.start)
         shutdown.append(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
     else:

@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.gateway import fixture_command, hivegate_run
 from support.tls import make_ca_and_server_cert
+from support.webserver import serve_on_loopback
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -41,17 +42,10 @@ async def fake_api_server(tmp_path: Path, key: RSAKey, seen: list[str]) -> Async
 
     app = web.Application()
     app.router.add_get("/openid/v1/jwks", jwks)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, cert_key)
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"https://127.0.0.1:{port}", ca
-    finally:
-        await runner.cleanup()
+    async with serve_on_loopback(app, ssl_context=context) as base:
+        yield base, ca
 
 
 def service_account_token(key: RSAKey, issuer: str, audience: str, namespace: str, account: str) -> str:

@@ -13,6 +13,8 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from support.webserver import serve_on_loopback
+
 
 @dataclass
 class LocalIssuer:
@@ -58,13 +60,6 @@ async def local_issuer() -> AsyncIterator[LocalIssuer]:
     app = web.Application()
     app.router.add_get("/jwks", jwks)
     app.router.add_get("/.well-known/openid-configuration", discovery)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    issuer.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_on_loopback(app) as base:
+        issuer.url = base
         yield issuer
-    finally:
-        await runner.cleanup()

@@ -41,9 +41,6 @@ class ReverseProxy:
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._pool = HTTP1Pool(url)
 
-    async def start(self) -> None:
-        pass
-
     async def aclose(self) -> None:
         await self._pool.aclose()
 

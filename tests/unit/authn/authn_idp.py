@@ -20,6 +20,8 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
+from support.webserver import serve_on_loopback
+
 AUDIENCE = "https://mcp.example.test/mcp"
 CLIENT_ID = "gateway-client"
 CLIENT_SECRET = "s3cret:with/odd chars"
@@ -181,16 +183,9 @@ async def run_idp() -> AsyncIterator[LocalIdP]:
     app.router.add_get("/big", big)
     app.router.add_get("/big-stream", big_stream)
     app.router.add_get("/redirect", redirect)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    idp.base = f"http://{host}:{port}"
-    try:
+    async with serve_on_loopback(app) as base:
+        idp.base = base
         yield idp
-    finally:
-        await runner.cleanup()
 
 
 class FakeClock:
