@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 
 from hivegate.asgi.app import Endpoint, Gateway, GatewaySettings
@@ -10,12 +14,15 @@ from hivegate.asgi.reverse import ReverseProxy
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
 from hivegate.asgi.types import ASGIApp
 from hivegate.authn.authenticators import build_authenticator
+from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.config.run import RunConfig
 
 __all__ = ["build_gateway"]
+
+logger = logging.getLogger("hivegate")
 
 
 def _factory(cfg: RunConfig) -> TransportFactory:
@@ -40,10 +47,15 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     authenticator = build_authenticator(cfg.auth)
     startup: list[Callable[[], Awaitable[None]]] = []
     shutdown: list[Callable[[], Awaitable[None]]] = [authenticator.aclose]
+    gate: McpGate | None = None
+    if cfg.authz_config is not None:
+        gate = _policy_gate(cfg.authz_config, cfg.name, startup, shutdown)
     endpoints: dict[str, Endpoint]
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
-        proxy = ReverseProxy(cfg.url, request_timeout=cfg.request_timeout, max_body=cfg.max_body, name=cfg.name)
+        proxy = ReverseProxy(
+            cfg.url, request_timeout=cfg.request_timeout, max_body=cfg.max_body, name=cfg.name, gate=gate
+        )
         shutdown.append(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
     else:
@@ -59,6 +71,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 registry=registry,
                 request_timeout=cfg.request_timeout,
                 limits=StreamableLimits(max_body=cfg.max_body),
+                gate=gate,
             )
             endpoints = {"/mcp": front.handle}
         else:
@@ -68,6 +81,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 registry=registry,
                 request_timeout=cfg.request_timeout,
                 max_body=cfg.max_body,
+                gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
     settings = GatewaySettings(
@@ -81,3 +95,39 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         on_shutdown=tuple(shutdown),
     )
     return Gateway(settings, authenticator)
+
+
+def _policy_gate(
+    path: str,
+    server_name: str,
+    startup: list[Callable[[], Awaitable[None]]],
+    shutdown: list[Callable[[], Awaitable[None]]],
+) -> McpGate:
+    """Load the policies (a broken file stops start-up) and keep them current: SIGHUP or a changed file reloads."""
+    from hivegate.authz.store import PolicyStore
+
+    store = PolicyStore(path, server_name)
+    tasks: set[asyncio.Future[object]] = set()
+
+    def spawn(coro: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def start() -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+            loop.add_signal_handler(signal.SIGHUP, lambda: spawn(store.reload(reason="SIGHUP")))
+        spawn(store.watch())
+
+    async def stop() -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    startup.append(start)
+    shutdown.append(stop)
+    logger.info("authz: %d Cedar policies loaded from %s", store.current.policy_count, path)
+    return McpGate(store)

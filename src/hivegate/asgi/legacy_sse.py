@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 from hivegate.asgi.http import read_json, send_bytes, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.authz.gate import McpGate, refusal
 from hivegate.backends.registry import SessionLimitError, SessionRegistry
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
@@ -34,8 +35,10 @@ class LegacySSEFrontend:
         messages_path: str = "/messages",
         max_body: int = 4 * 1024 * 1024,
         keepalive: float = 15.0,
+        gate: McpGate | None = None,
     ) -> None:
         self._name = name
+        self._gate = gate
         self._factory = factory
         self._registry = registry
         self._request_timeout = request_timeout
@@ -97,7 +100,17 @@ class LegacySSEFrontend:
             return
         try:
             if jsonrpc.is_request(message):
-                await entry.backend.request(message, sink)
+                gate = self._gate
+                if gate is not None:
+                    verdict = gate.check(principal, message)
+                    if not verdict.allowed:
+                        # Legacy clients read every answer from the stream, and the SDK's client stops sending
+                        # after any non-2xx POST: the refusal goes on the stream, the POST is accepted.
+                        sink.deliver(refusal(verdict, message["id"])[1])
+                        await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
+                        return
+                transform = None if gate is None else gate.list_filter(principal, message)
+                await entry.backend.request(message, sink, transform=transform)
             else:
                 await entry.backend.send(message)
         except BackendError as exc:

@@ -10,10 +10,14 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
-from hivegate.asgi.http import BodyTooLarge, ClientGone, read_body, send_bytes, send_jsonrpc_error
+from hivegate.asgi.http import BodyTooLarge, ClientGone, read_body, send_bytes, send_json, send_jsonrpc_error
 from hivegate.asgi.sinks import wait_disconnect
+from hivegate.asgi.sse_rewrite import EventRewriter
 from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.authz.gate import LIST_METHODS, McpGate, refusal
 from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
@@ -32,9 +36,16 @@ _OWNER_LIMIT = 100_000
 
 class ReverseProxy:
     def __init__(
-        self, url: str, *, request_timeout: float, max_body: int = 4 * 1024 * 1024, name: str = "remote"
+        self,
+        url: str,
+        *,
+        request_timeout: float,
+        max_body: int = 4 * 1024 * 1024,
+        name: str = "remote",
+        gate: McpGate | None = None,
     ) -> None:
         self._url = url
+        self._gate = gate
         self._name = name
         self._max_body = max_body
         self._timeout = request_timeout
@@ -65,6 +76,7 @@ class ReverseProxy:
                 return
         body = b""
         request_id: jsonrpc.RequestId | None = None
+        rewrite: Callable[[jsonrpc.Message], jsonrpc.Message] | None = None
         if method == "POST":
             try:
                 body = await read_body(receive, self._max_body)
@@ -83,6 +95,11 @@ class ReverseProxy:
             if isinstance(message, dict):
                 rid = message.get("id")
                 request_id = rid if isinstance(rid, str | int) else None
+            if self._gate is not None:
+                refused, rewrite = self._authorize(principal, message)
+                if refused is not None:
+                    await send_json(send, *refused)
+                    return
         try:
             resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
         except HTTPTimeout:
@@ -102,7 +119,7 @@ class ReverseProxy:
             if method == "DELETE" and session_id is not None:
                 self._owners.pop(session_id, None)
         if (resp.header(b"content-type") or b"").startswith(b"text/event-stream"):
-            await self._stream(resp, receive, send, out)
+            await self._stream(resp, receive, send, out, None if rewrite is None else EventRewriter(rewrite))
             return
         try:
             async with asyncio.timeout(self._timeout):
@@ -111,15 +128,51 @@ class ReverseProxy:
             resp.close()
             await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} broke off")
             return
+        if rewrite is not None and resp.status < 300 and payload:
+            payload = _rewrite_json(payload, rewrite)
         await send_bytes(send, resp.status, payload, out)
 
+    def _authorize(
+        self, principal: Principal, message: Any
+    ) -> tuple[tuple[int, Any] | None, Callable[[jsonrpc.Message], jsonrpc.Message] | None]:
+        """A refusal to send instead of forwarding, or how to filter the list answers that come back."""
+        gate = self._gate
+        assert gate is not None
+        messages = message if isinstance(message, list) else [message]
+        requests = [m for m in messages if isinstance(m, dict) and jsonrpc.is_request(m)]
+        refusals = []
+        lists: dict[Any, str] = {}
+        for request in requests:
+            verdict = gate.check(principal, request)
+            if not verdict.allowed:
+                refusals.append(refusal(verdict, request["id"]))
+            elif request["method"] in LIST_METHODS:
+                lists[request["id"]] = request["method"]
+        if refusals:
+            if isinstance(message, list):  # a batch is forwarded whole or not at all
+                return (403, [body for _, body in refusals]), None
+            return refusals[0], None
+        if not lists:
+            return None, None
+
+        def rewrite(response: jsonrpc.Message) -> jsonrpc.Message:
+            method = lists.get(response.get("id")) if "method" not in response else None
+            return response if method is None else gate.filter_response(principal, method, response)
+
+        return None, rewrite
+
     async def _stream(
-        self, resp: HTTP1Response, receive: Receive, send: Send, headers: list[tuple[bytes, bytes]]
+        self,
+        resp: HTTP1Response,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        rewriter: EventRewriter | None = None,
     ) -> None:
         """Relay an event stream chunk by chunk until the backend ends it or the client goes away."""
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
-        relay = asyncio.ensure_future(self._relay(resp, send))
+        relay = asyncio.ensure_future(self._relay(resp, send, rewriter))
         try:
             await asyncio.wait({disconnect, relay}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -130,14 +183,35 @@ class ReverseProxy:
             resp.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay(self, resp: HTTP1Response, send: Send) -> None:
+    async def _relay(self, resp: HTTP1Response, send: Send, rewriter: EventRewriter | None) -> None:
         try:
             async for chunk in resp.iter_chunks():
+                if rewriter is not None:
+                    chunk = rewriter.feed(chunk)
+                    if not chunk:
+                        continue
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if rewriter is not None and (rest := rewriter.flush()):
+                await send({"type": "http.response.body", "body": rest, "more_body": True})
         except HTTPClientError as exc:
             logger.warning("backend %r stream ended early: %s", self._name, exc)
+        except ValueError as exc:  # an event too large to filter is not relayed unfiltered
+            logger.warning("backend %r stream dropped: %s", self._name, exc)
 
     def _remember(self, session_id: str, owner: str) -> None:
         self._owners[session_id] = owner
         if len(self._owners) > _OWNER_LIMIT:
             self._owners.popitem(last=False)
+
+
+def _rewrite_json(payload: bytes, rewrite: Callable[[jsonrpc.Message], jsonrpc.Message]) -> bytes:
+    """Apply `rewrite` to a JSON answer (one message or a batch); a body that is not JSON-RPC passes unchanged."""
+    try:
+        decoded = jsonrpc.decode(payload)
+    except ValueError:
+        return payload
+    if isinstance(decoded, dict):
+        return jsonrpc.encode(rewrite(decoded))
+    if isinstance(decoded, list):
+        return jsonrpc.encode([rewrite(m) if isinstance(m, dict) else m for m in decoded])
+    return payload

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -20,6 +21,7 @@ import orjson
 from hivegate.asgi.http import ClientGone, SSEStream, get_header, read_json, send_bytes, send_json, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, RequestEnded, next_or_disconnect, pump_stream, wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.authz.gate import McpGate, refusal
 from hivegate.backends.registry import SessionEntry, SessionLimitError, SessionRegistry
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
@@ -57,8 +59,10 @@ class SessionFrontend:
         registry: SessionRegistry,
         request_timeout: float,
         limits: StreamableLimits | None = None,
+        gate: McpGate | None = None,
     ) -> None:
         self._name = name
+        self._gate = gate
         self._factory = factory
         self._registry = registry
         self._request_timeout = request_timeout
@@ -97,6 +101,12 @@ class SessionFrontend:
                 send, 400, message.get("id"), jsonrpc.INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"
             )
             return
+        if self._gate is not None and jsonrpc.is_request(message):
+            verdict = self._gate.check(principal, message)
+            if not verdict.allowed:
+                status, body = refusal(verdict, message["id"])
+                await send_json(send, status, body)
+                return
         if message.get("method") == "initialize" and "id" in message:
             await self._initialize(send, principal, message)
             return
@@ -107,7 +117,7 @@ class SessionFrontend:
         if entry is None:
             return
         if jsonrpc.is_request(message):
-            await self._request(scope, receive, send, entry.backend, message, _session_headers(entry))
+            await self._request(scope, receive, send, entry.backend, message, _session_headers(entry), principal)
             return
         try:
             await entry.backend.send(message)
@@ -130,22 +140,36 @@ class SessionFrontend:
         if entry is None:
             return
         sinks: list[QueueSink] = []
+        refused: list[jsonrpc.Message] = []
         try:
             for message in typed:
                 if jsonrpc.is_request(message):
+                    if self._gate is not None:
+                        verdict = self._gate.check(principal, message)
+                        if not verdict.allowed:
+                            refused.append(refusal(verdict, message["id"])[1])
+                            continue
                     sink = QueueSink(streaming=False)
                     sinks.append(sink)
-                    await entry.backend.request(message, sink)
+                    await entry.backend.request(message, sink, transform=self._filter_for(principal, message))
                 else:
                     await entry.backend.send(message)
         except BackendError as exc:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
         replies = [reply for reply in [await _final(sink) for sink in sinks] if reply is not None]
-        if not replies:
+        if not replies and not refused:
             await send_bytes(send, 202, b"")
             return
-        await send_json(send, 200, replies, _session_headers(entry))
+        # a batch whose every request was refused is answered 403, like a single refused request
+        status = 403 if refused and not sinks else 200
+        await send_json(send, status, refused + replies, _session_headers(entry))
+
+    def _filter_for(
+        self, principal: Principal, message: jsonrpc.Message
+    ) -> Callable[[jsonrpc.Message], jsonrpc.Message] | None:
+        """With authorization on, list answers are cut down to what `principal` may use."""
+        return None if self._gate is None else self._gate.list_filter(principal, message)
 
     async def _session(
         self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
@@ -199,7 +223,7 @@ class SessionFrontend:
         stateless_id = "stateless-" + hashlib.sha256(principal.key.encode()).hexdigest()
         entry = await self._open(send, principal, message["id"], session_id=stateless_id)
         if entry is not None:
-            await self._request(scope, receive, send, entry.backend, message, [], cancel_on_disconnect=True)
+            await self._request(scope, receive, send, entry.backend, message, [], principal, cancel_on_disconnect=True)
 
     async def _request(
         self,
@@ -209,6 +233,7 @@ class SessionFrontend:
         backend: BackendSession,
         message: jsonrpc.Message,
         headers: list[tuple[bytes, bytes]],
+        principal: Principal,
         *,
         cancel_on_disconnect: bool = False,
     ) -> None:
@@ -217,7 +242,7 @@ class SessionFrontend:
         sink = QueueSink(streaming="text/event-stream" in accept)
         request_id = message["id"]
         try:
-            await backend.request(message, sink)
+            await backend.request(message, sink, transform=self._filter_for(principal, message))
         except BackendError as exc:
             await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc))
             return

@@ -31,6 +31,7 @@ from hivegate.core.principal import Principal
 
 __all__ = [
     "ACTION_RESOURCE_TYPE",
+    "ANNOTATION_HINTS",
     "DEFAULT_GROUP_CLAIMS",
     "MAX_ARGUMENT_VALUES",
     "MAX_DEPTH",

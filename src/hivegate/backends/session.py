@@ -22,11 +22,12 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hivegate.backends.transport import Transport, TransportFactory
-from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, Message, RequestId, error_response
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, INTERNAL_ERROR, Message, RequestId, error_response
 from hivegate.errors import BackendError
 
 __all__ = ["BackendSession", "Sink"]
@@ -58,6 +59,7 @@ class _Pending:
     method: str
     progress_token: Any = None
     timer: asyncio.TimerHandle | None = None
+    transform: Callable[[Message], Message] | None = None
 
 
 class BackendSession:
@@ -198,8 +200,14 @@ class BackendSession:
 
     # -- client to backend -----------------------------------------------------------------------------------------
 
-    async def request(self, message: Message, sink: Sink) -> None:
-        """Forward a client request; its response (and related notifications) will be delivered to `sink`."""
+    async def request(
+        self, message: Message, sink: Sink, *, transform: Callable[[Message], Message] | None = None
+    ) -> None:
+        """Forward a client request; its response (and related notifications) will be delivered to `sink`.
+
+        `transform` rewrites the backend's response before delivery (list filtering); if it fails, the client gets
+        an internal error instead of the unfiltered response.
+        """
         self.last_used = time.monotonic()
         await self._wait_ready()
         gid = next(self._ids)
@@ -212,7 +220,9 @@ class BackendSession:
                 token = meta.get("progressToken")
         if method == "initialize":
             self._init_params = params
-        pending = _Pending(original_id=message["id"], sink=sink, method=method, progress_token=token)
+        pending = _Pending(
+            original_id=message["id"], sink=sink, method=method, progress_token=token, transform=transform
+        )
         self._pending[gid] = pending
         self._by_original[pending.original_id] = gid
         if token is not None:
@@ -374,8 +384,15 @@ class BackendSession:
 
     def _finish(self, gid: int, message: Message) -> None:
         pending = self._drop(gid)
-        if pending is not None:
-            pending.sink.deliver(message)
+        if pending is None:
+            return
+        if pending.transform is not None:
+            try:
+                message = pending.transform(message)
+            except Exception:  # fail closed: never the untransformed (unfiltered) answer
+                logger.exception("backend %r: rewriting the answer to %s failed", self.name, pending.method)
+                message = error_response(pending.original_id, INTERNAL_ERROR, "Internal error")
+        pending.sink.deliver(message)
 
     def _fail_all(self, reason: str) -> None:
         for gid in list(self._pending):

@@ -129,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_sessions=args.max_sessions,
         max_sessions_per_user=args.max_sessions_per_user,
         log_level=args.log_level,
+        authz_config=args.authz_config,
     )
 
 

@@ -76,4 +76,10 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     a.add_argument(
         "--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate"
     )
+    z = p.add_argument_group("authorization")
+    z.add_argument(
+        "--authz-config",
+        metavar="FILE",
+        help="Cedar authorization config (ToolHive's cedarv1 format, JSON or YAML); reloaded on SIGHUP or change",
+    )
     return p

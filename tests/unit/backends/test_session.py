@@ -95,6 +95,21 @@ async def test_ids_are_rewritten_and_restored() -> None:
     await session.close()
 
 
+async def test_a_transform_rewrites_the_answer_and_fails_closed() -> None:
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    rewritten, broken = ListSink(), ListSink()
+    await session.request(request(1, "tools/list"), rewritten, transform=lambda m: {**m, "result": {"tools": []}})
+
+    def explode(_message: Message) -> Message:
+        raise KeyError("boom")
+
+    await session.request(request(2, "tools/list"), broken, transform=explode)
+    assert rewritten.items == [{"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}]
+    assert broken.items == [{"jsonrpc": "2.0", "id": 2, "error": {"code": -32603, "message": "Internal error"}}]
+    await session.close()
+
+
 async def test_progress_goes_to_the_request_that_owns_the_token_and_logs_to_the_stream() -> None:
     session = BackendSession(FakeBackend, name="t")
     await session.start()

@@ -1,0 +1,66 @@
+"""Rewrite the JSON-RPC messages inside a relayed `text/event-stream`, event by event, leaving the rest as sent.
+
+Used by the reverse proxy to filter list answers that a backend streams; every other byte (comments, `id:` and
+`event:` lines, events it does not rewrite) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import orjson
+
+from hivegate.core.jsonrpc import Message
+
+__all__ = ["EventRewriter"]
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE = re.compile(rb"\r\n|\n|\r")
+_MAX_PENDING = 16 * 1024 * 1024
+
+
+class EventRewriter:
+    """Feed chunks, get bytes to send: complete events with their `data` rewritten by `rewrite`.
+
+    `rewrite` gets each event's decoded JSON object and returns it (unchanged or not); an event whose data is not a
+    JSON object passes as is. An incomplete event is held until its end arrives (at most 16 MiB).
+    """
+
+    def __init__(self, rewrite: Callable[[Message], Message]) -> None:
+        self._rewrite = rewrite
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        out: list[bytes] = []
+        start = 0
+        for match in _EVENT_END.finditer(data):
+            out.append(self._event(data[start : match.start()]) + match.group())
+            start = match.end()
+        self._pending = data[start:]
+        if len(self._pending) > _MAX_PENDING:
+            raise ValueError("event larger than 16 MiB")
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """Whatever is left when the stream ends (an event without its final blank line)."""
+        rest, self._pending = self._pending, b""
+        return self._event(rest) if rest else b""
+
+    def _event(self, block: bytes) -> bytes:
+        lines = _LINE.split(block)
+        data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
+        if not data:
+            return block
+        try:
+            message = orjson.loads(b"\n".join(data))
+        except orjson.JSONDecodeError:
+            return block
+        if not isinstance(message, dict):
+            return block
+        rewritten = self._rewrite(message)
+        if rewritten is message:
+            return block
+        kept = [line for line in lines if not line.startswith(b"data:")]
+        return b"\n".join([*kept, b"data: " + orjson.dumps(rewritten)])

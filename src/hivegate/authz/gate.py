@@ -1,0 +1,246 @@
+"""Which MCP messages need which Cedar decision, what a denial looks like, and which list results are filtered.
+
+Transport-free: the gateway's fronts hand it parsed JSON-RPC messages.
+
+- Protocol housekeeping always passes: `initialize`, `ping`, `logging/setLevel`, `roots/list`,
+  `resources/unsubscribe`, every notification, and the client's responses to server requests.
+- `tools/call` → `call_tool`, `prompts/get` → `get_prompt`, `resources/read` and `resources/subscribe` →
+  `read_resource`; `completion/complete` is decided on what it completes (ToolHive lets every completion through,
+  which leaks a prompt's or template's argument values to callers who may not use it).
+- The four list methods pass and their results are filtered item by item with the same decision a call would get;
+  `resources/templates/list` too (ToolHive leaves it unfiltered), deciding `read_resource` on the URI template.
+- Anything else (e.g. `tasks/*`, or a client sending `elicitation/create`) is denied.
+
+Tool annotation hints (`readOnlyHint` …) are learnt from every `tools/list` result, so a `tools/call` decision can
+read `resource.readOnlyHint`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from hivegate.authz.decision import Decision
+from hivegate.authz.entities import ANNOTATION_HINTS, ActionName
+from hivegate.core.jsonrpc import INVALID_PARAMS, Message, RequestId
+from hivegate.core.principal import Principal
+
+if TYPE_CHECKING:
+    from hivegate.authz.cedar import CedarAuthorizer
+
+__all__ = [
+    "DENIED_CODE",
+    "LIST_METHODS",
+    "AuthorizerSource",
+    "DecisionEvent",
+    "McpGate",
+    "Verdict",
+    "denial",
+    "refusal",
+]
+
+logger = logging.getLogger("hivegate.authz")
+
+DENIED_CODE: Final = 403  # ToolHive's JSON-RPC error code for a denial, kept so its clients' handling carries over
+ALWAYS_ALLOWED = frozenset({"initialize", "ping", "logging/setLevel", "roots/list", "resources/unsubscribe"})
+# list method → (action deciding each item, result key of the items, item key naming the resource)
+LIST_METHODS: Mapping[str, tuple[ActionName, str, str]] = {
+    "tools/list": ("call_tool", "tools", "name"),
+    "prompts/list": ("get_prompt", "prompts", "name"),
+    "resources/list": ("read_resource", "resources", "uri"),
+    "resources/templates/list": ("read_resource", "resourceTemplates", "uriTemplate"),
+}
+_DECIDED: Mapping[str, tuple[ActionName, str]] = {
+    "tools/call": ("call_tool", "name"),
+    "prompts/get": ("get_prompt", "name"),
+    "resources/read": ("read_resource", "uri"),
+    "resources/subscribe": ("read_resource", "uri"),
+}
+_COMPLETION_REFS: Mapping[str, tuple[ActionName, str]] = {
+    "ref/prompt": ("get_prompt", "name"),
+    "ref/resource": ("read_resource", "uri"),
+}
+_MAX_LEARNT_TOOLS = 10_000
+
+
+class AuthorizerSource(Protocol):
+    """Where the live authorizer comes from (a reloadable policy store, or a fixed one in tests)."""
+
+    @property
+    def current(self) -> CedarAuthorizer: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome for one client message.
+
+    `action`/`resource` are set when a Cedar decision was made (`decision`); `invalid` is a JSON-RPC
+    "Invalid params" message when the request is too malformed to decide (answered -32602, never forwarded).
+    """
+
+    allowed: bool
+    action: ActionName | None = None
+    resource: str | None = None
+    decision: Decision | None = None
+    invalid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEvent:
+    """One authorization decision, for logs and the audit trail."""
+
+    principal: Principal
+    method: str
+    action: str | None
+    resource: str | None
+    allowed: bool
+    policies: tuple[str, ...]
+    errors: tuple[str, ...]
+
+
+DecisionListener = Callable[[DecisionEvent], None]
+
+PASS: Final = Verdict(True)
+
+
+def denial(request_id: RequestId | None, message: str = "Unauthorized") -> Message:
+    """The JSON-RPC error a denied request gets (ToolHive's shape: code 403, message "Unauthorized")."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": DENIED_CODE, "message": message}}
+
+
+def refusal(verdict: Verdict, request_id: RequestId | None) -> tuple[int, Message]:
+    """The HTTP status and JSON-RPC error for a request `verdict` refuses: 400 Invalid params, else 403."""
+    if verdict.invalid is not None:
+        return 400, {"jsonrpc": "2.0", "id": request_id, "error": {"code": INVALID_PARAMS, "message": verdict.invalid}}
+    return 403, denial(request_id)
+
+
+class McpGate:
+    """Authorizes client messages and filters list results for one MCP server."""
+
+    def __init__(self, source: AuthorizerSource, *, listeners: tuple[DecisionListener, ...] = ()) -> None:
+        self._source = source
+        self._listeners = listeners or (_log_decision,)
+        self._annotations: dict[str, dict[str, bool]] = {}
+
+    @property
+    def policy_count(self) -> int:
+        return self._source.current.policy_count
+
+    def check(self, principal: Principal, message: Message) -> Verdict:
+        """Whether `message` may go to the backend; notifications and responses always may."""
+        method = message.get("method")
+        if method is None or "id" not in message or method in ALWAYS_ALLOWED or method in LIST_METHODS:
+            return PASS
+        decided = _DECIDED.get(method)
+        params = message.get("params")
+        if decided is None:
+            if method == "completion/complete":
+                return self._completion(principal, params)
+            self._emit(principal, method, None, None, Decision(False, errors=(f"method {method!r} is not allowed",)))
+            return Verdict(False)
+        action, key = decided
+        if not isinstance(params, dict) or not isinstance(params.get(key), str):
+            return Verdict(False, invalid=f"Invalid params: {method} needs params.{key} (a string)")
+        name: str = params[key]
+        arguments = params.get("arguments") if action != "read_resource" else None
+        if arguments is not None and not isinstance(arguments, dict):
+            return Verdict(False, invalid=f"Invalid params: params.arguments must be an object, got {_kind(arguments)}")
+        decision = self._source.current.decide(
+            principal,
+            action,
+            name,
+            arguments=arguments,
+            annotations=self._annotations.get(name) if action == "call_tool" else None,
+        )
+        self._emit(principal, method, action, name, decision)
+        if not decision.allowed and any(e.startswith("arguments too large") for e in decision.errors):
+            return Verdict(False, action, name, decision, invalid=f"Invalid params: {decision.errors[0]}")
+        return Verdict(decision.allowed, action, name, decision)
+
+    def _completion(self, principal: Principal, params: Any) -> Verdict:
+        ref = params.get("ref") if isinstance(params, dict) else None
+        kind = ref.get("type") if isinstance(ref, dict) else None
+        target = _COMPLETION_REFS.get(kind) if isinstance(kind, str) else None
+        if target is None or not isinstance(ref, dict) or not isinstance(ref.get(target[1]), str):
+            return Verdict(False, invalid="Invalid params: completion/complete needs params.ref (a prompt or resource)")
+        action, key = target
+        decision = self._source.current.decide(principal, action, ref[key])
+        self._emit(principal, "completion/complete", action, ref[key], decision)
+        return Verdict(decision.allowed, action, ref[key], decision)
+
+    # -- lists -----------------------------------------------------------------------------------------------------
+
+    def list_filter(self, principal: Principal, message: Message) -> Callable[[Message], Message] | None:
+        """For a list request, what cuts its answer down to what `principal` may use; None for other messages."""
+        method = message.get("method")
+        if not isinstance(method, str) or method not in LIST_METHODS:
+            return None
+        return lambda response: self.filter_response(principal, method, response)
+
+    def filter_response(self, principal: Principal, method: str, response: Message) -> Message:
+        """The response to a list request with only the items `principal` may use (others pass unchanged)."""
+        spec = LIST_METHODS.get(method)
+        result = response.get("result")
+        if spec is None or not isinstance(result, dict):
+            return response
+        action, items_key, name_key = spec
+        items = result.get(items_key)
+        if not isinstance(items, list):
+            return response
+        named = [item for item in items if isinstance(item, dict) and isinstance(item.get(name_key), str)]
+        if action == "call_tool":
+            self._learn(named)
+        allowed = self._source.current.filter(
+            principal,
+            action,
+            [(item[name_key], item.get("annotations") if action == "call_tool" else None) for item in named],
+        )
+        kept = [item for item, ok in zip(named, allowed, strict=True) if ok]
+        return {**response, "result": {**result, items_key: kept}}
+
+    def _learn(self, tools: list[dict[str, Any]]) -> None:
+        for tool in tools:
+            annotations = tool.get("annotations")
+            if not isinstance(annotations, dict):
+                continue
+            hints = {h: annotations[h] for h in ANNOTATION_HINTS if isinstance(annotations.get(h), bool)}
+            if self._annotations.get(tool["name"]) == hints:
+                continue
+            if len(self._annotations) >= _MAX_LEARNT_TOOLS:
+                self._annotations.pop(next(iter(self._annotations)))
+            self._annotations[tool["name"]] = hints
+
+    # -- decisions out ---------------------------------------------------------------------------------------------
+
+    def _emit(self, principal: Principal, method: str, action: str | None, name: str | None, d: Decision) -> None:
+        event = DecisionEvent(principal, method, action, name, d.allowed, d.reasons, d.errors)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must never turn into a decision
+                logger.exception("authorization decision listener failed")
+
+
+def _log_decision(event: DecisionEvent) -> None:
+    level = logging.DEBUG if event.allowed else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "authz %s: subject=%r method=%s action=%s resource=%r policies=%s%s",
+            "allow" if event.allowed else "deny",
+            event.principal.subject,
+            event.method,
+            event.action,
+            event.resource,
+            ",".join(event.policies) or "-",
+            f" errors={list(event.errors)}" if event.errors else "",
+        )
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
