@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from hivegate import __version__
-    from hivegate.cli import run_args
+    from hivegate.cli import authz, run_args
 
     parser = Parser(prog="hivegate", description="A security gateway for MCP servers.")
     parser.add_argument("--version", action="version", version=f"hivegate {__version__}")
@@ -30,6 +30,7 @@ def build_parser() -> Parser:
     )
     demo.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    authz.add_authz_parser(sub)
     return parser
 
 
@@ -45,5 +46,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from hivegate.cli.demo import demo_command
 
         sys.exit(demo_command(args))
+    if args.command == "authz":
+        from hivegate.cli.authz import authz_command
+
+        sys.exit(authz_command(args))
     parser.print_help()
     sys.exit(2)
