@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need, from the registries, on a machine with python3 (>= 3.11), node and npm:
 #   - .venv with hivegate installed editable with its [test] extra;
+#   - redis-server (Debian's package), for the Redis storage tests, when it is not on PATH;
 #   - tests/tools/node_modules from tests/tools/package-lock.json: oidc-provider, the MCP conformance
 #     suite, the MCP Inspector and a Node 22 binary (tests/tools/node_modules/.bin/node) to run them.
 # Idempotent: each part is skipped while the files it was installed from are unchanged, so a second
@@ -91,5 +92,25 @@ node_deps() {
   printf '%s\n' "$want" >"$stamp"
 }
 
+system_deps() {
+  command -v redis-server >/dev/null && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
+      say "redis-server not found: install the redis-server package (needs root or passwordless sudo)"
+      return 1
+    fi
+    sudo=(sudo -n)
+  fi
+  if ! command -v apt-get >/dev/null; then
+    say "redis-server not found and there is no apt-get: install Redis 6.2 or later"
+    return 1
+  fi
+  say "installing redis-server"
+  quietly "${sudo[@]}" apt-get update -qq
+  quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+}
+
+system_deps
 python_deps
 node_deps

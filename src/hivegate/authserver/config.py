@@ -1,0 +1,488 @@
+"""Configuration of the embedded authorization server, in the shape of ToolHive's `embeddedAuthServer` spec.
+
+`load_auth_server_config(path)` reads YAML (or JSON) holding either the spec itself, or a whole
+`MCPExternalAuthConfig` manifest (`spec.embeddedAuthServer`), optionally with `Secret` manifests in the same file
+(separated by `---`). Every error names its field path. Secret references resolve as described in `secrets`.
+
+hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`, `clients` (static clients),
+`requireConsent` (default true), `storage.type: sqlite` (the default, with `storage.sqlite.path`) and
+`storage.redis.url` / `storage.redis.keyPrefix` for a plain Redis URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+
+from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret_manifest_data
+from hivegate.config.durations import parse_duration
+from hivegate.errors import ConfigError
+
+__all__ = [
+    "AuthServerConfig",
+    "FieldMapping",
+    "Lifespans",
+    "StaticClient",
+    "StorageConfig",
+    "UpstreamConfig",
+    "UserInfoConfig",
+    "load_auth_server_config",
+    "parse_auth_server_config",
+]
+
+UpstreamType = Literal["oidc", "oauth2"]
+StorageType = Literal["sqlite", "memory", "redis"]
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_RESERVED_PARAMS = frozenset(
+    {"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "nonce"}
+)
+DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
+# (default, minimum, maximum) seconds, as ToolHive bounds them
+_LIFESPANS = {
+    "accessTokenLifespan": (3600.0, 60.0, 86400.0),
+    "refreshTokenLifespan": (604800.0, 3600.0, 2592000.0),
+    "authCodeLifespan": (600.0, 30.0, 600.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Lifespans:
+    access: float = 3600.0
+    refresh: float = 604800.0
+    auth_code: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    subject_fields: tuple[str, ...] = ("sub",)
+    name_fields: tuple[str, ...] = ("name",)
+    email_fields: tuple[str, ...] = ("email",)
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfoConfig:
+    endpoint_url: str
+    http_method: Literal["GET", "POST"] = "GET"
+    additional_headers: Mapping[str, str] = field(default_factory=dict)
+    field_mapping: FieldMapping = field(default_factory=FieldMapping)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One upstream identity provider. `oidc` needs `issuer_url`; `oauth2` needs the endpoints and `user_info`."""
+
+    name: str
+    type: UpstreamType
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    redirect_uri: str | None = None  # default: `{issuer}/oauth/callback`
+    scopes: tuple[str, ...] = ()
+    additional_authorization_params: Mapping[str, str] = field(default_factory=dict)
+    issuer_url: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    user_info: UserInfoConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticClient:
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    client_secret: str | None = field(default=None, repr=False)
+    client_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    type: StorageType = "sqlite"
+    path: str | None = None  # sqlite file; default: auth-server.db in the state directory
+    redis_url: str | None = field(default=None, repr=False)
+    key_prefix: str = "hivegate:authserver:"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthServerConfig:
+    issuer: str
+    upstreams: tuple[UpstreamConfig, ...]
+    authorization_endpoint_base_url: str | None = None
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)  # PEM; the first signs
+    hmac_keys: tuple[bytes, ...] = field(default=(), repr=False)  # the first is current
+    lifespans: Lifespans = field(default_factory=Lifespans)
+    allowed_audiences: tuple[str, ...] = ()  # empty: the protected resource's URL
+    scopes_supported: tuple[str, ...] = DEFAULT_SCOPES
+    clients: tuple[StaticClient, ...] = ()
+    require_consent: bool = True
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    @property
+    def authorization_base(self) -> str:
+        return self.authorization_endpoint_base_url or self.issuer
+
+    def redirect_uri(self, upstream: UpstreamConfig) -> str:
+        return upstream.redirect_uri or f"{self.issuer}/oauth/callback"
+
+
+def load_auth_server_config(path: str | Path, *, resolver: SecretResolver | None = None) -> AuthServerConfig:
+    """Read a config file: the spec, or an `MCPExternalAuthConfig` (plus any `Secret`s) as YAML documents."""
+    p = Path(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d is not None]
+    except OSError as exc:
+        raise ConfigError(f"auth server config {p}: cannot read: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"auth server config {p}: not valid YAML: {first}") from None
+    secrets: dict[str, dict[str, bytes]] = {}
+    specs: list[tuple[str, Any]] = []
+    for i, doc in enumerate(docs):
+        where = f"{p.name}[{i}]" if len(docs) > 1 else p.name
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{where}: must be a mapping")
+        kind = doc.get("kind")
+        if kind == "Secret":
+            name = (doc.get("metadata") or {}).get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{where}.metadata.name: required for a Secret")
+            secrets[name] = secret_manifest_data(doc, where)
+        elif kind == "MCPExternalAuthConfig":
+            spec = doc.get("spec")
+            if not isinstance(spec, Mapping) or spec.get("type") != "embeddedAuthServer":
+                raise ConfigError(f"{where}.spec.type: must be embeddedAuthServer")
+            specs.append((f"{where}.spec.embeddedAuthServer", spec.get("embeddedAuthServer")))
+        elif kind is None:
+            inner = doc.get("embeddedAuthServer", doc)
+            specs.append((f"{where}.embeddedAuthServer" if "embeddedAuthServer" in doc else where, inner))
+        else:
+            raise ConfigError(f"{where}.kind: {kind!r} is not an MCPExternalAuthConfig or a Secret")
+    if len(specs) != 1:
+        raise ConfigError(f"auth server config {p}: expected one embeddedAuthServer spec, found {len(specs)}")
+    if resolver is None:
+        resolver = SecretResolver(base_dir=p.parent, manifests=secrets)
+    where, spec = specs[0]
+    return parse_auth_server_config(spec, resolver=resolver, where=where)
+
+
+def parse_auth_server_config(
+    data: Any, *, resolver: SecretResolver, where: str = "embeddedAuthServer"
+) -> AuthServerConfig:
+    r = _Reader(data, where)
+    issuer = _issuer_url(r.text("issuer", required=True), f"{where}.issuer")
+    base = r.text("authorizationEndpointBaseUrl")
+    if base:
+        base = _issuer_url(base, f"{where}.authorizationEndpointBaseUrl")
+    signing = tuple(
+        resolver.resolve(
+            parse_secret_ref(ref, f"{where}.signingKeySecretRefs[{i}]"), f"{where}.signingKeySecretRefs[{i}]"
+        )
+        for i, ref in enumerate(r.items("signingKeySecretRefs", max_items=5))
+    )
+    hmac_keys = []
+    for i, ref in enumerate(r.items("hmacSecretRefs")):
+        at = f"{where}.hmacSecretRefs[{i}]"
+        key = _secret(resolver, ref, at).strip()
+        if i == 0 and len(key) < 32:
+            raise ConfigError(f"{at}: the current HMAC key must be at least 32 bytes (got {len(key)})")
+        hmac_keys.append(key)
+    upstreams = tuple(
+        _upstream(u, f"{where}.upstreamProviders[{i}]", resolver)
+        for i, u in enumerate(r.items("upstreamProviders", required=True))
+    )
+    names = [u.name for u in upstreams]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.upstreamProviders: names must be unique")
+    audiences = tuple(
+        _audience(a, f"{where}.allowedAudiences[{i}]") for i, a in enumerate(r.strings("allowedAudiences"))
+    )
+    scopes = tuple(r.strings("scopesSupported")) or DEFAULT_SCOPES
+    clients = tuple(_client(c, f"{where}.clients[{i}]", resolver) for i, c in enumerate(r.items("clients")))
+    consent = r.flag("requireConsent", default=True)
+    cfg = AuthServerConfig(
+        issuer=issuer,
+        upstreams=upstreams,
+        authorization_endpoint_base_url=base or None,
+        signing_keys=signing,
+        hmac_keys=tuple(hmac_keys),
+        lifespans=_lifespans(r.section("tokenLifespans"), f"{where}.tokenLifespans"),
+        allowed_audiences=audiences,
+        scopes_supported=scopes,
+        clients=clients,
+        require_consent=consent,
+        storage=_storage(r.section("storage"), f"{where}.storage", resolver),
+    )
+    r.done()
+    return cfg
+
+
+# -- sections ----------------------------------------------------------------------------------------------------------
+
+
+def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig:
+    r = _Reader(data, where)
+    name = r.text("name", required=True)
+    if len(name) > 63 or not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}.name: must be lowercase letters, digits and hyphens (at most 63), got {name!r}")
+    kind = r.text("type", required=True)
+    if kind not in ("oidc", "oauth2"):
+        raise ConfigError(f"{where}.type: must be oidc or oauth2, got {kind!r}")
+    other = "oauth2Config" if kind == "oidc" else "oidcConfig"
+    if r.has(other):
+        raise ConfigError(f"{where}.{other}: not allowed for type {kind}")
+    key = "oidcConfig" if kind == "oidc" else "oauth2Config"
+    section = r.section(key, required=True)
+    at = f"{where}.{key}"
+    s = _Reader(section, at)
+    secret_ref = s.get("clientSecretRef")
+    secret = (
+        resolver.resolve_text(parse_secret_ref(secret_ref, f"{at}.clientSecretRef"), f"{at}.clientSecretRef")
+        if secret_ref is not None
+        else None
+    )
+    params = {str(k): str(v) for k, v in s.section("additionalAuthorizationParams").items()}
+    reserved = sorted(set(params) & _RESERVED_PARAMS)
+    if reserved:
+        raise ConfigError(f"{at}.additionalAuthorizationParams.{reserved[0]}: set by hivegate, cannot be overridden")
+    common: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "client_id": s.text("clientId", required=True),
+        "client_secret": secret,
+        "redirect_uri": _url(s.text("redirectUri"), f"{at}.redirectUri") if s.has("redirectUri") else None,
+        "additional_authorization_params": params,
+    }
+    if kind == "oidc":
+        upstream = UpstreamConfig(
+            **common,
+            issuer_url=_url(s.text("issuerUrl", required=True), f"{at}.issuerUrl"),
+            scopes=tuple(s.strings("scopes")) or ("openid", "offline_access"),
+            user_info=_user_info(s.section("userInfoOverride"), f"{at}.userInfoOverride")
+            if s.has("userInfoOverride")
+            else None,
+        )
+    else:
+        upstream = UpstreamConfig(
+            **common,
+            authorization_endpoint=_url(s.text("authorizationEndpoint", required=True), f"{at}.authorizationEndpoint"),
+            token_endpoint=_url(s.text("tokenEndpoint", required=True), f"{at}.tokenEndpoint"),
+            user_info=_user_info(s.section("userInfo", required=True), f"{at}.userInfo"),
+            scopes=tuple(s.strings("scopes")),
+        )
+    s.done()
+    r.done()
+    return upstream
+
+
+def _user_info(data: Mapping[str, Any], where: str) -> UserInfoConfig:
+    r = _Reader(data, where)
+    method = r.text("httpMethod") or "GET"
+    if method not in ("GET", "POST"):
+        raise ConfigError(f"{where}.httpMethod: must be GET or POST")
+    fm = _Reader(r.section("fieldMapping"), f"{where}.fieldMapping")
+    mapping = FieldMapping(
+        subject_fields=tuple(fm.strings("subjectFields")) or ("sub",),
+        name_fields=tuple(fm.strings("nameFields")) or ("name",),
+        email_fields=tuple(fm.strings("emailFields")) or ("email",),
+    )
+    fm.done()
+    headers = {str(k): str(v) for k, v in r.section("additionalHeaders").items()}
+    info = UserInfoConfig(
+        endpoint_url=_url(r.text("endpointUrl", required=True), f"{where}.endpointUrl"),
+        http_method="POST" if method == "POST" else "GET",
+        additional_headers=headers,
+        field_mapping=mapping,
+    )
+    r.done()
+    return info
+
+
+def _client(data: Any, where: str, resolver: SecretResolver) -> StaticClient:
+    r = _Reader(data, where)
+    ref = r.get("clientSecretRef")
+    client = StaticClient(
+        client_id=r.text("clientId", required=True),
+        redirect_uris=tuple(r.strings("redirectUris", required=True)),
+        client_secret=resolver.resolve_text(
+            parse_secret_ref(ref, f"{where}.clientSecretRef"), f"{where}.clientSecretRef"
+        )
+        if ref is not None
+        else None,
+        client_name=r.text("clientName"),
+    )
+    r.done()
+    return client
+
+
+def _lifespans(data: Mapping[str, Any], where: str) -> Lifespans:
+    r = _Reader(data, where)
+    values = {}
+    for key, (default, low, high) in _LIFESPANS.items():
+        text = r.text(key)
+        if not text:
+            values[key] = default
+            continue
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{key}: {exc}") from None
+        if not low <= seconds <= high:
+            raise ConfigError(f"{where}.{key}: must be between {_human(low)} and {_human(high)}, got {text}")
+        values[key] = seconds
+    r.done()
+    return Lifespans(values["accessTokenLifespan"], values["refreshTokenLifespan"], values["authCodeLifespan"])
+
+
+def _storage(data: Mapping[str, Any], where: str, resolver: SecretResolver) -> StorageConfig:
+    r = _Reader(data, where)
+    kind = r.text("type") or "sqlite"
+    if kind not in ("sqlite", "memory", "redis"):
+        raise ConfigError(f"{where}.type: must be sqlite, memory or redis, got {kind!r}")
+    sqlite = _Reader(r.section("sqlite"), f"{where}.sqlite")
+    path = sqlite.text("path") or None
+    sqlite.done()
+    redis = _Reader(r.section("redis"), f"{where}.redis")
+    url = redis.text("url") or None
+    url_ref = redis.get("urlSecretRef")
+    if url_ref is not None:
+        url = resolver.resolve_text(
+            parse_secret_ref(url_ref, f"{where}.redis.urlSecretRef"), f"{where}.redis.urlSecretRef"
+        )
+    prefix = redis.text("keyPrefix") or "hivegate:authserver:"
+    for unsupported in ("sentinelConfig", "aclUserConfig", "tls", "sentinelTls"):
+        if redis.has(unsupported):
+            raise ConfigError(
+                f"{where}.redis.{unsupported}: not supported yet; give storage.redis.url (redis:// or rediss://)"
+            )
+    for ignored in ("dialTimeout", "readTimeout", "writeTimeout"):
+        redis.get(ignored)
+    redis.done()
+    if kind == "redis" and not url:
+        raise ConfigError(f"{where}.redis.url: required when storage.type is redis")
+    r.done()
+    return StorageConfig(type=kind, path=path, redis_url=url, key_prefix=prefix)  # type: ignore[arg-type]
+
+
+def _secret(resolver: SecretResolver, ref: Any, where: str) -> bytes:
+    return resolver.resolve(parse_secret_ref(ref, where), where)
+
+
+def _secret_text(resolver: SecretResolver, ref: Any, where: str) -> str:
+    return resolver.resolve_text(parse_secret_ref(ref, where), where)
+
+
+# -- values ------------------------------------------------------------------------------------------------------------
+
+
+def _issuer_url(value: str, where: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{where}: must be an absolute https URL, got {value!r}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
+    if parts.query or parts.fragment or value.endswith("/"):
+        raise ConfigError(f"{where}: must have no query, fragment or trailing slash, got {value!r}")
+    return value
+
+
+def _url(value: str, where: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{where}: must be an absolute http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
+    return value
+
+
+def _audience(value: str, where: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{where}: must be an absolute http(s) URL without fragment, got {value!r}")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class _Reader:
+    """Typed access to one mapping of the config; `done()` rejects keys nobody read, naming their path."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: must be a mapping")
+        self._data = data
+        self._where = where
+        self._seen: set[str] = set()
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def get(self, key: str) -> Any:
+        self._seen.add(key)
+        return self._data.get(key)
+
+    def text(self, key: str, *, required: bool = False) -> str:
+        value = self.get(key)
+        if value is None or value == "":
+            if required:
+                raise ConfigError(f"{self._where}.{key}: required")
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{self._where}.{key}: must be a string")
+        return value
+
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self._where}.{key}: must be true or false")
+        return value
+
+    def section(self, key: str, *, required: bool = False) -> Mapping[str, Any]:
+        value = self.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self._where}.{key}: required")
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self._where}.{key}: must be a mapping")
+        return value
+
+    def items(self, key: str, *, required: bool = False, max_items: int | None = None) -> Sequence[Any]:
+        value = self.get(key)
+        if value is None or value == []:
+            if required:
+                raise ConfigError(f"{self._where}.{key}: at least one entry is required")
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{self._where}.{key}: must be a list")
+        if max_items is not None and len(value) > max_items:
+            raise ConfigError(f"{self._where}.{key}: at most {max_items} entries")
+        return value
+
+    def strings(self, key: str, *, required: bool = False) -> list[str]:
+        values = self.items(key, required=required)
+        for i, value in enumerate(values):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{self._where}.{key}[{i}]: must be a non-empty string")
+        return list(values)
+
+    def done(self) -> None:
+        unknown = sorted(str(k) for k in self._data if k not in self._seen)
+        if unknown:
+            raise ConfigError(f"{self._where}.{unknown[0]}: unknown field")
