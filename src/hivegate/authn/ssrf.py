@@ -14,7 +14,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -111,6 +111,7 @@ class FetchResponse:
 
     status: int
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         """The body parsed as JSON; `FetchError` when it is not JSON."""
@@ -196,7 +197,7 @@ class GuardedHTTPClient:
                     body += chunk
                     if len(body) > max_bytes:
                         raise FetchError(f"response from {shown} exceeds {max_bytes} bytes")
-                return FetchResponse(resp.status, bytes(body))
+                return FetchResponse(resp.status, bytes(body), {k.lower(): v for k, v in resp.headers.items()})
         except TimeoutError as exc:
             raise FetchError(f"request to {shown} timed out") from exc
         except aiohttp.ClientError as exc:

@@ -377,9 +377,7 @@ class ClientRegistry:
             grant_types=grant_types,
             issued_at=int(self._clock()),
         )
-        # FetchResponse does not carry headers yet; when it does, the document's Cache-Control sets the cache time.
-        headers: Mapping[str, str] = getattr(response, "headers", None) or {}
-        return client, metadata_cache_ttl(headers.get("Cache-Control") or headers.get("cache-control"))
+        return client, metadata_cache_ttl(response.headers.get("cache-control"))
 
 
 class _Refused(Exception):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -366,33 +365,13 @@ def test_cache_lifetime_follows_max_age_within_a_minute_and_a_day(cache_control:
     assert metadata_cache_ttl(cache_control) == seconds
 
 
-@dataclass(frozen=True)
-class _ResponseWithHeaders:
-    status: int
-    body: bytes
-    headers: dict[str, str]
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-class _HeaderPassingClient(GuardedHTTPClient):
-    """Hands back the Cache-Control the test sets, as `FetchResponse` will once it carries response headers."""
-
-    cache_control = "max-age=120"
-
-    async def fetch(self, method: str, url: str, *, max_bytes: int, **options: Any) -> Any:
-        response = await super().fetch(method, url, max_bytes=max_bytes, **options)
-        return _ResponseWithHeaders(response.status, response.body, {"Cache-Control": self.cache_control})
-
-
 async def test_a_response_with_cache_control_sets_the_cache_time(
     store: MemoryStore, tls_files: tuple[Path, Path, Path], documents: DocumentServer, clock: FakeClock
 ) -> None:
-    http = _HeaderPassingClient(allow_private=True, ca_bundle=str(tls_files[0]))
+    http = GuardedHTTPClient(allow_private=True, ca_bundle=str(tls_files[0]))
     try:
         registry = registry_for(store, http, clock)
-        serve_json(documents, PATH, document(documents))
+        serve_json(documents, PATH, document(documents), **{"Cache-Control": "max-age=120"})
         assert await registry.get(documents.url(PATH)) is not None
         clock.advance(119)
         assert await registry.get(documents.url(PATH)) is not None
