@@ -12,6 +12,7 @@ import binascii
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from joserfc import jws
@@ -26,7 +27,7 @@ from hivegate.authn.jwks import JWKSCache
 from hivegate.core.principal import Principal
 from hivegate.errors import FetchError, UnsafeURLError, invalid_token
 
-__all__ = ["ALLOWED_ALGORITHMS", "JWTVerifier", "looks_like_jwt"]
+__all__ = ["ALLOWED_ALGORITHMS", "JWTVerifier", "looks_like_jwt", "verify_signature"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,48 @@ def looks_like_jwt(token: str) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
+async def verify_signature(token: str, jwks: JWKSCache) -> dict[str, Any]:
+    """The claims of a JWS signed by one of `jwks`'s keys with an allowed algorithm (never `none` or HMAC), the
+    key picked by the `kid` header; `AuthenticationError("invalid_token", …)` otherwise. No claim is checked."""
+    try:
+        obj = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
+    except (JoseError, ValueError, UnicodeEncodeError) as exc:
+        raise invalid_token("Malformed token") from exc
+    header = obj.headers()
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
+        shown = repr(alg)[:24]  # the header is the caller's: keep the echo short
+        raise invalid_token(f"Token algorithm {shown} is not allowed: only asymmetric signatures are accepted")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise invalid_token(f"Token algorithm {repr(alg)[:24]} is not supported")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise invalid_token("Token header has no 'kid'")
+    try:
+        key = await jwks.get(kid)
+    except (FetchError, UnsafeURLError) as exc:
+        logger.warning("cannot verify a token: signing keys unavailable: %s", exc)
+        raise invalid_token("Unable to verify token: the issuer's signing keys are unavailable") from exc
+    if key is None:
+        raise invalid_token("Token is signed with an unknown key")
+    key_alg = key.get("alg")
+    if key_alg is not None and key_alg != alg:
+        raise invalid_token("Token algorithm does not match its signing key")
+    try:
+        valid = jws.validate_compact(obj, key, registry=_REGISTRY)
+    except JoseError:  # e.g. an EC key for an RS256 token
+        valid = False
+    if not valid:
+        raise invalid_token("Invalid token signature")
+    try:
+        claims = orjson.loads(obj.payload or b"")
+    except orjson.JSONDecodeError as exc:
+        raise invalid_token("Malformed token claims") from exc
+    if not isinstance(claims, dict):
+        raise invalid_token("Malformed token claims")
+    return claims
+
+
 class JWTVerifier:
     """Verifies JWT bearer tokens against one issuer's JWKS (a `TokenVerifier`)."""
 
@@ -95,45 +138,9 @@ class JWTVerifier:
 
     async def verify_uncached(self, token: str) -> Principal:
         """`verify` without the cache lookup, for a caller that has just missed with `cached`; caches the result."""
-        try:
-            obj = jws.extract_compact(token.encode("ascii"), registry=_REGISTRY)
-        except (JoseError, ValueError, UnicodeEncodeError) as exc:
-            raise invalid_token("Malformed token") from exc
-        header = obj.headers()
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
-            shown = repr(alg)[:24]  # the header is the caller's: keep the echo short
-            raise invalid_token(f"Token algorithm {shown} is not allowed: only asymmetric signatures are accepted")
-        if alg not in ALLOWED_ALGORITHMS:
-            raise invalid_token(f"Token algorithm {repr(alg)[:24]} is not supported")
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise invalid_token("Token header has no 'kid'")
-        try:
-            key = await self._jwks.get(kid)
-        except (FetchError, UnsafeURLError) as exc:
-            logger.warning("cannot verify a token: signing keys unavailable: %s", exc)
-            raise invalid_token("Unable to verify token: the issuer's signing keys are unavailable") from exc
-        if key is None:
-            raise invalid_token("Token is signed with an unknown key")
-        key_alg = key.get("alg")
-        if key_alg is not None and key_alg != alg:
-            raise invalid_token("Token algorithm does not match its signing key")
-        try:
-            valid = jws.validate_compact(obj, key, registry=_REGISTRY)
-        except JoseError:  # e.g. an EC key for an RS256 token
-            valid = False
-        if not valid:
-            raise invalid_token("Invalid token signature")
-        return self._accept(token, obj.payload)
+        return self._accept(token, await verify_signature(token, self._jwks))
 
-    def _accept(self, token: str, payload: bytes | None) -> Principal:
-        try:
-            claims = orjson.loads(payload or b"")
-        except orjson.JSONDecodeError as exc:
-            raise invalid_token("Malformed token claims") from exc
-        if not isinstance(claims, dict):
-            raise invalid_token("Malformed token claims")
+    def _accept(self, token: str, claims: dict[str, Any]) -> Principal:
         now = self._clock()
         checks.check_issuer(claims, self._issuer, required=True)
         checks.check_audience(claims, self._audience, required=True)

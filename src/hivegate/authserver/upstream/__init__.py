@@ -1,0 +1,32 @@
+"""Upstream identity providers of the embedded authorization server: `oidc` (discovery, ID token, userinfo) and
+`oauth2` (explicit endpoints, userinfo with a field mapping). `build_upstream` makes the right one for a config;
+`upstream_http_client` makes the guarded HTTP client they share (the caller closes it)."""
+
+from __future__ import annotations
+
+from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.authserver.config import UpstreamConfig
+from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamProvider, UpstreamTokens
+from hivegate.authserver.upstream.exchange import upstream_http_client
+from hivegate.authserver.upstream.idtoken import IDTokenValidator
+from hivegate.authserver.upstream.oauth2 import OAuth2Upstream
+from hivegate.authserver.upstream.oidc import OIDCUpstream
+
+__all__ = [
+    "IDTokenValidator",
+    "OAuth2Upstream",
+    "OIDCUpstream",
+    "UpstreamError",
+    "UpstreamIdentity",
+    "UpstreamProvider",
+    "UpstreamTokens",
+    "build_upstream",
+    "upstream_http_client",
+]
+
+
+def build_upstream(config: UpstreamConfig, http: GuardedHTTPClient) -> UpstreamProvider:
+    """The provider for one configured upstream (`type: oidc` or `type: oauth2`)."""
+    if config.type == "oidc":
+        return OIDCUpstream(config, http)
+    return OAuth2Upstream(config, http)
