@@ -19,6 +19,7 @@ from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.config.run import RunConfig
+from hivegate.core.ports import Authenticator
 
 __all__ = ["build_gateway"]
 
@@ -44,9 +45,31 @@ def _factory(cfg: RunConfig) -> TransportFactory:
 
 def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -> Gateway:
     """The gateway for `cfg`; `public` adds unauthenticated routes (e.g. the demo's JWKS)."""
-    authenticator = build_authenticator(cfg.auth)
     startup: list[Callable[[], Awaitable[None]]] = []
-    shutdown: list[Callable[[], Awaitable[None]]] = [authenticator.aclose]
+    shutdown: list[Callable[[], Awaitable[None]]] = []
+    public = dict(public or {})
+    prefixes: dict[str, ASGIApp] = {}
+    authenticator: Authenticator
+    resource_url = cfg.auth.resource_url
+    if cfg.auth_server_config is not None:
+        from hivegate.asgi.authserver import AuthServerRoutes
+        from hivegate.authserver.build import build_embedded_auth_server
+
+        embedded = build_embedded_auth_server(
+            cfg.auth_server_config,
+            server_name=cfg.name,
+            mcp_path=cfg.mcp_path,
+            resource_url=cfg.auth.resource_url,
+            scopes=cfg.auth.scopes,
+        )
+        authenticator, resource_url = embedded.authenticator, embedded.resource
+        routes = AuthServerRoutes(embedded.server)
+        public.update(routes.routes())
+        prefixes.update(routes.prefixes())
+        shutdown.append(embedded.aclose)
+    else:
+        authenticator = build_authenticator(cfg.auth)
+    shutdown.append(authenticator.aclose)
     gate: McpGate | None = None
     if cfg.authz_config is not None:
         gate = _policy_gate(cfg.authz_config, cfg.name, startup, shutdown)
@@ -86,9 +109,10 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
     settings = GatewaySettings(
         endpoints=endpoints,
-        public=dict(public or {}),
+        public=public,
+        public_prefixes=prefixes,
         mcp_path=cfg.mcp_path,
-        resource_url=cfg.auth.resource_url,
+        resource_url=resource_url,
         allowed_origins=cfg.allowed_origins,
         loopback_only=cfg.loopback,
         on_startup=tuple(startup),

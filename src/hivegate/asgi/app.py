@@ -38,6 +38,7 @@ class Endpoint(Protocol):
 class GatewaySettings:
     endpoints: dict[str, Endpoint]
     public: dict[str, ASGIApp] = field(default_factory=dict)
+    public_prefixes: dict[str, ASGIApp] = field(default_factory=dict)
     mcp_path: str = "/mcp"
     resource_url: str | None = None
     allowed_origins: Sequence[str] = ()
@@ -93,7 +94,7 @@ class Gateway:
                 await send_bytes(send, 204, b"", _preflight_headers())
                 return
         if endpoint is None:
-            public = self._settings.public.get(path)
+            public = self._settings.public.get(path) or self._prefixed(path)
             if public is not None:
                 await public(scope, receive, send)
             elif path.startswith(PRM_PREFIX):
@@ -116,6 +117,12 @@ class Gateway:
             await self._unauthorized(scope, send, exc)
             return
         await endpoint(scope, receive, send, principal)
+
+    def _prefixed(self, path: str) -> ASGIApp | None:
+        for prefix, app in self._settings.public_prefixes.items():
+            if path.startswith(prefix):
+                return app
+        return None
 
     # -- OAuth protected resource ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
@@ -24,7 +24,7 @@ from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 from hivegate.errors import FetchError, UnsafeURLError
 
-__all__ = ["JWKSCache", "PublicKey", "parse_jwks"]
+__all__ = ["JWKSCache", "KeySource", "PublicKey", "StaticKeys", "parse_jwks"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,22 @@ def parse_jwks(doc: Any) -> dict[str, PublicKey]:
         if isinstance(key, RSAKey | ECKey | OKPKey):
             keys[kid] = key
     return keys
+
+
+class KeySource(Protocol):
+    """Where verification keys come from: a remote JWKS (`JWKSCache`) or keys held in-process (`StaticKeys`)."""
+
+    async def get(self, kid: str) -> PublicKey | None: ...
+
+
+class StaticKeys:
+    """Keys known in-process (e.g. the embedded authorization server's own), as a `KeySource`."""
+
+    def __init__(self, jwks: Any) -> None:
+        self._keys = parse_jwks(jwks)
+
+    async def get(self, kid: str) -> PublicKey | None:
+        return self._keys.get(kid)
 
 
 class JWKSCache:

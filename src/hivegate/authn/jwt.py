@@ -23,7 +23,7 @@ from joserfc.util import urlsafe_b64decode
 
 from hivegate.authn import claims as checks
 from hivegate.authn.cache import PrincipalCache
-from hivegate.authn.jwks import JWKSCache
+from hivegate.authn.jwks import KeySource
 from hivegate.core.principal import Principal
 from hivegate.errors import FetchError, UnsafeURLError, invalid_token
 
@@ -63,7 +63,7 @@ def looks_like_jwt(token: str) -> bool:
     return isinstance(header, dict) and "alg" in header
 
 
-async def verify_signature(token: str, jwks: JWKSCache) -> dict[str, Any]:
+async def verify_signature(token: str, jwks: KeySource) -> dict[str, Any]:
     """The claims of a JWS signed by one of `jwks`'s keys with an allowed algorithm (never `none` or HMAC), the
     key picked by the `kid` header; `AuthenticationError("invalid_token", …)` otherwise. No claim is checked."""
     try:
@@ -110,7 +110,7 @@ class JWTVerifier:
 
     def __init__(
         self,
-        jwks: JWKSCache,
+        jwks: KeySource,
         *,
         issuer: str,
         audience: str,

@@ -74,7 +74,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     oidc_flags = [args.oidc_issuer, args.oidc_audience, args.oidc_jwks_url, args.oidc_introspection_url]
     if args.anonymous and any(oidc_flags):
         raise ConfigError("--anonymous cannot be combined with --oidc-* flags")
-    mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) else "local")
+    embedded = args.auth_server_config is not None
+    if embedded and (args.anonymous or any(oidc_flags)):
+        raise ConfigError(
+            "--auth-server-config: the embedded authorization server issues and checks the tokens; "
+            "drop --anonymous and --oidc-issuer/--oidc-audience/--oidc-jwks-url/--oidc-introspection-url"
+        )
+    mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) or embedded else "local")
     if mode == "local" and not _is_loopback(args.host):
         raise ConfigError(
             f"--host {args.host} without --oidc-issuer would let anyone who can reach it act as the local user; "
@@ -98,7 +104,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     ).with_env_secret()
     if scopes:
         auth = replace(auth, scopes=scopes)
-    auth.validate()
+    if not embedded:
+        auth.validate()
     try:
         max_body = parse_size(args.max_body_size)
     except ValueError as exc:
@@ -130,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_sessions_per_user=args.max_sessions_per_user,
         log_level=args.log_level,
         authz_config=args.authz_config,
+        auth_server_config=args.auth_server_config,
     )
 
 

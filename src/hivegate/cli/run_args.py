@@ -74,6 +74,12 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="allow JWKS/introspection URLs on private or loopback addresses",
     )
     a.add_argument(
+        "--auth-server-config",
+        metavar="FILE",
+        help="run the embedded OAuth authorization server (ToolHive's embeddedAuthServer spec, YAML); "
+        "callers log in at its upstream identity provider and present its tokens",
+    )
+    a.add_argument(
         "--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate"
     )
     z = p.add_argument_group("authorization")

@@ -32,6 +32,7 @@ class RunConfig:
     max_sessions_per_user: int = 50
     log_level: str = "info"
     authz_config: str | None = None
+    auth_server_config: str | None = None
 
     @property
     def mcp_path(self) -> str:
