@@ -212,27 +212,28 @@ async def _check_metadata(gw: RunningGateway, setup: Setup) -> None:
 async def test_tokens_survive_a_restart_with_persistent_keys_and_sqlite(tmp_path: Path) -> None:
     async with embedded_setup(tmp_path) as setup:
         browser, storage = Browser(), MemoryTokens()
-        async with hivegate_run(run_args(setup), env=setup.env) as gw:
-            async with sdk_client(gw.url, browser, storage) as client:
-                await client.call_tool("echo", {"text": "before"})
+        async with (
+            hivegate_run(run_args(setup), env=setup.env) as gw,
+            sdk_client(gw.url, browser, storage) as client,
+        ):
+            await client.call_tool("echo", {"text": "before"})
         assert storage.tokens is not None
         access, refresh = storage.tokens.access_token, storage.tokens.refresh_token
-        async with hivegate_run(run_args(setup), env=setup.env) as gw:
-            async with httpx.AsyncClient() as http:
-                ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-                answer = await http.post(gw.url, json=ping, headers={"Authorization": f"Bearer {access}"})
-                assert answer.status_code == 400  # authenticated: only the missing session is wrong
-                token = await http.post(
-                    f"{setup.issuer}/oauth/token",
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": refresh,
-                        "client_id": storage.client.client_id,
-                    },  # type: ignore[union-attr]
-                )
-                assert token.status_code == 200, token.text
-                assert token.headers["cache-control"] == "no-store"
-                assert token.json()["refresh_token"] != refresh
+        async with hivegate_run(run_args(setup), env=setup.env) as gw, httpx.AsyncClient() as http:
+            ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+            answer = await http.post(gw.url, json=ping, headers={"Authorization": f"Bearer {access}"})
+            assert answer.status_code == 400  # authenticated: only the missing session is wrong
+            token = await http.post(
+                f"{setup.issuer}/oauth/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh,
+                    "client_id": storage.client.client_id,
+                },  # type: ignore[union-attr]
+            )
+            assert token.status_code == 200, token.text
+            assert token.headers["cache-control"] == "no-store"
+            assert token.json()["refresh_token"] != refresh
 
 
 async def test_cedar_policies_see_the_upstream_groups(tmp_path: Path) -> None:
@@ -245,53 +246,56 @@ async def test_cedar_policies_see_the_upstream_groups(tmp_path: Path) -> None:
     async with (
         embedded_setup(tmp_path) as setup,
         hivegate_run(run_args(setup, "--authz-config", str(policies)), env=setup.env) as gw,
+        sdk_client(gw.url, Browser(), MemoryTokens()) as client,
     ):
-        async with sdk_client(gw.url, Browser(), MemoryTokens()) as client:
-            allowed = await client.call_tool("echo", {"text": "dev"})
-            assert allowed.content[0].text == "dev"  # type: ignore[union-attr]
-            tools = await client.list_tools()
-            assert [t.name for t in tools.tools] == ["echo"]
+        allowed = await client.call_tool("echo", {"text": "dev"})
+        assert allowed.content[0].text == "dev"  # type: ignore[union-attr]
+        tools = await client.list_tools()
+        assert [t.name for t in tools.tools] == ["echo"]
 
 
 async def test_oauth_errors_at_the_http_endpoints(tmp_path: Path) -> None:
-    async with embedded_setup(tmp_path) as setup, hivegate_run(run_args(setup), env=setup.env) as gw:
-        async with httpx.AsyncClient() as http:
-            reg = await http.post(f"{gw.base}/oauth/register", json={"redirect_uris": ["javascript:alert(1)"]})
-            assert reg.status_code == 400
-            assert reg.json()["error"] == "invalid_redirect_uri"
-            bad_json = await http.post(
-                f"{gw.base}/oauth/register", content=b"{nope", headers={"content-type": "application/json"}
-            )
-            assert bad_json.json()["error"] == "invalid_client_metadata"
-            ok = await http.post(f"{gw.base}/oauth/register", json={"redirect_uris": [APP_REDIRECT]})
-            assert ok.status_code == 201
-            client_id = ok.json()["client_id"]
-            page = await http.get(f"{gw.base}/oauth/authorize", params={"client_id": "nobody"})
-            assert page.status_code == 400
-            assert page.headers["content-type"].startswith("text/html")
-            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
-            params: dict[str, Any] = {"client_id": client_id, "redirect_uri": "https://evil.example/cb",
-                                      "response_type": "code", "state": "s"}  # fmt: skip
-            evil = await http.get(f"{gw.base}/oauth/authorize", params=params)
-            assert evil.status_code == 400  # shown, never redirected to the unregistered URI
-            assert "location" not in evil.headers
-            no_pkce = await http.get(f"{gw.base}/oauth/authorize", params={**params, "redirect_uri": APP_REDIRECT})
-            assert no_pkce.status_code == 302
-            assert "error=invalid_request" in no_pkce.headers["location"]
-            token = await http.post(f"{gw.base}/oauth/token", data={"grant_type": "authorization_code",
-                                                                      "client_id": client_id, "code": "hgc_x.y"})  # fmt: skip
-            assert token.status_code == 400
-            assert token.json()["error"] == "invalid_grant"
-            assert token.headers["cache-control"] == "no-store"
-            not_form = await http.post(f"{gw.base}/oauth/token", json={"grant_type": "password"})
-            assert not_form.json()["error"] == "invalid_request"
-            basic = await http.post(
-                f"{gw.base}/oauth/token", data={"grant_type": "refresh_token"}, auth=("nobody", "secret")
-            )
-            assert basic.status_code == 401
-            assert basic.headers["www-authenticate"].startswith("Basic")
-            revoke = await http.post(f"{gw.base}/oauth/revoke", data={"token": "whatever", "client_id": client_id})
-            assert revoke.status_code == 200
+    async with (
+        embedded_setup(tmp_path) as setup,
+        hivegate_run(run_args(setup), env=setup.env) as gw,
+        httpx.AsyncClient() as http,
+    ):
+        reg = await http.post(f"{gw.base}/oauth/register", json={"redirect_uris": ["javascript:alert(1)"]})
+        assert reg.status_code == 400
+        assert reg.json()["error"] == "invalid_redirect_uri"
+        bad_json = await http.post(
+            f"{gw.base}/oauth/register", content=b"{nope", headers={"content-type": "application/json"}
+        )
+        assert bad_json.json()["error"] == "invalid_client_metadata"
+        ok = await http.post(f"{gw.base}/oauth/register", json={"redirect_uris": [APP_REDIRECT]})
+        assert ok.status_code == 201
+        client_id = ok.json()["client_id"]
+        page = await http.get(f"{gw.base}/oauth/authorize", params={"client_id": "nobody"})
+        assert page.status_code == 400
+        assert page.headers["content-type"].startswith("text/html")
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        params: dict[str, Any] = {"client_id": client_id, "redirect_uri": "https://evil.example/cb",
+                                  "response_type": "code", "state": "s"}  # fmt: skip
+        evil = await http.get(f"{gw.base}/oauth/authorize", params=params)
+        assert evil.status_code == 400  # shown, never redirected to the unregistered URI
+        assert "location" not in evil.headers
+        no_pkce = await http.get(f"{gw.base}/oauth/authorize", params={**params, "redirect_uri": APP_REDIRECT})
+        assert no_pkce.status_code == 302
+        assert "error=invalid_request" in no_pkce.headers["location"]
+        bad_code = {"grant_type": "authorization_code", "client_id": client_id, "code": "hgc_x.y"}
+        token = await http.post(f"{gw.base}/oauth/token", data=bad_code)
+        assert token.status_code == 400
+        assert token.json()["error"] == "invalid_grant"
+        assert token.headers["cache-control"] == "no-store"
+        not_form = await http.post(f"{gw.base}/oauth/token", json={"grant_type": "password"})
+        assert not_form.json()["error"] == "invalid_request"
+        basic = await http.post(
+            f"{gw.base}/oauth/token", data={"grant_type": "refresh_token"}, auth=("nobody", "secret")
+        )
+        assert basic.status_code == 401
+        assert basic.headers["www-authenticate"].startswith("Basic")
+        revoke = await http.post(f"{gw.base}/oauth/revoke", data={"token": "whatever", "client_id": client_id})
+        assert revoke.status_code == 200
     assert not any("Traceback" in line for line in gw.stderr)
 
 
