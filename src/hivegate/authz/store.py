@@ -45,7 +45,11 @@ class PolicyStore:
             raise ConfigError(f"authz config {self._path}: cannot read: {exc.strerror or exc}") from exc
         digest = hashlib.sha256(raw).digest()
         try:
-            return digest, CedarAuthorizer.from_config(load_authz_config(self._path), self._server)
+            cfg = load_authz_config(self._path)  # its errors name the file
+            try:
+                return digest, CedarAuthorizer.from_config(cfg, self._server)
+            except ConfigError as exc:
+                raise ConfigError(f"authz config {self._path}: {exc}") from None
         except Exception:
             self._rejected = digest
             raise
