@@ -7,6 +7,7 @@ beside it. Errors become their wire form here; a Python traceback never reaches 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,6 +21,7 @@ from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
+from hivegate.observe.exchange import EXCHANGE_KEY, Exchange, Observer, Outcome, current_request_id
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
 
@@ -45,6 +47,7 @@ class GatewaySettings:
     loopback_only: bool = True
     on_startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    observers: Sequence[Observer] = field(default_factory=tuple)
 
 
 class Gateway:
@@ -104,19 +107,51 @@ class Gateway:
             else:
                 await send_json(send, 404, {"error": "not_found", "error_description": f"no route for {path}"})
             return
+        client = scope.get("client")
+        exchange = Exchange.open(path, scope["method"], client[0] if client else "", get_header(scope, b"user-agent"))
+        token = current_request_id.set(exchange.request_id)
+        scope = {**scope, EXCHANGE_KEY: exchange}
+        send = _recording(send, exchange)
+        try:
+            await self._mcp(scope, receive, send, endpoint, exchange)
+        finally:
+            current_request_id.reset(token)
+            self._done(exchange)
+
+    async def _mcp(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, exchange: Exchange) -> None:
         if b"access_token=" in scope.get("query_string", b""):
+            exchange.auth_error = "token_in_query"
             await self._unauthorized(
                 scope,
                 send,
                 AuthenticationError("invalid_request", "access tokens in the query string are not accepted"),
             )
             return
+        started = time.perf_counter()
         try:
             principal = await self._auth.authenticate(get_header(scope, b"authorization"))
         except AuthenticationError as exc:
+            exchange.auth_duration = time.perf_counter() - started
+            exchange.auth_error = exc.error if get_header(scope, b"authorization") else "missing_token"
             await self._unauthorized(scope, send, exc)
             return
+        exchange.auth_duration = time.perf_counter() - started
+        exchange.principal = principal
         await endpoint(scope, receive, send, principal)
+
+    def _done(self, exchange: Exchange) -> None:
+        """Settle what the fronts left open (from the HTTP status) and tell every observer."""
+        status = exchange.status or 500
+        outcome: Outcome = "success" if status < 400 else "denied" if status == 403 else "failure"
+        if status >= 500:
+            outcome = "error"
+        for call in exchange.unsettled():
+            call.settle(outcome, message=None if status < 400 else f"HTTP {status}")
+        for observer in self._settings.observers:
+            try:
+                observer.exchange_done(exchange)
+            except Exception:  # an observer must never break a request
+                logger.exception("observer %s failed", type(observer).__name__)
 
     def _prefixed(self, path: str) -> ASGIApp | None:
         for prefix, app in self._settings.public_prefixes.items():
@@ -181,6 +216,19 @@ class Gateway:
                         logger.exception("error during shutdown")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _recording(send: Send, exchange: Exchange) -> Send:
+    """Note the response status and hand the request id to the client (`X-Request-Id`)."""
+    request_id = exchange.request_id.encode()
+
+    async def recording_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id)]}
+        await send(message)
+
+    return recording_send
 
 
 def _preflight_headers() -> list[tuple[bytes, bytes]]:

@@ -18,6 +18,7 @@ from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
+from hivegate.observe.exchange import exchange_of
 
 __all__ = ["LegacySSEFrontend"]
 
@@ -98,12 +99,20 @@ class LegacySSEFrontend:
                 send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"
             )
             return
+        exchange = exchange_of(scope)
+        call = exchange.call(message) if exchange is not None else None
+        if exchange is not None:
+            exchange.session_id = session_id
         try:
             if jsonrpc.is_request(message):
                 gate = self._gate
                 if gate is not None:
                     verdict = gate.check(principal, message)
+                    if call is not None and verdict.decision is not None:
+                        call.decided(verdict.allowed, verdict.decision.reasons)
                     if not verdict.allowed:
+                        if call is not None:
+                            call.answered(refusal(verdict, message["id"])[1])
                         # Legacy clients read every answer from the stream, and the SDK's client stops sending
                         # after any non-2xx POST: the refusal goes on the stream, the POST is accepted.
                         sink.deliver(refusal(verdict, message["id"])[1])

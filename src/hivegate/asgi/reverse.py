@@ -22,6 +22,7 @@ from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, H
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
+from hivegate.observe.exchange import McpCall, exchange_of
 
 __all__ = ["ReverseProxy"]
 
@@ -32,6 +33,7 @@ _FORWARD_RESPONSE = frozenset(
     {b"content-type", b"mcp-session-id", b"mcp-protocol-version", b"cache-control", b"retry-after", b"allow"}
 )
 _OWNER_LIMIT = 100_000
+_SETTLE_LIMIT = 64 * 1024  # answers up to this size are read for the audit outcome
 
 
 class ReverseProxy:
@@ -77,6 +79,7 @@ class ReverseProxy:
         body = b""
         request_id: jsonrpc.RequestId | None = None
         rewrite: Callable[[jsonrpc.Message], jsonrpc.Message] | None = None
+        calls: list[McpCall] = []
         if method == "POST":
             try:
                 body = await read_body(receive, self._max_body)
@@ -95,10 +98,17 @@ class ReverseProxy:
             if isinstance(message, dict):
                 rid = message.get("id")
                 request_id = rid if isinstance(rid, str | int) else None
+            exchange = exchange_of(scope)
+            if exchange is not None:
+                exchange.session_id = session_id
+                for item in message if isinstance(message, list) else [message]:
+                    if isinstance(item, dict) and jsonrpc.valid_message(item):
+                        calls.append(exchange.call(item))
             if self._gate is not None:
-                refused, rewrite = self._authorize(principal, message)
+                refused, rewrite = self._authorize(principal, message, calls)
                 if refused is not None:
                     await send_json(send, *refused)
+                    _settle(calls, refused[1])
                     return
         try:
             resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
@@ -131,19 +141,26 @@ class ReverseProxy:
         if rewrite is not None and resp.status < 300 and payload:
             payload = _rewrite_json(payload, rewrite)
         await send_bytes(send, resp.status, payload, out)
+        if calls and payload and len(payload) <= _SETTLE_LIMIT:
+            with contextlib.suppress(ValueError):
+                _settle(calls, jsonrpc.decode(payload))
 
     def _authorize(
-        self, principal: Principal, message: Any
+        self, principal: Principal, message: Any, calls: list[McpCall]
     ) -> tuple[tuple[int, Any] | None, Callable[[jsonrpc.Message], jsonrpc.Message] | None]:
         """A refusal to send instead of forwarding, or how to filter the list answers that come back."""
         gate = self._gate
         assert gate is not None
         messages = message if isinstance(message, list) else [message]
         requests = [m for m in messages if isinstance(m, dict) and jsonrpc.is_request(m)]
+        by_id = {c.request_id: c for c in calls if c.request_id is not None}
         refusals = []
         lists: dict[Any, str] = {}
         for request in requests:
             verdict = gate.check(principal, request)
+            call = by_id.get(request["id"])
+            if call is not None and verdict.decision is not None:
+                call.decided(verdict.allowed, verdict.decision.reasons)
             if not verdict.allowed:
                 refusals.append(refusal(verdict, request["id"]))
             elif request["method"] in LIST_METHODS:
@@ -215,3 +232,13 @@ def _rewrite_json(payload: bytes, rewrite: Callable[[jsonrpc.Message], jsonrpc.M
     if isinstance(decoded, list):
         return jsonrpc.encode([rewrite(m) if isinstance(m, dict) else m for m in decoded])
     return payload
+
+
+def _settle(calls: list[McpCall], answer: Any) -> None:
+    """Settle recorded calls from the JSON answer (one message or a batch) the client got."""
+    by_id: dict[Any, McpCall] = {c.request_id: c for c in calls if c.request_id is not None}
+    for reply in answer if isinstance(answer, list) else [answer]:
+        if isinstance(reply, dict) and "method" not in reply:
+            call = by_id.get(reply.get("id"))
+            if call is not None:
+                call.answered(reply)

@@ -29,6 +29,7 @@ from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
+from hivegate.observe.exchange import McpCall, exchange_of
 
 __all__ = ["SessionFrontend", "StreamableLimits"]
 
@@ -101,23 +102,33 @@ class SessionFrontend:
                 send, 400, message.get("id"), jsonrpc.INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"
             )
             return
+        exchange = exchange_of(scope)
+        call = exchange.call(message) if exchange is not None else None
         if self._gate is not None and jsonrpc.is_request(message):
             verdict = self._gate.check(principal, message)
+            if call is not None and verdict.decision is not None:
+                call.decided(verdict.allowed, verdict.decision.reasons)
             if not verdict.allowed:
                 status, body = refusal(verdict, message["id"])
                 await send_json(send, status, body)
+                if call is not None:
+                    call.answered(body)
                 return
         if message.get("method") == "initialize" and "id" in message:
-            await self._initialize(send, principal, message)
+            await self._initialize(send, principal, message, call)
             return
         if get_header(scope, SESSION_HEADER) is None and jsonrpc.is_request(message) and _is_modern(message):
-            await self._modern(scope, receive, send, principal, message)
+            await self._modern(scope, receive, send, principal, message, call)
             return
         entry = await self._session(scope, send, principal, message.get("id"))
         if entry is None:
             return
+        if exchange is not None:
+            exchange.session_id = entry.session_id
         if jsonrpc.is_request(message):
-            await self._request(scope, receive, send, entry.backend, message, _session_headers(entry), principal)
+            await self._request(
+                scope, receive, send, entry.backend, message, _session_headers(entry), principal, call=call
+            )
             return
         try:
             await entry.backend.send(message)
@@ -141,11 +152,18 @@ class SessionFrontend:
             return
         sinks: list[QueueSink] = []
         refused: list[jsonrpc.Message] = []
+        exchange = exchange_of(scope)
+        calls: dict[jsonrpc.RequestId, McpCall] = {}
         try:
             for message in typed:
+                call = exchange.call(message) if exchange is not None else None
                 if jsonrpc.is_request(message):
+                    if call is not None:
+                        calls[message["id"]] = call
                     if self._gate is not None:
                         verdict = self._gate.check(principal, message)
+                        if call is not None and verdict.decision is not None:
+                            call.decided(verdict.allowed, verdict.decision.reasons)
                         if not verdict.allowed:
                             refused.append(refusal(verdict, message["id"])[1])
                             continue
@@ -158,6 +176,10 @@ class SessionFrontend:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
         replies = [reply for reply in [await _final(sink) for sink in sinks] if reply is not None]
+        for reply in refused + replies:
+            found = calls.get(reply.get("id"))  # type: ignore[arg-type]
+            if found is not None:
+                found.answered(reply)
         if not replies and not refused:
             await send_bytes(send, 202, b"")
             return
@@ -203,13 +225,17 @@ class SessionFrontend:
             await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
         return None
 
-    async def _initialize(self, send: Send, principal: Principal, message: jsonrpc.Message) -> None:
+    async def _initialize(
+        self, send: Send, principal: Principal, message: jsonrpc.Message, call: McpCall | None = None
+    ) -> None:
         entry = await self._open(send, principal, message["id"])
         if entry is None:
             return
         sink = QueueSink(streaming=False)
         await entry.backend.request(message, sink)
         reply = await _final(sink)
+        if call is not None:
+            call.answered(reply)
         if reply is None or "error" in reply:
             await self._registry.remove(entry.session_id)
             await send_json(send, 200, reply or jsonrpc.error_response(message["id"], BACKEND_UNAVAILABLE, "cancelled"))
@@ -217,13 +243,21 @@ class SessionFrontend:
         await send_json(send, 200, reply, _session_headers(entry))
 
     async def _modern(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal, message: jsonrpc.Message
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        message: jsonrpc.Message,
+        call: McpCall | None,
     ) -> None:
         """A 2026-07-28 request: self-contained, served by a backend process kept per caller (never shared)."""
         stateless_id = "stateless-" + hashlib.sha256(principal.key.encode()).hexdigest()
         entry = await self._open(send, principal, message["id"], session_id=stateless_id)
         if entry is not None:
-            await self._request(scope, receive, send, entry.backend, message, [], principal, cancel_on_disconnect=True)
+            await self._request(
+                scope, receive, send, entry.backend, message, [], principal, cancel_on_disconnect=True, call=call
+            )
 
     async def _request(
         self,
@@ -236,6 +270,7 @@ class SessionFrontend:
         principal: Principal,
         *,
         cancel_on_disconnect: bool = False,
+        call: McpCall | None = None,
     ) -> None:
         """Forward one request; answer with JSON, or with SSE once anything but the answer comes first."""
         accept = get_header(scope, b"accept") or ""
@@ -266,6 +301,8 @@ class SessionFrontend:
                         await stream.comment()
                     continue
                 final = "method" not in item and item.get("id") == request_id
+                if final and call is not None:
+                    call.answered(item)
                 if stream is None:
                     if final:
                         await send_json(send, 200, item, headers)
@@ -277,6 +314,8 @@ class SessionFrontend:
                     await stream.end()
                     return
         except RequestEnded:  # the client cancelled it: end the exchange without an answer
+            if call is not None:
+                call.settle("failure", message="cancelled by the client")
             if stream is None:
                 await send_bytes(send, 204, b"", headers)
             else:
@@ -284,6 +323,8 @@ class SessionFrontend:
         except (ConnectionError, ClientGone):
             # Before 2026-07-28 a disconnect is not a cancellation: the request runs on, its answer is dropped.
             # In 2026-07-28 closing the stream is the cancellation.
+            if call is not None:
+                call.settle("error", message="the client went away")
             await backend.abandon(sink, cancel=cancel_on_disconnect)
         finally:
             if disconnect is not None:
