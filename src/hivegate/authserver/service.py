@@ -260,6 +260,7 @@ class AuthorizationServer:
         if record is None:
             return ErrorPage(400, "Sign-in expired", "This sign-in has expired or was already used. Start again.")
         if browser is None or not hmac.compare_digest(record["browser"], _hash(browser)):
+            await self._store.put("login", login_id, record, LOGIN_TTL)  # still the rightful browser's to finish
             return ErrorPage(403, "Request refused", "This sign-in was started in another browser.")
         leg = record["leg"]
         if leg_text != str(leg):
@@ -303,13 +304,20 @@ class AuthorizationServer:
     async def _to_upstream(self, login_id: str, record: Record) -> Redirect:
         leg = record["leg"]
         upstream = self._upstreams[leg]
+        try:
+            url = await upstream.authorization_url(
+                state=f"{login_id}.{leg}",
+                code_challenge=challenge_of(record["legs"][leg]["verifier"]),
+                nonce=record["legs"][leg]["nonce"],
+                redirect_uri=self.cfg.redirect_uri(self.cfg.upstreams[leg]),
+            )
+        except UpstreamError as exc:  # e.g. its discovery document cannot be had
+            logger.warning("upstream %r unavailable: %s", upstream.name, exc.error)
+            await self._store.delete("login", login_id)
+            error = "temporarily_unavailable" if exc.error == "temporarily_unavailable" else "server_error"
+            outcome = {"error": error, "error_description": f"{upstream.name}: {exc.description}"}
+            return self._client_redirect(record["redirect_uri"], outcome, record["state"])
         await self._store.put("login", login_id, record, LOGIN_TTL)
-        url = await upstream.authorization_url(
-            state=f"{login_id}.{leg}",
-            code_challenge=challenge_of(record["legs"][leg]["verifier"]),
-            nonce=record["legs"][leg]["nonce"],
-            redirect_uri=self.cfg.redirect_uri(self.cfg.upstreams[leg]),
-        )
         return Redirect(url)
 
     async def _finish(self, record: Record) -> Redirect:

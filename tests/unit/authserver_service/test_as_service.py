@@ -416,3 +416,29 @@ def test_metadata_advertises_exactly_what_is_supported() -> None:
     assert doc["authorization_response_iss_parameter_supported"] is True
     assert doc["authorization_endpoint"] == f"{ISSUER}/oauth/authorize"
     assert "id_token_signing_alg_values_supported" in server().metadata(openid=True)
+
+
+async def test_an_unreachable_upstream_is_reported_to_the_client() -> None:
+    class Down(FakeUpstream):
+        async def authorization_url(self, *, state: str, code_challenge: str, nonce: str, redirect_uri: str) -> str:
+            raise UpstreamError("temporarily_unavailable", "the upstream's discovery document is unavailable")
+
+    s = server(Down("okta"), consent=False)
+    outcome = await s.authorize(authorize_params(), "b-1")
+    assert isinstance(outcome, Redirect)
+    answer = query(outcome.url)
+    assert answer["error"] == "temporarily_unavailable"
+    assert answer["state"] == "client-state"
+    assert "okta: the upstream's discovery document is unavailable" in answer["error_description"]
+
+
+async def test_a_callback_from_another_browser_does_not_spoil_the_login() -> None:
+    up = FakeUpstream("okta")
+    s = server(up, consent=False)
+    outcome = await s.authorize(authorize_params(), "b-1")
+    assert isinstance(outcome, Redirect)
+    state = query(outcome.url)["state"]
+    assert isinstance(await s.callback(Params.of(state=state, code="c"), "b-attacker"), ErrorPage)
+    finished = await s.callback(Params.of(state=state, code="c"), "b-1")
+    assert isinstance(finished, Redirect)
+    assert "code" in query(finished.url)
