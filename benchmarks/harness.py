@@ -239,9 +239,10 @@ class Identity:
         wait_for_port(port, timeout=10, proc=server)
         return cls(issuer=issuer, jwks_url=jwks_url, audience=audience, key=key)
 
-    def mint(self, subject: str = "bench-user", lifetime: int = 3600) -> str:
+    def mint(self, subject: str = "bench-user", lifetime: int = 3600, groups: list[str] | None = None) -> str:
+        """An RS256 token for ``subject``; ``groups`` adds a ``groups`` claim (Cedar: ``THVGroup::"<g>"`` parents)."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": subject,
@@ -249,6 +250,8 @@ class Identity:
             "nbf": now - 5,
             "exp": now + lifetime,
         }
+        if groups is not None:
+            claims["groups"] = list(groups)
         header = {"alg": "RS256", "kid": self.key.kid, "typ": "JWT"}
         return jwt.encode(header, claims, self.key)
 

@@ -49,6 +49,11 @@ def tools_call(request_id: int, tool: str = "echo", text: str = "hello") -> byte
     return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
 
 
+def tools_list(request_id: int) -> bytes:
+    """A ``tools/list`` JSON-RPC request body."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/list", "params": {}})
+
+
 def initialize_request(request_id: int = 0) -> dict[str, Any]:
     params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
     return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": params}
@@ -209,6 +214,49 @@ async def latency_run(
         p99_ms=_percentile(samples, 99),
         mean_ms=statistics.fmean(samples),
     )
+
+
+async def paired_latency_run(
+    targets: dict[str, tuple[str, dict[str, str]]], make_body: BodyFactory, warmup: int, count: int, max_seconds: float
+) -> dict[str, LatencyStats]:
+    """Like ``latency_run`` for several targets at once, one request to each in turn (``{kind: (url, headers)}``).
+
+    Each target has its own keep-alive connection. Interleaving the requests exposes the targets to the same
+    machine state, so a difference between them is not drift (CPU frequency, other load) between two runs.
+    """
+    samples: dict[str, list[float]] = {kind: [] for kind in targets}
+    deadline = math.inf
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = {
+            kind: await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout)
+            )
+            for kind in targets
+        }
+        for i in range(warmup + count):
+            if i == warmup:
+                deadline = time.perf_counter() + max_seconds
+            elif time.perf_counter() > deadline:
+                break
+            body = make_body(i)
+            for kind, (url, headers) in targets.items():
+                start = time.perf_counter()
+                await post_rpc(sessions[kind], url, headers, body, i)
+                elapsed = (time.perf_counter() - start) * 1000
+                if i >= warmup:
+                    samples[kind].append(elapsed)
+    stats = {}
+    for kind, values in samples.items():
+        values.sort()
+        stats[kind] = LatencyStats(
+            count=len(values),
+            p50_ms=_percentile(values, 50),
+            p90_ms=_percentile(values, 90),
+            p99_ms=_percentile(values, 99),
+            mean_ms=statistics.fmean(values) if values else float("nan"),
+        )
+    return stats
 
 
 async def http_load(

@@ -6,6 +6,9 @@
 (b) stdio backend (official-SDK echo server): tools/call per second at 32 concurrent callers,
     1 session x 32 in flight and 32 sessions x 1, against the same server driven directly over stdio.
 (c) ``hivegate --help`` wall time against ``python -c pass``.
+(d) authorization: the gateway without and with ``--authz-config`` (500 Cedar policies) in front of the minimal
+    stdio server listing 200 extra tools: tools/call rate and latency, tools/list (filtered per caller) rate and
+    latency. Here the "direct" column is the gateway without authz.
 
 JWT validation is ON in the gateway: a local JWKS server (generated RSA key) and minted tokens.
 All processes are started here on free 127.0.0.1 ports and stopped at the end, even on error.
@@ -33,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import authz_policies
 import loadgen
 from harness import (
     BENCH_DIR,
@@ -51,6 +55,10 @@ TARGET_ADDED_P50_MS = 0.5
 TARGET_THROUGHPUT_RATIO = 0.3
 TARGET_STDIO_CALLS = 1000.0
 TARGET_HELP_MS = 300.0
+TARGET_LIST_FILTER_MS = 10.0  # tools/list of 200 tools filtered against 500 policies: added p50 at 1 connection
+TARGET_DECISION_US = 50.0  # one Cedar decision, p50: measured by benchmarks/authz_bench.py, not here
+AUTHZ_POLICIES = 500
+AUTHZ_EXTRA_TOOLS = 200
 CONNECTIONS = 32
 WRK_HINT = "wrk not found: install it with `apt-get install -y wrk` (falling back to a Python load generator)"
 
@@ -136,7 +144,10 @@ def gateway_problem(hivegate: list[str] | None) -> str | None:
 def start_gateway(
     procs: Processes, cfg: Config, identity: Identity, name: str, target: list[str]
 ) -> tuple[str, ManagedProcess]:
-    """Start ``hivegate run`` (JWT validation on); return the MCP URL it prints, and the process."""
+    """Start ``hivegate run`` (JWT validation on); return the MCP URL it prints, and the process.
+
+    ``target`` is appended to the command line: the backend, after any further options (e.g. ``--authz-config``).
+    """
     assert cfg.hivegate is not None
     port = free_port()
     argv = [*cfg.hivegate, "run", "--name", name, "--host", HOST, "--port", str(port)]
@@ -425,6 +436,213 @@ async def bench_help(cfg: Config, procs: Processes, identity: Identity, report: 
     )
 
 
+# --------------------------------------------------------------------------- (d) authorization
+
+
+async def list_tool_names(url: str, token: str, session_id: str | None) -> list[str]:
+    status, content_type, body = await loadgen.probe(
+        url, loadgen.request_headers(token, session_id), loadgen.tools_list(1)
+    )
+    if status != 200:
+        raise RuntimeError(f"tools/list to {url}: HTTP {status}: {body[:300]!r}")
+    tools = loadgen.parse_rpc_body(content_type, body, 1)["result"]["tools"]
+    return [tool["name"] for tool in tools]
+
+
+async def check_authz_enforced(
+    urls: dict[str, str], token: str, sessions: dict[str, str | None]
+) -> tuple[int, int, str]:
+    """Prove authz is on: the filtered tools/list is smaller, and exactly the tools outside it are refused (403).
+
+    Returns (tools listed without authz, tools listed with authz, a note).
+    """
+    plain = await list_tool_names(urls["plain"], token, sessions["plain"])
+    kept = await list_tool_names(urls["authz"], token, sessions["authz"])  # also teaches the gateway the annotations
+    if len(plain) != AUTHZ_EXTRA_TOOLS + 1:
+        raise RuntimeError(f"tools/list without authz has {len(plain)} tools, expected {AUTHZ_EXTRA_TOOLS + 1}")
+    if "echo" not in kept or not set(kept) < set(plain):
+        raise RuntimeError(f"tools/list with authz is not a filtered subset with echo: {len(kept)} tools: {kept[:10]}")
+    # Every tool, called: the listed ones must pass the gate (the minimal server answers all but echo with a
+    # JSON-RPC error, HTTP 200), the others must be refused with HTTP 403.
+    headers = loadgen.request_headers(token, sessions["authz"])
+    mismatched = []
+    for name in plain:
+        status, _, body = await loadgen.probe(urls["authz"], headers, loadgen.tools_call(1, tool=name))
+        if status != (200 if name in kept else 403):
+            mismatched.append(f"{name} -> HTTP {status} {body[:100]!r}")
+    if mismatched:
+        raise RuntimeError(f"calls disagree with the filtered list: {'; '.join(mismatched[:5])}")
+    denied = next(name for name in plain if name not in kept)
+    note = (
+        f"(d) authz check: tools/list {len(plain)} tools without authz, {len(kept)} with ({AUTHZ_POLICIES} policies, "
+        f"token groups {authz_policies.BENCH_GROUPS}); tools/call of each of the {len(plain)}: the {len(kept)} listed "
+        f"pass (echo -> 200), the {len(plain) - len(kept)} others -> HTTP 403 (e.g. {denied})"
+    )
+    return len(plain), len(kept), note
+
+
+async def _throughput_with_cpu(
+    cfg: Config, url: str, headers: list[dict[str, str]], make_body: loadgen.BodyFactory, pid: int
+) -> tuple[loadgen.ThroughputStats, float]:
+    """Warm up, then measure; returns the stats and the gateway process's CPU microseconds per completed request."""
+    await loadgen.http_load(url, headers, cfg.warmup, make_body, "aiohttp loadgen")
+    before = cpu_seconds([pid])
+    stats = await loadgen.http_load(url, headers, cfg.duration, make_body, "aiohttp loadgen")
+    return stats, (cpu_seconds([pid]) - before) / max(stats.ok, 1) * 1e6
+
+
+def _diff_ms(base: float, other: float) -> str:
+    return "n/a" if math.isnan(base) or math.isnan(other) else f"{other - base:+.3f} ms"
+
+
+async def bench_authz(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+    """The gateway without and with 500 Cedar policies, side by side, in front of the minimal stdio server."""
+    if cfg.gateway_problem is not None:
+        raise RuntimeError(f"needs the gateway: {cfg.gateway_problem}")
+    token = identity.mint(groups=authz_policies.BENCH_GROUPS)
+    config_path = procs.log_dir / f"authz-{AUTHZ_POLICIES}.json"
+    config_path.write_text(json.dumps(authz_policies.config(AUTHZ_POLICIES), indent=1))
+    server = [sys.executable, str(BENCH_DIR / "stdio_minimal_server.py"), "--tools", str(AUTHZ_EXTRA_TOOLS)]
+    kinds = {"plain": ["--", *server], "authz": ["--authz-config", str(config_path), "--", *server]}
+    urls: dict[str, str] = {}
+    pids: dict[str, int] = {}
+    for kind, target in kinds.items():
+        urls[kind], proc = start_gateway(procs, cfg, identity, f"bench-authz-{kind}", target)
+        pids[kind] = proc.pid
+    sessions: dict[str, str | None] = {}
+    try:
+        for kind, url in urls.items():
+            sessions[kind] = (await loadgen.open_sessions(url, token, 1))[0]
+            await check_tool_call(url, token, sessions[kind])
+        listed, kept, note = await check_authz_enforced(urls, token, sessions)
+        report.notes.append(note)
+        headers = {kind: loadgen.request_headers(token, sid) for kind, sid in sessions.items()}
+        call_load: dict[str, loadgen.ThroughputStats] = {}
+        call_cpu: dict[str, float] = {}
+        list_load: dict[str, loadgen.ThroughputStats] = {}
+        list_cpu: dict[str, float] = {}
+        # Sequential latency: one request to each gateway in turn, so the difference is authz, not drift.
+        paired = {kind: (url, headers[kind]) for kind, url in urls.items()}
+        latency_seconds = 4.0 if cfg.quick else 8.0
+        call_latency = await loadgen.paired_latency_run(
+            paired, loadgen.tools_call, cfg.latency_warmup, cfg.latency_count, latency_seconds
+        )
+        list_latency = await loadgen.paired_latency_run(
+            paired, loadgen.tools_list, 50, cfg.latency_count // 4, latency_seconds
+        )
+        for kind, url in urls.items():
+            call_load[kind], call_cpu[kind] = await _throughput_with_cpu(
+                cfg, url, [headers[kind]] * CONNECTIONS, loadgen.tools_call, pids[kind]
+            )
+        for kind, url in urls.items():
+            list_load[kind], list_cpu[kind] = await _throughput_with_cpu(
+                cfg, url, [headers[kind]] * CONNECTIONS, loadgen.tools_list, pids[kind]
+            )
+    finally:
+        for kind, url in urls.items():
+            if kind in sessions:
+                await loadgen.close_sessions(url, token, [sessions[kind]])
+    report.raw["d_authz"] = {
+        "policies": AUTHZ_POLICIES,
+        "tools_listed": {"plain": listed, "authz": kept},
+        "call_load": {kind: asdict(stats) for kind, stats in call_load.items()},
+        "call_gateway_cpu_us": call_cpu,
+        "call_latency_1conn": {kind: asdict(stats) for kind, stats in call_latency.items()},
+        "list_load": {kind: asdict(stats) for kind, stats in list_load.items()},
+        "list_gateway_cpu_us": list_cpu,
+        "list_latency_1conn": {kind: asdict(stats) for kind, stats in list_latency.items()},
+    }
+
+    shape = f"1 session x {CONNECTIONS}"
+    plain, authz = call_load["plain"], call_load["authz"]
+    ratio = authz.per_second / plain.per_second if plain.per_second else None
+    report.rows.append(
+        Row(
+            f"(d) tools/call, {shape} (no authz | {AUTHZ_POLICIES} policies)",
+            fmt_rate(plain.per_second),
+            fmt_rate(authz.per_second),
+            "n/a" if ratio is None else f"{ratio:.2f}x",
+            f"authz >= {TARGET_STDIO_CALLS:.0f}/s",
+            verdict(authz.per_second >= TARGET_STDIO_CALLS and not authz.errors),
+        )
+    )
+    for pct in ("p50", "p99"):
+        p_ms, a_ms = getattr(plain, f"{pct}_ms"), getattr(authz, f"{pct}_ms")
+        report.rows.append(
+            Row(
+                f"(d) tools/call {pct} latency under load, {shape}",
+                fmt_ms(p_ms),
+                fmt_ms(a_ms),
+                _diff_ms(p_ms, a_ms),
+                "-",
+                "-",
+            )
+        )
+    p_seq, a_seq = call_latency["plain"], call_latency["authz"]
+    report.rows.append(
+        Row(
+            f"(d) tools/call p50 latency, 1 conn (n={p_seq.count}|{a_seq.count})",
+            fmt_ms(p_seq.p50_ms),
+            fmt_ms(a_seq.p50_ms),
+            _diff_ms(p_seq.p50_ms, a_seq.p50_ms),
+            f"decision <= {TARGET_DECISION_US:.0f} us: authz_bench.py",
+            "-",
+        )
+    )
+    report.rows.append(
+        Row(
+            f"(d) CPU per tools/call, gateway process, {shape}",
+            f"{call_cpu['plain']:.0f} us",
+            f"{call_cpu['authz']:.0f} us",
+            f"{call_cpu['authz'] - call_cpu['plain']:+.0f} us",
+            "-",
+            "-",
+        )
+    )
+    plain, authz = list_load["plain"], list_load["authz"]
+    ratio = authz.per_second / plain.per_second if plain.per_second else None
+    report.rows.append(
+        Row(
+            f"(d) tools/list ({listed} tools -> {kept}), {shape}",
+            fmt_rate(plain.per_second),
+            fmt_rate(authz.per_second),
+            "n/a" if ratio is None else f"{ratio:.2f}x",
+            "-",
+            "-",
+        )
+    )
+    p_seq, a_seq = list_latency["plain"], list_latency["authz"]
+    added = a_seq.p50_ms - p_seq.p50_ms
+    report.rows.append(
+        Row(
+            f"(d) tools/list p50 latency, 1 conn (n={p_seq.count}|{a_seq.count})",
+            fmt_ms(p_seq.p50_ms),
+            fmt_ms(a_seq.p50_ms),
+            _diff_ms(p_seq.p50_ms, a_seq.p50_ms),
+            f"filter {AUTHZ_EXTRA_TOOLS} tools x {AUTHZ_POLICIES} policies <= {TARGET_LIST_FILTER_MS:.0f} ms",
+            verdict(None if math.isnan(added) else added <= TARGET_LIST_FILTER_MS),
+        )
+    )
+    report.rows.append(
+        Row(
+            f"(d) CPU per tools/list, gateway process, {shape}",
+            f"{list_cpu['plain']:.0f} us",
+            f"{list_cpu['authz']:.0f} us",
+            f"{list_cpu['authz'] - list_cpu['plain']:+.0f} us",
+            "-",
+            "-",
+        )
+    )
+    report.notes.append(
+        f"(d) tools/list under load, {shape}: p50/p99 no authz {fmt_ms(plain.p50_ms)}/{fmt_ms(plain.p99_ms)}, "
+        f"authz {fmt_ms(authz.p50_ms)}/{fmt_ms(authz.p99_ms)}"
+    )
+    for what, runs in (("tools/call", call_load), ("tools/list", list_load)):
+        for kind, run in runs.items():
+            if run.errors:
+                report.notes.append(f"(d) {what} {kind}: {run.errors} failed requests, first: {run.first_error}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -442,7 +660,14 @@ def print_table(cfg: Config, report: Report, elapsed: float) -> None:
         f"before / {end_load:.1f} after (anything above ~0.5 before means other work skews the figures)"
     )
     latency = "sequential aiohttp client" + (" and wrk -c1" if cfg.use_wrk else "")
-    print(f"(a) load: {load}; latency: {latency}; (b) load: aiohttp, 32 workers")
+    ran = {row.figure[:3] for row in report.rows}
+    if "(a)" in ran:
+        print(f"(a) load: {load}; latency: {latency}")
+    if ran & {"(b)", "(d)"}:
+        print("(b), (d) load: aiohttp, 32 workers in one process (competes for the 2 cores)")
+    if "(d)" in ran:
+        with_authz = f"gateway with --authz-config ({AUTHZ_POLICIES} policies)"
+        print(f"(d) columns: direct = gateway without authz, gateway = {with_authz}; 1 conn latency: paired requests")
     if cfg.gateway_cmd_note:
         print(f"gateway command: {cfg.gateway_cmd_note}")
     if cfg.gateway_problem:
@@ -468,7 +693,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="hivegate benchmarks: direct vs gateway, side by side.")
     parser.add_argument("--quick", action="store_true", help="3 s throughput runs instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per throughput run (overrides the mode's)")
-    parser.add_argument("--only", default="abc", help="which benchmarks to run, e.g. 'a', 'bc' (default: abc)")
+    parser.add_argument("--only", default="abcd", help="which benchmarks to run, e.g. 'a', 'bd' (default: abcd)")
     parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator even if wrk exists")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this path")
     parser.add_argument(
@@ -513,6 +738,7 @@ def main() -> int:
         "a": bench_proxy,
         "b": bench_stdio,
         "c": bench_help,
+        "d": bench_authz,
     }
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)

@@ -3,18 +3,35 @@
 The stdio benchmark's second backend. The official SDK's server spends about 1 ms of CPU per call, which caps any
 gateway in front of it near that rate on this machine; this one costs a few tens of microseconds, so the figure
 measured through the gateway is the gateway's own capacity.
+
+`--tools N` (or env `BENCH_EXTRA_TOOLS=N`) adds N more tools to the `tools/list` answer, `tool_0` .. `tool_<N-1>`
+(every fourth one marked read-only), for the list-filtering benchmark; only `echo` can be called.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 
-TOOL = {
+TOOL: dict[str, object] = {
     "name": "echo",
     "description": "Return text unchanged.",
     "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
 }
+
+
+def extra_tool(index: int) -> dict[str, object]:
+    return {
+        "name": f"tool_{index}",
+        "description": f"Benchmark tool number {index}: does nothing.",
+        "inputSchema": {"type": "object", "properties": {"operation": {"type": "string"}, "a": {"type": "number"}}},
+        "annotations": {"readOnlyHint": index % 4 == 0},
+    }
+
+
+TOOLS: list[dict[str, object]] = [TOOL]
 
 
 def answer(message: dict[str, object]) -> dict[str, object] | None:
@@ -33,9 +50,9 @@ def answer(message: dict[str, object]) -> dict[str, object] | None:
     elif method == "ping":
         result = {}
     elif method == "tools/list":
-        result = {"tools": [TOOL]}
+        result = {"tools": TOOLS}
     elif method == "tools/call" and params.get("name") == "echo":
-        text = str((params.get("arguments") or {}).get("text", ""))  # type: ignore[union-attr]
+        text = str((params.get("arguments") or {}).get("text", ""))
         result = {"content": [{"type": "text", "text": text}], "isError": False}
     else:
         return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": f"unknown method {method}"}}
@@ -43,6 +60,10 @@ def answer(message: dict[str, object]) -> dict[str, object] | None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="A minimal stdio MCP server (no SDK) for the benchmarks.")
+    default = int(os.environ.get("BENCH_EXTRA_TOOLS", "0"))
+    parser.add_argument("--tools", type=int, default=default, metavar="N", help="list N extra tools (default 0)")
+    TOOLS.extend(extra_tool(i) for i in range(parser.parse_args().tools))
     out = sys.stdout
     for line in sys.stdin:
         try:
