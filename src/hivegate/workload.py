@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from hivegate.asgi.app import Endpoint, Gateway, GatewaySettings
+from hivegate.asgi.diagnostics import DiagnosticsApp, readiness_endpoint
 from hivegate.asgi.legacy_sse import LegacySSEFrontend
 from hivegate.asgi.reverse import ReverseProxy
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
@@ -20,6 +25,13 @@ from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.config.run import RunConfig
 from hivegate.core.ports import Authenticator
+from hivegate.observe.audit import AuditConfig, Auditor, load_audit_config
+from hivegate.observe.exchange import Observer
+from hivegate.observe.health import Readiness, tcp_reachable
+from hivegate.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from hivegate.authserver.build import EmbeddedAuthServer
 
 __all__ = ["build_gateway"]
 
@@ -50,6 +62,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     public = dict(public or {})
     prefixes: dict[str, ASGIApp] = {}
     authenticator: Authenticator
+    embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.auth.resource_url
     if cfg.auth_server_config is not None:
         from hivegate.asgi.authserver import AuthServerRoutes
@@ -70,6 +83,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     else:
         authenticator = build_authenticator(cfg.auth)
     shutdown.append(authenticator.aclose)
+    registry: SessionRegistry | None = None
     gate: McpGate | None = None
     if cfg.authz_config is not None:
         gate = _policy_gate(cfg.authz_config, cfg.name, startup, shutdown)
@@ -107,6 +121,8 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
+    observers, diagnostics, summary = _operations(cfg, startup, shutdown, registry, embedded, gate)
+    public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     settings = GatewaySettings(
         endpoints=endpoints,
         public=public,
@@ -117,8 +133,95 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         loopback_only=cfg.loopback,
         on_startup=tuple(startup),
         on_shutdown=tuple(shutdown),
+        observers=observers,
+        diagnostics=diagnostics.app if cfg.diagnostics_port is not None else None,
+        diagnostics_port=cfg.diagnostics_port,
+        summary=(*_auth_summary(cfg, resource_url, embedded), *summary),
     )
     return Gateway(settings, authenticator)
+
+
+@dataclass
+class _Diagnostics:
+    readiness: Readiness
+    app: ASGIApp
+
+
+def _operations(
+    cfg: RunConfig,
+    startup: list[Callable[[], Awaitable[None]]],
+    shutdown: list[Callable[[], Awaitable[None]]],
+    registry: SessionRegistry | None,
+    embedded: EmbeddedAuthServer | None,
+    gate: McpGate | None,
+) -> tuple[list[Observer], _Diagnostics, list[str]]:
+    """Audit trail, metrics and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
+    observers: list[Observer] = []
+    summary: list[str] = []
+    if cfg.enable_audit:
+        audit_cfg = load_audit_config(cfg.audit_config) if cfg.audit_config else AuditConfig()
+        auditor = Auditor(audit_cfg, component=cfg.name, transport=cfg.proxy_mode)
+        auditor.open()
+        observers.append(auditor)
+
+        async def close_audit() -> None:
+            auditor.close()
+
+        shutdown.append(close_audit)
+        summary.append(f"audit: {audit_cfg.log_file or 'standard output'}")
+    metrics: Metrics | None = None
+    if cfg.diagnostics_port is not None:
+        metrics = Metrics()
+        observers.append(metrics)
+        if registry is not None:
+            sessions = registry
+            metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
+            metrics.gauge(
+                "hivegate_backend_restarts",
+                "Backend restarts over the open sessions",
+                lambda: sum(e.backend.restarts for e in sessions.entries()),
+            )
+    readiness = Readiness()
+    if cfg.transport == "stdio":
+        program = cfg.command[0] if cfg.command else ""
+
+        async def command_found() -> str | None:
+            return None if shutil.which(program) else f"command {program!r} not found"
+
+        readiness.add("backend", command_found)
+    else:
+        parts = urlsplit(cfg.url or "")
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        readiness.add("backend", lambda: tcp_reachable(host, port))
+    if embedded is not None:
+        server = embedded.server
+
+        async def storage_ready() -> str | None:
+            await server.ready()
+            return None
+
+        readiness.add("authserver storage", storage_ready)
+    if gate is not None:
+        policies = gate
+
+        async def policies_loaded() -> str | None:
+            return None if policies.policy_count >= 0 else "no policies"
+
+        readiness.add("authz policies", policies_loaded)
+        summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
+    return observers, _Diagnostics(readiness, DiagnosticsApp(metrics, readiness)), summary
+
+
+def _auth_summary(cfg: RunConfig, resource_url: str | None, embedded: EmbeddedAuthServer | None) -> list[str]:
+    if embedded is not None:
+        return [f"auth: embedded authorization server {embedded.server.issuer} (audience {embedded.resource})"]
+    auth = cfg.auth
+    if auth.mode == "oidc":
+        lines = [f"auth: OIDC issuer {auth.issuer}, audience {auth.audience}"]
+        if auth.introspection_url:
+            lines.append(f"auth: opaque tokens introspected at {auth.introspection_url}")
+        return lines
+    return [f"auth: {auth.mode} (no token required)"]
 
 
 def _policy_gate(

@@ -48,6 +48,9 @@ class GatewaySettings:
     on_startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     observers: Sequence[Observer] = field(default_factory=tuple)
+    diagnostics: ASGIApp | None = None  # served to connections on `diagnostics_port` only
+    diagnostics_port: int | None = None
+    summary: Sequence[str] = ()  # start-up summary lines
 
 
 class Gateway:
@@ -57,8 +60,20 @@ class Gateway:
         self._endpoints = settings.endpoints
         self._origins = OriginPolicy(settings.allowed_origins, loopback_only=settings.loopback_only)
 
+    @property
+    def summary(self) -> Sequence[str]:
+        return self._settings.summary
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        diagnostics = self._settings.diagnostics
+        if (
+            diagnostics is not None
+            and kind == "http"
+            and (scope.get("server") or ("", 0))[1] == self._settings.diagnostics_port
+        ):
+            await diagnostics(scope, receive, send)
+            return
         if kind == "http":
             started = False
 

@@ -32,7 +32,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, on_ready: Callable[[], None]) -> None:
+async def serve(
+    app: ASGIApp, sock: socket.socket | list[socket.socket], *, log_level: str, on_ready: Callable[[], None]
+) -> None:
+    """Serve `app` on one or more bound sockets (the app tells them apart by `scope["server"]`)."""
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     config = uvicorn.Config(
@@ -54,7 +57,7 @@ async def serve(app: ASGIApp, sock: socket.socket, *, log_level: str, on_ready: 
             on_ready()
 
     server.startup = startup  # type: ignore[method-assign]
-    await server.serve(sockets=[sock])
+    await server.serve(sockets=sock if isinstance(sock, list) else [sock])
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

@@ -125,6 +125,7 @@ class SessionFrontend:
             return
         if exchange is not None:
             exchange.session_id = entry.session_id
+            exchange.client_info = exchange.client_info or entry.client_info
         if jsonrpc.is_request(message):
             await self._request(
                 scope, receive, send, entry.backend, message, _session_headers(entry), principal, call=call
@@ -236,6 +237,9 @@ class SessionFrontend:
         reply = await _final(sink)
         if call is not None:
             call.answered(reply)
+        params = message.get("params")
+        info = params.get("clientInfo") if isinstance(params, dict) else None
+        entry.client_info = info if isinstance(info, dict) else None
         if reply is None or "error" in reply:
             await self._registry.remove(entry.session_id)
             await send_json(send, 200, reply or jsonrpc.error_response(message["id"], BACKEND_UNAVAILABLE, "cancelled"))

@@ -12,8 +12,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
@@ -33,6 +34,7 @@ class SessionEntry:
     session_id: str
     owner: str
     backend: BackendSession
+    client_info: Mapping[str, Any] | None = None  # the client's `initialize` clientInfo (for the audit trail)
 
 
 class SessionRegistry:
@@ -49,6 +51,10 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def entries(self) -> list[SessionEntry]:
+        """The open sessions (a snapshot)."""
+        return list(self._entries.values())
 
     def get(self, session_id: str, owner: str) -> SessionEntry | None:
         """The session, or None when it does not exist or belongs to someone else (indistinguishable on purpose)."""

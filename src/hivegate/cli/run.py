@@ -47,6 +47,12 @@ def _duration(value: str, flag: str) -> float:
         raise ConfigError(f"{flag}: {exc}") from None
 
 
+def _port(value: int | None, flag: str) -> int | None:
+    if value is not None and not 0 <= value <= 65535:
+        raise ConfigError(f"{flag} must be between 0 and 65535 (got {value})")
+    return value
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     target: list[str] = list(args.target)
     if not target:
@@ -138,6 +144,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         log_level=args.log_level,
         authz_config=args.authz_config,
         auth_server_config=args.auth_server_config,
+        audit_config=args.audit_config,
+        enable_audit=args.enable_audit or args.audit_config is not None,
+        diagnostics_port=_port(args.diagnostics_port, "--diagnostics-port"),
+        log_format=args.log_format,
     )
 
 
@@ -159,11 +169,10 @@ def serve_config(
 ) -> int:
     """Serve `cfg` in the foreground; returns the process exit code."""
     from hivegate.asgi.server import bind, run, serve
+    from hivegate.observe.logs import configure_logging
     from hivegate.workload import build_gateway
 
-    logging.basicConfig(
-        level=cfg.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(cfg.log_level, cfg.log_format)
     if sock is None:
         try:
             sock = bind(cfg.host, cfg.port)
@@ -172,10 +181,22 @@ def serve_config(
                 f"hivegate run: error: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr
             )
             return 2
+    sockets = [sock]
+    if cfg.diagnostics_port is not None:
+        try:
+            diagnostics = bind(cfg.host, cfg.diagnostics_port)
+        except OSError as exc:
+            sock.close()
+            where = f"{cfg.host}:{cfg.diagnostics_port}"
+            print(f"hivegate run: error: --diagnostics-port: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+            return 2
+        sockets.append(diagnostics)
+        cfg = replace(cfg, diagnostics_port=diagnostics.getsockname()[1])
     try:
         app = build_gateway(cfg, public=public)
     except HivegateError as exc:
-        sock.close()
+        for s in sockets:
+            s.close()
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
@@ -190,9 +211,14 @@ def serve_config(
     def ready() -> None:
         what = " ".join(cfg.command) if cfg.command else cfg.url
         print(f"hivegate: serving {cfg.name} ({cfg.transport}: {what}) at {url}", flush=True)
+        lines = list(app.summary)
+        if cfg.diagnostics_port is not None:
+            lines.append(f"diagnostics: http://{shown}:{cfg.diagnostics_port}/metrics, /health, /readyz")
+        for line in lines:
+            print(f"  {line}", flush=True)
         if banner:
             print(banner.replace("{url}", url), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve(app, sock, log_level=cfg.log_level, on_ready=ready))
+        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready))
     return 0

@@ -82,6 +82,18 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     a.add_argument(
         "--ca-bundle", "--thv-ca-bundle", dest="ca_bundle", help="CA bundle for the issuer's TLS certificate"
     )
+    o = p.add_argument_group("operations")
+    o.add_argument("--enable-audit", action="store_true", help="write an audit line per MCP request (to stdout)")
+    o.add_argument("--audit-config", metavar="FILE", help="audit config (ToolHive's keys; implies --enable-audit)")
+    o.add_argument(
+        "--diagnostics-port",
+        "--metrics-port",
+        dest="diagnostics_port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics (Prometheus), /health and /readyz on this port (0: a free one); off by default",
+    )
+    o.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format (default text)")
     z = p.add_argument_group("authorization")
     z.add_argument(
         "--authz-config",

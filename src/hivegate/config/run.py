@@ -33,6 +33,10 @@ class RunConfig:
     log_level: str = "info"
     authz_config: str | None = None
     auth_server_config: str | None = None
+    audit_config: str | None = None
+    enable_audit: bool = False
+    diagnostics_port: int | None = None  # None: no diagnostics listener
+    log_format: str = "text"
 
     @property
     def mcp_path(self) -> str:
