@@ -105,6 +105,8 @@ class SessionFrontend:
         exchange = exchange_of(scope)
         call = exchange.call(message) if exchange is not None else None
         if self._gate is not None and jsonrpc.is_request(message):
+            if self._gate.needs_tool_list(message):
+                await self._learn_tools(scope, principal)
             verdict = self._gate.check(principal, message)
             if call is not None and verdict.decision is not None:
                 call.decided(verdict.allowed, verdict.decision.reasons)
@@ -187,6 +189,20 @@ class SessionFrontend:
         # a batch whose every request was refused is answered 403, like a single refused request
         status = 403 if refused and not sinks else 200
         await send_json(send, status, refused + replies, _session_headers(entry))
+
+    async def _learn_tools(self, scope: Scope, principal: Principal) -> None:
+        """Ask the caller's backend session for its tool list so a call's annotation hints are known (a client may
+        call a tool without listing first). Failures leave the hints unknown (policies then decide without them)."""
+        session_id = get_header(scope, SESSION_HEADER)
+        entry = self._registry.get(session_id, principal.key) if session_id else None
+        if entry is None or self._gate is None:
+            return
+        try:
+            answer = await entry.backend.ask("tools/list", {}, min(self._request_timeout, 10.0))
+        except (BackendError, TimeoutError) as exc:
+            logger.info("backend %r: could not list tools for their annotations: %s", self._name, exc)
+            return
+        self._gate.learn_tool_list(answer)
 
     def _filter_for(
         self, principal: Principal, message: jsonrpc.Message

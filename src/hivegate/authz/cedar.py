@@ -27,6 +27,7 @@ from hivegate.authz.config import AuthzConfig
 from hivegate.authz.decision import Decision
 from hivegate.authz.entities import (
     ACTION_RESOURCE_TYPE,
+    ANNOTATION_HINTS,
     ActionName,
     EntityError,
     argument_attrs,
@@ -185,6 +186,7 @@ class CedarAuthorizer:
         self._role_claim = cedar.role_claim_name
         self._group_type = cedar.group_entity_type
         self._policies = compile_policies(cedar.policies)
+        self.reads_annotations = any(hint in text for text in cedar.policies for hint in ANNOTATION_HINTS)
         base: list[dict[str, Any]] = json.loads(cedar.entities_json)
         self._base_map = {entity_key(e): e for e in base}
         try:

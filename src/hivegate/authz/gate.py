@@ -124,10 +124,23 @@ class McpGate:
         self._source = source
         self._listeners = listeners or (_log_decision,)
         self._annotations: dict[str, dict[str, bool]] = {}
+        self._listed = False
 
     @property
     def policy_count(self) -> int:
         return self._source.current.policy_count
+
+    def needs_tool_list(self, message: Message) -> bool:
+        """Whether deciding this `tools/call` needs tool annotations not learnt yet (policies read them, and no
+        `tools/list` answer has been seen): the front then asks the backend for its tool list first."""
+        return message.get("method") == "tools/call" and not self._listed and self._source.current.reads_annotations
+
+    def learn_tool_list(self, response: Message) -> None:
+        """Learn annotation hints from a `tools/list` answer the gateway asked for itself."""
+        result = response.get("result")
+        tools = result.get("tools") if isinstance(result, dict) else None
+        if isinstance(tools, list):
+            self._learn([t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)])
 
     def check(self, principal: Principal, message: Message) -> Verdict:
         """Whether `message` may go to the backend; notifications and responses always may."""
@@ -202,6 +215,7 @@ class McpGate:
         return {**response, "result": {**result, items_key: kept}}
 
     def _learn(self, tools: list[dict[str, Any]]) -> None:
+        self._listed = True
         for tool in tools:
             annotations = tool.get("annotations")
             if not isinstance(annotations, dict):

@@ -188,6 +188,11 @@ class BackendSession:
             raise BackendError(f"initialize failed: {message}")
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
+    async def ask(self, method: str, params: Any, timeout: float) -> Message:
+        """A request of the gateway's own (its answer never reaches a client); raises `BackendError`/`TimeoutError`."""
+        await self._wait_ready()
+        return await self._internal_request(method, params, timeout)
+
     async def _internal_request(self, method: str, params: Any, timeout: float) -> Message:
         gid = next(self._ids)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()

@@ -229,3 +229,15 @@ def test_default_listener_logs_denials_without_claims_or_tokens(caplog: pytest.L
     McpGate(Fixed(authorizer(POLICIES))).check(secret_claims, call("tools/call", {"name": "nuke"}))
     assert "authz deny: subject='00u1user' method=tools/call action=call_tool resource='nuke'" in caplog.text
     assert "s3cr3t-value" not in caplog.text
+
+
+def test_a_tool_list_is_wanted_only_when_policies_read_annotations_and_none_was_seen() -> None:
+    g = gate()
+    message = call("tools/call", {"name": "list_files"})
+    assert g.needs_tool_list(message)
+    assert not g.needs_tool_list(call("prompts/get", {"name": "p"}))
+    g.learn_tool_list(tools_answer({"name": "list_files", "annotations": {"readOnlyHint": True}}))
+    assert not g.needs_tool_list(message)
+    assert g.check(USER, message).allowed
+    plain = McpGate(Fixed(authorizer(['permit(principal, action, resource == Tool::"x");'])))
+    assert not plain.needs_tool_list(message)
