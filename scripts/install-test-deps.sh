@@ -68,6 +68,7 @@ node_tools_ok() {
   version=$("$TOOLS/node_modules/.bin/node" --version 2>/dev/null) || return 1
   [[ $version == v22.* ]] || return 1
   [ -f "$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] || return 1
+  [ -f "$TOOLS/node_modules/conformance-next/dist/index.js" ] || return 1
   [ -f "$TOOLS/node_modules/oidc-provider/package.json" ] || return 1
   [ -f "$TOOLS/node_modules/@modelcontextprotocol/inspector/package.json" ]
 }

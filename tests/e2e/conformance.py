@@ -9,6 +9,9 @@ failed; warnings (SHOULD-level findings) are reported apart.
 `start_conformance_server()` runs tests/fixtures/conformance_server.py, the SDK-built server with
 every fixture those scenarios call, over streamable HTTP on 127.0.0.1. `inspector_cli()` asks the
 MCP Inspector's headless CLI for one method against an MCP URL.
+
+`run_authorization_scenarios()` runs the authorization-server scenarios, which only the 0.2.0 alphas have
+(installed beside the pinned suite as npm `conformance-next`), against an OAuth authorization server.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ __all__ = [
     "ScenarioResult",
     "inspector_cli",
     "list_server_scenarios",
+    "run_authorization_scenarios",
     "run_server_scenarios",
     "start_conformance_server",
 ]
@@ -44,9 +48,14 @@ CLI = TOOLS / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" 
 INSPECTOR = (
     TOOLS / "node_modules" / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build" / "index.js"
 )
+AUTHORIZATION_CLI = TOOLS / "node_modules" / "conformance-next" / "dist" / "index.js"
 CONFORMANCE_SERVER = REPO / "tests" / "fixtures" / "conformance_server.py"
 
 _RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
+_AUTHORIZATION_RESULT_DIR = re.compile(
+    r"^authorization-server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$"
+)
+_AUTHORIZATION_PROMPT = "Access the following URL in your browser"
 _LISTED = re.compile(r"^\s+- (?P<scenario>\S+)(?: \[(?P<versions>[^\]]*)\])?$")
 
 
@@ -150,6 +159,59 @@ async def inspector_cli(url: str, method: str, *args: str, timeout: float = 60) 
     if done.returncode != 0:
         raise RuntimeError(f"inspector failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
     return json.loads(done.stdout)
+
+
+async def run_authorization_scenarios(
+    issuer: str,
+    *,
+    browse: Callable[[str], Coroutine[Any, Any, None]],
+    client_id: str,
+    client_secret: str | None = None,
+    resource: str | None = None,
+    port: int = 3000,
+    timeout: float = 90,
+) -> tuple[dict[str, ScenarioResult], str]:
+    """Run every authorization-server scenario against `issuer`; return each one's result and the CLI's output.
+
+    One `conformance authorization` run without `--scenario`: only then does the CLI hand the metadata scenario's
+    result to `authorization-code-grant` (run alone, that one fails with "Invalid authorization server metadata").
+    The grant prints an authorization URL and waits for a browser to reach `http://127.0.0.1:PORT/callback`:
+    `browse(url)` is awaited with that URL and must end with the callback requested. `client_id` must be
+    registered with that redirect URI; without `client_secret` the CLI authenticates with `none`.
+    """
+    if not (NODE.exists() and AUTHORIZATION_CLI.exists()):
+        raise RuntimeError("conformance-next not installed: run scripts/install-test-deps.sh")
+    options = ["--client-id", client_id, "--port", str(port)]
+    options += ["--client-secret", client_secret] if client_secret else []
+    options += ["--resource", resource] if resource else []
+    results: dict[str, ScenarioResult] = {}
+    output: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="conformance-as-") as out:
+        command = [str(NODE), str(AUTHORIZATION_CLI), "authorization", "--url", issuer, *options, "-o", out]
+        process = await anyio.open_process(command, cwd=TOOLS, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        lines = BufferedByteReceiveStream(process.stdout)
+        try:
+            with anyio.fail_after(timeout):
+                async with anyio.create_task_group() as tasks:
+                    while True:
+                        try:
+                            line = (await lines.receive_until(b"\n", 1 << 20)).decode(errors="replace")
+                        except (anyio.IncompleteRead, anyio.EndOfStream):
+                            break
+                        if output and output[-1].startswith(_AUTHORIZATION_PROMPT):
+                            tasks.start_soon(browse, line.strip())
+                        output.append(line + "\n")
+                await process.wait()
+        finally:
+            await _stop(process)
+        for checks_file in sorted(Path(out).glob("*/checks.json")):
+            if match := _AUTHORIZATION_RESULT_DIR.match(checks_file.parent.name):
+                checks = tuple(json.loads(checks_file.read_text()))
+                results[match["scenario"]] = ScenarioResult(match["scenario"], checks)
+    if not results:
+        raise RuntimeError("the conformance suite produced no results:\n" + "".join(output))
+    return results, "".join(output)
 
 
 @asynccontextmanager
