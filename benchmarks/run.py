@@ -150,7 +150,7 @@ def start_gateway(
     """
     assert cfg.hivegate is not None
     port = free_port()
-    argv = [*cfg.hivegate, "run", "--name", name, "--host", HOST, "--port", str(port)]
+    argv = [*cfg.hivegate, "run", "--foreground", "--name", name, "--host", HOST, "--port", str(port)]
     argv += ["--proxy-mode", "streamable-http", *identity.gateway_args(), *target]
     proc = procs.start(f"gateway-{name}", argv)
     # The banner may name the backend URL too: look for the one on our port.

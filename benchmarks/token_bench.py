@@ -190,6 +190,7 @@ async def main() -> int:
         [
             hivegate,
             "run",
+            "--foreground",
             "--port",
             str(port),
             "--auth-server-config",

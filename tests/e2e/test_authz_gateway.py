@@ -642,7 +642,7 @@ async def test_annotations_prompts_resources_and_bad_input(tmp_path: Path) -> No
 async def test_a_broken_policy_file_stops_start_up(tmp_path: Path, name: str, content: str, expected: str) -> None:
     config = tmp_path / name
     config.write_text(content)
-    argv = [sys.executable, "-m", "hivegate", "run", "--authz-config", str(config), *fixture_command()]
+    argv = [sys.executable, "-m", "hivegate", "run", "--foreground", "--authz-config", str(config), *fixture_command()]
     with anyio.fail_after(60):
         proc = await anyio.run_process(argv, check=False)
     stderr = proc.stderr.decode()

@@ -312,10 +312,11 @@ def test_bad_configs_are_one_line_errors(tmp_path: Path) -> None:
         "issuer: 'http://127.0.0.1:1'\nhmacSecretRefs: [{env: SHORT_KEY}]\nupstreamProviders: [{name: a, type: oidc,"
         " oidcConfig: {issuerUrl: 'http://127.0.0.1:2', clientId: c}}]\n": "at least 32 bytes",
     }
+    foreground_run = [sys.executable, "-m", "hivegate", "run", "--foreground"]
     for text, expected in cases.items():
         config.write_text(text)
         done = subprocess.run(
-            [sys.executable, "-m", "hivegate", "run", "--auth-server-config", str(config), "--", "true"],
+            [*foreground_run, "--auth-server-config", str(config), "--", "true"],
             capture_output=True,
             text=True,
             timeout=30,

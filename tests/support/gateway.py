@@ -1,4 +1,4 @@
-"""Start `hivegate run` as a real process and wait (with a deadline, no fixed sleep) until it serves."""
+"""Start `hivegate run --foreground` as a real process and wait (with a deadline, no fixed sleep) until it serves."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ async def hivegate_run(
         "-m",
         "hivegate",
         "run",
+        "--foreground",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

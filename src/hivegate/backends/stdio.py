@@ -18,6 +18,9 @@ from hivegate.errors import BackendError
 __all__ = ["StdioTransport"]
 
 logger = logging.getLogger("hivegate.backend.stdio")
+# The server's own stderr, one record per line (the raw line in `stderr_line`): a logger of its own, so a background
+# workload can send it to a file of its own (`hivegate logs NAME`) and keep it out of the gateway's log.
+server_stderr = logging.getLogger("hivegate.server.stderr")
 
 _LINE_LIMIT = 64 * 1024 * 1024
 
@@ -107,7 +110,8 @@ class StdioTransport:
                 continue
             if not line:
                 return
-            logger.info("%s: %s", self._name, line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            server_stderr.info("%s: %s", self._name, text, extra={"stderr_line": text})
 
     async def send(self, message: Message) -> None:
         proc = self._proc

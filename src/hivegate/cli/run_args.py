@@ -32,7 +32,14 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         choices=("stdio", "streamable-http", "sse"),
         help="backend transport (default: stdio for a command, streamable-http for a URL)",
     )
-    g.add_argument("--foreground", action="store_true", help="run in the foreground (the only mode for now)")
+    g.add_argument(
+        "--foreground",
+        action="store_true",
+        help="serve in this process until interrupted (default: start in the background, print the URL and return; "
+        "see `hivegate list`, `logs`, `stop`)",
+    )
+    # Internal: set by the background start for the `--foreground` child it runs (the stdio server's stderr file).
+    g.add_argument("--workload-server-log", dest="workload_server_log", metavar="FILE", help=argparse.SUPPRESS)
     g.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="environment for the stdio child"
     )
@@ -94,6 +101,24 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus), /health and /readyz on this port (0: a free one); off by default",
     )
     o.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format (default text)")
+    o.add_argument(
+        "--otel-endpoint",
+        metavar="URL",
+        help="send OpenTelemetry traces to this OTLP/HTTP collector (base URL, e.g. http://127.0.0.1:4318; "
+        "spans go to URL/v1/traces); off by default",
+    )
+    o.add_argument(
+        "--otel-service-name", metavar="NAME", help="service.name of the traces (default: the workload name)"
+    )
+    o.add_argument("--otel-sampling-rate", metavar="RATE", help="fraction of MCP requests traced, 0 to 1 (default 1.0)")
+    o.add_argument(
+        "--otel-headers",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="header sent with every export (e.g. a collector's API key; repeatable; never logged). "
+        "OTEL_EXPORTER_OTLP_HEADERS in the environment keeps them off the command line",
+    )
     z = p.add_argument_group("authorization")
     z.add_argument(
         "--authz-config",

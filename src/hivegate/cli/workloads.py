@@ -1,0 +1,305 @@
+"""`hivegate list`, `logs`, `stop`, `restart`, `rm`, and the background start of `hivegate run`, as ToolHive's `thv`
+has them. Only the parsers are built at import time, from modules Python has loaded anyway: the rest is imported
+by the command that needs it, so `hivegate --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hivegate.config.run import RunConfig
+    from hivegate.workloads import WorkloadRecord, WorkloadStore
+
+__all__ = ["COMMANDS", "add_workload_parsers", "start_in_background", "workload_command"]
+
+COMMANDS = ("list", "logs", "stop", "restart", "rm")
+
+
+def add_workload_parsers(sub: Any) -> None:
+    p = sub.add_parser("list", help="list the workloads started by `hivegate run` (running and crashed ones)")
+    p.add_argument("-a", "--all", action="store_true", help="include stopped workloads")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p = sub.add_parser("logs", help="print a workload's logs: its MCP server's stderr, or with --proxy the gateway's")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the workload stops")
+    p.add_argument("-p", "--proxy", action="store_true", help="the gateway's own log instead of the server's stderr")
+    p = sub.add_parser("stop", help="stop a workload (SIGTERM to its processes, SIGKILL after --timeout)")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("-a", "--all", action="store_true", help="stop every running workload")
+    p.add_argument("--timeout", default="30s", metavar="DURATION", help="grace period before SIGKILL (default 30s)")
+    p = sub.add_parser("restart", help="stop a workload if it runs and start it again (same command line and port)")
+    p.add_argument("name", metavar="NAME")
+    p = sub.add_parser("rm", help="stop a workload if it runs and delete its record and logs")
+    p.add_argument("name", metavar="NAME")
+
+
+def workload_command(args: argparse.Namespace) -> int:
+    from hivegate.workloads import StartFailed, WorkloadError, WorkloadStore
+
+    handler: Callable[[argparse.Namespace, WorkloadStore], int] = _HANDLERS[args.command]
+    try:
+        return handler(args, WorkloadStore.default())
+    except StartFailed as exc:
+        print(exc.line, file=sys.stderr)
+        return exc.code
+    except WorkloadError as exc:
+        print(f"hivegate {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def start_in_background(cfg: RunConfig, argv: Sequence[str]) -> int:
+    """`hivegate run` without `--foreground`: reserve the name, start the gateway detached, wait until it serves."""
+    from hivegate.workloads import (
+        LIVE,
+        StartFailed,
+        WorkloadError,
+        WorkloadRecord,
+        WorkloadStore,
+        check_name,
+        launch,
+        start_time,
+        utc_now,
+    )
+
+    try:
+        name = check_name(cfg.name)
+        store = WorkloadStore.default()
+        existing = _existing(store, name, "run")
+        if existing is not None:
+            if existing.status in LIVE:
+                where = f" at {existing.url}" if existing.url else ""
+                raise WorkloadError(
+                    f"a workload named {name!r} is already running{where}; stop it (`hivegate stop {name}`) "
+                    "or choose another --name"
+                )
+            raise WorkloadError(
+                f"a workload named {name!r} exists ({existing.status}): `hivegate restart {name}` starts it again, "
+                f"`hivegate rm {name}` removes it"
+            )
+        if cfg.port:
+            records, warnings = store.scan()
+            _warn("run", warnings)
+            for other in records:
+                if other.status in LIVE and other.port == cfg.port:
+                    raise WorkloadError(f"--port {cfg.port} is already used by workload {other.name!r} ({other.url})")
+        proxy_log, server_log = store.log_paths(name)
+        me = os.getpid()
+        record = WorkloadRecord(
+            name=name,
+            status="starting",
+            pid=me,  # the name is ours while we start it; pgid None: nothing to signal yet
+            pgid=None,
+            url=None,
+            host=cfg.host,
+            port=cfg.port,
+            argv=tuple(argv),
+            cwd=os.getcwd(),
+            started_at=utc_now(),
+            proxy_log=str(proxy_log),
+            server_log=str(server_log),
+            pid_start=start_time(me),
+        )
+        store.create(record)
+        record = launch(store, record, fresh=True)
+    except StartFailed as exc:
+        print(exc.line, file=sys.stderr)
+        return exc.code
+    except WorkloadError as exc:
+        print(f"hivegate run: error: {exc}", file=sys.stderr)
+        return exc.code
+    print(f"{record.name}: running at {record.url} (pid {record.pid})")
+    return 0
+
+
+def _warn(command: str, warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"hivegate {command}: warning: {warning}", file=sys.stderr)
+
+
+def _existing(store: WorkloadStore, name: str, command: str) -> WorkloadRecord | None:
+    """The record named `name`, refreshed; an unreadable one is removed (with a warning) and counts as none."""
+    from hivegate.workloads import CorruptRecord
+
+    try:
+        return store.get(name)
+    except CorruptRecord as exc:
+        _warn(command, [f"removing {exc}"])
+        store.delete(name)
+        return None
+
+
+def _lookup(store: WorkloadStore, name: str) -> WorkloadRecord:
+    from hivegate.workloads import CorruptRecord, WorkloadError, check_name
+
+    try:
+        check_name(name)
+        record = store.get(name)
+    except CorruptRecord as exc:
+        raise WorkloadError(f"{exc} (`hivegate rm {name}` removes it)") from None
+    except WorkloadError:
+        record = None
+    if record is None:
+        raise WorkloadError(f"no workload named {name!r}")
+    return record
+
+
+def _list(args: argparse.Namespace, store: WorkloadStore) -> int:
+    import json
+
+    records, warnings = store.scan()
+    _warn("list", warnings)
+    shown = records if args.all else [r for r in records if r.status != "stopped"]
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in shown], indent=2))
+        return 0
+    if not shown:
+        print("no workloads" if args.all else "no running workloads (`hivegate list -a` shows stopped ones)")
+        return 0
+    rows = [("NAME", "STATUS", "URL", "PID", "STARTED")]
+    for r in shown:
+        live = r.status in ("starting", "running", "stopping")
+        rows.append((r.name, r.status, r.url or "-", str(r.pid) if live else "-", _local_time(r.started_at)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _local_time(iso: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _logs(args: argparse.Namespace, store: WorkloadStore) -> int:
+    import shutil
+    from pathlib import Path
+
+    from hivegate.workloads import LIVE, alive, follow
+
+    record = _lookup(store, args.name)
+    path = Path(record.proxy_log if args.proxy else record.server_log)
+    out = sys.stdout.buffer
+    try:
+        if args.follow:
+            follow(path, out, running=lambda: record.status in LIVE and alive(record.pid, record.pid_start))
+        else:
+            with contextlib.suppress(FileNotFoundError), path.open("rb") as log:
+                shutil.copyfileobj(log, out)
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `hivegate logs NAME | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _stop_one(store: WorkloadStore, record: WorkloadRecord, timeout: float) -> bool:
+    """Stop `record`'s processes and mark it stopped; False when it was not running."""
+    from hivegate.workloads import LIVE, WorkloadError, stop_group
+
+    if record.status not in LIVE:
+        if record.status != "stopped":
+            store.save(record.with_status("stopped"))
+        return False
+    if record.pid is None or record.pgid is None:
+        raise WorkloadError(f"{record.name!r} is still starting; try again in a moment")
+    store.save(record.with_status("stopping"))
+    if not stop_group(record.pid, record.pgid, record.pid_start, timeout):
+        raise WorkloadError(f"{record.name!r}: processes of group {record.pgid} did not exit")
+    store.save(record.with_status("stopped"))
+    return True
+
+
+def _timeout(text: str) -> float:
+    from hivegate.config.durations import parse_duration
+    from hivegate.workloads import WorkloadError
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise WorkloadError(f"--timeout: {exc}", code=2) from None
+    if value < 0:
+        raise WorkloadError("--timeout must not be negative", code=2)
+    return value
+
+
+def _stop(args: argparse.Namespace, store: WorkloadStore) -> int:
+    from hivegate.workloads import LIVE, WorkloadError
+
+    timeout = _timeout(args.timeout)
+    if args.all == (args.name is not None):
+        raise WorkloadError("give a workload NAME or --all", code=2)
+    if args.name is not None:
+        record = _lookup(store, args.name)
+        stopped = _stop_one(store, record, timeout)
+        print(f"{record.name}: {'stopped' if stopped else 'not running'}")
+        return 0
+    records, warnings = store.scan()
+    _warn("stop", warnings)
+    running = [r for r in records if r.status in LIVE]
+    if not running:
+        print("no running workloads")
+    failed = 0
+    for record in running:
+        try:
+            _stop_one(store, record, timeout)
+        except WorkloadError as exc:
+            print(f"hivegate stop: error: {exc}", file=sys.stderr)
+            failed = 1
+        else:
+            print(f"{record.name}: stopped")
+    return failed
+
+
+def _restart(args: argparse.Namespace, store: WorkloadStore) -> int:
+    from hivegate.workloads import launch
+
+    record = _lookup(store, args.name)
+    _stop_one(store, record, 30.0)
+    record = (store.get(record.name) or record).with_status("starting")
+    store.save(record)
+    record = launch(store, record, fresh=False)
+    print(f"{record.name}: running at {record.url} (pid {record.pid})")
+    return 0
+
+
+def _rm(args: argparse.Namespace, store: WorkloadStore) -> int:
+    from hivegate.workloads import CorruptRecord, WorkloadError, check_name
+
+    try:
+        check_name(args.name)
+        record = store.get(args.name)
+    except CorruptRecord as exc:
+        _warn("rm", [f"removing {exc}"])
+        logs = [str(p) for p in store.log_paths(args.name)]
+    except WorkloadError:
+        raise WorkloadError(f"no workload named {args.name!r}") from None
+    else:
+        if record is None:
+            raise WorkloadError(f"no workload named {args.name!r}")
+        _stop_one(store, record, 30.0)
+        logs = [record.proxy_log, record.server_log]
+    store.delete(args.name)
+    for path in logs:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    print(f"{args.name}: removed")
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, WorkloadStore], int]] = {
+    "list": _list,
+    "logs": _logs,
+    "stop": _stop,
+    "restart": _restart,
+    "rm": _rm,
+}

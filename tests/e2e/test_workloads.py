@@ -1,0 +1,269 @@
+"""`hivegate run` in the background and the workload commands (`list`, `logs`, `stop`, `restart`, `rm`), driven
+through the real CLI as a user would, with the state directory in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.gateway import fixture_command
+
+pytestmark = [pytest.mark.e2e]
+
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}},
+}
+
+
+class CLI:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.env = {**os.environ, "HIVEGATE_STATE_DIR": str(state)}
+        self.pids: set[int] = set()  # every process the test saw, killed at the end if still there
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "hivegate", *args]
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def ok(self, *args: str) -> str:
+        done = self(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def listing(self, *extra: str) -> dict[str, dict[str, Any]]:
+        return {w["name"]: w for w in json.loads(self.ok("list", "--format", "json", *extra))}
+
+    def start(self, name: str, *extra: str) -> tuple[str, int]:
+        out = self.ok("run", "--name", name, "-e", f"FIXTURE_STDERR_BANNER={name}-stderr", *extra, *fixture_command())
+        first, _, rest = out.strip().partition(": running at ")
+        assert first == name, out
+        url, _, pid = rest.partition(" (pid ")
+        self.pids.add(int(pid.rstrip(")")))
+        return url, int(pid.rstrip(")"))
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (nobody may reap it: a dead process all the same)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2] in "ZX"
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def in_group(pgid: int) -> list[int]:
+    """Live processes whose process group or session is `pgid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] not in "ZX" and pgid in (int(fields[2]), int(fields[3])):
+                found.append(int(entry.name))
+    return found
+
+
+def whoami(url: str) -> int:
+    """Open an MCP session on `url` (a new stdio server process) and ask that process for its pid."""
+    with httpx.Client(timeout=30) as http:
+        resp = http.post(url, json=INIT, headers=ACCEPT)
+        assert resp.status_code == 200, resp.text
+        headers = {**ACCEPT, "Mcp-Session-Id": resp.headers["mcp-session-id"]}
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert http.post(url, json=note, headers=headers).status_code == 202
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+        resp = http.post(url, json=call, headers=headers)
+        return int(resp.json()["result"]["content"][0]["text"])
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[CLI]:
+    state = tmp_path / "state"
+    runner = CLI(state)
+    yield runner
+    # Whatever happened above, leave nothing running.
+    for record in (state / "workloads").glob("*.json"):
+        pid = json.loads(record.read_text()).get("pid")
+        if isinstance(pid, int):
+            runner.pids.add(pid)
+    for pid in runner.pids:
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_background_workloads_from_start_to_removal(cli: CLI) -> None:
+    port = free_port()
+    alpha_url, alpha_pid = cli.start("alpha")
+    beta_url, beta_pid = cli.start("beta", "--port", str(port))
+    assert beta_url == f"http://127.0.0.1:{port}/mcp"
+    assert alpha_pid != beta_pid
+
+    first_child = whoami(alpha_url)  # a session: a stdio server process, which says hello on stderr
+    cli.pids.add(first_child)
+
+    table = cli.ok("list").splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "URL", "PID", "STARTED"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["alpha"][1:4] == ["running", alpha_url, str(alpha_pid)]
+    assert rows["beta"][1:4] == ["running", beta_url, str(beta_pid)]
+    listed = cli.listing()
+    assert {name: (w["status"], w["url"], w["pid"]) for name, w in listed.items()} == {
+        "alpha": ("running", alpha_url, alpha_pid),
+        "beta": ("running", beta_url, beta_pid),
+    }
+
+    # Two logs: the server's stderr, and the gateway's own.
+    deadline = time.monotonic() + 10
+    while f"alpha-stderr (pid {first_child})" not in (server_log := cli.ok("logs", "alpha")):
+        assert time.monotonic() < deadline, server_log
+        time.sleep(0.05)
+    assert "Started server process" not in server_log
+    proxy_log = cli.ok("logs", "alpha", "--proxy")
+    assert f"hivegate: serving alpha (stdio: {' '.join(fixture_command()[1:])}) at {alpha_url}" in proxy_log
+    assert "Application startup complete" in proxy_log
+    assert "alpha-stderr" not in proxy_log
+
+    # --follow prints what is there, then what comes: a second session starts a second server process.
+    follower = subprocess.Popen(
+        cli.argv("logs", "alpha", "--follow"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_lines() -> None:
+        for line in follower.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
+    try:
+        assert lines.get(timeout=10).startswith("alpha-stderr (pid ")
+        second_child = whoami(alpha_url)
+        cli.pids.add(second_child)
+        seen = [lines.get(timeout=10)]
+        while seen[-1] != f"alpha-stderr (pid {second_child})\n":
+            seen.append(lines.get(timeout=10))
+    finally:
+        follower.terminate()
+        follower.wait(10)
+
+    # One name, one port.
+    taken = cli("run", "--name", "alpha", *fixture_command())
+    assert taken.returncode == 1
+    assert taken.stderr.splitlines() == [
+        f"hivegate run: error: a workload named 'alpha' is already running at {alpha_url}; "
+        "stop it (`hivegate stop alpha`) or choose another --name"
+    ]
+    clash = cli("run", "--name", "gamma", "--port", str(port), *fixture_command())
+    assert clash.returncode == 1
+    assert clash.stderr.splitlines() == [
+        f"hivegate run: error: --port {port} is already used by workload 'beta' ({beta_url})"
+    ]
+    assert set(cli.listing("--all")) == {"alpha", "beta"}
+
+    # stop: the gateway and every server process it started are gone.
+    assert cli.ok("stop", "alpha") == "alpha: stopped\n"
+    for pid in (alpha_pid, first_child, second_child):
+        assert gone(pid), pid
+    assert in_group(alpha_pid) == []
+    assert set(cli.listing()) == {"beta"}
+    assert cli.listing("-a")["alpha"]["status"] == "stopped"
+    assert "alpha" not in cli.ok("list")
+    assert cli.ok("stop", "alpha") == "alpha: not running\n"
+
+    # A gateway killed behind our back is `crashed`; restart brings it back at the same URL.
+    beta_child = whoami(beta_url)
+    cli.pids.add(beta_child)
+    os.kill(beta_pid, signal.SIGKILL)
+    assert wait_gone(beta_pid)
+    assert cli.listing()["beta"]["status"] == "crashed"
+    assert json.loads((cli.state / "workloads" / "beta.json").read_text())["status"] == "crashed"
+    assert cli.ok("list").splitlines()[1].split()[:3] == ["beta", "crashed", beta_url]
+    assert wait_gone(beta_child)  # its stdin closed with the gateway
+
+    out = cli.ok("restart", "beta")
+    assert out.startswith(f"beta: running at {beta_url} (pid ")
+    new_pid = int(out.rsplit(" ", 1)[1].rstrip(")\n"))
+    cli.pids.add(new_pid)
+    assert new_pid != beta_pid
+    assert cli.listing()["beta"]["pid"] == new_pid
+    cli.pids.add(whoami(beta_url))
+    assert "hivegate: serving beta" in cli.ok("logs", "beta", "--proxy")
+
+    # rm stops it and forgets it, logs included.
+    logs = [Path(cli.listing()["beta"][key]) for key in ("proxy_log", "server_log")]
+    assert cli.ok("rm", "beta") == "beta: removed\n"
+    assert wait_gone(new_pid, timeout=0)
+    assert not any(path.exists() for path in logs)
+    assert set(cli.listing("-a")) == {"alpha"}
+
+    for command in (["logs", "nosuch"], ["stop", "nosuch"], ["restart", "nosuch"], ["rm", "beta"]):
+        done = cli(*command)
+        assert done.returncode == 1
+        assert done.stderr == f"hivegate {command[0]}: error: no workload named '{command[1]}'\n"
+
+
+def test_a_gateway_that_cannot_start_reports_its_error(cli: CLI, tmp_path: Path) -> None:
+    done = cli("run", "--name", "broken", "--authz-config", str(tmp_path / "missing.yaml"), *fixture_command())
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("hivegate run: error: authz config ")
+    assert len(done.stderr.splitlines()) == 1
+    assert cli.listing("-a") == {}
+    assert cli.ok("list") == "no running workloads (`hivegate list -a` shows stopped ones)\n"
+
+
+def test_an_unreadable_record_is_a_warning_not_a_traceback(cli: CLI) -> None:
+    records = cli.state / "workloads"
+    records.mkdir(parents=True)
+    (records / "bad.json").write_text("{not json")
+    done = cli("list", "-a")
+    assert done.returncode == 0
+    assert done.stdout == "no workloads\n"
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("hivegate list: warning: ignoring workload record ")
+    stop = cli("stop", "bad")
+    assert stop.returncode == 1
+    assert "`hivegate rm bad` removes it" in stop.stderr
+    assert cli.ok("rm", "bad") == "bad: removed\n"
+    assert not (records / "bad.json").exists()
