@@ -155,7 +155,7 @@ def _operations(
     embedded: EmbeddedAuthServer | None,
     gate: McpGate | None,
 ) -> tuple[list[Observer], _Diagnostics, list[str]]:
-    """Audit trail, metrics and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
+    """Audit, metrics, traces and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
     observers: list[Observer] = []
     summary: list[str] = []
     if cfg.enable_audit:
@@ -181,6 +181,22 @@ def _operations(
                 "Backend restarts over the open sessions",
                 lambda: sum(e.backend.restarts for e in sessions.entries()),
             )
+    if cfg.otel_endpoint is not None:
+        from hivegate.observe.tracing import otlp_tracer, traces_url
+
+        tracer = otlp_tracer(
+            cfg.otel_endpoint,
+            service_name=cfg.otel_service_name or cfg.name,
+            sampling_rate=cfg.otel_sampling_rate,
+            headers=dict(cfg.otel_headers),
+        )
+        observers.append(tracer)
+
+        async def stop_tracing() -> None:  # exports what is queued; bounded by the export timeout
+            await asyncio.to_thread(tracer.shutdown)
+
+        shutdown.append(stop_tracing)
+        summary.append(f"tracing: OTLP/HTTP to {traces_url(cfg.otel_endpoint)} (sampling {cfg.otel_sampling_rate:g})")
     readiness = Readiness()
     if cfg.transport == "stdio":
         program = cfg.command[0] if cfg.command else ""

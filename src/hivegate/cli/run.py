@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -51,6 +52,53 @@ def _port(value: int | None, flag: str) -> int | None:
     if value is not None and not 0 <= value <= 65535:
         raise ConfigError(f"{flag} must be between 0 and 65535 (got {value})")
     return value
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+
+def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str, str], ...]]:
+    """`--otel-*`: the collector's base URL, the sampling rate and the export headers (whose values never appear in
+    an error: they may be API keys)."""
+    endpoint: str | None = args.otel_endpoint
+    if endpoint is None:
+        given = [f for f, v in (("--otel-service-name", args.otel_service_name),
+                                ("--otel-sampling-rate", args.otel_sampling_rate),
+                                ("--otel-headers", args.otel_headers)) if v]  # fmt: skip
+        if given:
+            raise ConfigError(f"{given[0]} needs --otel-endpoint")
+        return None, 1.0, ()
+    try:
+        parts = urlsplit(endpoint)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a malformed host or port
+        ok = False
+    if not ok or parts.query or parts.fragment:
+        raise ConfigError(f"--otel-endpoint: expected an http:// or https:// collector URL (got {endpoint!r})")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("--otel-endpoint: put credentials in --otel-headers, not in the URL")
+    rate = 1.0
+    if args.otel_sampling_rate is not None:
+        try:
+            rate = float(args.otel_sampling_rate)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"--otel-sampling-rate must be a number from 0 to 1 (got {args.otel_sampling_rate!r})")
+    if args.otel_service_name is not None and not args.otel_service_name.strip():
+        raise ConfigError("--otel-service-name must not be empty")
+    headers: list[tuple[str, str]] = []
+    for item in args.otel_headers:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("--otel-headers: expected KEY=VALUE")
+        if not _HEADER_NAME.fullmatch(key):
+            raise ConfigError(f"--otel-headers: {key[:40]!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"--otel-headers: the value of {key!r} has a line break or NUL")
+        headers.append((key, value.strip()))
+    return endpoint.rstrip("/"), rate, tuple(headers)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -125,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
+    otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
     return RunConfig(
         name=args.name or _derive_name(target, url),
         transport=transport,
@@ -148,16 +197,30 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         enable_audit=args.enable_audit or args.audit_config is not None,
         diagnostics_port=_port(args.diagnostics_port, "--diagnostics-port"),
         log_format=args.log_format,
+        otel_endpoint=otel_endpoint,
+        otel_service_name=args.otel_service_name,
+        otel_sampling_rate=otel_sampling_rate,
+        otel_headers=otel_headers,
     )
 
 
-def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """`hivegate run`. With `--foreground` (or without `argv`, the words that followed `run`) serve in this process;
+    otherwise check the flags here, then start `hivegate run --foreground ARGV` in the background and return."""
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return 2
-    return serve_config(cfg)
+    if args.foreground or argv is None:
+        if args.workload_server_log:
+            from hivegate.workloads.logs import route_server_stderr
+
+            route_server_stderr(args.workload_server_log)
+        return serve_config(cfg)
+    from hivegate.cli.workloads import start_in_background
+
+    return start_in_background(cfg, argv)
 
 
 def serve_config(

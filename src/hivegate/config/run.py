@@ -37,6 +37,10 @@ class RunConfig:
     enable_audit: bool = False
     diagnostics_port: int | None = None  # None: no diagnostics listener
     log_format: str = "text"
+    otel_endpoint: str | None = None  # OTLP/HTTP collector base URL; None: no tracing
+    otel_service_name: str | None = None  # None: the workload name
+    otel_sampling_rate: float = 1.0
+    otel_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a collector's API key
 
     @property
     def mcp_path(self) -> str:

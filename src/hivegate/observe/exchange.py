@@ -58,6 +58,7 @@ class McpCall:
     error_message: str | None = None
     decision: Literal["allow", "deny"] | None = None
     policies: tuple[str, ...] = ()
+    authz_duration: float | None = None  # from `started` to the policy decision
     duration: float | None = None
     response: Any = None
 
@@ -100,6 +101,7 @@ class McpCall:
     def decided(self, allowed: bool, policies: tuple[str, ...]) -> None:
         self.decision = "allow" if allowed else "deny"
         self.policies = policies
+        self.authz_duration = time.perf_counter() - self.started
 
 
 @dataclass(slots=True)
