@@ -19,18 +19,20 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from hivegate import __version__
-    from hivegate.cli import authz, run_args
+    from hivegate.cli import authz, run_args, vmcp, workloads
 
     parser = Parser(prog="hivegate", description="A security gateway for MCP servers.")
     parser.add_argument("--version", action="version", version=f"hivegate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     run_args.add_run_parser(sub)
+    workloads.add_workload_parsers(sub)
     demo = sub.add_parser(
         "demo", help="run a bundled demo MCP server behind JWT authentication and print how to call it"
     )
     demo.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     authz.add_authz_parser(sub)
+    vmcp.add_vmcp_parser(sub)
     return parser
 
 
@@ -41,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if args.command == "run":
         from hivegate.cli.run import run_command
 
-        sys.exit(run_command(args, parser))
+        sys.exit(run_command(args, parser, argv=args_list[args_list.index("run") + 1 :]))
+    from hivegate.cli import workloads
+
+    if args.command in workloads.COMMANDS:
+        sys.exit(workloads.workload_command(args))
     if args.command == "demo":
         from hivegate.cli.demo import demo_command
 
@@ -50,5 +56,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from hivegate.cli.authz import authz_command
 
         sys.exit(authz_command(args))
+    if args.command == "vmcp":
+        from hivegate.cli.vmcp import vmcp_command
+
+        sys.exit(vmcp_command(args))
     parser.print_help()
     sys.exit(2)

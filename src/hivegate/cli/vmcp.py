@@ -1,0 +1,128 @@
+"""`hivegate vmcp`: check a virtual MCP server's configuration, and write a starter one.
+
+`validate --config FILE` (a vMCP config) or `validate -f MANIFEST…` (Kubernetes-shaped manifests, files or folders)
+loads everything the server would load, compiles the Cedar policies, and prints one summary line (exit 0) or the one
+line of the first error (exit 1). `init [--output FILE]` writes a commented starter config that validates; it never
+overwrites a file (exit 1). Bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hivegate.errors import ConfigError
+
+__all__ = ["add_vmcp_parser", "starter_config", "vmcp_command"]
+
+DEFAULT_OUTPUT = "vmcp.yaml"
+
+
+def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register `hivegate vmcp validate` and `hivegate vmcp init` on the top-level subparsers."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "vmcp",
+        help="virtual MCP server: one endpoint in front of several MCP servers",
+        description="Work with a virtual MCP server's configuration: a vMCP config file (ToolHive's vMCP keys) or "
+        "Kubernetes-shaped manifests (VirtualMCPServer, MCPGroup, MCPServer, …).",
+    )
+    sub2 = p.add_subparsers(dest="vmcp_command", metavar="SUBCOMMAND", required=True, parser_class=type(p))
+    v = sub2.add_parser(
+        "validate",
+        help="load a vMCP config or manifests as the server would, and print a summary",
+        description="Load the configuration, resolve its references and secrets, compile its Cedar policies, and "
+        "print one summary line. Exit 0 when valid, 1 with the first error, 2 on bad usage.",
+    )
+    source = v.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="a vMCP config file (YAML)")
+    source.add_argument(
+        "-f",
+        "--filename",
+        dest="manifests",
+        metavar="MANIFEST",
+        nargs="+",
+        action="extend",
+        help="Kubernetes-shaped manifests: files or folders (repeatable)",
+    )
+    v.add_argument("--name", metavar="NAME", help="the VirtualMCPServer to load when the manifests hold several")
+    i = sub2.add_parser(
+        "init",
+        help="write a commented starter vMCP config",
+        description="Write a commented starter vMCP config (one stdio backend, anonymous access on 127.0.0.1). "
+        "Refuses to overwrite an existing file.",
+    )
+    i.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        default=DEFAULT_OUTPUT,
+        help=f"where to write (default {DEFAULT_OUTPUT}; - for stdout)",
+    )
+    return p
+
+
+def vmcp_command(args: argparse.Namespace) -> int:
+    if args.vmcp_command == "init":
+        return _init(args.output)
+    return _validate(args)
+
+
+def starter_config() -> str:
+    """The text of the commented starter config (`hivegate/vmcp/starter.yaml`)."""
+    return resources.files("hivegate.vmcp").joinpath("starter.yaml").read_text(encoding="utf-8")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from hivegate.vmcp.config import load_vmcp_config
+    from hivegate.vmcp.manifests import load_manifests
+
+    try:
+        if args.config is not None:
+            if args.name is not None:
+                raise ConfigError("--name only applies to manifests (-f)")
+            cfg = load_vmcp_config(args.config)
+        else:
+            cfg = load_manifests(args.manifests, name=args.name)
+        authz = cfg.incoming_auth.authz
+        if authz is not None:
+            from hivegate.authz.cedar import compile_policies
+
+            try:
+                compile_policies(authz.cedar.policies)
+            except ConfigError as exc:
+                raise ConfigError(f"incomingAuth.authz: {exc}") from None
+    except ConfigError as exc:
+        print(f"hivegate vmcp validate: {exc}", file=sys.stderr)
+        return 1
+    names = ", ".join(b.name for b in cfg.backends)
+    count = len(cfg.backends)
+    policies = len(authz.cedar.policies) if authz is not None else 0
+    server = ", embedded authorization server" if cfg.auth_server is not None else ""
+    print(
+        f"{cfg.name}: valid: {count} backend{'s' if count != 1 else ''} ({names}), incoming auth "
+        f"{cfg.incoming_auth.type}{server}, {policies} Cedar polic{'ies' if policies != 1 else 'y'}, aggregation "
+        f"{cfg.aggregation.conflict_resolution}"
+    )
+    return 0
+
+
+def _init(output: str) -> int:
+    text = starter_config()
+    if output == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(output)
+    try:
+        with path.open("x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        print(f"hivegate vmcp init: {path} already exists; not overwriting it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hivegate vmcp init: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}; check it with: hivegate vmcp validate --config {path}")
+    return 0
