@@ -77,6 +77,7 @@ def test_a_tool_call_is_a_server_span_with_authenticate_authorize_and_backend_ch
     ex = exchange()
     call = add_call(ex, 3, at=0.010, took=0.050)
     call.decided(True, ("policy0", "policy2"))
+    call.authz_duration = 0.002  # the decision came 2 ms into the call
     t.exchange_done(ex)
     spans = exporter.get_finished_spans()
     assert sorted(s.name for s in spans) == ["authenticate", "authorize", "backend", "mcp tools/call"]
@@ -107,8 +108,8 @@ def test_a_tool_call_is_a_server_span_with_authenticate_authorize_and_backend_ch
     assert (root.start_time, root.end_time) == (ns(T0), ns(T0 + 0.060))
     auth, authz, backend = kids["authenticate"], kids["authorize"], kids["backend"]
     assert (auth.start_time, auth.end_time) == (ns(T0), ns(T0 + 0.004))
-    assert authz.start_time == authz.end_time == ns(T0 + 0.010)
-    assert (backend.start_time, backend.end_time) == (ns(T0 + 0.010), ns(T0 + 0.060))
+    assert (authz.start_time, authz.end_time) == (ns(T0 + 0.010), ns(T0 + 0.012))
+    assert (backend.start_time, backend.end_time) == (ns(T0 + 0.012), ns(T0 + 0.060))
     assert root.start_time is not None
     assert root.end_time is not None
     for kid in kids.values():
