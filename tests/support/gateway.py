@@ -31,13 +31,30 @@ class RunningGateway:
 async def hivegate_run(
     args: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[RunningGateway]:
+    """`hivegate run --foreground ARGS`, until the block ends."""
+    async with hivegate_process(["run", "--foreground", *args], timeout=timeout, env=env) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def hivegate_vmcp(
+    args: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningGateway]:
+    """`hivegate vmcp serve ARGS` (e.g. `--config FILE --port 0`), until the block ends."""
+    async with hivegate_process(["vmcp", "serve", *args], timeout=timeout, env=env) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def hivegate_process(
+    argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningGateway]:
+    """`hivegate ARGV` as a real process; yields once it prints the URL it serves at, terminates it afterwards."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hivegate",
-        "run",
-        "--foreground",
-        *args,
+        *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},

@@ -24,6 +24,7 @@ from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate, refusal
 from hivegate.backends.registry import SessionEntry, SessionLimitError, SessionRegistry
 from hivegate.backends.session import BackendSession
+from hivegate.backends.shared_sessions import SharedSession, SharedSessions
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
@@ -61,8 +62,12 @@ class SessionFrontend:
         request_timeout: float,
         limits: StreamableLimits | None = None,
         gate: McpGate | None = None,
+        shared: SharedSessions | None = None,
     ) -> None:
+        """`shared`: record sessions in a store shared by replicas, and resume the ones other replicas opened."""
         self._name = name
+        self._shared = shared
+        self._resuming: dict[str, asyncio.Future[SessionEntry | None]] = {}
         self._gate = gate
         self._factory = factory
         self._registry = registry
@@ -220,8 +225,56 @@ class SessionFrontend:
             )
             return None
         entry = self._registry.get(session_id, principal.key)
+        if entry is None and self._shared is not None:
+            entry = await self._resume(send, principal, session_id, request_id)
+            if entry is None:
+                return None
         if entry is None:
             await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
+        elif self._shared is not None and entry.init_params is not None:
+            await self._shared.renew(
+                entry.session_id, SharedSession(principal.key, entry.init_params, entry.client_info)
+            )
+        return entry
+
+    async def _resume(
+        self, send: Send, principal: Principal, session_id: str, request_id: jsonrpc.RequestId | None
+    ) -> SessionEntry | None:
+        """Open here a session another replica recorded (only for its owner), replaying the client's initialize.
+        Concurrent requests for one session share one resumption. None: answered already (404 or 502)."""
+        pending = self._resuming.get(session_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._reopen(principal, session_id))
+            self._resuming[session_id] = pending
+            pending.add_done_callback(lambda _: self._resuming.pop(session_id, None))
+        try:
+            entry = await asyncio.shield(pending)
+        except SessionLimitError as exc:
+            await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc), [(b"retry-after", b"5")])
+            return None
+        except (BackendError, TimeoutError) as exc:
+            await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
+            return None
+        if entry is None or entry.owner != principal.key:
+            await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
+            return None
+        return entry
+
+    async def _reopen(self, principal: Principal, session_id: str) -> SessionEntry | None:
+        assert self._shared is not None
+        record = await self._shared.load(session_id)
+        if record is None or record.owner != principal.key:
+            return None
+        entry = await self._registry.open(
+            principal.key, self._factory, name=self._name, request_timeout=self._request_timeout, session_id=session_id
+        )
+        try:
+            await entry.backend.handshake(record.init_params)
+        except BaseException:
+            await self._registry.remove(session_id)
+            raise
+        entry.client_info, entry.init_params = record.client_info, record.init_params
+        logger.info("session %s… resumed from the shared session store", session_id[:6])
         return entry
 
     async def _open(
@@ -260,6 +313,9 @@ class SessionFrontend:
             await self._registry.remove(entry.session_id)
             await send_json(send, 200, reply or jsonrpc.error_response(message["id"], BACKEND_UNAVAILABLE, "cancelled"))
             return
+        if self._shared is not None:
+            entry.init_params = params
+            await self._shared.save(entry.session_id, SharedSession(principal.key, params, entry.client_info))
         await send_json(send, 200, reply, _session_headers(entry))
 
     async def _modern(
@@ -379,6 +435,8 @@ class SessionFrontend:
         if entry is None:
             return
         await send_bytes(send, 200, b"")  # answer first: stopping the backend process can take a moment
+        if self._shared is not None:
+            await self._shared.delete(entry.session_id)
         await self._registry.remove(entry.session_id)
 
 

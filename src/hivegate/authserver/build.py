@@ -19,7 +19,7 @@ from hivegate.authserver.storage import open_store
 from hivegate.authserver.upstream import build_upstream, upstream_http_client
 from hivegate.config.paths import state_dir
 
-__all__ = ["EmbeddedAuthServer", "build_embedded_auth_server"]
+__all__ = ["EmbeddedAuthServer", "build_embedded_auth_server", "embedded_auth_server"]
 
 logger = logging.getLogger("hivegate.authserver")
 
@@ -43,7 +43,19 @@ def build_embedded_auth_server(
     path: str, *, server_name: str, mcp_path: str, resource_url: str | None, scopes: tuple[str, ...] = ()
 ) -> EmbeddedAuthServer:
     """Load `path` and build the server; `ConfigError` names what is wrong. Nothing is connected yet."""
-    cfg = load_auth_server_config(path)
+    return embedded_auth_server(
+        load_auth_server_config(path),
+        server_name=server_name,
+        mcp_path=mcp_path,
+        resource_url=resource_url,
+        scopes=scopes,
+    )
+
+
+def embedded_auth_server(
+    cfg: AuthServerConfig, *, server_name: str, mcp_path: str, resource_url: str | None, scopes: tuple[str, ...] = ()
+) -> EmbeddedAuthServer:
+    """The server for an already loaded `cfg` (e.g. a vMCP config's `authServerConfig`)."""
     resource = resource_url or f"{cfg.issuer}{mcp_path}"
     audiences = cfg.allowed_audiences or (resource,)
     keys = SigningKeys.from_pems(cfg.signing_keys)

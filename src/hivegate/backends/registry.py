@@ -35,6 +35,7 @@ class SessionEntry:
     owner: str
     backend: BackendSession
     client_info: Mapping[str, Any] | None = None  # the client's `initialize` clientInfo (for the audit trail)
+    init_params: Any = None  # the client's `initialize` params (recorded for other replicas when sessions are shared)
 
 
 class SessionRegistry:

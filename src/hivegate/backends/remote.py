@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -45,10 +45,14 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 class SseClientTransport:
-    """One legacy SSE connection: GET the stream, wait for the `endpoint` event, POST messages there."""
+    """One legacy SSE connection: GET the stream, wait for the `endpoint` event, POST messages there.
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    `headers` are sent with every request (a credential of the gateway's own for this backend, never the caller's).
+    """
+
+    def __init__(self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None) -> None:
         self._url = url
+        self._extra = dict(headers or {})
         self._timeout = timeout
         self._client: aiohttp.ClientSession | None = None
         self._endpoint: str | None = None
@@ -70,7 +74,7 @@ class SseClientTransport:
         assert self._client is not None
         try:
             async with self._client.get(
-                self._url, headers={"Accept": "text/event-stream"}, allow_redirects=False
+                self._url, headers={**self._extra, "Accept": "text/event-stream"}, allow_redirects=False
             ) as resp:
                 if resp.status != 200:
                     raise BackendError(f"HTTP {resp.status}")
@@ -99,7 +103,7 @@ class SseClientTransport:
             async with self._client.post(
                 self._endpoint,
                 data=orjson.dumps(message),
-                headers={"Content-Type": "application/json"},
+                headers={**self._extra, "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 allow_redirects=False,
             ) as resp:
@@ -123,10 +127,14 @@ class SseClientTransport:
 
 
 class StreamableClientTransport:
-    """A client session with a Streamable HTTP server: each message is a POST; answers come as JSON or SSE."""
+    """A client session with a Streamable HTTP server: each message is a POST; answers come as JSON or SSE.
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    `headers` are sent with every request (a credential of the gateway's own for this backend, never the caller's).
+    """
+
+    def __init__(self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None) -> None:
         self._url = url
+        self._extra = dict(headers or {})
         self._timeout = timeout
         self._client: aiohttp.ClientSession | None = None
         self._on_message: MessageHandler | None = None
@@ -141,7 +149,7 @@ class StreamableClientTransport:
         self._on_message = on_message
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        headers = {**self._extra, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         if self._session_id is not None:
             headers["Mcp-Session-Id"] = self._session_id
         if self._version is not None:

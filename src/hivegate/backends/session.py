@@ -182,11 +182,18 @@ class BackendSession:
         if self._init_params is None:
             return
         response = await self._internal_request("initialize", self._init_params, self._init_timeout)
-        error = response.get("error")
-        if error is not None:
-            message = error.get("message", "error") if isinstance(error, dict) else str(error)
-            raise BackendError(f"initialize failed: {message}")
+        _check_initialized(response)
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def handshake(self, params: Any) -> Message:
+        """The gateway's own `initialize` (+ `notifications/initialized`), replayed after a restart; returns the
+        backend's answer. Raises `BackendError` (an error answer too) or `TimeoutError`."""
+        self._init_params = params
+        await self._wait_ready()
+        response = await self._internal_request("initialize", params, self._init_timeout)
+        _check_initialized(response)
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return response
 
     async def ask(self, method: str, params: Any, timeout: float) -> Message:
         """A request of the gateway's own (its answer never reaches a client); raises `BackendError`/`TimeoutError`."""
@@ -410,3 +417,10 @@ class BackendSession:
             if not future.done():
                 future.set_exception(BackendError(reason))
         self._internal.clear()
+
+
+def _check_initialized(response: Message) -> None:
+    error = response.get("error")
+    if error is not None:
+        message = error.get("message", "error") if isinstance(error, dict) else str(error)
+        raise BackendError(f"initialize failed: {message}")

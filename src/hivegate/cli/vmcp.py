@@ -12,9 +12,12 @@ import argparse
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hivegate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hivegate.vmcp.config import VMCPConfig
 
 __all__ = ["add_vmcp_parser", "starter_config", "vmcp_command"]
 
@@ -48,6 +51,29 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
         help="Kubernetes-shaped manifests: files or folders (repeatable)",
     )
     v.add_argument("--name", metavar="NAME", help="the VirtualMCPServer to load when the manifests hold several")
+    srv = sub2.add_parser(
+        "serve",
+        help="serve the virtual MCP server: one endpoint in front of every backend",
+        description="Start the backends' discovery, then serve MCP Streamable HTTP at http://HOST:PORT/mcp "
+        "(default 127.0.0.1:4483) until interrupted. Exit 1 when the configuration or a backend (under "
+        "partialFailureMode: fail) is not usable, 2 on bad usage.",
+    )
+    served = srv.add_mutually_exclusive_group(required=True)
+    served.add_argument("--config", metavar="FILE", help="a vMCP config file (YAML)")
+    served.add_argument(
+        "-f",
+        "--filename",
+        dest="manifests",
+        metavar="MANIFEST",
+        nargs="+",
+        action="extend",
+        help="Kubernetes-shaped manifests: files or folders (repeatable)",
+    )
+    srv.add_argument("--name", metavar="NAME", help="the VirtualMCPServer to serve when the manifests hold several")
+    srv.add_argument("--host", help="address to listen on (default: the config's, else 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="port to listen on (default: the config's, else 4483; 0: a free one)")
+    srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    srv.add_argument("--log-format", default="text", choices=("text", "json"))
     i = sub2.add_parser(
         "init",
         help="write a commented starter vMCP config",
@@ -67,6 +93,10 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
 def vmcp_command(args: argparse.Namespace) -> int:
     if args.vmcp_command == "init":
         return _init(args.output)
+    if args.vmcp_command == "serve":
+        from hivegate.cli.vmcp_serve import serve_command
+
+        return serve_command(args)
     return _validate(args)
 
 
@@ -75,17 +105,21 @@ def starter_config() -> str:
     return resources.files("hivegate.vmcp").joinpath("starter.yaml").read_text(encoding="utf-8")
 
 
-def _validate(args: argparse.Namespace) -> int:
+def load_config(args: argparse.Namespace) -> VMCPConfig:
+    """The config named by `--config` or `-f` (`ConfigError` names what is wrong)."""
     from hivegate.vmcp.config import load_vmcp_config
     from hivegate.vmcp.manifests import load_manifests
 
+    if args.config is not None:
+        if args.name is not None:
+            raise ConfigError("--name only applies to manifests (-f)")
+        return load_vmcp_config(args.config)
+    return load_manifests(args.manifests, name=args.name)
+
+
+def _validate(args: argparse.Namespace) -> int:
     try:
-        if args.config is not None:
-            if args.name is not None:
-                raise ConfigError("--name only applies to manifests (-f)")
-            cfg = load_vmcp_config(args.config)
-        else:
-            cfg = load_manifests(args.manifests, name=args.name)
+        cfg = load_config(args)
         authz = cfg.incoming_auth.authz
         if authz is not None:
             from hivegate.authz.cedar import compile_policies

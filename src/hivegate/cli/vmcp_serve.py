@@ -1,0 +1,80 @@
+"""`hivegate vmcp serve`: discover the backends, then serve the virtual MCP server until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from dataclasses import replace
+
+from hivegate.errors import HivegateError
+
+__all__ = ["serve_command"]
+
+logger = logging.getLogger("hivegate.vmcp")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from hivegate.asgi.server import bind, run, serve
+    from hivegate.cli.vmcp import load_config
+    from hivegate.observe.logs import configure_logging
+    from hivegate.vmcp.server import build_virtual_server
+
+    configure_logging(args.log_level, args.log_format)
+    try:
+        cfg = load_config(args)
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise HivegateError(f"--port must be 0..65535 (got {args.port})")
+        cfg = replace(cfg, host=args.host or cfg.host, port=cfg.port if args.port is None else args.port)
+        server = build_virtual_server(cfg)
+    except HivegateError as exc:
+        print(f"hivegate vmcp serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = bind(cfg.host, cfg.port)
+    except OSError as exc:
+        print(f"hivegate vmcp serve: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}{cfg.path}"
+    failed: list[str] = []
+
+    def ready() -> None:
+        names = ", ".join(f"{s.name} ({s.state})" for s in server.pool.statuses.values())
+        print(f"hivegate: serving virtual MCP server {cfg.name} at {url}", flush=True)
+        catalog = server.pool.catalog
+        lines = [
+            f"backends: {names}",
+            f"catalog: {len(catalog.tools)} tools, {len(catalog.prompts)} prompts, {len(catalog.resources)} resources"
+            f" ({cfg.aggregation.conflict_resolution})",
+            *server.summary,
+            f"status: http://{shown}:{port}/status",
+        ]
+        for line in lines:
+            print(f"  {line}", flush=True)
+
+    async def main() -> None:
+        try:
+            problems = await server.pool.start()
+        except HivegateError as exc:
+            failed.append(str(exc))
+            await server.pool.close()
+            return
+        if problems and not server.pool.best_effort:
+            failed.append("backend unavailable at start-up (partialFailureMode: fail): " + "; ".join(problems))
+            await server.pool.close()
+            return
+        for problem in problems:
+            logger.warning("backend unavailable at start-up (bestEffort: serving the others): %s", problem)
+        await serve(server.gateway, [sock], log_level=args.log_level, on_ready=ready)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(main())
+    if failed:
+        with contextlib.suppress(OSError):
+            sock.close()
+        print(f"hivegate vmcp serve: {failed[0]}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,341 @@
+"""The virtual MCP server's backends: discovery, the shared catalog, health checks and the circuit breaker.
+
+Each backend has one discovery session of the gateway's own (never a client's): it lists the backend's capabilities at
+start-up (all backends in parallel), on `notifications/*/list_changed`, and at every health check (ToolHive's check
+is the same capability listing). A backend failing `unhealthyThreshold` checks in a row is `unhealthy`; calls to it
+are refused at once with an error naming it, and lists leave it out (`bestEffort`) or fail (`fail`). With the circuit
+breaker on, `failureThreshold` failed calls in a row open the circuit for `timeout`; then one trial call decides.
+
+Client sessions open their own backend sessions (`hivegate.vmcp.session`); the pool only tells them where to go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hivegate import __version__
+from hivegate.backends.session import BackendSession
+from hivegate.backends.transport import TransportFactory
+from hivegate.core.jsonrpc import Message
+from hivegate.errors import BackendError, ConfigError
+from hivegate.vmcp.catalog import BackendLists, Catalog, build_catalog
+from hivegate.vmcp.config import VMCPConfig
+from hivegate.vmcp.launch import Launched
+
+__all__ = ["BackendPool", "BackendStatus", "CatalogListener"]
+
+logger = logging.getLogger("hivegate.vmcp")
+
+PROTOCOL_VERSION = "2025-06-18"  # what the discovery sessions speak
+_MAX_PAGES = 100
+_LIST_KINDS: tuple[tuple[str, str, str], ...] = (
+    # (capability, method, result key)
+    ("tools", "tools/list", "tools"),
+    ("prompts", "prompts/list", "prompts"),
+    ("resources", "resources/list", "resources"),
+    ("resources", "resources/templates/list", "resourceTemplates"),
+)
+
+State = Literal["starting", "healthy", "degraded", "unhealthy"]
+CatalogListener = Callable[[Catalog, Catalog], None]
+
+
+@dataclass(slots=True)
+class BackendStatus:
+    """What the pool knows of one backend (shown by `/status` and `/api/backends/health`)."""
+
+    name: str
+    state: State = "starting"
+    failures: int = 0  # failed health checks in a row
+    last_error: str | None = None
+    last_checked: float | None = None  # wall time
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+    server_info: Mapping[str, Any] = field(default_factory=dict)
+    lists: BackendLists | None = None
+    call_failures: int = 0  # failed calls in a row (circuit breaker)
+    open_until: float = 0.0  # monotonic time the circuit closes again; 0: closed
+    trial: bool = False  # a half-open trial call is in flight
+
+    def view(self) -> dict[str, Any]:
+        circuit = "closed"
+        if self.open_until:
+            circuit = "open" if time.monotonic() < self.open_until else "half-open"
+        out: dict[str, Any] = {"name": self.name, "status": self.state, "circuit": circuit}
+        if self.failures:
+            out["consecutiveFailures"] = self.failures
+        if self.last_checked is not None:
+            out["lastChecked"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_checked))
+        if self.last_error is not None and self.state != "healthy":
+            out["error"] = self.last_error
+        return out
+
+
+class BackendPool:
+    def __init__(
+        self, cfg: VMCPConfig, factories: Mapping[str, TransportFactory], launched: Mapping[str, Launched] | None = None
+    ) -> None:
+        self._cfg = cfg
+        self._factories = factories
+        self._launched = dict(launched or {})
+        self._order = [b.name for b in cfg.backends]
+        self._failure = cfg.operational.failure_handling
+        self.statuses: dict[str, BackendStatus] = {name: BackendStatus(name) for name in self._order}
+        self._discovery: dict[str, BackendSession] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._listeners: set[CatalogListener] = set()
+        self._health: asyncio.Task[None] | None = None
+        self._closing = False
+        self.catalog = Catalog()
+
+    @property
+    def names(self) -> Sequence[str]:
+        return self._order
+
+    @property
+    def best_effort(self) -> bool:
+        return self._failure.partial_failure_mode == "bestEffort"
+
+    def timeout_for(self, backend: str) -> float:
+        op = self._cfg.operational
+        return op.per_workload_timeouts.get(backend, op.default_timeout)
+
+    def factory(self, backend: str) -> TransportFactory:
+        return self._factories[backend]
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> list[str]:
+        """Discover every backend in parallel and build the catalog; returns `name: reason` for each that failed.
+
+        Raises `ConflictError` when `manual` conflict resolution finds a clash."""
+        await asyncio.gather(*(self._check(name, startup=True) for name in self._order))
+        self.catalog = self._build()
+        self._health = asyncio.create_task(self._health_loop())
+        return [f"{s.name}: {s.last_error}" for s in self.statuses.values() if s.state != "healthy"]
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = [t for t in (self._health, *self._refreshing.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sessions, self._discovery = list(self._discovery.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(p.stop() for p in self._launched.values()), return_exceptions=True)
+
+    def subscribe(self, listener: CatalogListener) -> Callable[[], None]:
+        """Call `listener(old, new)` whenever the catalog changes; returns the unsubscribe function."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    # -- routing decisions -----------------------------------------------------------------------------------------
+
+    def refusal(self, backend: str) -> str | None:
+        """Why a call to `backend` must not be tried now (None: go ahead). A half-open circuit lets one call through."""
+        status = self.statuses[backend]
+        if status.state == "unhealthy":
+            return f"backend {backend!r} is unhealthy: {status.last_error or 'health checks failing'}"
+        if status.open_until:
+            if time.monotonic() < status.open_until:
+                return f"backend {backend!r} is unavailable: circuit open after {status.call_failures} failed calls"
+            if status.trial:
+                return f"backend {backend!r} is unavailable: circuit half-open, a trial call is in flight"
+            status.trial = True
+        return None
+
+    def call_finished(self, backend: str, ok: bool) -> None:
+        status = self.statuses.get(backend)
+        breaker = self._failure.circuit_breaker
+        if status is None:
+            return
+        status.trial = False
+        if ok:
+            status.call_failures, status.open_until = 0, 0.0
+            return
+        status.call_failures += 1
+        if breaker.enabled and (status.open_until or status.call_failures >= breaker.failure_threshold):
+            if not status.open_until or time.monotonic() >= status.open_until:
+                logger.warning("backend %r: circuit open for %.0f s after failed calls", backend, breaker.timeout)
+            status.open_until = time.monotonic() + breaker.timeout
+
+    def list_problem(self) -> str | None:
+        """In `fail` mode, why a list cannot be complete now (None: it can)."""
+        if self.best_effort:
+            return None
+        down = [s.name for s in self.statuses.values() if s.state in ("unhealthy", "starting")]
+        if not down:
+            return None
+        return f"backend(s) {', '.join(down)} unavailable (partialFailureMode: fail)"
+
+    def healthy_count(self) -> int:
+        return sum(1 for s in self.statuses.values() if s.state in ("healthy", "degraded"))
+
+    # -- discovery and health --------------------------------------------------------------------------------------
+
+    def refresh_soon(self, backend: str) -> None:
+        """A backend said its lists changed: list it again (once, however many sessions heard it)."""
+        if self._closing or backend not in self.statuses:
+            return
+        task = self._refreshing.get(backend)
+        if task is not None and not task.done():
+            return
+        self._refreshing[backend] = asyncio.create_task(self._refresh(backend))
+
+    async def _refresh(self, backend: str) -> None:
+        await self._check(backend)
+        self._rebuild()
+
+    async def _health_loop(self) -> None:
+        interval = self._failure.health_check_interval
+        while not self._closing:
+            await asyncio.sleep(interval)
+            await asyncio.gather(*(self._check(name) for name in self._order))
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        try:
+            catalog = self._build()
+        except ConfigError as exc:  # a clash that appeared at run time (manual): keep serving the last good one
+            logger.error("vmcp: catalog not updated: %s", exc)
+            return
+        old, self.catalog = self.catalog, catalog
+        if (old.tools, old.prompts, old.resources, old.templates) != (
+            catalog.tools,
+            catalog.prompts,
+            catalog.resources,
+            catalog.templates,
+        ):
+            for listener in list(self._listeners):
+                listener(old, catalog)
+
+    def _build(self) -> Catalog:
+        """The catalog from the backends' last lists (`bestEffort` leaves unhealthy backends out)."""
+        lists = {
+            s.name: s.lists
+            for s in self.statuses.values()
+            if s.lists is not None and not (self.best_effort and s.state == "unhealthy")
+        }
+        return build_catalog(lists, self._cfg.aggregation, self._order)
+
+    async def _check(self, name: str, *, startup: bool = False) -> None:
+        """List the backend's capabilities through its discovery session; update its health."""
+        status = self.statuses[name]
+        timeout = self._failure.health_check_timeout or self.timeout_for(name)
+        try:
+            process = self._launched.get(name)
+            if process is not None:
+                await process.ensure_running(max(timeout, 30.0) if startup else timeout)
+            session = await asyncio.wait_for(self._session(name), timeout)
+            status.lists = await asyncio.wait_for(self._lists(session, status.capabilities), timeout)
+        except (BackendError, TimeoutError, OSError) as exc:
+            reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+            self._failed(status, reason, startup=startup)
+            return
+        if status.state not in ("healthy", "starting"):
+            logger.info("backend %r is healthy again", name)
+        status.state, status.failures, status.last_error = "healthy", 0, None
+        status.last_checked = time.time()
+
+    def _failed(self, status: BackendStatus, reason: str, *, startup: bool) -> None:
+        status.failures += 1
+        status.last_error = reason[:300]
+        status.last_checked = time.time()
+        threshold = self._failure.unhealthy_threshold
+        before = status.state
+        status.state = "unhealthy" if startup or status.failures >= threshold else "degraded"
+        if status.state != before:
+            logger.warning("backend %r is %s: %s", status.name, status.state, status.last_error)
+
+    async def _session(self, name: str) -> BackendSession:
+        session = self._discovery.get(name)
+        if session is not None and session.alive:
+            return session
+        session = BackendSession(self._factories[name], name=name, request_timeout=self.timeout_for(name))
+        try:
+            await session.start()
+            answer = await session.handshake(
+                {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": f"hivegate-vmcp/{self._cfg.name}", "version": __version__},
+                }
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await session.close()
+            raise
+        result = answer.get("result")
+        result = result if isinstance(result, dict) else {}
+        status = self.statuses[name]
+        capabilities = result.get("capabilities")
+        status.capabilities = capabilities if isinstance(capabilities, dict) else {}
+        info = result.get("serverInfo")
+        status.server_info = info if isinstance(info, dict) else {}
+        session.attach_stream(_ChangeWatch(self, name))
+        self._discovery[name] = session
+        return session
+
+    async def _lists(self, session: BackendSession, capabilities: Mapping[str, Any]) -> BackendLists:
+        kinds = [(method, key) for cap, method, key in _LIST_KINDS if cap in capabilities]
+        found = await asyncio.gather(*(_list_all(session, method, key, self.timeout_for(session.name))
+                                       for method, key in kinds))  # fmt: skip
+        lists = dict(zip((key for _, key in kinds), found, strict=True))
+        return BackendLists(
+            tools=lists.get("tools", ()),
+            prompts=lists.get("prompts", ()),
+            resources=lists.get("resources", ()),
+            templates=lists.get("resourceTemplates", ()),
+        )
+
+
+async def _list_all(session: BackendSession, method: str, key: str, timeout: float) -> tuple[Mapping[str, Any], ...]:
+    """Every page of one list."""
+    items: list[Mapping[str, Any]] = []
+    params: dict[str, Any] = {}
+    for _ in range(_MAX_PAGES):
+        answer = await session.ask(method, params, timeout)
+        result = _result(answer, method)
+        page = result.get(key)
+        if isinstance(page, list):
+            items.extend(i for i in page if isinstance(i, dict))
+        cursor = result.get("nextCursor")
+        if not isinstance(cursor, str) or not cursor:
+            break
+        params = {"cursor": cursor}
+    return tuple(items)
+
+
+def _result(answer: Message, method: str) -> Mapping[str, Any]:
+    error = answer.get("error")
+    if error is not None:
+        text = error.get("message") if isinstance(error, dict) else error
+        raise BackendError(f"{method} failed: {text}")
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise BackendError(f"{method}: the answer has no result")
+    return result
+
+
+class _ChangeWatch:
+    """The discovery session's stream: `notifications/*/list_changed` triggers a refresh; the rest is dropped."""
+
+    streaming = True
+    closed = False
+
+    def __init__(self, pool: BackendPool, name: str) -> None:
+        self._pool = pool
+        self._name = name
+
+    def deliver(self, message: Message) -> None:
+        method = message.get("method")
+        if isinstance(method, str) and method.endswith("/list_changed"):
+            self._pool.refresh_soon(self._name)
+
+    def end(self) -> None:
+        return None

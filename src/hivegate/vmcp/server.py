@@ -1,0 +1,309 @@
+"""Assemble a virtual MCP server from a `VMCPConfig`: backends, authentication, Cedar, operations, endpoints.
+
+The MCP endpoint is the same `SessionFrontend` as `hivegate run`'s, over a `VirtualTransport` per client session.
+Beside it, unauthenticated: `/health` and `/ping` (alive), `/readyz` (at least one backend healthy; all of them under
+`partialFailureMode: fail`), `/status` and `/api/backends/health` (each backend's state, no URLs or commands), and
+`/metrics` when `telemetry.enablePrometheusMetricsPath` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from hivegate import __version__
+from hivegate.asgi.app import Gateway, GatewaySettings
+from hivegate.asgi.diagnostics import readiness_endpoint
+from hivegate.asgi.http import send_bytes, send_json
+from hivegate.asgi.streamable import SessionFrontend
+from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
+from hivegate.authn.authenticators import build_authenticator
+from hivegate.authserver.storage.base import StorageError
+from hivegate.authz.cedar import CedarAuthorizer
+from hivegate.authz.gate import McpGate
+from hivegate.backends.registry import SessionRegistry
+from hivegate.backends.shared_sessions import SharedSessions
+from hivegate.backends.stdio import StdioTransport
+from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.core.ports import Authenticator
+from hivegate.errors import ConfigError
+from hivegate.observe.audit import Auditor
+from hivegate.observe.exchange import Observer
+from hivegate.observe.health import Readiness
+from hivegate.observe.metrics import CONTENT_TYPE, Metrics
+from hivegate.vmcp.config import BackendConfig, HeaderInjection, Unauthenticated, VMCPConfig
+from hivegate.vmcp.launch import launched_for
+from hivegate.vmcp.pool import BackendPool
+from hivegate.vmcp.session import VirtualTransport
+
+if TYPE_CHECKING:
+    from hivegate.authserver.build import EmbeddedAuthServer
+
+__all__ = ["VirtualServer", "build_virtual_server"]
+
+logger = logging.getLogger("hivegate.vmcp")
+
+MAX_SESSIONS = 1000
+MAX_SESSIONS_PER_USER = 50
+
+
+@dataclass
+class VirtualServer:
+    gateway: Gateway
+    pool: BackendPool
+    summary: list[str] = field(default_factory=list)
+
+
+def backend_factory(
+    backend: BackendConfig, timeout: float, url: str | None = None, headers: Mapping[str, str] | None = None
+) -> TransportFactory:
+    """How to reach one backend: a stdio child, or an HTTP server (Streamable HTTP or SSE) at `url` (default: the
+    backend's own url; a launched process's or container's otherwise)."""
+    if backend.kind == "stdio":
+        assert backend.command is not None
+        command = [backend.command, *backend.args]
+        env, name = dict(backend.env), backend.name
+
+        def stdio() -> Transport:
+            return StdioTransport(command, env=env or None, name=name)
+
+        return stdio
+    from hivegate.backends.remote import SseClientTransport, StreamableClientTransport
+
+    target = url or backend.url
+    assert target is not None
+    headers = dict(headers or {})
+    if backend.transport == "sse":
+        return lambda: SseClientTransport(target, timeout=timeout, headers=headers)
+    return lambda: StreamableClientTransport(target, timeout=timeout, headers=headers)
+
+
+def outgoing_headers(cfg: VMCPConfig, backend: BackendConfig) -> dict[str, str]:
+    """The credential headers `backend` gets (`outgoingAuth`); strategies not served yet stop start-up."""
+    strategy = cfg.outgoing_auth.for_backend(backend.name)
+    if isinstance(strategy, Unauthenticated):
+        return {}
+    if isinstance(strategy, HeaderInjection):
+        if backend.kind == "stdio":
+            raise ConfigError(f"outgoingAuth: backend {backend.name!r} is a stdio command: headerInjection needs HTTP")
+        return {strategy.header_name: strategy.header_value}
+    raise ConfigError(
+        f"outgoingAuth: backend {backend.name!r}: {strategy.TYPE} is not supported by `hivegate vmcp serve` yet "
+        "(unauthenticated and headerInjection are)"
+    )
+
+
+class _FixedPolicies:
+    def __init__(self, authorizer: CedarAuthorizer) -> None:
+        self.current = authorizer
+
+
+def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
+    """Everything but the discovery of backends, which `pool.start()` does on the running loop."""
+    startup: list[Callable[[], Awaitable[None]]] = []
+    shutdown: list[Callable[[], Awaitable[None]]] = []
+    public: dict[str, ASGIApp] = {}
+    prefixes: dict[str, ASGIApp] = {}
+    summary: list[str] = []
+    launched = {b.name: p for b in cfg.backends if (p := launched_for(b)) is not None}
+    factories = {
+        b.name: backend_factory(
+            b,
+            cfg.operational.timeout_for(b.name),
+            launched[b.name].url if b.name in launched else None,
+            outgoing_headers(cfg, b),
+        )
+        for b in cfg.backends
+    }
+    pool = BackendPool(cfg, factories, launched)
+    authenticator: Authenticator
+    embedded: EmbeddedAuthServer | None = None
+    resource_url = cfg.incoming_auth.oidc.resource_url
+    if cfg.auth_server is not None:
+        from hivegate.asgi.authserver import AuthServerRoutes
+        from hivegate.authserver.build import embedded_auth_server
+
+        embedded = embedded_auth_server(
+            cfg.auth_server, server_name=cfg.name, mcp_path=cfg.path, resource_url=resource_url
+        )
+        authenticator, resource_url = embedded.authenticator, embedded.resource
+        routes = AuthServerRoutes(embedded.server)
+        public.update(routes.routes())
+        prefixes.update(routes.prefixes())
+        shutdown.append(embedded.aclose)
+        summary.append(f"auth: embedded authorization server {embedded.server.issuer} (audience {resource_url})")
+    else:
+        authenticator = build_authenticator(cfg.incoming_auth.oidc)
+        oidc = cfg.incoming_auth.oidc
+        if cfg.incoming_auth.type == "oidc":
+            summary.append(f"auth: OIDC issuer {oidc.issuer}, audience {oidc.audience}")
+        else:
+            summary.append(f"auth: {cfg.incoming_auth.type} (no token required)")
+    shutdown.append(authenticator.aclose)
+    gate: McpGate | None = None
+    if cfg.incoming_auth.authz is not None:
+        authorizer = CedarAuthorizer.from_config(cfg.incoming_auth.authz, cfg.name)
+        gate = McpGate(_FixedPolicies(authorizer))
+        summary.append(f"authz: {authorizer.policy_count} Cedar policies")
+    registry = SessionRegistry(
+        ttl=cfg.session_storage.ttl, max_sessions=MAX_SESSIONS, max_per_owner=MAX_SESSIONS_PER_USER
+    )
+    shutdown.insert(0, registry.close)
+    shutdown.append(pool.close)
+    shared = _shared_sessions(cfg)
+    if shared is not None:
+        shutdown.append(shared.aclose)
+        summary.append(f"sessions: shared in Redis (TTL {cfg.session_storage.ttl:g} s)")
+    longest = max([cfg.operational.timeout_for(b.name) for b in cfg.backends] or [cfg.operational.default_timeout])
+    front = SessionFrontend(
+        name=cfg.name,
+        factory=lambda: VirtualTransport(pool, name=cfg.name),
+        registry=registry,
+        request_timeout=longest + 5.0,
+        gate=gate,
+        shared=shared,
+    )
+    observers: list[Observer] = []
+    if cfg.audit is not None:
+        auditor = Auditor(cfg.audit, component=cfg.name, transport="streamable-http")
+        auditor.open()
+        observers.append(auditor)
+
+        async def close_audit() -> None:
+            auditor.close()
+
+        shutdown.append(close_audit)
+        summary.append(f"audit: {cfg.audit.log_file or 'standard output'}")
+    metrics = Metrics()
+    observers.append(metrics)
+    metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
+    metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
+    if cfg.telemetry is not None and cfg.telemetry.enable_prometheus_metrics_path:
+        public["/metrics"] = _metrics_endpoint(metrics)
+    if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
+        from hivegate.observe.tracing import otlp_tracer, traces_url
+
+        endpoint = cfg.telemetry.endpoint
+        if "://" not in endpoint:
+            endpoint = f"{'http' if cfg.telemetry.insecure else 'https'}://{endpoint}"
+        tracer = otlp_tracer(
+            endpoint,
+            service_name=cfg.telemetry.service_name or cfg.name,
+            sampling_rate=cfg.telemetry.sampling_rate,
+            headers=dict(cfg.telemetry.headers),
+        )
+        observers.append(tracer)
+
+        async def stop_tracing() -> None:
+            await asyncio.to_thread(tracer.shutdown)
+
+        shutdown.append(stop_tracing)
+        summary.append(f"tracing: OTLP/HTTP to {traces_url(endpoint)}")
+    readiness = Readiness()
+    readiness.add("backends", lambda: _backends_ready(pool))
+    if embedded is not None:
+        server = embedded.server
+
+        async def storage_ready() -> str | None:
+            await server.ready()
+            return None
+
+        readiness.add("authserver storage", storage_ready)
+    if shared is not None:
+        store = shared.store
+
+        async def sessions_ready() -> str | None:
+            try:
+                await store.ping()
+            except StorageError as exc:
+                return str(exc)
+            return None
+
+        readiness.add("session store", sessions_ready)
+    public["/readyz"] = readiness_endpoint(readiness)
+    public["/ping"] = _alive
+    public["/status"] = _status_endpoint(cfg, pool)
+    public["/api/backends/health"] = _backends_endpoint(pool)
+    settings = GatewaySettings(
+        endpoints={cfg.path: front.handle},
+        public=public,
+        public_prefixes=prefixes,
+        mcp_path=cfg.path,
+        resource_url=resource_url,
+        loopback_only=cfg.host in ("127.0.0.1", "::1", "localhost"),
+        on_startup=tuple(startup),
+        on_shutdown=tuple(shutdown),
+        observers=observers,
+        summary=summary,
+    )
+    return VirtualServer(Gateway(settings, authenticator), pool, summary)
+
+
+def _shared_sessions(cfg: VMCPConfig) -> SharedSessions | None:
+    """`sessionStorage: {provider: redis}`: sessions recorded in Redis so replicas can serve each other's."""
+    storage = cfg.session_storage
+    url = storage.redis_url
+    if url is None:
+        return None
+    from hivegate.authserver.storage.redis import RedisStore
+
+    if storage.password is not None:
+        parts = urlsplit(url)
+        if parts.password is None:
+            netloc = f":{quote(storage.password, safe='')}@{parts.netloc}"
+            url = urlunsplit(parts._replace(netloc=netloc))
+    try:
+        store = RedisStore(url, storage.key_prefix)
+    except ValueError as exc:
+        raise ConfigError(f"sessionStorage: {exc}") from None
+    return SharedSessions(store, ttl=storage.ttl)
+
+
+async def _backends_ready(pool: BackendPool) -> str | None:
+    down = [s.name for s in pool.statuses.values() if s.state in ("unhealthy", "starting")]
+    if pool.healthy_count() == 0:
+        return "no backend is healthy"
+    if down and not pool.best_effort:
+        return f"unhealthy: {', '.join(down)} (partialFailureMode: fail)"
+    return None
+
+
+async def _alive(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, {"status": "ok"})
+
+
+def _status_endpoint(cfg: VMCPConfig, pool: BackendPool) -> ASGIApp:
+    async def status(scope: Scope, receive: Receive, send: Send) -> None:
+        catalog = pool.catalog
+        healthy = pool.healthy_count()
+        body = {
+            "name": cfg.name,
+            "version": __version__,
+            "status": "healthy" if healthy == len(pool.names) else "degraded" if healthy else "unhealthy",
+            "backends": [s.view() for s in pool.statuses.values()],
+            "tools": len(catalog.tools),
+            "prompts": len(catalog.prompts),
+            "resources": len(catalog.resources),
+        }
+        await send_json(send, 200, body, [(b"cache-control", b"no-store")])
+
+    return status
+
+
+def _backends_endpoint(pool: BackendPool) -> ASGIApp:
+    async def backends(scope: Scope, receive: Receive, send: Send) -> None:
+        body = {"backends": {s.name: s.view() for s in pool.statuses.values()}}
+        await send_json(send, 200, body, [(b"cache-control", b"no-store")])
+
+    return backends
+
+
+def _metrics_endpoint(metrics: Metrics) -> ASGIApp:
+    async def render(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, metrics.render(), [(b"content-type", CONTENT_TYPE.encode())])
+
+    return render

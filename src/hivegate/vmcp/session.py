@@ -1,0 +1,377 @@
+"""One client session of the virtual MCP server, seen by the gateway as the transport of an ordinary MCP server.
+
+The front end (`SessionFrontend`, with authentication, Cedar, audit, metrics) drives a `BackendSession` over a
+`VirtualTransport` exactly as it drives one over a stdio child, so every guarantee of `hivegate run` holds here too.
+The transport answers `initialize`, `ping` and the lists itself (from the pool's catalog) and routes the rest:
+
+- `tools/call` and `prompts/get` by advertised name, `resources/read`/`subscribe` by URI, `completion/complete` by
+  its reference, to the owning backend under that backend's own name;
+- each backend session is opened on first use with the client's own `initialize` parameters, then reused for the
+  life of the client session (never one per call), and closed with it;
+- what a backend sends back (progress, logs, server-to-client requests) goes to this client session only; the ids of
+  a backend's requests are relabelled so two backends can never collide, and the client's answers go back to the
+  backend that asked; `list_changed` from a backend refreshes the shared catalog, and clients hear
+  `notifications/tools/list_changed` when the catalog changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hivegate import __version__
+from hivegate.backends.session import BackendSession
+from hivegate.backends.transport import MessageHandler
+from hivegate.core.jsonrpc import (
+    BACKEND_UNAVAILABLE,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    Message,
+    RequestId,
+    error_response,
+)
+from hivegate.errors import BackendError
+from hivegate.vmcp.catalog import Catalog
+from hivegate.vmcp.pool import PROTOCOL_VERSION, BackendPool
+
+__all__ = ["VirtualTransport"]
+
+logger = logging.getLogger("hivegate.vmcp")
+
+SUPPORTED_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+_LISTS: Mapping[str, tuple[str, Callable[[Catalog], tuple[Mapping[str, Any], ...]]]] = {
+    "tools/list": ("tools", lambda c: c.tools),
+    "prompts/list": ("prompts", lambda c: c.prompts),
+    "resources/list": ("resources", lambda c: c.resources),
+    "resources/templates/list": ("resourceTemplates", lambda c: c.templates),
+}
+_BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
+
+
+class VirtualTransport:
+    def __init__(self, pool: BackendPool, *, name: str) -> None:
+        self._pool = pool
+        self._name = name
+        self._on_message: MessageHandler | None = None
+        self._closed = asyncio.Event()
+        self._init: dict[str, Any] | None = None  # the client's initialize params
+        self._backends: dict[str, BackendSession] = {}
+        self._opening: dict[str, asyncio.Future[BackendSession]] = {}
+        self._routes: dict[RequestId, str] = {}  # in-flight request id → backend
+        self._relabel = itertools.count(1)
+        self._asked: dict[str, tuple[str, RequestId]] = {}  # our id for a backend's request → (backend, its id)
+        self._asked_back: dict[tuple[str, RequestId], str] = {}
+        self._log_level: str | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- Transport -------------------------------------------------------------------------------------------------
+
+    async def open(self, on_message: MessageHandler) -> None:
+        self._on_message = on_message
+        self._unsubscribe = self._pool.subscribe(self._catalog_changed)
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        return "session closed"
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for future in self._opening.values():
+            future.cancel()
+        sessions, self._backends = list(self._backends.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+    async def send(self, message: Message) -> None:
+        if self._closed.is_set():
+            raise BackendError(f"virtual MCP server {self._name!r}: session closed")
+        method = message.get("method")
+        if method is None:
+            await self._client_answer(message)
+        elif "id" in message:
+            await self._request(message)
+        else:
+            await self._notification(message)
+
+    # -- client requests -------------------------------------------------------------------------------------------
+
+    async def _request(self, message: Message) -> None:
+        method: str = message["method"]
+        request_id: RequestId = message["id"]
+        params = message.get("params")
+        params = params if isinstance(params, dict) else {}
+        if method == "initialize":
+            self._init = dict(params)
+            self._reply(request_id, self._initialize_result(params))
+        elif method == "ping":
+            self._reply(request_id, {})
+        elif method in _LISTS:
+            self._list(request_id, method)
+        elif method == "logging/setLevel":
+            level = params.get("level")
+            self._log_level = level if isinstance(level, str) else None
+            for backend in list(self._backends):
+                self._spawn(self._quiet_ask(backend, method, params))
+            self._reply(request_id, {})
+        else:
+            try:
+                backend, forwarded = self._target(method, params)
+            except _NoRoute as miss:
+                self._error(request_id, miss.code, str(miss))
+                return
+            await self._forward(backend, {**message, "params": forwarded})
+
+    def _target(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(backend, params in the backend's own names); `_NoRoute` when the request goes nowhere."""
+        catalog = self._pool.catalog
+        if method in ("tools/call", "prompts/get"):
+            routes = catalog.tool_routes if method == "tools/call" else catalog.prompt_routes
+            name = params.get("name")
+            route = routes.get(name) if isinstance(name, str) else None
+            if route is None:
+                raise _NoRoute(f"Unknown {'tool' if method == 'tools/call' else 'prompt'}: {name}")
+            return route.backend, {**params, "name": route.name}
+        if method in _BY_URI:
+            return _by_uri(catalog, params.get("uri")), params
+        if method == "completion/complete":
+            ref = params.get("ref")
+            ref = ref if isinstance(ref, dict) else {}
+            if ref.get("type") == "ref/prompt":
+                route = catalog.prompt_routes.get(str(ref.get("name")))
+                if route is None:
+                    raise _NoRoute(f"Unknown prompt: {ref.get('name')}")
+                return route.backend, {**params, "ref": {**ref, "name": route.name}}
+            return _by_uri(catalog, ref.get("uri")), params
+        raise _NoRoute(f"Method not found: {method}", METHOD_NOT_FOUND)
+
+    async def _forward(self, backend: str, message: Message) -> None:
+        request_id: RequestId = message["id"]
+        refused = self._pool.refusal(backend)
+        if refused is not None:
+            self._error(request_id, BACKEND_UNAVAILABLE, refused)
+            return
+        try:
+            session = await self._session(backend)
+        except (BackendError, TimeoutError, OSError) as exc:
+            self._pool.call_finished(backend, ok=False)
+            reason = str(exc) or type(exc).__name__
+            self._error(request_id, BACKEND_UNAVAILABLE, f"backend {backend!r} is unavailable: {reason}")
+            return
+        self._routes[request_id] = backend
+        try:
+            await session.request(message, _Relay(self, backend))
+        except BackendError as exc:
+            self._routes.pop(request_id, None)
+            self._pool.call_finished(backend, ok=False)
+            self._error(request_id, BACKEND_UNAVAILABLE, str(exc))
+
+    def _list(self, request_id: RequestId, method: str) -> None:
+        problem = self._pool.list_problem()
+        if problem is not None:
+            self._error(request_id, BACKEND_UNAVAILABLE, problem)
+            return
+        key, pick = _LISTS[method]
+        self._reply(request_id, {key: list(pick(self._pool.catalog))})
+
+    def _initialize_result(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        asked = params.get("protocolVersion")
+        version = asked if asked in SUPPORTED_VERSIONS else PROTOCOL_VERSION
+        offered: dict[str, Any] = {}
+        for status in self._pool.statuses.values():
+            for key, value in status.capabilities.items():
+                if key in ("tools", "prompts", "resources", "logging", "completions"):
+                    merged = offered.setdefault(key, {})
+                    if key == "resources" and isinstance(value, dict) and value.get("subscribe"):
+                        merged["subscribe"] = True
+        offered.setdefault("tools", {})
+        for key in ("tools", "prompts", "resources"):
+            if key in offered:
+                offered[key]["listChanged"] = True
+        return {
+            "protocolVersion": version,
+            "capabilities": offered,
+            "serverInfo": {"name": self._name, "version": __version__},
+        }
+
+    # -- client notifications and answers --------------------------------------------------------------------------
+
+    async def _notification(self, message: Message) -> None:
+        method = message["method"]
+        if method == "notifications/initialized":
+            return  # each backend session got its own when it opened
+        if method == "notifications/cancelled":
+            params = message.get("params")
+            request_id = params.get("requestId") if isinstance(params, dict) else None
+            backend = self._routes.pop(request_id, None) if request_id is not None else None
+            session = self._backends.get(backend) if backend is not None else None
+            if session is not None:
+                with contextlib.suppress(BackendError):
+                    await session.send(message)
+            return
+        for session in list(self._backends.values()):  # roots/list_changed and the like concern every backend
+            with contextlib.suppress(BackendError):
+                await session.send(message)
+
+    async def _client_answer(self, message: Message) -> None:
+        """The client's answer to a backend's request (sampling, elicitation, roots): back to that backend."""
+        ours = message.get("id")
+        found = self._asked.pop(ours, None) if isinstance(ours, str) else None
+        if found is None:
+            return
+        backend, theirs = found
+        self._asked_back.pop(found, None)
+        session = self._backends.get(backend)
+        if session is not None:
+            with contextlib.suppress(BackendError):
+                await session.send({**message, "id": theirs})
+
+    # -- backend sessions ------------------------------------------------------------------------------------------
+
+    async def _session(self, backend: str) -> BackendSession:
+        session = self._backends.get(backend)
+        if session is not None:
+            return session
+        opening = self._opening.get(backend)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        future: asyncio.Future[BackendSession] = asyncio.get_running_loop().create_future()
+        self._opening[backend] = future
+        try:
+            session = await self._open(backend)
+            future.set_result(session)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, and nobody may be waiting
+            raise
+        finally:
+            self._opening.pop(backend, None)
+        return session
+
+    async def _open(self, backend: str) -> BackendSession:
+        timeout = self._pool.timeout_for(backend)
+        session = BackendSession(self._pool.factory(backend), name=backend, request_timeout=timeout)
+        try:
+            await asyncio.wait_for(session.start(), timeout)
+            session.attach_stream(_Relay(self, backend))
+            params = self._init or {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": f"hivegate-vmcp/{self._name}", "version": __version__},
+            }
+            await asyncio.wait_for(session.handshake(params), timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await session.close()
+            raise
+        if self._closed.is_set():
+            await session.close()
+            raise BackendError("session closed")
+        self._backends[backend] = session
+        if self._log_level is not None:
+            self._spawn(self._quiet_ask(backend, "logging/setLevel", {"level": self._log_level}))
+        return session
+
+    async def _quiet_ask(self, backend: str, method: str, params: Any) -> None:
+        session = self._backends.get(backend)
+        if session is not None:
+            with contextlib.suppress(BackendError, TimeoutError):
+                await session.ask(method, params, self._pool.timeout_for(backend))
+
+    # -- what backends send ----------------------------------------------------------------------------------------
+
+    def from_backend(self, backend: str, message: Message) -> None:
+        method = message.get("method")
+        if method is None:  # the answer to a forwarded request (its id is already the client's)
+            request_id = message.get("id")
+            if self._routes.get(request_id) == backend:  # type: ignore[arg-type]
+                del self._routes[request_id]  # type: ignore[arg-type]
+            error = message.get("error")
+            failed = isinstance(error, dict) and error.get("code") == BACKEND_UNAVAILABLE
+            self._pool.call_finished(backend, ok=not failed)
+            self._emit(message)
+            return
+        if isinstance(method, str) and method.endswith("/list_changed"):
+            self._pool.refresh_soon(backend)  # clients hear of it when the catalog has changed
+            return
+        if "id" in message:  # a server-to-client request: our own id, so backends never collide
+            ours = f"{backend}#{next(self._relabel)}"
+            self._asked[ours] = (backend, message["id"])
+            self._asked_back[(backend, message["id"])] = ours
+            self._emit({**message, "id": ours})
+            return
+        if method == "notifications/cancelled":
+            params = message.get("params")
+            theirs = params.get("requestId") if isinstance(params, dict) else None
+            ours_id = self._asked_back.pop((backend, theirs), None) if theirs is not None else None
+            if ours_id is None:
+                return
+            self._asked.pop(ours_id, None)
+            self._emit({**message, "params": {**params, "requestId": ours_id}})  # type: ignore[dict-item]
+            return
+        self._emit(message)
+
+    def _catalog_changed(self, old: Catalog, new: Catalog) -> None:
+        for method, key in (
+            ("notifications/tools/list_changed", "tools"),
+            ("notifications/prompts/list_changed", "prompts"),
+            ("notifications/resources/list_changed", "resources"),
+        ):
+            if getattr(old, key) != getattr(new, key):
+                self._emit({"jsonrpc": "2.0", "method": method})
+
+    # -- plumbing --------------------------------------------------------------------------------------------------
+
+    def _emit(self, message: Message) -> None:
+        if self._on_message is not None and not self._closed.is_set():
+            self._on_message(message)
+
+    def _reply(self, request_id: RequestId, result: Any) -> None:
+        self._emit({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def _error(self, request_id: RequestId, code: int, text: str) -> None:
+        self._emit(error_response(request_id, code, text))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+class _NoRoute(Exception):
+    def __init__(self, text: str, code: int = INVALID_PARAMS) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+def _by_uri(catalog: Catalog, uri: object) -> str:
+    backend = catalog.resource_backend(uri) if isinstance(uri, str) else None
+    if backend is None:
+        raise _NoRoute(f"Unknown resource: {uri}")
+    return backend
+
+
+class _Relay:
+    """A backend session's sink for everything it sends this client session (answers, progress, its stream)."""
+
+    streaming = True
+    closed = False
+
+    def __init__(self, owner: VirtualTransport, backend: str) -> None:
+        self._owner = owner
+        self._backend = backend
+
+    def deliver(self, message: Message) -> None:
+        self._owner.from_backend(self._backend, message)
+
+    def end(self) -> None:
+        return None

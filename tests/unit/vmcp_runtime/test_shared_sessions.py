@@ -1,0 +1,67 @@
+"""Sessions recorded for other replicas: what a replica can load, who may resume, expiry, and a failing store."""
+
+from __future__ import annotations
+
+import pytest
+
+from hivegate.authserver.storage.base import Record, StorageError
+from hivegate.authserver.storage.memory import MemoryStore
+from hivegate.backends.shared_sessions import SharedSession, SharedSessions
+
+pytestmark = pytest.mark.anyio
+
+INIT = {"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "c", "version": "1"}}
+
+
+async def test_a_saved_session_loads_on_another_replica_sharing_the_store() -> None:
+    store = MemoryStore()
+    a, b = SharedSessions(store, ttl=60), SharedSessions(store, ttl=60)
+    await a.save("sid-1", SharedSession("iss|alice", INIT, {"name": "c"}))
+    found = await b.load("sid-1")
+    assert found == SharedSession("iss|alice", INIT, {"name": "c"})
+    assert await b.load("sid-2") is None
+
+
+async def test_the_store_key_is_a_digest_not_the_session_id() -> None:
+    store = MemoryStore()
+    await SharedSessions(store, ttl=60).save("secret-session-id", SharedSession("o", INIT))
+    assert await store.get("session", "secret-session-id") is None
+
+
+async def test_delete_removes_the_record_for_every_replica() -> None:
+    store = MemoryStore()
+    a, b = SharedSessions(store, ttl=60), SharedSessions(store, ttl=60)
+    await a.save("sid", SharedSession("o", INIT))
+    await b.delete("sid")
+    assert await a.load("sid") is None
+
+
+async def test_renew_writes_at_most_every_tenth_of_the_ttl() -> None:
+    writes: list[str] = []
+
+    class Counting(MemoryStore):
+        async def put(self, namespace: str, key: str, value: Record, ttl: float) -> None:
+            writes.append(key)
+            await super().put(namespace, key, value, ttl)
+
+    shared = SharedSessions(Counting(), ttl=3600)
+    record = SharedSession("o", INIT)
+    await shared.save("sid", record)
+    for _ in range(5):
+        await shared.renew("sid", record)
+    assert len(writes) == 1
+
+
+async def test_a_failing_store_never_raises_to_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    class Down(MemoryStore):
+        async def get(self, namespace: str, key: str) -> Record | None:
+            raise StorageError("redis store failed: ConnectionError")
+
+        async def put(self, namespace: str, key: str, value: Record, ttl: float) -> None:
+            raise StorageError("redis store failed: ConnectionError")
+
+    shared = SharedSessions(Down(), ttl=60)
+    await shared.save("sid", SharedSession("o", INIT))
+    assert await shared.load("sid") is None
+    warnings = [r for r in caplog.records if "session store" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not per request
