@@ -123,6 +123,14 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
     observers, diagnostics, summary = _operations(cfg, startup, shutdown, registry, embedded, gate)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
+    lines = [*_auth_summary(cfg, resource_url, embedded), *summary]
+    readiness = diagnostics.readiness
+
+    async def first_check() -> None:  # the start-up summary says whether the backend is there
+        results = await readiness.results()
+        lines.append("health: " + ", ".join(f"{r.name} {r.detail}" for r in results))
+
+    startup.append(first_check)
     settings = GatewaySettings(
         endpoints=endpoints,
         public=public,
@@ -136,7 +144,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         observers=observers,
         diagnostics=diagnostics.app if cfg.diagnostics_port is not None else None,
         diagnostics_port=cfg.diagnostics_port,
-        summary=(*_auth_summary(cfg, resource_url, embedded), *summary),
+        summary=lines,  # completed by `first_check` before it is printed
     )
     return Gateway(settings, authenticator)
 

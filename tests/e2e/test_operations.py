@@ -3,6 +3,7 @@ readiness, request ids, JSON logs, and secrets kept out of every log and audit l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -170,3 +171,32 @@ def test_an_unwritable_audit_log_is_a_start_up_error(tmp_path: Path) -> None:
         assert len(errors) == 1
         assert expected in errors[0]
         assert "Traceback" not in done.stderr
+
+
+async def test_start_up_prints_one_summary_with_auth_policies_and_backend_health(tmp_path: Path) -> None:
+    policies = tmp_path / "authz.json"
+    policies.write_text(json.dumps(POLICIES))
+    async with local_issuer() as issuer:
+        args = ["--port", "0", "--oidc-issuer", issuer.url, "--oidc-audience", "ops", "--oidc-insecure-allow-http",
+                "--jwks-allow-private-ip", "--authz-config", str(policies), "--enable-audit"]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hivegate", "run", "--foreground", *args, *fixture_command(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            async with asyncio.timeout(30):
+                while not lines or not lines[-1].startswith("  health:"):
+                    line = (await proc.stdout.readline()).decode()
+                    assert line, f"hivegate exited: {lines}"
+                    if line.startswith(("hivegate:", "  ")):
+                        lines.append(line.rstrip("\n"))
+        finally:
+            proc.terminate()
+            await proc.wait()
+    assert re.fullmatch(r"hivegate: serving stdio-server \(stdio: .*\) at http://127\.0\.0\.1:\d+/mcp", lines[0])
+    assert f"  auth: OIDC issuer {issuer.url}, audience ops" in lines
+    assert f"  authz: 1 Cedar policies from {policies}" in lines
+    assert "  audit: standard output" in lines
+    assert lines[-1] == "  health: backend ok, authz policies ok"
