@@ -97,6 +97,7 @@ class StaticClient:
     redirect_uris: tuple[str, ...]
     client_secret: str | None = field(default=None, repr=False)
     client_name: str = ""
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,12 +302,27 @@ def _user_info(data: Mapping[str, Any], where: str) -> UserInfoConfig:
     return info
 
 
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+_GRANT_ALIASES = {
+    "authorization_code": "authorization_code",
+    "refresh_token": "refresh_token",
+    "token_exchange": TOKEN_EXCHANGE_GRANT,
+    TOKEN_EXCHANGE_GRANT: TOKEN_EXCHANGE_GRANT,
+}
+
+
 def _client(data: Any, where: str, resolver: SecretResolver) -> StaticClient:
     r = _Reader(data, where)
     ref = r.get("clientSecretRef")
+    grants = tuple(_GRANT_ALIASES.get(g, g) for g in r.strings("grantTypes")) or ("authorization_code", "refresh_token")
+    for i, grant in enumerate(grants):
+        if grant not in _GRANT_ALIASES.values():
+            raise ConfigError(f"{where}.grantTypes[{i}]: {grant!r} is not one of {', '.join(_GRANT_ALIASES)}")
+    redirect_needed = "authorization_code" in grants
     client = StaticClient(
         client_id=r.text("clientId", required=True),
-        redirect_uris=tuple(r.strings("redirectUris", required=True)),
+        redirect_uris=tuple(r.strings("redirectUris", required=redirect_needed)),
+        grant_types=grants,
         client_secret=resolver.resolve_text(
             parse_secret_ref(ref, f"{where}.clientSecretRef"), f"{where}.clientSecretRef"
         )
@@ -315,6 +331,8 @@ def _client(data: Any, where: str, resolver: SecretResolver) -> StaticClient:
         client_name=r.text("clientName"),
     )
     r.done()
+    if TOKEN_EXCHANGE_GRANT in grants and client.client_secret is None:
+        raise ConfigError(f"{where}.grantTypes: token_exchange needs a confidential client (clientSecretRef)")
     return client
 
 

@@ -191,6 +191,7 @@ class ClientRegistry:
                 client_name=entry.client_name,
                 token_endpoint_auth_method="client_secret_basic" if entry.client_secret else "none",
                 secret_hash=_hash(entry.client_secret) if entry.client_secret else None,
+                grant_types=entry.grant_types,
             )
 
     @property

@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 from hivegate.authserver.clients import Client, ClientStore
 from hivegate.authserver.config import AuthServerConfig
 from hivegate.authserver.errors import OAuthError
+from hivegate.authserver.exchange_grant import TOKEN_EXCHANGE_GRANT, TokenExchangeGrant, TrustedIssuer
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of, new_verifier, random_id, valid_challenge, verifier_matches
 from hivegate.authserver.storage.base import KeyValueStore, Record
@@ -131,6 +132,15 @@ class AuthorizationServer:
         self._clock = clock
         self.issuer = cfg.issuer
         self._csrf_key = hmac_keys.derive(b"hivegate consent csrf")
+        self._exchange = TokenExchangeGrant(
+            issuer=cfg.issuer,
+            keys=keys,
+            audiences=self.audiences,
+            scopes_supported=cfg.scopes_supported,
+            access_lifespan=cfg.lifespans.access,
+            upstreams=[u for u in upstreams if isinstance(u, TrustedIssuer)],
+            clock=clock,
+        )
 
     # -- metadata --------------------------------------------------------------------------------------------------
 
@@ -146,7 +156,7 @@ class AuthorizationServer:
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", TOKEN_EXCHANGE_GRANT],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
@@ -398,6 +408,11 @@ class AuthorizationServer:
             return await self._redeem_code(client, form)
         if grant_type == "refresh_token":
             return await self._refresh(client, form)
+        if grant_type == TOKEN_EXCHANGE_GRANT:
+            names = ("subject_token", "subject_token_type", "actor_token", "actor_token_type", "requested_token_type",
+                     "scope")  # fmt: skip
+            single = {name: form.one(name) for name in names}
+            return await self._exchange.exchange(client, single, [*form.many("audience"), *form.many("resource")])
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type is required")
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type[:64]!r} is not supported")

@@ -18,6 +18,7 @@ from typing import Any
 
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache
+from hivegate.authn.jwt import verify_signature
 from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
@@ -69,6 +70,7 @@ class OIDCUpstream:
         scopes = config.scopes if "openid" in config.scopes else ("openid", *config.scopes)
         self._scope = " ".join(scopes)
         jwks = JWKSCache(http, self._jwks_uri)
+        self._jwks = jwks
         self._id_tokens = IDTokenValidator(
             jwks, issuer=config.issuer_url, client_id=config.client_id, clock_skew=clock_skew, clock=clock
         )
@@ -127,6 +129,19 @@ class OIDCUpstream:
         if tokens.refresh_token is None:
             tokens = replace(tokens, refresh_token=refresh_token)
         return tokens
+
+    @property
+    def issuer(self) -> str:
+        return self._config.issuer_url or ""
+
+    async def signed_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a JWT this upstream signed (its JWKS, an asymmetric algorithm); nothing else is checked.
+        `AuthenticationError` when the signature does not verify."""
+        return await verify_signature(token, self._jwks)
+
+    async def id_token_claims(self, token: str) -> dict[str, Any]:
+        """The claims of an ID token this upstream issued to our client (`UpstreamError` when not valid)."""
+        return await self._id_tokens.validate(token, nonce=None)
 
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client belongs to the caller."""

@@ -1,0 +1,182 @@
+"""RFC 8693 token exchange at `/oauth/token`: the embedded authorization server as a security token service.
+
+A confidential client allowed the grant (`grantTypes: [token_exchange]` on a static client) presents a
+`subject_token` and gets an access token of this server for one of its allowed audiences. Trusted subjects:
+
+- access tokens this server issued (its own keys, `iss` = its issuer), for any of its audiences;
+- JWTs signed by one of its `oidc` upstream providers (`iss` = the upstream's issuer, its JWKS): access tokens and
+  JWTs as they are, ID tokens only when issued to this server's client at that upstream.
+
+Every subject must be unexpired and name a subject (`sub`). The new token keeps `sub`, `name`, `email` and group
+claims, carries `act: {sub: <client_id>}` (the client acts for the subject), lives at most as long as the subject
+token and the configured access-token lifespan, and comes without a refresh token. `actor_token` is not supported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from hivegate.authn.claims import numeric_date
+from hivegate.authn.jwks import StaticKeys
+from hivegate.authn.jwt import verify_signature
+from hivegate.authserver.clients import Client
+from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
+from hivegate.authserver.errors import OAuthError
+from hivegate.authserver.keys import SigningKeys
+from hivegate.authserver.pkce import random_id
+from hivegate.authserver.upstream.base import UpstreamError
+from hivegate.errors import AuthenticationError
+
+__all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE_GRANT", "TokenExchangeGrant", "TrustedIssuer"]
+
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+SUBJECT_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TYPE, ID_TOKEN_TYPE})
+CARRIED_CLAIMS = ("name", "email", "preferred_username", "groups", "roles", "cognito:groups", "realm_access")
+
+
+@runtime_checkable
+class TrustedIssuer(Protocol):
+    """An upstream whose JWTs may be exchanged."""
+
+    @property
+    def issuer(self) -> str: ...
+
+    async def signed_claims(self, token: str) -> dict[str, Any]: ...
+
+    async def id_token_claims(self, token: str) -> dict[str, Any]: ...
+
+
+class TokenExchangeGrant:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        keys: SigningKeys,
+        audiences: Sequence[str],
+        scopes_supported: Sequence[str],
+        access_lifespan: float,
+        upstreams: Sequence[TrustedIssuer],
+        clock: Callable[[], float],
+    ) -> None:
+        self._issuer = issuer
+        self._keys = keys
+        self._own = StaticKeys(keys.jwks())
+        self._audiences = tuple(audiences)
+        self._scopes = set(scopes_supported)
+        self._lifespan = access_lifespan
+        self._upstreams = {u.issuer: u for u in upstreams if u.issuer}
+        self._clock = clock
+
+    async def exchange(self, client: Client, form: Mapping[str, str], targets: Sequence[str]) -> dict[str, Any]:
+        """The token response for one exchange request (`form`: single-valued parameters; `targets`: every
+        `audience` and `resource` given); `OAuthError` otherwise."""
+        if client.public:
+            raise OAuthError("unauthorized_client", "token exchange needs a confidential client")
+        if TOKEN_EXCHANGE_GRANT not in client.grant_types:
+            raise OAuthError("unauthorized_client", "this client may not use token exchange")
+        if form.get("actor_token") or form.get("actor_token_type"):
+            raise OAuthError("invalid_request", "actor_token is not supported")
+        token, token_type = form.get("subject_token", ""), form.get("subject_token_type", "")
+        if not token or not token_type:
+            raise OAuthError("invalid_request", "subject_token and subject_token_type are required")
+        if token_type not in SUBJECT_TYPES:
+            raise OAuthError("invalid_request", f"subject_token_type {token_type[:80]!r} is not supported")
+        requested = form.get("requested_token_type", "")
+        if requested not in ("", ACCESS_TOKEN_TYPE, JWT_TYPE):
+            raise OAuthError("invalid_request", "only access tokens can be issued (requested_token_type)")
+        audience = self._audience(targets)
+        subject = await self._subject(token, token_type)
+        scope = self._scope(form.get("scope", ""), subject)
+        return self._issue(client, subject, audience, scope)
+
+    def _audience(self, targets: Sequence[str]) -> str:
+        wanted = list(dict.fromkeys(targets))
+        if len(wanted) > 1:
+            raise OAuthError("invalid_target", "ask for one audience (or resource) per exchange")
+        if not wanted:
+            if len(self._audiences) == 1:
+                return self._audiences[0]
+            raise OAuthError("invalid_target", "name the audience (or resource) the token is for")
+        if wanted[0] not in self._audiences:
+            raise OAuthError("invalid_target", "this server does not issue tokens for that audience")
+        return wanted[0]
+
+    def _scope(self, asked: str, subject: Mapping[str, Any]) -> list[str]:
+        if asked:
+            scopes = list(dict.fromkeys(asked.split()))
+            unknown = [s for s in scopes if s not in self._scopes]
+            if unknown:
+                raise OAuthError("invalid_scope", f"scope {unknown[0][:60]!r} is not supported")
+            return scopes
+        held = subject.get("scope")
+        return [s for s in held.split() if s in self._scopes] if isinstance(held, str) else []
+
+    async def _subject(self, token: str, token_type: str) -> dict[str, Any]:
+        issuer = _unverified_issuer(token)
+        try:
+            if issuer == self._issuer and token_type != ID_TOKEN_TYPE:
+                claims = await verify_signature(token, self._own)
+            elif issuer in self._upstreams:
+                upstream = self._upstreams[issuer]
+                if token_type == ID_TOKEN_TYPE:
+                    claims = await upstream.id_token_claims(token)
+                else:
+                    claims = await upstream.signed_claims(token)
+            else:
+                raise OAuthError("invalid_grant", "the subject token's issuer is not trusted by this server")
+        except (AuthenticationError, UpstreamError):
+            raise OAuthError("invalid_grant", "the subject token is not valid") from None
+        try:
+            exp = numeric_date(claims, "exp")
+        except AuthenticationError:
+            exp = None
+        if exp is None or exp <= self._clock():
+            raise OAuthError("invalid_grant", "the subject token has expired (or has no 'exp')")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise OAuthError("invalid_grant", "the subject token names no subject ('sub')")
+        return claims
+
+    def _issue(self, client: Client, subject: Mapping[str, Any], audience: str, scope: list[str]) -> dict[str, Any]:
+        now = int(self._clock())
+        exp = min(now + int(self._lifespan), int(subject["exp"]))
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": subject["sub"],
+            "aud": audience,
+            "exp": exp,
+            "iat": now,
+            "nbf": now,
+            "jti": random_id(16),
+            "client_id": client.client_id,
+            "scope": " ".join(scope),
+            "act": {"sub": client.client_id},
+        }
+        claims.update({k: subject[k] for k in CARRIED_CLAIMS if k in subject})
+        return {
+            "access_token": self._keys.sign(claims),
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": max(0, exp - now),
+            "scope": " ".join(scope),
+        }
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The `iss` a JWT claims, to pick the keys it must verify with (nothing is trusted yet)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    issuer = payload.get("iss") if isinstance(payload, dict) else None
+    return issuer if isinstance(issuer, str) else None
