@@ -64,6 +64,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     authenticator: Authenticator
     embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.auth.resource_url
+    metrics = Metrics() if cfg.diagnostics_port is not None else None
     if cfg.auth_server_config is not None:
         from hivegate.asgi.authserver import AuthServerRoutes
         from hivegate.authserver.build import build_embedded_auth_server
@@ -76,7 +77,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             scopes=cfg.auth.scopes,
         )
         authenticator, resource_url = embedded.authenticator, embedded.resource
-        routes = AuthServerRoutes(embedded.server)
+        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
         public.update(routes.routes())
         prefixes.update(routes.prefixes())
         shutdown.append(embedded.aclose)
@@ -121,7 +122,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
-    observers, diagnostics, summary = _operations(cfg, startup, shutdown, registry, embedded, gate)
+    observers, diagnostics, summary = _operations(cfg, startup, shutdown, registry, embedded, gate, metrics)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     lines = [*_auth_summary(cfg, resource_url, embedded), *summary]
     readiness = diagnostics.readiness
@@ -162,6 +163,7 @@ def _operations(
     registry: SessionRegistry | None,
     embedded: EmbeddedAuthServer | None,
     gate: McpGate | None,
+    metrics: Metrics | None,
 ) -> tuple[list[Observer], _Diagnostics, list[str]]:
     """Audit, metrics, traces and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
     observers: list[Observer] = []
@@ -177,9 +179,7 @@ def _operations(
 
         shutdown.append(close_audit)
         summary.append(f"audit: {audit_cfg.log_file or 'standard output'}")
-    metrics: Metrics | None = None
-    if cfg.diagnostics_port is not None:
-        metrics = Metrics()
+    if metrics is not None:
         observers.append(metrics)
         if registry is not None:
             sessions = registry

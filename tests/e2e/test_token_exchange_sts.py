@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.test_embedded_auth_server import embedded_setup, run_args
+from support.backend import free_port
 from support.gateway import hivegate_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -34,7 +36,9 @@ def claims_of(token: str) -> dict[str, Any]:
 async def test_an_upstream_token_is_exchanged_for_one_the_gateway_accepts(tmp_path: Path) -> None:
     async with embedded_setup(tmp_path, extra=STS_CLIENT) as setup:
         env = {**setup.env, "HIVEGATE_SECRET_GATEWAY_A_SECRET": "gateway-a-secret-value"}
-        async with hivegate_run(run_args(setup), env=env) as gw, httpx.AsyncClient(timeout=30) as http:
+        diagnostics = free_port()
+        args = run_args(setup, "--diagnostics-port", str(diagnostics))
+        async with hivegate_run(args, env=env) as gw, httpx.AsyncClient(timeout=30) as http:
             metadata = (await http.get(f"{setup.issuer}/.well-known/oauth-authorization-server")).json()
             assert GRANT in metadata["grant_types_supported"]
             tokens = await setup.idp.authorization_code_token(
@@ -81,4 +85,17 @@ async def test_an_upstream_token_is_exchanged_for_one_the_gateway_accepts(tmp_pa
             )
             assert forged.status_code == 400
             assert forged.json()["error"] == "invalid_grant"
+            scraped = (await http.get(f"http://127.0.0.1:{diagnostics}/metrics")).text
+            grants = {
+                (sample.labels["grant_type"], sample.labels["outcome"]): sample.value
+                for family in text_string_to_metric_families(scraped)
+                if family.name == "hivegate_token_grants"
+                for sample in family.samples
+                if sample.name == "hivegate_token_grants_total"
+            }
+            assert grants == {
+                ("token_exchange", "success"): 1.0,
+                ("token_exchange", "invalid_client"): 1.0,
+                ("token_exchange", "invalid_grant"): 1.0,
+            }
         assert not any("gateway-a-secret-value" in line or subject in line for line in gw.stderr)

@@ -146,10 +146,10 @@ async def test_header_injection_reaches_the_backend_and_the_callers_token_never_
         assert not any("backend-key-1234" in line for line in gateway.stderr)  # never logged
 
 
-async def test_a_strategy_not_served_yet_stops_start_up_naming_the_backend(tmp_path: Path) -> None:
+async def test_a_credential_a_backend_cannot_take_stops_start_up_naming_it(tmp_path: Path) -> None:
     config = {
-        "name": "later",
-        "backends": [{"name": "remote", "url": "https://mcp.example.com/mcp"}],
+        "name": "bad-creds",
+        "backends": [{"name": "local", "command": sys.executable, "args": [FIXTURE]}],
         "incomingAuth": {"type": "anonymous"},
         "outgoingAuth": {
             "source": "inline",
@@ -160,6 +160,7 @@ async def test_a_strategy_not_served_yet_stops_start_up_naming_the_backend(tmp_p
         },
     }
     path = write(tmp_path, config)
-    with pytest.raises(RuntimeError, match=r"exited with 1: hivegate vmcp serve: outgoingAuth: backend 'remote'"):
+    expected = r"exited with 1: hivegate vmcp serve: outgoingAuth: backend 'local' is a stdio command"
+    with pytest.raises(RuntimeError, match=expected):
         async with hivegate_vmcp(["--config", path, "--port", "0"]):
             pass

@@ -22,6 +22,7 @@ from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 from hivegate.observe.exchange import EXCHANGE_KEY, Exchange, Observer, Outcome, current_request_id
+from hivegate.outgoing.caller import Caller, current_caller
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
 
@@ -152,7 +153,16 @@ class Gateway:
             return
         exchange.auth_duration = time.perf_counter() - started
         exchange.principal = principal
-        await endpoint(scope, receive, send, principal)
+        caller = current_caller.set(Caller(principal, _bearer(get_header(scope, b"authorization"))))
+        try:
+            await endpoint(scope, receive, send, principal)
+        except AuthenticationError as exc:  # a backend credential needs a new login (upstreamInject)
+            if exchange.status is not None:
+                raise
+            exchange.auth_error = "login_required"
+            await self._unauthorized(scope, send, exc)
+        finally:
+            current_caller.reset(caller)
 
     def _done(self, exchange: Exchange) -> None:
         """Settle what the fronts left open (from the HTTP status) and tell every observer."""
@@ -267,3 +277,11 @@ def _with_cors(send: Send, origin: str) -> Send:
         await send(message)
 
     return cors_send
+
+
+def _bearer(authorization: str | None) -> str | None:
+    """The token of a `Bearer` Authorization header (already validated by the authenticator), else None."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

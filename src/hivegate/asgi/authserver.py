@@ -35,11 +35,20 @@ _FORM = b"application/x-www-form-urlencoded"
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+_GRANT_LABELS = {
+    "authorization_code": "authorization_code",
+    "refresh_token": "refresh_token",
+    "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
+}
+
+
 class AuthServerRoutes:
     """The authorization server's ASGI routes, to mount as public (unauthenticated) routes of the gateway."""
 
-    def __init__(self, server: AuthorizationServer) -> None:
+    def __init__(self, server: AuthorizationServer, *, on_grant: Callable[[str, str], None] | None = None) -> None:
+        """`on_grant(grant_type, outcome)` is told of every token request (outcome `success` or the OAuth error)."""
         self._server = server
+        self._on_grant = on_grant
         secure = urlsplit(server.issuer).scheme == "https"
         self._cookie = "__Host-hivegate_login" if secure else "hivegate_login"
         self._cookie_attrs = "; Path=/; HttpOnly; SameSite=Lax; Max-Age=600" + ("; Secure" if secure else "")
@@ -164,7 +173,18 @@ class AuthServerRoutes:
         await self._json_endpoint(scope, receive, send, self._revoke_answer)
 
     async def _token_answer(self, scope: Scope, form: Params) -> tuple[int, object]:
-        return 200, await self._server.token(form, _basic(scope))
+        outcome = "server_error"
+        try:
+            answer = await self._server.token(form, _basic(scope))
+            outcome = "success"
+        except OAuthError as exc:
+            outcome = exc.error
+            raise
+        finally:
+            if self._on_grant is not None:
+                given = form.many("grant_type")
+                self._on_grant(_GRANT_LABELS.get(given[0] if given else "", "other"), outcome)
+        return 200, answer
 
     async def _revoke_answer(self, scope: Scope, form: Params) -> tuple[int, object]:
         await self._server.revoke(form, _basic(scope))

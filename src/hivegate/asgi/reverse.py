@@ -23,6 +23,8 @@ from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.observe.exchange import McpCall, exchange_of
+from hivegate.outgoing.caller import current_caller
+from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 
 __all__ = ["ReverseProxy"]
 
@@ -45,9 +47,12 @@ class ReverseProxy:
         max_body: int = 4 * 1024 * 1024,
         name: str = "remote",
         gate: McpGate | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
+        """`credentials`: the backend's own credential for each request (`outgoingAuth`); never the caller's."""
         self._url = url
         self._gate = gate
+        self._credentials = credentials
         self._name = name
         self._max_body = max_body
         self._timeout = request_timeout
@@ -110,6 +115,13 @@ class ReverseProxy:
                     await send_json(send, *refused)
                     _settle(calls, refused[1])
                     return
+        if self._credentials is not None:
+            try:
+                extra = await self._credentials.headers(current_caller.get())
+            except OutgoingAuthError as exc:
+                await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, str(exc))
+                return
+            headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
         try:
             resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
         except HTTPTimeout:

@@ -142,6 +142,11 @@ class AuthorizationServer:
             clock=clock,
         )
 
+    @property
+    def upstream_names(self) -> tuple[str, ...]:
+        """The configured upstream providers' names, in login order."""
+        return tuple(u.name for u in self._upstreams)
+
     # -- metadata --------------------------------------------------------------------------------------------------
 
     def metadata(self, *, openid: bool = False) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from hivegate.backends.sse_parser import iter_events
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError
+from hivegate.outgoing.caller import current_caller
+from hivegate.outgoing.credentials import Credentials
 
 __all__ = ["SseClientTransport", "StreamableClientTransport"]
 
@@ -132,9 +134,19 @@ class StreamableClientTransport:
     `headers` are sent with every request (a credential of the gateway's own for this backend, never the caller's).
     """
 
-    def __init__(self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        credentials: Credentials | None = None,
+        name: str = "backend",
+    ) -> None:
         self._url = url
         self._extra = dict(headers or {})
+        self._credentials = credentials
+        self._name = name
         self._timeout = timeout
         self._client: aiohttp.ClientSession | None = None
         self._on_message: MessageHandler | None = None
@@ -161,6 +173,12 @@ class StreamableClientTransport:
             raise BackendError("backend session is closed")
         on_message = self._on_message
         is_initialize = message.get("method") == "initialize"
+        if self._credentials is not None:
+            # the credential of the caller this message is for; the gateway's own messages (a replayed initialize,
+            # a cancellation after a timeout) reuse the last one
+            caller = current_caller.get()
+            if caller is not None or not self._extra:
+                self._extra = {**self._extra, **await self._credentials.headers(caller)}
 
         def remember(item: Message) -> None:
             if is_initialize and isinstance(item.get("result"), dict):
@@ -182,6 +200,9 @@ class StreamableClientTransport:
             self._reason = "the backend ended the session"
             self._closed.set()
             raise BackendError(self._reason)
+        if resp.status in (401, 403):
+            resp.release()
+            raise BackendError(f"backend {self._name!r} refused the gateway's credential (HTTP {resp.status})")
         if resp.status >= 400:
             resp.release()
             raise BackendError(f"backend answered HTTP {resp.status}")

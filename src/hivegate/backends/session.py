@@ -246,6 +246,9 @@ class BackendSession:
             await self._send(forwarded)
         except BackendError as exc:
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
+        except BaseException:  # e.g. the caller must log in again: nothing was sent, nothing will answer
+            self._drop(gid)
+            raise
 
     async def send(self, message: Message) -> None:
         """Forward a client notification or a client response to a server-initiated request."""

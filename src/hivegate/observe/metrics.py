@@ -72,6 +72,10 @@ class Metrics:
         self._live: dict[str, tuple[str, Callable[[], float]]] = {}
         r.register(_Live(self._live))
 
+    def grant(self, grant_type: str, outcome: str) -> None:
+        """One token request at the embedded authorization server (`AuthServerRoutes(on_grant=...)`)."""
+        self.grants.labels(grant_type, outcome).inc()
+
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when scraped."""
         self._live[name] = (doc, read)

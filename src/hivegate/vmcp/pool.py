@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from hivegate import __version__
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, ConfigError
+from hivegate.observe.health import tcp_reachable
 from hivegate.vmcp.catalog import BackendLists, Catalog, build_catalog
 from hivegate.vmcp.config import VMCPConfig
 from hivegate.vmcp.launch import Launched
@@ -78,11 +80,21 @@ class BackendStatus:
 
 class BackendPool:
     def __init__(
-        self, cfg: VMCPConfig, factories: Mapping[str, TransportFactory], launched: Mapping[str, Launched] | None = None
+        self,
+        cfg: VMCPConfig,
+        factories: Mapping[str, TransportFactory],
+        launched: Mapping[str, Launched] | None = None,
+        *,
+        caller_scoped: frozenset[str] = frozenset(),
     ) -> None:
+        """`caller_scoped`: backends whose credential depends on the caller (token exchange, upstream tokens). The
+        pool cannot list them with a credential of its own: their health is whether their URL accepts connections,
+        and each client session lists them with its caller's credential."""
         self._cfg = cfg
         self._factories = factories
         self._launched = dict(launched or {})
+        self.caller_scoped = caller_scoped
+        self._urls = {b.name: b.url for b in cfg.backends}
         self._order = [b.name for b in cfg.backends]
         self._failure = cfg.operational.failure_handling
         self.statuses: dict[str, BackendStatus] = {name: BackendStatus(name) for name in self._order}
@@ -215,13 +227,23 @@ class BackendPool:
                 listener(old, catalog)
 
     def _build(self) -> Catalog:
-        """The catalog from the backends' last lists (`bestEffort` leaves unhealthy backends out)."""
-        lists = {
+        return self.build(self.shared_lists())
+
+    def shared_lists(self) -> dict[str, BackendLists]:
+        """The backends' last lists, as the pool saw them (`bestEffort` leaves unhealthy backends out)."""
+        return {
             s.name: s.lists
             for s in self.statuses.values()
             if s.lists is not None and not (self.best_effort and s.state == "unhealthy")
         }
+
+    def build(self, lists: Mapping[str, BackendLists]) -> Catalog:
+        """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`)."""
         return build_catalog(lists, self._cfg.aggregation, self._order)
+
+    async def list_backend(self, session: BackendSession, capabilities: Mapping[str, Any]) -> BackendLists:
+        """Everything `session`'s backend offers (a client session listing a caller-scoped backend)."""
+        return await self._lists(session, capabilities)
 
     async def _check(self, name: str, *, startup: bool = False) -> None:
         """List the backend's capabilities through its discovery session; update its health."""
@@ -231,8 +253,16 @@ class BackendPool:
             process = self._launched.get(name)
             if process is not None:
                 await process.ensure_running(max(timeout, 30.0) if startup else timeout)
-            session = await asyncio.wait_for(self._session(name), timeout)
-            status.lists = await asyncio.wait_for(self._lists(session, status.capabilities), timeout)
+            if name in self.caller_scoped:
+                url = process.url if process is not None else self._urls.get(name)
+                parts = urlsplit(url or "")
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                problem = await asyncio.wait_for(tcp_reachable(parts.hostname or "", port), timeout)
+                if problem is not None:
+                    raise BackendError(problem)
+            else:
+                session = await asyncio.wait_for(self._session(name), timeout)
+                status.lists = await asyncio.wait_for(self._lists(session, status.capabilities), timeout)
         except (BackendError, TimeoutError, OSError) as exc:
             reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
             self._failed(status, reason, startup=startup)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,8 +35,10 @@ from hivegate.observe.audit import Auditor
 from hivegate.observe.exchange import Observer
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
-from hivegate.vmcp.config import BackendConfig, HeaderInjection, Unauthenticated, VMCPConfig
+from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
+from hivegate.vmcp.config import BackendConfig, VMCPConfig
 from hivegate.vmcp.launch import launched_for
+from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 
@@ -59,10 +61,10 @@ class VirtualServer:
 
 
 def backend_factory(
-    backend: BackendConfig, timeout: float, url: str | None = None, headers: Mapping[str, str] | None = None
+    backend: BackendConfig, timeout: float, url: str | None = None, credentials: Credentials | None = None
 ) -> TransportFactory:
     """How to reach one backend: a stdio child, or an HTTP server (Streamable HTTP or SSE) at `url` (default: the
-    backend's own url; a launched process's or container's otherwise)."""
+    backend's own url; a launched process's or container's otherwise) with the backend's own `credentials`."""
     if backend.kind == "stdio":
         assert backend.command is not None
         command = [backend.command, *backend.args]
@@ -76,25 +78,14 @@ def backend_factory(
 
     target = url or backend.url
     assert target is not None
-    headers = dict(headers or {})
+    creds = None if isinstance(credentials, NoCredentials) else credentials
     if backend.transport == "sse":
-        return lambda: SseClientTransport(target, timeout=timeout, headers=headers)
-    return lambda: StreamableClientTransport(target, timeout=timeout, headers=headers)
-
-
-def outgoing_headers(cfg: VMCPConfig, backend: BackendConfig) -> dict[str, str]:
-    """The credential headers `backend` gets (`outgoingAuth`); strategies not served yet stop start-up."""
-    strategy = cfg.outgoing_auth.for_backend(backend.name)
-    if isinstance(strategy, Unauthenticated):
-        return {}
-    if isinstance(strategy, HeaderInjection):
-        if backend.kind == "stdio":
-            raise ConfigError(f"outgoingAuth: backend {backend.name!r} is a stdio command: headerInjection needs HTTP")
-        return {strategy.header_name: strategy.header_value}
-    raise ConfigError(
-        f"outgoingAuth: backend {backend.name!r}: {strategy.TYPE} is not supported by `hivegate vmcp serve` yet "
-        "(unauthenticated and headerInjection are)"
-    )
+        if creds is not None and not isinstance(creds, StaticHeader):
+            raise ConfigError(f"outgoingAuth: backend {backend.name!r}: an SSE backend takes headerInjection only")
+        static = creds.fixed if isinstance(creds, StaticHeader) else {}
+        return lambda: SseClientTransport(target, timeout=timeout, headers=static)
+    name = backend.name
+    return lambda: StreamableClientTransport(target, timeout=timeout, credentials=creds, name=name)
 
 
 class _FixedPolicies:
@@ -109,17 +100,7 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
     public: dict[str, ASGIApp] = {}
     prefixes: dict[str, ASGIApp] = {}
     summary: list[str] = []
-    launched = {b.name: p for b in cfg.backends if (p := launched_for(b)) is not None}
-    factories = {
-        b.name: backend_factory(
-            b,
-            cfg.operational.timeout_for(b.name),
-            launched[b.name].url if b.name in launched else None,
-            outgoing_headers(cfg, b),
-        )
-        for b in cfg.backends
-    }
-    pool = BackendPool(cfg, factories, launched)
+    metrics = Metrics()
     authenticator: Authenticator
     embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.incoming_auth.oidc.resource_url
@@ -131,7 +112,7 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
             cfg.auth_server, server_name=cfg.name, mcp_path=cfg.path, resource_url=resource_url
         )
         authenticator, resource_url = embedded.authenticator, embedded.resource
-        routes = AuthServerRoutes(embedded.server)
+        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant)
         public.update(routes.routes())
         prefixes.update(routes.prefixes())
         shutdown.append(embedded.aclose)
@@ -144,6 +125,21 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
         else:
             summary.append(f"auth: {cfg.incoming_auth.type} (no token required)")
     shutdown.append(authenticator.aclose)
+    launched = {b.name: p for b in cfg.backends if (p := launched_for(b)) is not None}
+    sts_http = sts_http_client(cfg)
+    shutdown.append(sts_http.aclose)
+    credentials = {b.name: backend_credentials(cfg, b, embedded, sts_http) for b in cfg.backends}
+    factories = {
+        b.name: backend_factory(
+            b,
+            cfg.operational.timeout_for(b.name),
+            launched[b.name].url if b.name in launched else None,
+            credentials[b.name],
+        )
+        for b in cfg.backends
+    }
+    scoped = frozenset(name for name, c in credentials.items() if c.needs_caller)
+    pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
         authorizer = CedarAuthorizer.from_config(cfg.incoming_auth.authz, cfg.name)
@@ -178,7 +174,6 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
 
         shutdown.append(close_audit)
         summary.append(f"audit: {cfg.audit.log_file or 'standard output'}")
-    metrics = Metrics()
     observers.append(metrics)
     metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
     metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)

@@ -34,8 +34,9 @@ from hivegate.core.jsonrpc import (
     RequestId,
     error_response,
 )
-from hivegate.errors import BackendError
-from hivegate.vmcp.catalog import Catalog
+from hivegate.errors import AuthenticationError, BackendError
+from hivegate.outgoing.credentials import OutgoingAuthError
+from hivegate.vmcp.catalog import BackendLists, Catalog
 from hivegate.vmcp.pool import PROTOCOL_VERSION, BackendPool
 
 __all__ = ["VirtualTransport"]
@@ -67,6 +68,9 @@ class VirtualTransport:
         self._asked_back: dict[tuple[str, RequestId], str] = {}
         self._log_level: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._capabilities: dict[str, Mapping[str, Any]] = {}  # per opened backend, from its initialize answer
+        self._own_lists: dict[str, BackendLists] = {}  # caller-scoped backends, as listed for this caller
+        self._own_catalog: Catalog | None = None
 
     # -- Transport -------------------------------------------------------------------------------------------------
 
@@ -113,7 +117,7 @@ class VirtualTransport:
         elif method == "ping":
             self._reply(request_id, {})
         elif method in _LISTS:
-            self._list(request_id, method)
+            await self._list(request_id, method)
         elif method == "logging/setLevel":
             level = params.get("level")
             self._log_level = level if isinstance(level, str) else None
@@ -122,15 +126,14 @@ class VirtualTransport:
             self._reply(request_id, {})
         else:
             try:
-                backend, forwarded = self._target(method, params)
+                backend, forwarded = self._target(await self._catalog(), method, params)
             except _NoRoute as miss:
                 self._error(request_id, miss.code, str(miss))
                 return
             await self._forward(backend, {**message, "params": forwarded})
 
-    def _target(self, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _target(self, catalog: Catalog, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(backend, params in the backend's own names); `_NoRoute` when the request goes nowhere."""
-        catalog = self._pool.catalog
         if method in ("tools/call", "prompts/get"):
             routes = catalog.tool_routes if method == "tools/call" else catalog.prompt_routes
             name = params.get("name")
@@ -160,7 +163,8 @@ class VirtualTransport:
         try:
             session = await self._session(backend)
         except (BackendError, TimeoutError, OSError) as exc:
-            self._pool.call_finished(backend, ok=False)
+            if not isinstance(exc, OutgoingAuthError):  # a credential problem is not the backend failing
+                self._pool.call_finished(backend, ok=False)
             reason = str(exc) or type(exc).__name__
             self._error(request_id, BACKEND_UNAVAILABLE, f"backend {backend!r} is unavailable: {reason}")
             return
@@ -172,13 +176,45 @@ class VirtualTransport:
             self._pool.call_finished(backend, ok=False)
             self._error(request_id, BACKEND_UNAVAILABLE, str(exc))
 
-    def _list(self, request_id: RequestId, method: str) -> None:
+    async def _list(self, request_id: RequestId, method: str) -> None:
         problem = self._pool.list_problem()
+        if problem is None:
+            try:
+                catalog = await self._catalog()
+            except BackendError as exc:
+                problem = str(exc)
         if problem is not None:
             self._error(request_id, BACKEND_UNAVAILABLE, problem)
             return
         key, pick = _LISTS[method]
-        self._reply(request_id, {key: list(pick(self._pool.catalog))})
+        self._reply(request_id, {key: list(pick(catalog))})
+
+    async def _catalog(self) -> Catalog:
+        """What this session sees: the pool's catalog, plus the caller-scoped backends as this caller lists them."""
+        if not self._pool.caller_scoped:
+            return self._pool.catalog
+        if self._own_catalog is not None:
+            return self._own_catalog
+        missing = [b for b in self._pool.caller_scoped if b not in self._own_lists and self._pool.refusal(b) is None]
+        found = await asyncio.gather(*(self._list_backend(b) for b in missing), return_exceptions=True)
+        for backend, lists in zip(missing, found, strict=True):
+            if isinstance(lists, AuthenticationError):
+                raise lists  # the caller must log in again
+            if isinstance(lists, BaseException):
+                reason = str(lists) or type(lists).__name__
+                if not self._pool.best_effort:
+                    raise BackendError(f"backend {backend!r} could not be listed for this caller: {reason}")
+                logger.warning("backend %r could not be listed for this caller: %s", backend, reason)
+                continue
+            self._own_lists[backend] = lists
+        catalog = self._pool.build({**self._pool.shared_lists(), **self._own_lists})
+        if len(self._own_lists) == len(self._pool.caller_scoped):
+            self._own_catalog = catalog  # complete: keep it until something changes
+        return catalog
+
+    async def _list_backend(self, backend: str) -> BackendLists:
+        session = await self._session(backend)
+        return await self._pool.list_backend(session, self._capabilities.get(backend, {}))
 
     def _initialize_result(self, params: Mapping[str, Any]) -> dict[str, Any]:
         asked = params.get("protocolVersion")
@@ -265,7 +301,7 @@ class VirtualTransport:
                 "capabilities": {},
                 "clientInfo": {"name": f"hivegate-vmcp/{self._name}", "version": __version__},
             }
-            await asyncio.wait_for(session.handshake(params), timeout)
+            answer = await asyncio.wait_for(session.handshake(params), timeout)
         except BaseException:
             with contextlib.suppress(Exception):
                 await session.close()
@@ -274,6 +310,9 @@ class VirtualTransport:
             await session.close()
             raise BackendError("session closed")
         self._backends[backend] = session
+        result = answer.get("result")
+        capabilities = result.get("capabilities") if isinstance(result, dict) else None
+        self._capabilities[backend] = capabilities if isinstance(capabilities, dict) else {}
         if self._log_level is not None:
             self._spawn(self._quiet_ask(backend, "logging/setLevel", {"level": self._log_level}))
         return session
@@ -298,6 +337,11 @@ class VirtualTransport:
             self._emit(message)
             return
         if isinstance(method, str) and method.endswith("/list_changed"):
+            if backend in self._pool.caller_scoped:  # listed per caller: list it again for this session
+                self._own_lists.pop(backend, None)
+                self._own_catalog = None
+                self._emit(message)
+                return
             self._pool.refresh_soon(backend)  # clients hear of it when the catalog has changed
             return
         if "id" in message:  # a server-to-client request: our own id, so backends never collide
@@ -318,6 +362,7 @@ class VirtualTransport:
         self._emit(message)
 
     def _catalog_changed(self, old: Catalog, new: Catalog) -> None:
+        self._own_catalog = None
         for method, key in (
             ("notifications/tools/list_changed", "tools"),
             ("notifications/prompts/list_changed", "prompts"),

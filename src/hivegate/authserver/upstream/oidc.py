@@ -157,7 +157,15 @@ class OIDCUpstream:
         return UserInfoConfig(endpoint_url=endpoints.userinfo) if endpoints.userinfo else None
 
     async def _userinfo(self, info: UserInfoConfig, access_token: str, subject: str) -> dict[str, Any]:
-        userinfo = await fetch_userinfo(self._http, info, access_token)
+        try:
+            userinfo = await fetch_userinfo(self._http, info, access_token)
+        except UpstreamError as exc:
+            if self._config.user_info is not None or exc.error == "temporarily_unavailable":
+                raise
+            # a discovered endpoint may refuse an access token minted for another resource (RFC 8707): the ID token
+            # already says who the user is, so the login goes on with its claims
+            logger.warning("upstream %r: userinfo not available (%s); using the ID token's claims", self.name, exc)
+            return {}
         sub = userinfo.get("sub")
         if sub is None and self._config.user_info is not None:
             return userinfo  # a non-standard endpoint named by userInfoOverride may not say `sub`

@@ -1,0 +1,193 @@
+"""Outgoing authentication end to end, through real processes only (the `003_*` hybrid setup):
+
+    MCP SDK client ──login──▶ gateway A (vMCP, embedded authorization server; upstream: oidc-provider)
+        ├─ backend "exchange": gateway B (`hivegate run`, its own authorization server) — A exchanges the caller's
+        │  upstream token at B's /oauth/token (RFC 8693) and B accepts only tokens for its own audience
+        ├─ backend "inject": gateway C (`hivegate run --oidc-issuer <oidc-provider>`) — A injects the caller's
+        │  upstream access token, which C validates against the provider's JWKS
+        └─ backend "recorder": an MCP server that answers with the headers it received (no credentials)
+
+A's own token never reaches a backend: B and C refuse it (wrong issuer and audience), and the recorder shows what
+arrives. The exchanged token is cached: many calls, one exchange."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from joserfc.jwk import ECKey
+from prometheus_client.parser import text_string_to_metric_families
+
+from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
+from e2e.test_embedded_auth_server import Browser, MemoryTokens, sdk_client
+from support.backend import fixture_http_server, free_port
+from support.gateway import FIXTURE, RunningGateway, hivegate_run, hivegate_vmcp
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+UPSTREAM_API = "https://upstream-api.example"  # the audience of the provider's access tokens
+
+
+def auth_server(port: int, client: str, tmp: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    key = tmp / f"{client}-signing.pem"
+    key.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
+    return {
+        "issuer": f"http://127.0.0.1:{port}",
+        "signingKeySecretRefs": [{"file": str(key)}],
+        "hmacSecretRefs": [{"env": f"E2E_{client.upper().replace('-', '_')}_HMAC"}],
+        "storage": {"type": "memory"},
+        "upstreamProviders": [
+            {
+                "name": "corp",
+                "type": "oidc",
+                "oidcConfig": {
+                    "issuerUrl": "{issuer}",
+                    "clientId": client,
+                    "clientSecretRef": {"env": f"E2E_{client.upper().replace('-', '_')}_SECRET"},
+                    "scopes": ["openid", "profile", "email", "offline_access"],
+                },
+            }
+        ],
+        **(extra or {}),
+    }
+
+
+def with_issuer(doc: dict[str, Any], issuer: str) -> str:
+    return yaml.safe_dump(doc).replace("'{issuer}'", issuer).replace("{issuer}", issuer)
+
+
+@dataclass
+class World:
+    idp: OIDCProvider
+    a: RunningGateway
+    b: RunningGateway
+    c: RunningGateway
+    b_metrics: str
+
+
+@asynccontextmanager
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    pa, pb, b_diagnostics = free_port(), free_port(), free_port()
+    clients = [
+        web_client("gateway-a-as", [f"http://127.0.0.1:{pa}/oauth/callback"], secret="a-upstream-secret"),
+        web_client("gateway-b-as", [f"http://127.0.0.1:{pb}/oauth/callback"], secret="b-upstream-secret"),
+    ]
+    env = {
+        "E2E_GATEWAY_A_AS_HMAC": "a" * 40,
+        "E2E_GATEWAY_A_AS_SECRET": "a-upstream-secret",
+        "E2E_GATEWAY_B_AS_HMAC": "b" * 40,
+        "E2E_GATEWAY_B_AS_SECRET": "b-upstream-secret",
+        "E2E_STS_CLIENT_SECRET": "gateway-a-at-b-secret",
+    }
+    async with start_oidc_provider(clients=clients, default_resource=UPSTREAM_API) as idp:
+        b_config = tmp_path / "b-auth.yaml"
+        sts_client = {"clientId": "gateway-a", "grantTypes": ["token_exchange"],
+                      "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
+        b_doc = auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client]})
+        b_config.write_text(with_issuer(b_doc, idp.issuer))
+        b_args = ["--port", str(pb), "--auth-server-config", str(b_config), "--name", "b",
+                  "--diagnostics-port", str(b_diagnostics), "--", sys.executable, FIXTURE]  # fmt: skip
+        c_args = ["--name", "c", "--oidc-issuer", idp.issuer, "--oidc-audience", UPSTREAM_API,
+                  "--oidc-jwks-url", idp.jwks_uri, "--oidc-insecure-allow-http", "--jwks-allow-private-ip",
+                  "--", sys.executable, FIXTURE]  # fmt: skip
+        async with (
+            hivegate_run(b_args, env=env) as b,
+            hivegate_run(c_args, env=env) as c,
+            fixture_http_server() as recorder,
+        ):
+            a_doc = {
+                "name": "hybrid",
+                "server": {"port": pa},
+                "authServerConfig": auth_server(pa, "gateway-a-as", tmp_path),
+                "incomingAuth": {
+                    "type": "oidc",
+                    "oidc": {
+                        "issuer": f"http://127.0.0.1:{pa}",
+                        "audience": f"http://127.0.0.1:{pa}/mcp",
+                        "insecureAllowHttp": True,
+                    },
+                },
+                "backends": [
+                    {"name": "exchange", "url": b.url, "transport": "streamable-http"},
+                    {"name": "inject", "url": c.url, "transport": "streamable-http"},
+                    {"name": "recorder", "url": recorder, "transport": "streamable-http"},
+                ],
+                "outgoingAuth": {
+                    "source": "inline",
+                    "default": {"type": "unauthenticated"},
+                    "backends": {
+                        "exchange": {
+                            "type": "tokenExchange",
+                            "tokenExchange": {
+                                "tokenUrl": f"http://127.0.0.1:{pb}/oauth/token",
+                                "clientId": "gateway-a",
+                                "clientSecretEnv": "E2E_STS_CLIENT_SECRET",
+                                "audience": b.url,
+                            },
+                        },
+                        "inject": {"type": "upstreamInject", "upstreamInject": {"providerName": "corp"}},
+                    },
+                },
+            }
+            a_config = tmp_path / "a-vmcp.yaml"
+            a_config.write_text(with_issuer(a_doc, idp.issuer))
+            async with hivegate_vmcp(["--config", str(a_config)], env=env) as a:
+                yield World(idp, a, b, c, f"http://127.0.0.1:{b_diagnostics}/metrics")
+
+
+def text(result: Any) -> str:
+    assert not result.is_error, result
+    return str(result.content[0].text)
+
+
+async def test_each_backend_gets_its_own_credential_and_never_the_callers_token(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        browser, storage = Browser(), MemoryTokens()
+        async with sdk_client(w.a.url, browser, storage) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"exchange_echo", "inject_echo", "recorder_headers"} <= names
+            # B accepts only tokens it issued for its own audience: the call works, so A exchanged the token
+            assert text(await client.call_tool("exchange_echo", {"text": "via B"})) == "via B"
+            # C accepts only the provider's tokens for the upstream API: A injected the caller's upstream token
+            assert text(await client.call_tool("inject_echo", {"text": "via C"})) == "via C"
+            for i in range(5):
+                assert text(await client.call_tool("exchange_echo", {"text": f"again {i}"})) == f"again {i}"
+            seen = json.loads(text(await client.call_tool("recorder_headers", {})))
+        assert storage.tokens is not None
+        caller_token = storage.tokens.access_token
+        assert "authorization" not in {k.lower() for k in seen}
+        assert caller_token not in json.dumps(seen)
+        async with httpx.AsyncClient(timeout=10) as http:
+            # the caller's own token is useless at B and C: passing it through could never have worked
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "x", "version": "1"}}}  # fmt: skip
+            for backend in (w.b, w.c):
+                headers = {"authorization": f"Bearer {caller_token}", "accept": "application/json, text/event-stream"}
+                refused = await http.post(backend.url, json=init, headers=headers)
+                assert refused.status_code == 401
+            assert (
+                await exchanges_at(http, w.b_metrics) == 1.0
+            )  # seven calls through B, one exchange: the token is cached
+        assert not any(caller_token in line for line in w.a.stderr + w.b.stderr + w.c.stderr)
+
+
+async def exchanges_at(http: httpx.AsyncClient, metrics_url: str) -> float:
+    """How many token exchanges a gateway's authorization server granted (from its Prometheus metrics)."""
+    scraped = (await http.get(metrics_url)).text
+    for family in text_string_to_metric_families(scraped):
+        for sample in family.samples:
+            if sample.name == "hivegate_token_grants_total" and sample.labels == {
+                "grant_type": "token_exchange",
+                "outcome": "success",
+            }:
+                return sample.value
+    return 0.0
