@@ -212,9 +212,24 @@ async def test_userinfo_without_sub_is_refused_at_the_standard_endpoint(idp: Fak
     assert error.description == "the upstream's userinfo names another user than its ID token"
 
 
-async def test_userinfo_refusing_the_token_is_a_server_error(idp: FakeIdP, http: GuardedHTTPClient) -> None:
+async def test_a_discovered_userinfo_refusing_the_token_leaves_the_id_token_to_name_the_user(
+    idp: FakeIdP, http: GuardedHTTPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an access token minted for another resource (RFC 8707) is refused by the provider's own userinfo endpoint
     idp.userinfo_status = 401
-    error = await refused(idp, upstream(idp, http))
+    _, identity = await login(idp, upstream(idp, http))
+    assert identity.subject == "alice"
+    assert identity.name == "Alice IdToken"
+    assert any("userinfo not available" in r.getMessage() for r in caplog.records)
+    assert not any(token in r.getMessage() for r in caplog.records for token in idp.issued)
+
+
+async def test_a_configured_userinfo_refusing_the_token_is_a_server_error(
+    idp: FakeIdP, http: GuardedHTTPClient
+) -> None:
+    idp.userinfo_status = 401
+    configured = UserInfoConfig(endpoint_url=f"{idp.base}/userinfo")
+    error = await refused(idp, upstream(idp, http, user_info=configured))
     assert error.error == "server_error"
     assert error.description == "the userinfo endpoint refused the access token (HTTP 401)"
 
