@@ -25,6 +25,7 @@ from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.config.run import RunConfig
 from hivegate.core.ports import Authenticator
+from hivegate.errors import ConfigError
 from hivegate.observe.audit import AuditConfig, Auditor, load_audit_config
 from hivegate.observe.exchange import Observer
 from hivegate.observe.health import Readiness, tcp_reachable
@@ -32,13 +33,50 @@ from hivegate.observe.metrics import Metrics
 
 if TYPE_CHECKING:
     from hivegate.authserver.build import EmbeddedAuthServer
+    from hivegate.outgoing.credentials import Credentials
 
 __all__ = ["build_gateway"]
 
 logger = logging.getLogger("hivegate")
 
 
-def _factory(cfg: RunConfig) -> TransportFactory:
+def _credentials(
+    cfg: RunConfig, embedded: EmbeddedAuthServer | None, shutdown: list[Callable[[], Awaitable[None]]]
+) -> Credentials | None:
+    """`--token-exchange-*`: the remote backend's own token, exchanged per caller (None: no credential)."""
+    exchange = cfg.token_exchange
+    if exchange is None:
+        return None
+    from hivegate.authn.ssrf import GuardedHTTPClient
+    from hivegate.outgoing.credentials import (
+        ID_TOKEN_TYPE,
+        ExchangedToken,
+        SubjectSource,
+        caller_token,
+        upstream_subject,
+    )
+
+    http = GuardedHTTPClient(allow_http=urlsplit(exchange.token_url).scheme == "http", allow_private=True, timeout=10.0)
+    shutdown.append(http.aclose)
+    subject: SubjectSource = caller_token()
+    if embedded is not None:  # the caller's token from the first upstream provider is the subject
+        provider = embedded.server.upstream_names[0]
+        wants_id = exchange.subject_token_type == ID_TOKEN_TYPE
+        subject = upstream_subject(embedded.server.upstream_tokens, provider, id_token=wants_id)
+    return ExchangedToken(
+        token_url=exchange.token_url,
+        http=http,
+        subject=subject,
+        client_id=exchange.client_id,
+        client_secret=exchange.client_secret,
+        audience=exchange.audience,
+        scopes=exchange.scopes,
+        subject_token_type=exchange.subject_token_type,
+        header_name=exchange.external_token_header_name,
+    )
+
+
+def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> TransportFactory:
     if cfg.transport == "stdio":
         command, env, name = cfg.command, cfg.env, cfg.name
 
@@ -48,11 +86,13 @@ def _factory(cfg: RunConfig) -> TransportFactory:
         return stdio
     from hivegate.backends.remote import SseClientTransport, StreamableClientTransport
 
-    url, timeout = cfg.url, cfg.request_timeout
+    url, timeout, name = cfg.url, cfg.request_timeout, cfg.name
     assert url is not None
     if cfg.transport == "sse":
+        if credentials is not None:
+            raise ConfigError("--token-exchange-url: a legacy SSE backend is not supported; use streamable-http")
         return lambda: SseClientTransport(url, timeout=timeout)
-    return lambda: StreamableClientTransport(url, timeout=timeout)
+    return lambda: StreamableClientTransport(url, timeout=timeout, credentials=credentials, name=name)
 
 
 def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -> Gateway:
@@ -84,6 +124,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     else:
         authenticator = build_authenticator(cfg.auth)
     shutdown.append(authenticator.aclose)
+    credentials = _credentials(cfg, embedded, shutdown)
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
     if cfg.authz_config is not None:
@@ -92,7 +133,12 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
         proxy = ReverseProxy(
-            cfg.url, request_timeout=cfg.request_timeout, max_body=cfg.max_body, name=cfg.name, gate=gate
+            cfg.url,
+            request_timeout=cfg.request_timeout,
+            max_body=cfg.max_body,
+            name=cfg.name,
+            gate=gate,
+            credentials=credentials,
         )
         shutdown.append(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
@@ -101,7 +147,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             ttl=cfg.session_ttl, max_sessions=cfg.max_sessions, max_per_owner=cfg.max_sessions_per_user
         )
         shutdown.insert(0, registry.close)
-        factory = _factory(cfg)
+        factory = _factory(cfg, credentials)
         if cfg.proxy_mode == "streamable-http":
             front = SessionFrontend(
                 name=cfg.name,

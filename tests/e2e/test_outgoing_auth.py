@@ -26,7 +26,7 @@ import yaml
 from joserfc.jwk import ECKey
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
+from e2e.oidc_provider import MACHINE_CLIENT, OIDCProvider, start_oidc_provider, web_client
 from e2e.test_embedded_auth_server import Browser, MemoryTokens, sdk_client
 from support.backend import fixture_http_server, free_port
 from support.gateway import FIXTURE, RunningGateway, hivegate_run, hivegate_vmcp
@@ -36,7 +36,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 UPSTREAM_API = "https://upstream-api.example"  # the audience of the provider's access tokens
 
 
-def auth_server(port: int, client: str, tmp: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def auth_server(
+    port: int, client: str, tmp: Path, extra: dict[str, Any] | None = None, *, offline: bool = True
+) -> dict[str, Any]:
     key = tmp / f"{client}-signing.pem"
     key.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
     return {
@@ -52,7 +54,7 @@ def auth_server(port: int, client: str, tmp: Path, extra: dict[str, Any] | None 
                     "issuerUrl": "{issuer}",
                     "clientId": client,
                     "clientSecretRef": {"env": f"E2E_{client.upper().replace('-', '_')}_SECRET"},
-                    "scopes": ["openid", "profile", "email", "offline_access"],
+                    "scopes": ["openid", "profile", "email", *(["offline_access"] if offline else [])],
                 },
             }
         ],
@@ -74,7 +76,7 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, *, access_ttl: int = 3600, offline: bool = True) -> AsyncIterator[World]:
     pa, pb, b_diagnostics = free_port(), free_port(), free_port()
     clients = [
         web_client("gateway-a-as", [f"http://127.0.0.1:{pa}/oauth/callback"], secret="a-upstream-secret"),
@@ -87,7 +89,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         "E2E_GATEWAY_B_AS_SECRET": "b-upstream-secret",
         "E2E_STS_CLIENT_SECRET": "gateway-a-at-b-secret",
     }
-    async with start_oidc_provider(clients=clients, default_resource=UPSTREAM_API) as idp:
+    async with start_oidc_provider(clients=clients, default_resource=UPSTREAM_API, access_token_ttl=access_ttl) as idp:
         b_config = tmp_path / "b-auth.yaml"
         sts_client = {"clientId": "gateway-a", "grantTypes": ["token_exchange"],
                       "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
@@ -106,7 +108,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             a_doc = {
                 "name": "hybrid",
                 "server": {"port": pa},
-                "authServerConfig": auth_server(pa, "gateway-a-as", tmp_path),
+                "authServerConfig": auth_server(pa, "gateway-a-as", tmp_path, offline=offline),
                 "incomingAuth": {
                     "type": "oidc",
                     "oidc": {
@@ -191,3 +193,76 @@ async def exchanges_at(http: httpx.AsyncClient, metrics_url: str) -> float:
             }:
                 return sample.value
     return 0.0
+
+
+async def test_an_expired_upstream_login_makes_the_client_log_in_again(tmp_path: Path) -> None:
+    # upstream access tokens that expire at once and no refresh token: the injected credential cannot be had
+    async with world(tmp_path, access_ttl=2, offline=False) as w:
+        browser, storage = Browser(), MemoryTokens()
+        async with sdk_client(w.a.url, browser, storage):
+            pass  # logged in and initialized
+        assert storage.tokens is not None
+        token = storage.tokens.access_token
+        async with httpx.AsyncClient(timeout=10) as http:
+            headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "x", "version": "1"}}}  # fmt: skip
+            opened = await http.post(w.a.url, json=init, headers=headers)
+            session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "inject_echo", "arguments": {"text": "x"}}}  # fmt: skip
+            answer = await http.post(w.a.url, json=call, headers=session)
+            assert answer.status_code == 401
+            challenge = answer.headers["www-authenticate"]
+            assert challenge.startswith("Bearer ")
+            assert 'error="invalid_token"' in challenge
+            assert "resource_metadata=" in challenge
+            assert "log in again" in answer.json()["error_description"]
+            # the gateway's own token is still good: only the upstream login is missing
+            ping = await http.post(w.a.url, json={"jsonrpc": "2.0", "id": 3, "method": "ping"}, headers=session)
+            assert ping.status_code == 200, ping.text
+
+
+async def test_hivegate_run_exchanges_the_callers_token_for_its_remote_backend(tmp_path: Path) -> None:
+    pb = free_port()
+    clients = [MACHINE_CLIENT, web_client("gateway-b-as", [f"http://127.0.0.1:{pb}/oauth/callback"], secret="b-s")]
+    secret_file = tmp_path / "sts-secret"
+    secret_file.write_text("gateway-a-at-b-secret\n")
+    env = {"E2E_GATEWAY_B_AS_HMAC": "b" * 40, "E2E_GATEWAY_B_AS_SECRET": "b-s",
+           "E2E_STS_CLIENT_SECRET": "gateway-a-at-b-secret"}  # fmt: skip
+    async with start_oidc_provider(clients=clients) as idp:
+        sts_client = {"clientId": "gateway-a", "grantTypes": ["token_exchange"],
+                      "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
+        b_config = tmp_path / "b-auth.yaml"
+        b_config.write_text(
+            with_issuer(auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client]}), idp.issuer)
+        )
+        b_args = ["--port", str(pb), "--auth-server-config", str(b_config), "--", sys.executable, FIXTURE]
+        async with hivegate_run(b_args, env=env) as b:
+            a_args = ["--oidc-issuer", idp.issuer, "--oidc-audience", "https://a.example", "--oidc-jwks-url",
+                      idp.jwks_uri, "--oidc-insecure-allow-http", "--jwks-allow-private-ip",
+                      "--token-exchange-url", f"http://127.0.0.1:{pb}/oauth/token",
+                      "--token-exchange-client-id", "gateway-a",
+                      "--token-exchange-client-secret-file", str(secret_file),
+                      "--token-exchange-audience", b.url, b.url]  # fmt: skip
+            async with hivegate_run(a_args) as a, httpx.AsyncClient(timeout=10) as http:
+                token = await idp.client_credentials_token("hivegate-machine", "machine-secret",
+                                                           resource="https://a.example")  # fmt: skip
+                headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+                init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "x", "version": "1"}}}  # fmt: skip
+                opened = await http.post(a.url, json=init, headers=headers)
+                assert opened.status_code == 200, opened.text
+                session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"],
+                           "mcp-protocol-version": "2025-06-18"}  # fmt: skip
+                call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"text": "through B"}}}  # fmt: skip
+                answer = await http.post(a.url, json=call, headers=session)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["result"]["content"][0]["text"] == "through B"
+                # B refuses the caller's own token: only the exchanged one could have worked
+                direct = await http.post(b.url, json=init, headers=headers)
+                assert direct.status_code == 401
+        assert not any(token in line or "gateway-a-at-b-secret" in line for line in a.stderr + b.stderr)

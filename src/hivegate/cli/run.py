@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from hivegate.errors import ConfigError, HivegateError
 
 if TYPE_CHECKING:
     from hivegate.asgi.types import ASGIApp
+    from hivegate.vmcp.config import TokenExchange
 
 __all__ = ["config_from_args", "run_command", "serve_config"]
 
@@ -101,6 +103,49 @@ def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str,
     return endpoint.rstrip("/"), rate, tuple(headers)
 
 
+SECRET_ENV = "HIVEGATE_TOKEN_EXCHANGE_CLIENT_SECRET"  # noqa: S105 - the variable's name
+
+
+def _token_exchange(args: argparse.Namespace, transport: str) -> TokenExchange | None:
+    """`--token-exchange-*`: the remote backend's credential, exchanged per call (RFC 8693)."""
+    given = [f for f in ("client_id", "client_secret", "client_secret_file", "audience", "header_name")
+             if getattr(args, f"token_exchange_{f}")]  # fmt: skip
+    if args.token_exchange_url is None:
+        if given or args.token_exchange_scopes:
+            flag = "--token-exchange-" + (given[0] if given else "scopes").replace("_", "-")
+            raise ConfigError(f"{flag} needs --token-exchange-url")
+        return None
+    if transport == "stdio":
+        raise ConfigError("--token-exchange-url: a stdio server has no HTTP requests to authenticate")
+    if transport == "sse":
+        raise ConfigError("--token-exchange-url: a legacy SSE backend is not supported; use streamable-http")
+    from hivegate.vmcp.config import TOKEN_TYPES, TokenExchange, secure_url
+
+    url = secure_url(args.token_exchange_url, "--token-exchange-url")
+    secret = args.token_exchange_client_secret
+    if args.token_exchange_client_secret_file:
+        if secret:
+            raise ConfigError("--token-exchange-client-secret-file: give the secret once")
+        try:
+            secret = Path(args.token_exchange_client_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-exchange-client-secret-file: cannot read: {exc.strerror or exc}") from None
+    secret = secret or os.environ.get(SECRET_ENV) or None
+    header = args.token_exchange_header_name
+    if header is not None and not _HEADER_NAME.fullmatch(header):
+        raise ConfigError(f"--token-exchange-header-name: {header[:40]!r} is not a valid header name")
+    scopes = tuple(s.strip() for s in args.token_exchange_scopes.split(",") if s.strip())
+    return TokenExchange(
+        token_url=url,
+        client_id=args.token_exchange_client_id,
+        client_secret=secret,
+        audience=args.token_exchange_audience,
+        scopes=scopes,
+        subject_token_type=TOKEN_TYPES[args.token_exchange_subject_token_type],
+        external_token_header_name=header,
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     target: list[str] = list(args.target)
     if not target:
@@ -174,6 +219,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
     otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
+    exchange = _token_exchange(args, transport)
     return RunConfig(
         name=args.name or _derive_name(target, url),
         transport=transport,
@@ -201,6 +247,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         otel_service_name=args.otel_service_name,
         otel_sampling_rate=otel_sampling_rate,
         otel_headers=otel_headers,
+        token_exchange=exchange,
     )
 
 

@@ -119,6 +119,31 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="header sent with every export (e.g. a collector's API key; repeatable; never logged). "
         "OTEL_EXPORTER_OTLP_HEADERS in the environment keeps them off the command line",
     )
+    x = p.add_argument_group(
+        "outgoing authentication (a remote backend gets its own token, exchanged per RFC 8693; never the caller's)"
+    )
+    x.add_argument("--token-exchange-url", metavar="URL", help="the STS token endpoint (https, http on loopback)")
+    x.add_argument("--token-exchange-client-id", metavar="ID", help="client id at the STS")
+    x.add_argument(
+        "--token-exchange-client-secret",
+        metavar="SECRET",
+        help="client secret at the STS (or --token-exchange-client-secret-file, or env "
+        "HIVEGATE_TOKEN_EXCHANGE_CLIENT_SECRET)",
+    )
+    x.add_argument("--token-exchange-client-secret-file", metavar="FILE", help="file holding the client secret")
+    x.add_argument("--token-exchange-audience", metavar="AUD", help="audience of the exchanged token")
+    x.add_argument("--token-exchange-scopes", default="", metavar="SCOPES", help="comma-separated scopes to ask for")
+    x.add_argument(
+        "--token-exchange-subject-token-type",
+        default="access_token",
+        choices=("access_token", "id_token", "jwt"),
+        help="type of the subject token (default access_token)",
+    )
+    x.add_argument(
+        "--token-exchange-header-name",
+        metavar="NAME",
+        help="header for the exchanged token (default: Authorization: Bearer)",
+    )
     z = p.add_argument_group("authorization")
     z.add_argument(
         "--authz-config",

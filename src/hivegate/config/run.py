@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from hivegate.authn.config import OIDCConfig
+
+if TYPE_CHECKING:
+    from hivegate.vmcp.config import TokenExchange
 
 __all__ = ["ProxyMode", "RunConfig", "Transport"]
 
@@ -41,6 +44,7 @@ class RunConfig:
     otel_service_name: str | None = None  # None: the workload name
     otel_sampling_rate: float = 1.0
     otel_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a collector's API key
+    token_exchange: TokenExchange | None = field(default=None, repr=False)  # the remote backend's own credential
 
     @property
     def mcp_path(self) -> str:

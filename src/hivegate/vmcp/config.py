@@ -98,7 +98,7 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S10
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 section 5.6.2 token
-_TOKEN_TYPES = {
+TOKEN_TYPES = {
     "access_token": ACCESS_TOKEN_TYPE,
     "id_token": "urn:ietf:params:oauth:token-type:id_token",
     "jwt": "urn:ietf:params:oauth:token-type:jwt",
@@ -587,7 +587,7 @@ def _token_exchange(data: Mapping[str, Any], where: str, resolver: SecretResolve
     r = Reader(data, where, known=_EXCHANGE_KEYS)
     url = secure_url(r.text("tokenUrl", required=True), r.at("tokenUrl"))
     token_type = r.text("subjectTokenType") or "access_token"
-    if token_type not in _TOKEN_TYPES and token_type not in _TOKEN_TYPES.values():
+    if token_type not in TOKEN_TYPES and token_type not in TOKEN_TYPES.values():
         raise ConfigError(f"{r.at('subjectTokenType')}: must be access_token, id_token or jwt (or its URN)")
     header = r.text("externalTokenHeaderName") or None
     if header is not None and not _HEADER_NAME.fullmatch(header):
@@ -598,7 +598,7 @@ def _token_exchange(data: Mapping[str, Any], where: str, resolver: SecretResolve
         client_secret=_one_secret(r, "clientSecret", "clientSecretEnv", "clientSecretRef", resolver, required=False),
         audience=r.text("audience") or None,
         scopes=tuple(r.strings("scopes")),
-        subject_token_type=_TOKEN_TYPES.get(token_type, token_type),
+        subject_token_type=TOKEN_TYPES.get(token_type, token_type),
         subject_provider_name=r.text("subjectProviderName") or None,
         external_token_header_name=header,
     )
