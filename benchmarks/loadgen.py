@@ -217,12 +217,19 @@ async def latency_run(
 
 
 async def paired_latency_run(
-    targets: dict[str, tuple[str, dict[str, str]]], make_body: BodyFactory, warmup: int, count: int, max_seconds: float
+    targets: dict[str, tuple[str, dict[str, str]]],
+    make_body: BodyFactory,
+    warmup: int,
+    count: int,
+    max_seconds: float,
+    *,
+    bodies: dict[str, BodyFactory] | None = None,
 ) -> dict[str, LatencyStats]:
     """Like ``latency_run`` for several targets at once, one request to each in turn (``{kind: (url, headers)}``).
 
     Each target has its own keep-alive connection. Interleaving the requests exposes the targets to the same
     machine state, so a difference between them is not drift (CPU frequency, other load) between two runs.
+    ``bodies`` gives some targets a body factory of their own (e.g. the same tool under another name).
     """
     samples: dict[str, list[float]] = {kind: [] for kind in targets}
     deadline = math.inf
@@ -239,8 +246,8 @@ async def paired_latency_run(
                 deadline = time.perf_counter() + max_seconds
             elif time.perf_counter() > deadline:
                 break
-            body = make_body(i)
             for kind, (url, headers) in targets.items():
+                body = (bodies or {}).get(kind, make_body)(i)
                 start = time.perf_counter()
                 await post_rpc(sessions[kind], url, headers, body, i)
                 elapsed = (time.perf_counter() - start) * 1000
