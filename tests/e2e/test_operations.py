@@ -132,6 +132,10 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert metric(scraped, "hivegate_auth_failures_total", reason="invalid_token") == 1
     assert metric(scraped, "hivegate_mcp_request_duration_seconds_count", method="tools/call") == 4
     assert metric(scraped, "hivegate_active_sessions") == 2
+    # three calls reached the backend (the denied one did not)
+    assert metric(scraped, "hivegate_backend_duration_seconds_count", method="tools/call") == 3
+    assert metric(scraped, "hivegate_check_up", check="backend") == 1
+    assert metric(scraped, "hivegate_check_up", check="authz policies") == 1
 
     everything = audit_file.read_text() + "\n".join(gw.stderr)
     for secret in (dev, guest, "Bearer"):

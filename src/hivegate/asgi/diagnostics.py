@@ -27,6 +27,7 @@ def readiness_endpoint(readiness: Readiness) -> ASGIApp:
 class DiagnosticsApp:
     def __init__(self, metrics: Metrics | None, readiness: Readiness) -> None:
         self._metrics = metrics
+        self._readiness = readiness
         self._readyz = readiness_endpoint(readiness)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -34,6 +35,7 @@ class DiagnosticsApp:
         if scope["method"] not in ("GET", "HEAD"):
             await send_bytes(send, 405, b"", [(b"allow", b"GET")])
         elif path == "/metrics" and self._metrics is not None:
+            self._metrics.checked((r.name, r.ok) for r in await self._readiness.results())
             await send_bytes(send, 200, self._metrics.render(), [(b"content-type", CONTENT_TYPE.encode())])
         elif path == "/health":
             await send_json(send, 200, {"status": "ok"})

@@ -5,7 +5,11 @@
 - `hivegate_auth_failures_total{reason}`: rejected authentications (`missing_token`, `invalid_token`, …);
 - `hivegate_authz_decisions_total{decision}`: Cedar decisions (allow, deny);
 - `hivegate_http_requests_total{status}`: HTTP exchanges on the MCP endpoint;
-- `hivegate_active_sessions`, `hivegate_backend_up`, `hivegate_backend_restarts_total` (read when scraped);
+- `hivegate_backend_duration_seconds{method}`: the part of each forwarded request spent past the gateway's own
+  checks (the backend's latency, as the gateway sees it);
+- `hivegate_check_up{check}`: each readiness check (`backend`, `authz policies`, …), 1 passing, 0 failing, run
+  when scraped (cached for 2 s);
+- `hivegate_active_sessions`, `hivegate_backend_restarts` (read when scraped);
 - `hivegate_token_grants_total{grant_type, outcome}` from the embedded authorization server.
 Methods outside the MCP vocabulary are counted as `other`, so a client cannot create unbounded label values.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -69,6 +73,9 @@ class Metrics:
         self.auth_failures = Counter("hivegate_auth_failures", "Rejected authentications", ["reason"], registry=r)
         self.decisions = Counter("hivegate_authz_decisions", "Authorization decisions", ["decision"], registry=r)
         self.grants = Counter("hivegate_token_grants", "Token endpoint grants", ["grant_type", "outcome"], registry=r)
+        self.backend = Histogram("hivegate_backend_duration_seconds", "Time spent at the backend", ["method"],
+                                 buckets=_BUCKETS, registry=r)  # fmt: skip
+        self.checks = Gauge("hivegate_check_up", "Readiness checks (1 passing)", ["check"], registry=r)
         self._live: dict[str, tuple[str, Callable[[], float]]] = {}
         r.register(_Live(self._live))
 
@@ -89,8 +96,15 @@ class Metrics:
             self.requests.labels(method, call.outcome or "error").inc()
             if call.duration is not None and call.request_id is not None:
                 self.duration.labels(method).observe(call.duration)
+                if call.decision != "deny":
+                    self.backend.labels(method).observe(max(0.0, call.duration - (call.authz_duration or 0.0)))
             if call.decision is not None:
                 self.decisions.labels(call.decision).inc()
+
+    def checked(self, results: Iterable[tuple[str, bool]]) -> None:
+        """The latest readiness results, (check name, passing)."""
+        for name, ok in results:
+            self.checks.labels(name).set(1.0 if ok else 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
