@@ -161,6 +161,11 @@ class BackendPool:
             status.trial = True
         return None
 
+    def usable(self, backend: str) -> bool:
+        """Whether `backend` may be asked now (its health and its circuit), without using up a half-open trial."""
+        status = self.statuses[backend]
+        return status.state != "unhealthy" and not (status.open_until and time.monotonic() < status.open_until)
+
     def call_finished(self, backend: str, ok: bool) -> None:
         status = self.statuses.get(backend)
         breaker = self._failure.circuit_breaker

@@ -195,7 +195,7 @@ class VirtualTransport:
             return self._pool.catalog
         if self._own_catalog is not None:
             return self._own_catalog
-        missing = [b for b in self._pool.caller_scoped if b not in self._own_lists and self._pool.refusal(b) is None]
+        missing = [b for b in self._pool.caller_scoped if b not in self._own_lists and self._pool.usable(b)]
         found = await asyncio.gather(*(self._list_backend(b) for b in missing), return_exceptions=True)
         for backend, lists in zip(missing, found, strict=True):
             if isinstance(lists, AuthenticationError):
