@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,6 +51,7 @@ _LISTS: Mapping[str, tuple[str, Callable[[Catalog], tuple[Mapping[str, Any], ...
     "resources/list": ("resources", lambda c: c.resources),
     "resources/templates/list": ("resourceTemplates", lambda c: c.templates),
 }
+_RELIST = 30.0  # seconds before a caller-scoped backend that could not be listed for this session is tried again
 _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 
 
@@ -71,6 +73,7 @@ class VirtualTransport:
         self._capabilities: dict[str, Mapping[str, Any]] = {}  # per opened backend, from its initialize answer
         self._own_lists: dict[str, BackendLists] = {}  # caller-scoped backends, as listed for this caller
         self._own_catalog: Catalog | None = None
+        self._own_failed: dict[str, float] = {}  # caller-scoped backends that could not be listed, and when
 
     # -- Transport -------------------------------------------------------------------------------------------------
 
@@ -195,7 +198,12 @@ class VirtualTransport:
             return self._pool.catalog
         if self._own_catalog is not None:
             return self._own_catalog
-        missing = [b for b in self._pool.caller_scoped if b not in self._own_lists and self._pool.usable(b)]
+        now = time.monotonic()
+        missing = [
+            b
+            for b in self._pool.caller_scoped
+            if b not in self._own_lists and self._pool.usable(b) and now - self._own_failed.get(b, -_RELIST) >= _RELIST
+        ]
         found = await asyncio.gather(*(self._list_backend(b) for b in missing), return_exceptions=True)
         for backend, lists in zip(missing, found, strict=True):
             if isinstance(lists, AuthenticationError):
@@ -205,6 +213,7 @@ class VirtualTransport:
                 if not self._pool.best_effort:
                     raise BackendError(f"backend {backend!r} could not be listed for this caller: {reason}")
                 logger.warning("backend %r could not be listed for this caller: %s", backend, reason)
+                self._own_failed[backend] = now  # not again on every request: after a pause
                 continue
             self._own_lists[backend] = lists
         catalog = self._pool.build({**self._pool.shared_lists(), **self._own_lists})
