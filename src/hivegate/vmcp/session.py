@@ -176,8 +176,12 @@ class VirtualTransport:
             await session.request(message, _Relay(self, backend))
         except BackendError as exc:
             self._routes.pop(request_id, None)
-            self._pool.call_finished(backend, ok=False)
+            if not isinstance(exc, OutgoingAuthError):
+                self._pool.call_finished(backend, ok=False)
             self._error(request_id, BACKEND_UNAVAILABLE, str(exc))
+        except BaseException:  # e.g. the caller must log in again: the gateway answers 401
+            self._routes.pop(request_id, None)
+            raise
 
     async def _list(self, request_id: RequestId, method: str) -> None:
         problem = self._pool.list_problem()
