@@ -44,36 +44,15 @@ def _credentials(
     cfg: RunConfig, embedded: EmbeddedAuthServer | None, shutdown: list[Callable[[], Awaitable[None]]]
 ) -> Credentials | None:
     """`--token-exchange-*`: the remote backend's own token, exchanged per caller (None: no credential)."""
-    exchange = cfg.token_exchange
-    if exchange is None:
+    if cfg.token_exchange is None:
         return None
     from hivegate.authn.ssrf import GuardedHTTPClient
-    from hivegate.outgoing.credentials import (
-        ID_TOKEN_TYPE,
-        ExchangedToken,
-        SubjectSource,
-        caller_token,
-        upstream_subject,
-    )
+    from hivegate.vmcp.outgoing import exchanged_token
 
-    http = GuardedHTTPClient(allow_http=urlsplit(exchange.token_url).scheme == "http", allow_private=True, timeout=10.0)
+    loopback_http = urlsplit(cfg.token_exchange.token_url).scheme == "http"
+    http = GuardedHTTPClient(allow_http=loopback_http, allow_private=True, timeout=10.0)
     shutdown.append(http.aclose)
-    subject: SubjectSource = caller_token()
-    if embedded is not None:  # the caller's token from the first upstream provider is the subject
-        provider = embedded.server.upstream_names[0]
-        wants_id = exchange.subject_token_type == ID_TOKEN_TYPE
-        subject = upstream_subject(embedded.server.upstream_tokens, provider, id_token=wants_id)
-    return ExchangedToken(
-        token_url=exchange.token_url,
-        http=http,
-        subject=subject,
-        client_id=exchange.client_id,
-        client_secret=exchange.client_secret,
-        audience=exchange.audience,
-        scopes=exchange.scopes,
-        subject_token_type=exchange.subject_token_type,
-        header_name=exchange.external_token_header_name,
-    )
+    return exchanged_token(cfg.token_exchange, embedded, http, "--token-exchange-url")
 
 
 def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> TransportFactory:
@@ -264,13 +243,7 @@ def _operations(
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         readiness.add("backend", lambda: tcp_reachable(host, port))
     if embedded is not None:
-        server = embedded.server
-
-        async def storage_ready() -> str | None:
-            await server.ready()
-            return None
-
-        readiness.add("authserver storage", storage_ready)
+        readiness.add("authserver storage", embedded.storage_ready)
     if gate is not None:
         policies = gate
 

@@ -31,6 +31,11 @@ class EmbeddedAuthServer:
     resource: str
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    async def storage_ready(self) -> str | None:
+        """A readiness check: None when the storage answers (`StorageError` otherwise)."""
+        await self.server.ready()
+        return None
+
     async def aclose(self) -> None:
         for close in self.closers:
             try:

@@ -30,7 +30,7 @@ from hivegate.vmcp.config import (
 if TYPE_CHECKING:
     from hivegate.authserver.build import EmbeddedAuthServer
 
-__all__ = ["backend_credentials", "sts_http_client"]
+__all__ = ["backend_credentials", "exchanged_token", "sts_http_client"]
 
 
 def sts_http_client(cfg: VMCPConfig) -> GuardedHTTPClient:
@@ -60,10 +60,17 @@ def backend_credentials(
         _check_provider(embedded, strategy.provider_name, where)
         return UpstreamToken(embedded.server.upstream_tokens, strategy.provider_name)
     assert isinstance(strategy, TokenExchange)
+    return exchanged_token(strategy, embedded, http, where)
+
+
+def exchanged_token(
+    strategy: TokenExchange, embedded: EmbeddedAuthServer | None, http: GuardedHTTPClient, where: str
+) -> ExchangedToken:
+    """The `tokenExchange` credential: with an embedded authorization server the subject is the caller's token from
+    `subjectProviderName` (default the first upstream), otherwise the caller's validated incoming token."""
     subject: SubjectSource
     if embedded is not None:
-        names = embedded.server.upstream_names
-        provider = strategy.subject_provider_name or names[0]
+        provider = strategy.subject_provider_name or embedded.server.upstream_names[0]
         _check_provider(embedded, provider, where)
         subject = upstream_subject(
             embedded.server.upstream_tokens, provider, id_token=strategy.subject_token_type == ID_TOKEN_TYPE

@@ -201,13 +201,7 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
     readiness = Readiness()
     readiness.add("backends", lambda: _backends_ready(pool))
     if embedded is not None:
-        server = embedded.server
-
-        async def storage_ready() -> str | None:
-            await server.ready()
-            return None
-
-        readiness.add("authserver storage", storage_ready)
+        readiness.add("authserver storage", embedded.storage_ready)
     if shared is not None:
         store = shared.store
 
