@@ -100,7 +100,8 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
     public: dict[str, ASGIApp] = {}
     prefixes: dict[str, ASGIApp] = {}
     summary: list[str] = []
-    metrics = Metrics()
+    served_metrics = cfg.telemetry is not None and cfg.telemetry.enable_prometheus_metrics_path
+    metrics = Metrics() if served_metrics else None  # nobody can read them otherwise: no cost per request
     authenticator: Authenticator
     embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.incoming_auth.oidc.resource_url
@@ -112,7 +113,7 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
             cfg.auth_server, server_name=cfg.name, mcp_path=cfg.path, resource_url=resource_url
         )
         authenticator, resource_url = embedded.authenticator, embedded.resource
-        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant)
+        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
         public.update(routes.routes())
         prefixes.update(routes.prefixes())
         shutdown.append(embedded.aclose)
@@ -174,10 +175,10 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
 
         shutdown.append(close_audit)
         summary.append(f"audit: {cfg.audit.log_file or 'standard output'}")
-    observers.append(metrics)
-    metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
-    metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
-    if cfg.telemetry is not None and cfg.telemetry.enable_prometheus_metrics_path:
+    if metrics is not None:
+        observers.append(metrics)
+        metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
+        metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
         public["/metrics"] = _metrics_endpoint(metrics)
     if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
         from hivegate.observe.tracing import otlp_tracer, traces_url
