@@ -204,3 +204,22 @@ async def test_start_up_prints_one_summary_with_auth_policies_and_backend_health
     assert f"  authz: 1 Cedar policies from {policies}" in lines
     assert "  audit: standard output" in lines
     assert lines[-1] == "  health: backend ok, authz policies ok"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_a_full_disk_under_the_audit_log_costs_requests_nothing(tmp_path: Path) -> None:
+    """`/dev/full` accepts the open and fails every write with ENOSPC: calls keep working, the gateway says why once."""
+    (tmp_path / "audit.yaml").write_text("logFile: /dev/full\n")
+    args = ["--audit-config", str(tmp_path / "audit.yaml"), *fixture_command()]
+    async with hivegate_run(args) as gw, httpx.AsyncClient() as http:
+        headers = await initialize(http, gw.url, {})
+        for rid in range(1, 6):
+            answer = await call(http, gw.url, headers, rid, "echo", text=f"call {rid}")
+            assert answer.status_code == 200
+            assert f"call {rid}" in answer.text
+        assert (await http.get(f"{gw.base}/health")).status_code == 200
+    errors = [line for line in gw.stderr if "ERROR" in line]
+    assert len(errors) == 1, gw.stderr
+    assert "cannot write the audit log" in errors[0]
+    assert "No space left on device" in errors[0]
+    assert not any("Traceback" in line for line in gw.stderr)

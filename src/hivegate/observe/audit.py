@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 import threading
 import uuid
@@ -145,15 +147,20 @@ class Auditor:
         path = Path(self._config.log_file)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._out = path.open("a", encoding="utf-8", buffering=1)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchmod(fd, 0o600)  # a regular file only: never a device or pipe someone pointed us at
+            self._out = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
         except OSError as exc:
             raise ConfigError(f"audit logFile {path}: cannot open for writing: {exc.strerror or exc}") from None
-        path.chmod(0o600)
 
     def close(self) -> None:
-        if self._out is not None and self._out is not sys.stdout:
-            self._out.close()
-        self._out = None
+        out, self._out = self._out, None
+        if out is not None and out is not sys.stdout:
+            try:
+                out.close()  # flushes: can fail as any write can
+            except OSError as exc:
+                self._failed(exc)
 
     def exchange_done(self, exchange: Exchange) -> None:
         for call in exchange.calls:
@@ -230,6 +237,9 @@ class Auditor:
             with self._lock:
                 out.write(line)
         except (OSError, ValueError) as exc:  # a full disk or closed file loses the line, never the request
-            self.failures += 1
-            if self.failures == 1:
-                logger.error("audit: cannot write the audit log (%s); further failures are counted only", exc)
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            logger.error("audit: cannot write the audit log (%s); further failures are counted only", exc)
