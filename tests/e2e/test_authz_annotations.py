@@ -1,14 +1,18 @@
 """A policy on tool annotations decides a client's very first call, before it ever listed the tools: the gateway
-asks the backend for its tool list itself (ToolHive only learns annotations from lists the client asked for)."""
+asks the backend for its tool list itself (ToolHive only learns annotations from lists the client asked for), for a
+stdio backend and for a remote one answering with an event stream or with JSON."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from support.backend import fixture_http_server
 from support.gateway import fixture_command, hivegate_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -16,11 +20,26 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 ACCEPT = {"accept": "application/json, text/event-stream"}
 
 
-async def test_read_only_policy_decides_a_call_made_without_listing_first(tmp_path: Path) -> None:
+@asynccontextmanager
+async def backend(kind: str) -> AsyncIterator[list[str]]:
+    """The gateway's target arguments: the stdio fixture, or the fixture serving Streamable HTTP."""
+    if kind == "stdio":
+        yield fixture_command()
+        return
+    async with fixture_http_server(kind) as url:
+        yield [url]
+
+
+@pytest.mark.parametrize("kind", ["stdio", "--http", "--http-json"])
+async def test_read_only_policy_decides_a_call_made_without_listing_first(tmp_path: Path, kind: str) -> None:
     policy = 'permit(principal, action == Action::"call_tool", resource) when { resource.readOnlyHint == true };'
     config = tmp_path / "authz.json"
     config.write_text(json.dumps({"version": "1", "type": "cedarv1", "cedar": {"policies": [policy]}}))
-    async with hivegate_run(["--authz-config", str(config), *fixture_command()]) as gw, httpx.AsyncClient() as http:
+    async with (
+        backend(kind) as target,
+        hivegate_run(["--authz-config", str(config), *target]) as gw,
+        httpx.AsyncClient() as http,
+    ):
         init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
                 "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip  # noqa: E501
         answer = await http.post(gw.url, json=init, headers=ACCEPT)

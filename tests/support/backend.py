@@ -39,7 +39,7 @@ async def fixture_http_server(mode: str = "--http") -> AsyncIterator[str]:
     )
     try:
         await wait_for_port(port)
-        yield f"http://127.0.0.1:{port}/{'mcp' if mode == '--http' else 'sse'}"
+        yield f"http://127.0.0.1:{port}/{'sse' if mode == '--sse' else 'mcp'}"
     finally:
         proc.terminate()
         try:

@@ -36,6 +36,7 @@ _FORWARD_RESPONSE = frozenset(
 )
 _OWNER_LIMIT = 100_000
 _SETTLE_LIMIT = 64 * 1024  # answers up to this size are read for the audit outcome
+_HINTS_ID = "hivegate-tool-annotations"  # the id of the tools/list the gateway sends for annotation hints
 
 
 class ReverseProxy:
@@ -85,6 +86,7 @@ class ReverseProxy:
         request_id: jsonrpc.RequestId | None = None
         rewrite: Callable[[jsonrpc.Message], jsonrpc.Message] | None = None
         calls: list[McpCall] = []
+        credential: list[tuple[bytes, bytes]] | None = None  # the backend's own, fetched once, when first needed
         if method == "POST":
             try:
                 body = await read_body(receive, self._max_body)
@@ -110,18 +112,21 @@ class ReverseProxy:
                     if isinstance(item, dict) and jsonrpc.valid_message(item):
                         calls.append(exchange.call(item))
             if self._gate is not None:
+                if any(self._gate.needs_tool_list(m) for m in _requests(message)):
+                    credential = await self._credential(send, request_id)
+                    if credential is None:
+                        return
+                    await self._learn_tools(headers + credential)
                 refused, rewrite = self._authorize(principal, message, calls)
                 if refused is not None:
                     await send_json(send, *refused)
                     _settle(calls, refused[1])
                     return
-        if self._credentials is not None:
-            try:
-                extra = await self._credentials.headers(current_caller.get())
-            except OutgoingAuthError as exc:
-                await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, str(exc))
+        if credential is None:
+            credential = await self._credential(send, request_id)
+            if credential is None:
                 return
-            headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        headers += credential
         try:
             resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
         except HTTPTimeout:
@@ -157,14 +162,43 @@ class ReverseProxy:
             with contextlib.suppress(ValueError):
                 _settle(calls, jsonrpc.decode(payload))
 
+    async def _credential(self, send: Send, request_id: jsonrpc.RequestId | None) -> list[tuple[bytes, bytes]] | None:
+        """The backend's own credential as headers, or None once the caller has been told why there is none."""
+        if self._credentials is None:
+            return []
+        try:
+            extra = await self._credentials.headers(current_caller.get())
+        except OutgoingAuthError as exc:
+            await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, str(exc))
+            return None
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+
+    async def _learn_tools(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Ask the backend, on the caller's session, for its tool list so a call's annotation hints are known (a
+        client may call a tool without listing first). Failures leave the hints unknown (policies then decide
+        without them)."""
+        assert self._gate is not None
+        ask = [(k, v) for k, v in headers if k not in (b"accept", b"content-type")]
+        ask += [(b"accept", b"application/json, text/event-stream"), (b"content-type", b"application/json")]
+        body = jsonrpc.encode({"jsonrpc": "2.0", "id": _HINTS_ID, "method": "tools/list", "params": {}})
+        try:
+            async with asyncio.timeout(min(self._timeout, 10.0)):
+                resp = await self._pool.request("POST", ask, body, timeout=self._timeout)
+                payload = await resp.read()
+        except (HTTPClientError, TimeoutError) as exc:
+            logger.info("backend %r: could not list tools for their annotations: %s", self._name, exc)
+            return
+        answer = _answer(payload, resp.header(b"content-type") or b"", _HINTS_ID) if resp.status == 200 else None
+        if answer is not None:
+            self._gate.learn_tool_list(answer)
+
     def _authorize(
         self, principal: Principal, message: Any, calls: list[McpCall]
     ) -> tuple[tuple[int, Any] | None, Callable[[jsonrpc.Message], jsonrpc.Message] | None]:
         """A refusal to send instead of forwarding, or how to filter the list answers that come back."""
         gate = self._gate
         assert gate is not None
-        messages = message if isinstance(message, list) else [message]
-        requests = [m for m in messages if isinstance(m, dict) and jsonrpc.is_request(m)]
+        requests = _requests(message)
         by_id = {c.request_id: c for c in calls if c.request_id is not None}
         refusals = []
         lists: dict[Any, str] = {}
@@ -231,6 +265,41 @@ class ReverseProxy:
         self._owners[session_id] = owner
         if len(self._owners) > _OWNER_LIMIT:
             self._owners.popitem(last=False)
+
+
+def _requests(message: Any) -> list[jsonrpc.Message]:
+    """The requests of one message or a batch."""
+    return [
+        m
+        for m in (message if isinstance(message, list) else [message])
+        if isinstance(m, dict) and jsonrpc.is_request(m)
+    ]
+
+
+def _answer(payload: bytes, content_type: bytes, request_id: str) -> jsonrpc.Message | None:
+    """The answer to `request_id` in a JSON body or an event stream (which may carry notifications first)."""
+    for chunk in _event_data(payload) if content_type.startswith(b"text/event-stream") else [payload]:
+        try:
+            message = jsonrpc.decode(chunk)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
+            return message
+    return None
+
+
+def _event_data(payload: bytes) -> list[bytes]:
+    """The data of each event in a whole `text/event-stream` body."""
+    events: list[bytes] = []
+    data: list[bytes] = []
+    for line in [*payload.splitlines(), b""]:
+        if not line:
+            if data:
+                events.append(b"\n".join(data))
+            data = []
+        elif line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+    return events
 
 
 def _rewrite_json(payload: bytes, rewrite: Callable[[jsonrpc.Message], jsonrpc.Message]) -> bytes:
