@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +28,35 @@ HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 CLEANUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_line(loadavg_start: float, loadavg_end: float) -> str:
+    """The machine and how busy it was: the figures' context."""
+    import platform
+
+    return (
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {loadavg_start:.1f} "
+        f"before / {loadavg_end:.1f} after (anything above ~0.5 before means other work skews the figures)"
+    )
+
+
+def print_grid(rows: Sequence[Sequence[str]]) -> None:
+    """A text table: the first row is the header (ruled below), the first column left-aligned, the rest right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        print(
+            " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        )
+        if index == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def print_footer(notes: Iterable[str], errors: Iterable[str], elapsed: float) -> None:
+    for note in notes:
+        print(f"  note: {note}")
+    for error in errors:
+        print(f"  ERROR: {error}")
+    print(f"  (total {elapsed:.0f} s)")
 
 
 def free_port() -> int:

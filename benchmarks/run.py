@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -48,6 +48,9 @@ from harness import (
     cpu_seconds,
     descendants,
     free_port,
+    machine_line,
+    print_footer,
+    print_grid,
     wait_for_port,
 )
 
@@ -649,16 +652,12 @@ async def bench_authz(cfg: Config, procs: Processes, identity: Identity, report:
 def print_table(cfg: Config, report: Report, elapsed: float) -> None:
     headers = Row("figure", "direct", "gateway", "gateway vs direct", "target", "result")
     rows = [headers, *report.rows]
-    widths = [max(len(getattr(row, name)) for row in rows) for name in headers.__dataclass_fields__]
     mode = "quick" if cfg.quick else "full"
     load = "wrk 4 (1 thread)" if cfg.use_wrk else "python load generator (competes for the 2 cores)"
     start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
     print()
     print(f"hivegate benchmarks — {mode} mode, {cfg.duration:g} s per throughput run, JWT validation ON in the gateway")
-    print(
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {start_load:.1f} "
-        f"before / {end_load:.1f} after (anything above ~0.5 before means other work skews the figures)"
-    )
+    print(machine_line(start_load, end_load))
     latency = "sequential aiohttp client" + (" and wrk -c1" if cfg.use_wrk else "")
     ran = {row.figure[:3] for row in report.rows}
     if "(a)" in ran:
@@ -672,21 +671,8 @@ def print_table(cfg: Config, report: Report, elapsed: float) -> None:
         print(f"gateway command: {cfg.gateway_cmd_note}")
     if cfg.gateway_problem:
         print(f"GATEWAY NOT MEASURED: {cfg.gateway_problem}")
-    line = "-+-".join("-" * width for width in widths)
-    for index, row in enumerate(rows):
-        cells = [getattr(row, name) for name in headers.__dataclass_fields__]
-        padded = [
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ]
-        print(" | ".join(padded))
-        if index == 0:
-            print(line)
-    for note in report.notes:
-        print(f"  note: {note}")
-    for error in report.errors:
-        print(f"  ERROR: {error}")
-    print(f"  (total {elapsed:.0f} s)")
+    print_grid([[getattr(row, name) for name in headers.__dataclass_fields__] for row in rows])
+    print_footer(report.notes, report.errors, elapsed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -743,29 +729,14 @@ def main() -> int:
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
         identity = Identity.start(procs)
-        for key, bench in benches.items():
-            if key not in args.only:
-                continue
-            print(f"running ({key}) ...", file=sys.stderr, flush=True)
-            keep = len(procs.running)
-            try:
-                run_async(bench(cfg, procs, identity, report))
-            except Exception as exc:
-                report.errors.append(f"({key}) {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-            finally:
-                for proc in procs.running[keep:]:  # this benchmark's processes
-                    procs.stop(proc)
+        jobs = {key: functools.partial(bench, cfg, procs, identity, report) for key, bench in benches.items()}
+        run_benches(procs, jobs, args.only, report.errors)
     report.raw["loadavg_end"] = os.getloadavg()[0]
     print_table(cfg, report, time.perf_counter() - started)
     if args.json:
         payload = {"config": asdict(cfg), **asdict(report)}
         args.json.write_text(json.dumps(payload, indent=2, default=str))
-    if report.errors:
-        return 1
-    if args.strict and any(row.verdict == "MISS" for row in report.rows):
-        return 2
-    return 0
+    return exit_status(report.errors, (row.verdict for row in report.rows), args.strict)
 
 
 def run_async(coro: Coroutine[Any, Any, None]) -> None:
@@ -800,6 +771,35 @@ def run_async(coro: Coroutine[Any, Any, None]) -> None:
         asyncio.run(guarded())
     else:
         uvloop.run(guarded())
+
+
+def run_benches(
+    procs: Processes, benches: Mapping[str, Callable[[], Coroutine[Any, Any, None]]], only: str, errors: list[str]
+) -> None:
+    """Run the benchmarks named in `only`, one at a time; each one's failure is recorded in `errors` and its
+    processes are stopped before the next starts."""
+    for key, bench in benches.items():
+        if key not in only:
+            continue
+        print(f"running ({key}) ...", file=sys.stderr, flush=True)
+        keep = len(procs.running)
+        try:
+            run_async(bench())
+        except Exception as exc:
+            errors.append(f"({key}) {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        finally:
+            for proc in procs.running[keep:]:  # this benchmark's processes
+                procs.stop(proc)
+
+
+def exit_status(errors: Sequence[str], verdicts: Iterable[str], strict: bool) -> int:
+    """1 when a benchmark failed to run; with `strict`, 2 when a target was missed; else 0."""
+    if errors:
+        return 1
+    if strict and any(v == "MISS" for v in verdicts):
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

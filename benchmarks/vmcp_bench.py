@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
-import platform
 import re
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,8 +38,20 @@ import aiohttp
 
 import fastmcp_peer
 import loadgen
-from harness import BENCH_DIR, HOST, ManagedProcess, Processes, cpu_seconds, descendants, free_port, wait_for_port
-from run import _on_signal, find_hivegate, fmt_ms, fmt_rate, run_async, verdict
+from harness import (
+    BENCH_DIR,
+    HOST,
+    ManagedProcess,
+    Processes,
+    cpu_seconds,
+    descendants,
+    free_port,
+    machine_line,
+    print_footer,
+    print_grid,
+    wait_for_port,
+)
+from run import _on_signal, exit_status, find_hivegate, fmt_ms, fmt_rate, run_benches, verdict
 
 TARGET_COST_RATIO = 1.1  # (a) vMCP / hivegate run, latency and time per call
 TARGET_COLD_MS = 30.0  # (b) first tools/list of a fresh vMCP
@@ -709,31 +720,16 @@ def print_table(opts: Options, report: Report, elapsed: float) -> None:
     headers = Row("figure", "baseline", "vMCP", "vMCP vs baseline", "target", "result")
     rows = [headers, *report.rows]
     names = list(headers.__dataclass_fields__)
-    widths = [max(len(getattr(row, name)) for row in rows) for name in names]
     start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
     print()
     print(f"hivegate vMCP benchmarks — {'quick' if opts.quick else 'full'} mode, {opts.duration:g} s per load run")
-    print(
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {start_load:.1f} "
-        f"before / {end_load:.1f} after (anything above ~0.5 before means other work skews the figures)"
-    )
+    print(machine_line(start_load, end_load))
     print("baseline: (a) hivegate run --foreground, (b) one backend directly, (c) FastMCP multi-server proxy")
     print("load: aiohttp in this process, one worker per MCP session (competes for the cores)")
     if opts.vmcp_problem:
         print(f"VMCP NOT MEASURED: {opts.vmcp_problem}")
-    line = "-+-".join("-" * width for width in widths)
-    for index, row in enumerate(rows):
-        cells = [getattr(row, name) for name in names]
-        print(
-            " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        )
-        if index == 0:
-            print(line)
-    for note in report.notes:
-        print(f"  note: {note}")
-    for error in report.errors:
-        print(f"  ERROR: {error}")
-    print(f"  (total {elapsed:.0f} s)")
+    print_grid([[getattr(row, name) for name in names] for row in rows])
+    print_footer(report.notes, report.errors, elapsed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -794,28 +790,13 @@ def main() -> int:
     }
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
-        for key, bench in benches.items():
-            if key not in args.only:
-                continue
-            print(f"running ({key}) ...", file=sys.stderr, flush=True)
-            keep = len(procs.running)
-            try:
-                run_async(bench(opts, procs, report))
-            except Exception as exc:
-                report.errors.append(f"({key}) {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-            finally:
-                for proc in procs.running[keep:]:  # this benchmark's processes
-                    procs.stop(proc)
+        jobs = {key: functools.partial(bench, opts, procs, report) for key, bench in benches.items()}
+        run_benches(procs, jobs, args.only, report.errors)
     report.raw["loadavg_end"] = os.getloadavg()[0]
     print_table(opts, report, time.perf_counter() - started)
     if args.json:
         args.json.write_text(json.dumps({"options": asdict(opts), **asdict(report)}, indent=2, default=str))
-    if report.errors:
-        return 1
-    if args.strict and any(row.verdict == "MISS" for row in report.rows):
-        return 2
-    return 0
+    return exit_status(report.errors, (row.verdict for row in report.rows), args.strict)
 
 
 if __name__ == "__main__":

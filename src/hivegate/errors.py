@@ -58,6 +58,11 @@ class BackendError(HivegateError):
     """The backend MCP server did not answer; maps to a JSON-RPC internal error."""
 
 
+class SessionGone(BackendError):
+    """The backend no longer knows the session (HTTP 404 to its session id, e.g. after a restart): the message was
+    not processed, so it may be sent again on a new session."""
+
+
 class FetchError(HivegateError):
     """A guarded fetch failed: network error, timeout, oversized or unparseable body. Never carries a token."""
 

@@ -18,7 +18,7 @@ import orjson
 from hivegate.backends.sse_parser import iter_events
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
-from hivegate.errors import BackendError
+from hivegate.errors import BackendError, SessionGone
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials
 
@@ -197,9 +197,9 @@ class StreamableClientTransport:
             raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
         if resp.status == 404 and self._session_id is not None:
             resp.release()
-            self._reason = "the backend ended the session"
+            self._reason = f"backend {self._name!r} no longer knows the session (HTTP 404)"
             self._closed.set()
-            raise BackendError(self._reason)
+            raise SessionGone(self._reason)
         if resp.status in (401, 403):
             resp.release()
             raise BackendError(f"backend {self._name!r} refused the gateway's credential (HTTP {resp.status})")

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, INTERNAL_ERROR, Message, RequestId, error_response
-from hivegate.errors import BackendError
+from hivegate.errors import BackendError, SessionGone
 
 __all__ = ["BackendSession", "Sink"]
 
@@ -60,6 +60,7 @@ class _Pending:
     progress_token: Any = None
     timer: asyncio.TimerHandle | None = None
     transform: Callable[[Message], Message] | None = None
+    resending: bool = False  # sent again on a new session: the old session's end does not fail it
 
 
 class BackendSession:
@@ -243,7 +244,7 @@ class BackendSession:
         forwarded = dict(message)
         forwarded["id"] = gid
         try:
-            await self._send(forwarded)
+            await self._send_or_resend(forwarded, pending)
         except BackendError as exc:
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
         except BaseException:  # e.g. the caller must log in again: nothing was sent, nothing will answer
@@ -292,6 +293,22 @@ class BackendSession:
             await asyncio.wait_for(self._ready.wait(), self._request_timeout)
         except TimeoutError:
             raise BackendError(f"backend {self.name!r} is restarting and did not come back in time") from None
+
+    async def _send_or_resend(self, message: Message, pending: _Pending) -> None:
+        """Send a client request; when the backend no longer knows the session (it restarted), the request was not
+        processed: send it once more on the session the supervisor opens in its place."""
+        transport = self._transport
+        try:
+            await self._send(message)
+        except SessionGone:
+            if transport is self._transport:
+                self._ready.clear()  # the supervisor has not replaced the transport yet: wait for it
+            pending.resending = True
+            try:
+                await self._wait_ready()
+            finally:
+                pending.resending = False
+            await self._send(message)
 
     async def _send(self, message: Message) -> None:
         transport = self._transport
@@ -412,6 +429,8 @@ class BackendSession:
     def _fail_all(self, reason: str) -> None:
         for gid in list(self._pending):
             pending = self._pending[gid]
+            if pending.resending and not self._closing:
+                continue
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, reason))
         self._fail_internal(reason)
 

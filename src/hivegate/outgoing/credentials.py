@@ -170,6 +170,7 @@ class ExchangedToken:
         key = hashlib.sha256(subject_token.encode()).digest()
         cached = self._cache.get(key)
         if cached is not None and cached[1] - RENEW_BEFORE > self._clock():
+            self._cache.move_to_end(key)  # least recently used goes first when the cache is full
             return cached[0]
         pending = self._inflight.get(key)
         if pending is None:

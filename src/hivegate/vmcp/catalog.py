@@ -8,7 +8,9 @@ made unique across backends:
 - `prefix` (default): every tool and prompt is advertised as `prefixFormat` (default `{workload}_`) + its name;
 - `priority`: a name offered by several backends goes, bare, to the first of them in `priorityOrder`; the others
   listed there lose it; backends not listed keep it under their prefix. Unclashing names stay bare;
-- `manual`: names stay bare; a clash left unresolved by `overrides` or `filter` is an error naming the backends.
+- `manual`: names stay bare; a tool clash left unresolved by `overrides` or `filter` is an error naming the
+  backends. Prompts have no overrides or filter, so a prompt offered by several backends is advertised under each
+  backend's prefix instead (two instances of one server can then share a gateway).
 
 Resources keep their URIs (a URI is global): a URI offered twice goes to the first backend in priority (or
 configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name.
@@ -130,7 +132,7 @@ def _named(
         for _, item in items:
             holders.setdefault(str(item["name"]), []).append(backend)
     strategy = aggregation.conflict_resolution
-    if strategy == "manual":
+    if strategy == "manual" and kind == "tool":
         clashes = {name: owners for name, owners in holders.items() if len(set(owners)) > 1}
         if clashes:
             name, owners = sorted(clashes.items())[0]
@@ -148,6 +150,8 @@ def _named(
             shown = str(item["name"])
             if strategy == "prefix":
                 name = prefix + shown
+            elif strategy == "manual" and len(set(holders[shown])) > 1:
+                name = prefix + shown  # a prompt: tools clashing under manual were refused above
             elif strategy == "priority" and len(set(holders[shown])) > 1:
                 winner = next((b for b in ranked if b in listed and b in holders[shown]), None)
                 if backend == winner:

@@ -104,6 +104,7 @@ class BackendPool:
         self._health: asyncio.Task[None] | None = None
         self._closing = False
         self.catalog = Catalog()
+        self._everything: Catalog | None = None  # every backend's last lists, unhealthy ones too (lazily)
 
     @property
     def names(self) -> Sequence[str]:
@@ -127,7 +128,7 @@ class BackendPool:
 
         Raises `ConflictError` when `manual` conflict resolution finds a clash."""
         await asyncio.gather(*(self._check(name, startup=True) for name in self._order))
-        self.catalog = self._build()
+        self.catalog, self._everything = self._build(), None
         self._health = asyncio.create_task(self._health_loop())
         return [f"{s.name}: {s.last_error}" for s in self.statuses.values() if s.state != "healthy"]
 
@@ -221,7 +222,7 @@ class BackendPool:
         except ConfigError as exc:  # a clash that appeared at run time (manual): keep serving the last good one
             logger.error("vmcp: catalog not updated: %s", exc)
             return
-        old, self.catalog = self.catalog, catalog
+        old, self.catalog, self._everything = self.catalog, catalog, None
         if (old.tools, old.prompts, old.resources, old.templates) != (
             catalog.tools,
             catalog.prompts,
@@ -241,6 +242,17 @@ class BackendPool:
             for s in self.statuses.values()
             if s.lists is not None and not (self.best_effort and s.state == "unhealthy")
         }
+
+    def with_hidden(self) -> Catalog:
+        """The catalog as it would be with the backends `bestEffort` leaves out: tells a call to a tool of an
+        unhealthy backend (refused, naming it) from a call to no tool at all."""
+        if self._everything is None:
+            lists = {s.name: s.lists for s in self.statuses.values() if s.lists is not None}
+            try:
+                self._everything = self.build(lists)
+            except ConfigError:  # the hidden backend would clash (manual): it routes nothing
+                self._everything = self.catalog
+        return self._everything
 
     def build(self, lists: Mapping[str, BackendLists]) -> Catalog:
         """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`)."""

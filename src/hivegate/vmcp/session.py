@@ -131,7 +131,7 @@ class VirtualTransport:
             try:
                 backend, forwarded = self._target(await self._catalog(), method, params)
             except _NoRoute as miss:
-                self._error(request_id, miss.code, str(miss))
+                self._error(request_id, *self._miss(miss, method, params))
                 return
             await self._forward(backend, {**message, "params": forwarded})
 
@@ -156,6 +156,20 @@ class VirtualTransport:
                 return route.backend, {**params, "ref": {**ref, "name": route.name}}
             return _by_uri(catalog, ref.get("uri")), params
         raise _NoRoute(f"Method not found: {method}", METHOD_NOT_FOUND)
+
+    def _miss(self, miss: _NoRoute, method: str, params: dict[str, Any]) -> tuple[int, str]:
+        """The error for a request routed nowhere: naming the backend when an unhealthy one left out under
+        `bestEffort` offers what was asked for."""
+        if self._pool.best_effort and miss.code != METHOD_NOT_FOUND:
+            try:
+                backend, _ = self._target(self._pool.with_hidden(), method, params)
+            except _NoRoute:
+                pass
+            else:
+                refused = None if self._pool.usable(backend) else self._pool.refusal(backend)
+                if refused is not None:
+                    return BACKEND_UNAVAILABLE, refused
+        return miss.code, str(miss)
 
     async def _forward(self, backend: str, message: Message) -> None:
         request_id: RequestId = message["id"]

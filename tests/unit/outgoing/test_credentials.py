@@ -118,6 +118,23 @@ async def test_a_token_close_to_expiry_is_exchanged_again() -> None:
     assert len(server.forms) == 2
 
 
+async def test_a_full_cache_evicts_the_least_recently_used_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hivegate.outgoing.credentials.CACHE_ENTRIES", 2)
+    async with sts() as server:
+        client = http()
+        creds = ExchangedToken(token_url=server.url, http=client, subject=caller_token())
+        await creds.headers(caller("subject-a"))
+        await creds.headers(caller("subject-b"))
+        await creds.headers(caller("subject-a"))  # a hit: a is now the most recently used
+        await creds.headers(caller("subject-c"))  # the cache is full: b goes, a stays
+        again_a = await creds.headers(caller("subject-a"))
+        again_b = await creds.headers(caller("subject-b"))
+        await client.aclose()
+    assert again_a == {"Authorization": "Bearer exchanged-1"}
+    assert again_b == {"Authorization": "Bearer exchanged-4"}
+    assert [f["subject_token"] for f in server.forms] == ["subject-a", "subject-b", "subject-c", "subject-b"]
+
+
 async def test_a_custom_header_carries_the_token_as_is() -> None:
     async with sts() as server:
         client = http()

@@ -66,12 +66,22 @@ def test_manual_refuses_an_unresolved_clash_naming_tool_and_backends() -> None:
 
 def test_manual_accepts_a_clash_resolved_by_an_override() -> None:
     rules = (WorkloadTools("k8s", overrides={"search": ToolOverride(name="k8s_search", description="Find pods")}),)
-    no_prompt_clash = {b: BackendLists(tools=lists.tools) for b, lists in LISTS.items()}
-    catalog = build_catalog(no_prompt_clash, Aggregation("manual", tools=rules), ORDER)
+    catalog = build_catalog(LISTS, Aggregation("manual", tools=rules), ORDER)
     assert names(catalog.tools) == ["search", "create_issue", "k8s_search", "get_pods"]
     assert catalog.tool_routes["k8s_search"] == Route("k8s", "search")
     renamed = next(t for t in catalog.tools if t["name"] == "k8s_search")
     assert renamed["description"] == "Find pods"
+
+
+def test_manual_prefixes_a_clashing_prompt_and_keeps_a_unique_one_bare() -> None:
+    lists = {
+        "github": BackendLists(prompts=({"name": "review"}, {"name": "triage"})),
+        "k8s": BackendLists(prompts=({"name": "review"},)),
+    }
+    catalog = build_catalog(lists, Aggregation("manual"), ORDER)
+    assert names(catalog.prompts) == ["github_review", "triage", "k8s_review"]
+    assert catalog.prompt_routes["k8s_review"] == Route("k8s", "review")
+    assert catalog.prompt_routes["triage"] == Route("github", "triage")
 
 
 def test_manual_accepts_a_clash_resolved_by_a_filter() -> None:
