@@ -44,6 +44,7 @@ async def serve(
         loop=loop,
         http=http,
         log_level=log_level,
+        log_config=None,  # uvicorn's own lines go through the gateway's handler: one format (JSON or text) for all
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,
