@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from contextlib import AsyncExitStack
 from html import unescape
 from pathlib import Path
@@ -177,6 +178,22 @@ async def echo(url: str, access_token: str, text: str) -> str:
     return str(result.content[0].text)  # type: ignore[union-attr]
 
 
+async def ping_status(http: httpx.AsyncClient, url: str, access_token: str) -> int:
+    """The HTTP status of an `initialize` sent with `access_token` (401 once the token is refused)."""
+    params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json, text/event-stream"}
+    return (await http.post(url, json=body, headers=headers)).status_code
+
+
+async def refused_within(http: httpx.AsyncClient, url: str, access_token: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (status := await ping_status(http, url, access_token)) != 401:
+        assert status == 200
+        assert time.monotonic() < deadline, "the revoked access token is still accepted"
+        await asyncio.sleep(0.25)
+
+
 def no_traceback(*gateways: RunningGateway) -> None:
     for gw in gateways:
         assert not any("Traceback" in line for line in gw.stderr), "\n".join(gw.stderr[-30:])
@@ -256,6 +273,11 @@ async def test_two_replicas_sharing_redis_honour_each_others_tokens(tmp_path: Pa
         refused(await refresh(http, b.base, client_id, from_b), "invalid_grant", "revoked")
         refused(await refresh(http, b.base, client_id, from_a), "invalid_grant", "revoked")
         refused(await refresh(http, a.base, client_id, from_b), "invalid_grant", "revoked")
+        # and its access tokens: at once where it was revoked, within RECHECK (5 s) at the other replica
+        family_access = both[1].json()["access_token"]
+        assert await ping_status(http, a.url, family_access) == 401
+        await refused_within(http, b.url, family_access, 10)
+        await refused_within(http, b.url, access, 10)  # the family's first token, accepted by B before
         no_traceback(a, b)
 
 
@@ -426,6 +448,7 @@ async def test_security_checks_at_the_http_endpoints(tmp_path: Path) -> None:
             assert first.status_code == 200, first.text
             refused(await redeem(http, base, client_id, code, verifier), "invalid_grant", "already used")
             refused(await refresh(http, base, client_id, first.json()["refresh_token"]), "invalid_grant", "revoked")
+            assert await ping_status(http, gw.url, first.json()["access_token"]) == 401
 
             # the token request must prove the login's verifier and repeat its redirect URI
             code, verifier = await login(base, client_id)

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import getpass
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from hivegate.authn.config import OIDCConfig
 from hivegate.authn.discovery import OIDCDiscovery
@@ -109,8 +109,10 @@ class BearerAuthenticator:
         scopes: Sequence[str] = (),
         authorization_servers: Sequence[str] = (),
         http: GuardedHTTPClient | None = None,
+        revoked: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None,
     ) -> None:
         self._jwt = jwt_verifier
+        self._revoked = revoked  # asked per request, after the signature and claims checks (the embedded AS)
         self._introspector = introspector
         self._verifiers = tuple(v for v in (jwt_verifier, introspector) if v is not None)
         self._http = http
@@ -120,7 +122,12 @@ class BearerAuthenticator:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind `Authorization: Bearer <token>`; `AuthenticationError` when there is none."""
-        token = extract_bearer(authorization, check_syntax=False)
+        principal = await self._verified(extract_bearer(authorization, check_syntax=False))
+        if self._revoked is not None and await self._revoked(principal.claims):
+            raise AuthenticationError("invalid_token", "Token has been revoked")
+        return principal
+
+    async def _verified(self, token: str) -> Principal:
         for verifier in self._verifiers:
             principal = verifier.cached(token)
             if principal is not None:

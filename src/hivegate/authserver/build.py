@@ -90,6 +90,7 @@ def embedded_auth_server(
         realm=cfg.issuer,
         scopes=scopes or _advertised_scopes(cfg),
         authorization_servers=(cfg.issuer,),
+        revoked=server.token_revoked,
     )
     closers: list[Callable[[], Awaitable[None]]] = [upstream_http.aclose, metadata_http.aclose, store.aclose]
     return EmbeddedAuthServer(server, authenticator, resource, closers)

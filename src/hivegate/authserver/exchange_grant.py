@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -29,6 +29,7 @@ from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import SigningKeys
 from hivegate.authserver.pkce import random_id
+from hivegate.authserver.revocation import FAMILY_CLAIM
 from hivegate.authserver.upstream.base import UpstreamError
 from hivegate.errors import AuthenticationError
 
@@ -64,6 +65,7 @@ class TokenExchangeGrant:
         access_lifespan: float,
         upstreams: Sequence[TrustedIssuer],
         clock: Callable[[], float],
+        revoked: Callable[[Mapping[str, Any]], Awaitable[bool]],
     ) -> None:
         self._issuer = issuer
         self._keys = keys
@@ -73,6 +75,7 @@ class TokenExchangeGrant:
         self._lifespan = access_lifespan
         self._upstreams = {u.issuer: u for u in upstreams if u.issuer}
         self._clock = clock
+        self._revoked = revoked
 
     async def exchange(self, client: Client, form: Mapping[str, str], targets: Sequence[str]) -> dict[str, Any]:
         """The token response for one exchange request (`form`: single-valued parameters; `targets`: every
@@ -95,6 +98,15 @@ class TokenExchangeGrant:
         subject = await self._subject(token, token_type)
         scope = self._scope(form.get("scope", ""), subject)
         return self._issue(client, subject, audience, scope)
+
+    async def own_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a JWT this server signed (no claim checked), or None when it is not one."""
+        if _unverified_issuer(token) != self._issuer:
+            return None
+        try:
+            return await verify_signature(token, self._own)
+        except AuthenticationError:
+            return None
 
     def _audience(self, targets: Sequence[str]) -> str:
         wanted = list(dict.fromkeys(targets))
@@ -123,6 +135,8 @@ class TokenExchangeGrant:
         try:
             if issuer == self._issuer and token_type != ID_TOKEN_TYPE:
                 claims = await verify_signature(token, self._own)
+                if await self._revoked(claims):
+                    raise OAuthError("invalid_grant", "the subject token has been revoked")
             elif issuer in self._upstreams:
                 upstream = self._upstreams[issuer]
                 if token_type == ID_TOKEN_TYPE:
@@ -160,6 +174,8 @@ class TokenExchangeGrant:
             "act": {"sub": client.client_id},
         }
         claims.update({k: subject[k] for k in CARRIED_CLAIMS if k in subject})
+        if subject.get("iss") == self._issuer and FAMILY_CLAIM in subject:
+            claims[FAMILY_CLAIM] = subject[FAMILY_CLAIM]  # revoking the login revokes what was exchanged from it
         return {
             "access_token": self._keys.sign(claims),
             "issued_token_type": ACCESS_TOKEN_TYPE,

@@ -32,6 +32,7 @@ from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.exchange_grant import TOKEN_EXCHANGE_GRANT, TokenExchangeGrant, TrustedIssuer
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of, new_verifier, random_id, valid_challenge, verifier_matches
+from hivegate.authserver.revocation import FAMILY_CLAIM, Revocations
 from hivegate.authserver.storage.base import KeyValueStore, Record
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamProvider, UpstreamTokens
 
@@ -132,6 +133,7 @@ class AuthorizationServer:
         self._clock = clock
         self.issuer = cfg.issuer
         self._csrf_key = hmac_keys.derive(b"hivegate consent csrf")
+        self._revocations = Revocations(store, ttl=cfg.lifespans.refresh)
         self._exchange = TokenExchangeGrant(
             issuer=cfg.issuer,
             keys=keys,
@@ -140,6 +142,7 @@ class AuthorizationServer:
             access_lifespan=cfg.lifespans.access,
             upstreams=[u for u in upstreams if isinstance(u, TrustedIssuer)],
             clock=clock,
+            revoked=self._revocations.claims_revoked,
         )
 
     @property
@@ -530,6 +533,7 @@ class AuthorizationServer:
             "jti": random_id(16),
             "client_id": client.client_id,
             "tsid": grant["session_id"],
+            FAMILY_CLAIM: family,
             "scope": scope,
             "scp": list(grant["scope"]),
             **grant["claims"],
@@ -557,20 +561,28 @@ class AuthorizationServer:
         return response
 
     async def _revoke_family(self, family: str, why: str) -> None:
-        logger.warning("authserver: revoking a token family: %s", why)
-        await self._store.put("family-revoked", family, {"why": why}, self.cfg.lifespans.refresh)
+        await self._revocations.revoke(family, why)
+
+    async def token_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """Whether an access token this server issued (its verified `claims`) has been revoked since."""
+        return await self._revocations.claims_revoked(claims)
 
     # -- /oauth/revoke (RFC 7009) ----------------------------------------------------------------------------------
 
     async def revoke(self, form: Params, basic: tuple[str, str] | None) -> None:
-        """Revoke a refresh token (its whole family). Unknown or foreign tokens are ignored, as RFC 7009 asks."""
+        """Revoke a refresh or access token: its whole family (every token issued from the same login). Unknown or
+        foreign tokens are ignored, as RFC 7009 asks."""
         client = await self._authenticate_client(form, basic)
         token = form.one("token")
         if not token:
             raise OAuthError("invalid_request", "token is required")
         lookup = self._hmac.check(REFRESH_PREFIX, token)
         if lookup is None:
-            return  # access tokens are short-lived JWTs: nothing stored to revoke
+            claims = await self._exchange.own_claims(token)
+            family = claims.get(FAMILY_CLAIM) if claims is not None else None
+            if isinstance(family, str) and claims is not None and claims.get("client_id") == client.client_id:
+                await self._revoke_family(family, "access token revoked by the client")
+            return
         grant = await self._store.get("refresh", lookup)
         if grant is not None and grant["client_id"] == client.client_id:
             await self._revoke_family(grant["family"], "revoked by the client")

@@ -325,6 +325,57 @@ async def test_a_replayed_code_is_refused_and_revokes_what_it_issued() -> None:
     assert revoked.value.error == "invalid_grant"
 
 
+async def test_a_replayed_code_revokes_the_access_token_it_issued() -> None:
+    up = FakeUpstream("okta")
+    s = server(up)
+    code = (await login(s, [up]))["code"]
+    first = await exchange(s, code)
+    assert not await s.token_revoked(claims_of(s, first["access_token"]))
+    with pytest.raises(OAuthError):
+        await exchange(s, code)
+    assert await s.token_revoked(claims_of(s, first["access_token"]))
+
+
+async def test_revoking_an_access_token_revokes_its_family_only_for_its_own_client() -> None:
+    up = FakeUpstream("okta")
+    s = server(up, clients=Clients(DYNAMIC, STATIC))
+    tokens = await exchange(s, (await login(s, [up]))["code"])
+    other = await exchange(s, (await login(s, [up]))["code"])  # a second login: another family
+    claims = claims_of(s, tokens["access_token"])
+    await s.revoke(Params.of(token=tokens["access_token"], client_id="static-1"), None)  # not its client: ignored
+    assert not await s.token_revoked(claims)
+    await s.revoke(Params.of(token=tokens["access_token"], client_id="dyn-1"), None)
+    assert await s.token_revoked(claims)
+    assert not await s.token_revoked(claims_of(s, other["access_token"]))
+    with pytest.raises(OAuthError) as refresh:  # the refresh token of the same login went with it
+        await s.token(Params.of(grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                                client_id="dyn-1"), None)  # fmt: skip
+    assert refresh.value.error == "invalid_grant"
+
+
+async def test_a_revoked_login_cannot_be_exchanged_and_its_exchanged_tokens_go_with_it() -> None:
+    import hashlib
+
+    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
+    from hivegate.authserver.exchange_grant import ACCESS_TOKEN_TYPE
+
+    sts = Client("sts-1", (), "static", token_endpoint_auth_method="client_secret_basic",
+                 secret_hash=hashlib.sha256(b"s3cret").hexdigest(), grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
+    up = FakeUpstream("okta")
+    s = server(up, clients=Clients(DYNAMIC, sts))
+    tokens = await exchange(s, (await login(s, [up]))["code"])
+    form = Params.of(grant_type=TOKEN_EXCHANGE_GRANT, subject_token=tokens["access_token"],
+                     subject_token_type=ACCESS_TOKEN_TYPE, audience=RESOURCE)  # fmt: skip
+    exchanged = await s.token(form, ("sts-1", "s3cret"))
+    assert not await s.token_revoked(claims_of(s, exchanged["access_token"]))
+    await s.revoke(Params.of(token=tokens["refresh_token"], client_id="dyn-1"), None)
+    assert await s.token_revoked(claims_of(s, exchanged["access_token"]))
+    with pytest.raises(OAuthError) as again:
+        await s.token(form, ("sts-1", "s3cret"))
+    assert again.value.error == "invalid_grant"
+    assert "revoked" in again.value.description
+
+
 async def test_refresh_rotates_reuse_revokes_the_family_but_concurrent_refreshes_succeed() -> None:
     up = FakeUpstream("okta")
     clock = [1_000_000.0]
