@@ -4,8 +4,10 @@ replica resumes a session another one opened, for its owner only), and the backe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,14 @@ async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp
             assert ready.json()["checks"]["session store"] == "ok"
             ended = await client.delete(a.url, headers={"authorization": f"Bearer {alice}", "mcp-session-id": session})
             assert ended.status_code == 200
+            # B, which holds a copy, drops it within ENDED_RECHECK (5 s) of the DELETE at A
+            deadline = time.monotonic() + 10
+            attempt = 10
+            while (late := await post(client, b, alice, call("tools_whoami", attempt), session)).status_code != 404:
+                assert late.status_code == 200
+                assert time.monotonic() < deadline, "the session ended at A still works at B"
+                attempt += 1
+                await asyncio.sleep(0.25)
         # a replica started after the DELETE cannot resume the session: its record is gone from Redis
         async with hivegate_vmcp(["--config", path, "--port", "0"]) as c, httpx.AsyncClient(timeout=30) as client:
             gone = await post(client, c, alice, call("tools_whoami", 8), session)

@@ -232,9 +232,12 @@ class SessionFrontend:
         if entry is None:
             await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
         elif self._shared is not None and entry.init_params is not None:
-            await self._shared.renew(
-                entry.session_id, SharedSession(principal.key, entry.init_params, entry.client_info)
-            )
+            record = SharedSession(principal.key, entry.init_params, entry.client_info)
+            if not await self._shared.renew(entry.session_id, record):  # ended (DELETE) at another replica
+                logger.info("session %s… was ended at another replica", session_id[:6])
+                await self._registry.remove(entry.session_id)
+                await send_jsonrpc_error(send, 404, request_id, SESSION_NOT_FOUND, "Session not found")
+                return None
         return entry
 
     async def _resume(

@@ -4,7 +4,9 @@ A session is recorded when its `initialize` succeeds: its owner (the identity th
 `initialize` parameters. A replica that gets a request for a session it does not hold looks the record up and, if
 the caller is the owner, opens the session locally under the same id and replays the client's `initialize` to its
 backends; from then on it serves it like one of its own. Records expire after the session TTL without use; use
-renews them (at most every tenth of the TTL, so the hot path rarely waits on the store). `DELETE` removes them.
+renews them (at most every tenth of the TTL, so the hot path rarely waits on the store). `DELETE` removes them and
+leaves a marker for the TTL: a replica still holding the session sees it within `ENDED_RECHECK` seconds of the
+DELETE, drops its copy and answers 404, so an ended session cannot live on (or be written back) elsewhere.
 
 Keys are SHA-256 digests of session ids (a session id is a bearer secret of sorts). A store that fails never fails
 a request by itself: the session then works on the replica that holds it, and the failure is logged.
@@ -26,6 +28,8 @@ __all__ = ["SharedSession", "SharedSessions"]
 logger = logging.getLogger("hivegate.sessions")
 
 NAMESPACE = "session"
+ENDED = "session-ended"
+ENDED_RECHECK = 5.0  # seconds between a replica's checks that a session it holds was not ended elsewhere
 _RENEWED_LIMIT = 10_000
 
 
@@ -41,6 +45,7 @@ class SharedSessions:
         self._store = store
         self._ttl = ttl
         self._renewed: dict[str, float] = {}  # session id → monotonic time of the last write from here
+        self._checked: dict[str, float] = {}  # session id → monotonic time of the last check for its end
         self._failing = False
 
     @property
@@ -62,16 +67,31 @@ class SharedSessions:
         info = found.get("client_info")
         return SharedSession(found["owner"], found.get("init"), info if isinstance(info, dict) else None)
 
-    async def renew(self, session_id: str, record: SharedSession) -> None:
-        """Keep the record alive while the session is used (a write at most every tenth of the TTL)."""
+    async def renew(self, session_id: str, record: SharedSession) -> bool:
+        """Keep the record alive while the session is used (a write at most every tenth of the TTL); False when
+        the session was ended (DELETE) at another replica: the caller drops its copy."""
+        now = time.monotonic()
+        checked = self._checked.get(session_id)
+        if checked is None or now - checked >= min(ENDED_RECHECK, self._ttl / 10):
+            if len(self._checked) >= _RENEWED_LIMIT:
+                self._checked = {k: t for k, t in self._checked.items() if now - t < self._ttl}
+            self._checked[session_id] = now
+            if await self._quietly("load", self._store.get(ENDED, _key(session_id))) is not None:
+                self._forget(session_id)
+                return False
         last = self._renewed.get(session_id)
-        if last is not None and time.monotonic() - last < self._ttl / 10:
-            return
-        await self.save(session_id, record)
+        if last is None or now - last >= self._ttl / 10:
+            await self.save(session_id, record)
+        return True
 
     async def delete(self, session_id: str) -> None:
-        self._renewed.pop(session_id, None)
+        self._forget(session_id)
+        await self._quietly("delete", self._store.put(ENDED, _key(session_id), {"ended": True}, self._ttl))
         await self._quietly("delete", self._store.delete(NAMESPACE, _key(session_id)))
+
+    def _forget(self, session_id: str) -> None:
+        self._renewed.pop(session_id, None)
+        self._checked.pop(session_id, None)
 
     async def aclose(self) -> None:
         await self._store.aclose()

@@ -6,7 +6,7 @@ import pytest
 
 from hivegate.authserver.storage.base import Record, StorageError
 from hivegate.authserver.storage.memory import MemoryStore
-from hivegate.backends.shared_sessions import SharedSession, SharedSessions
+from hivegate.backends.shared_sessions import ENDED_RECHECK, SharedSession, SharedSessions
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +34,26 @@ async def test_delete_removes_the_record_for_every_replica() -> None:
     await a.save("sid", SharedSession("o", INIT))
     await b.delete("sid")
     assert await a.load("sid") is None
+
+
+async def test_a_session_ended_at_another_replica_is_dropped_and_never_written_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = MemoryStore()
+    a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
+    record = SharedSession("o", INIT)
+    await a.save("sid", record)
+    assert await b.renew("sid", record)  # b resumed it and serves it
+    await a.delete("sid")
+    now[0] += ENDED_RECHECK / 2
+    assert await b.renew("sid", record)  # not asked again yet
+    now[0] += ENDED_RECHECK
+    assert not await b.renew("sid", record)
+    assert await a.load("sid") is None  # b did not write the record back
+    now[0] += 3600 / 10
+    assert not await b.renew("sid", record)  # ended for good, whenever asked
 
 
 async def test_renew_writes_at_most_every_tenth_of_the_ttl() -> None:
