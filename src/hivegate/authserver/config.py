@@ -12,7 +12,7 @@ hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,7 @@ import yaml
 
 from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret_manifest_data
 from hivegate.config.durations import parse_duration
+from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 
 __all__ = [
@@ -173,7 +174,7 @@ def load_auth_server_config(path: str | Path, *, resolver: SecretResolver | None
 def parse_auth_server_config(
     data: Any, *, resolver: SecretResolver, where: str = "embeddedAuthServer"
 ) -> AuthServerConfig:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     issuer = _issuer_url(r.text("issuer", required=True), f"{where}.issuer")
     base = r.text("authorizationEndpointBaseUrl")
     if base:
@@ -225,7 +226,7 @@ def parse_auth_server_config(
 
 
 def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     name = r.text("name", required=True)
     if len(name) > 63 or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}.name: must be lowercase letters, digits and hyphens (at most 63), got {name!r}")
@@ -238,7 +239,7 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
     key = "oidcConfig" if kind == "oidc" else "oauth2Config"
     section = r.section(key, required=True)
     at = f"{where}.{key}"
-    s = _Reader(section, at)
+    s = Reader(section, at, sort_unknown=True)
     secret_ref = s.get("clientSecretRef")
     secret = (
         resolver.resolve_text(parse_secret_ref(secret_ref, f"{at}.clientSecretRef"), f"{at}.clientSecretRef")
@@ -280,11 +281,11 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
 
 
 def _user_info(data: Mapping[str, Any], where: str) -> UserInfoConfig:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     method = r.text("httpMethod") or "GET"
     if method not in ("GET", "POST"):
         raise ConfigError(f"{where}.httpMethod: must be GET or POST")
-    fm = _Reader(r.section("fieldMapping"), f"{where}.fieldMapping")
+    fm = Reader(r.section("fieldMapping"), f"{where}.fieldMapping", sort_unknown=True)
     mapping = FieldMapping(
         subject_fields=tuple(fm.strings("subjectFields")) or ("sub",),
         name_fields=tuple(fm.strings("nameFields")) or ("name",),
@@ -312,7 +313,7 @@ _GRANT_ALIASES = {
 
 
 def _client(data: Any, where: str, resolver: SecretResolver) -> StaticClient:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     ref = r.get("clientSecretRef")
     grants = tuple(_GRANT_ALIASES.get(g, g) for g in r.strings("grantTypes")) or ("authorization_code", "refresh_token")
     for i, grant in enumerate(grants):
@@ -337,7 +338,7 @@ def _client(data: Any, where: str, resolver: SecretResolver) -> StaticClient:
 
 
 def _lifespans(data: Mapping[str, Any], where: str) -> Lifespans:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     values = {}
     for key, (default, low, high) in _LIFESPANS.items():
         text = r.text(key)
@@ -356,14 +357,14 @@ def _lifespans(data: Mapping[str, Any], where: str) -> Lifespans:
 
 
 def _storage(data: Mapping[str, Any], where: str, resolver: SecretResolver) -> StorageConfig:
-    r = _Reader(data, where)
+    r = Reader(data, where, sort_unknown=True)
     kind = r.text("type") or "sqlite"
     if kind not in ("sqlite", "memory", "redis"):
         raise ConfigError(f"{where}.type: must be sqlite, memory or redis, got {kind!r}")
-    sqlite = _Reader(r.section("sqlite"), f"{where}.sqlite")
+    sqlite = Reader(r.section("sqlite"), f"{where}.sqlite", sort_unknown=True)
     path = sqlite.text("path") or None
     sqlite.done()
-    redis = _Reader(r.section("redis"), f"{where}.redis")
+    redis = Reader(r.section("redis"), f"{where}.redis", sort_unknown=True)
     url = redis.text("url") or None
     url_ref = redis.get("urlSecretRef")
     if url_ref is not None:
@@ -432,75 +433,3 @@ def _human(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
-
-
-class _Reader:
-    """Typed access to one mapping of the config; `done()` rejects keys nobody read, naming their path."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where}: must be a mapping")
-        self._data = data
-        self._where = where
-        self._seen: set[str] = set()
-
-    def has(self, key: str) -> bool:
-        return key in self._data
-
-    def get(self, key: str) -> Any:
-        self._seen.add(key)
-        return self._data.get(key)
-
-    def text(self, key: str, *, required: bool = False) -> str:
-        value = self.get(key)
-        if value is None or value == "":
-            if required:
-                raise ConfigError(f"{self._where}.{key}: required")
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"{self._where}.{key}: must be a string")
-        return value
-
-    def flag(self, key: str, *, default: bool) -> bool:
-        value = self.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self._where}.{key}: must be true or false")
-        return value
-
-    def section(self, key: str, *, required: bool = False) -> Mapping[str, Any]:
-        value = self.get(key)
-        if value is None:
-            if required:
-                raise ConfigError(f"{self._where}.{key}: required")
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{self._where}.{key}: must be a mapping")
-        return value
-
-    def items(self, key: str, *, required: bool = False, max_items: int | None = None) -> Sequence[Any]:
-        value = self.get(key)
-        if value is None or value == []:
-            if required:
-                raise ConfigError(f"{self._where}.{key}: at least one entry is required")
-            return []
-        if not isinstance(value, list):
-            raise ConfigError(f"{self._where}.{key}: must be a list")
-        if max_items is not None and len(value) > max_items:
-            raise ConfigError(f"{self._where}.{key}: at most {max_items} entries")
-        return value
-
-    def strings(self, key: str, *, required: bool = False) -> list[str]:
-        values = self.items(key, required=required)
-        for i, value in enumerate(values):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{self._where}.{key}[{i}]: must be a non-empty string")
-        return list(values)
-
-    def done(self) -> None:
-        unknown = sorted(str(k) for k in self._data if k not in self._seen)
-        if unknown:
-            raise ConfigError(f"{self._where}.{unknown[0]}: unknown field")

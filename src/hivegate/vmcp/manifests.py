@@ -73,6 +73,7 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.authserver.config import AuthServerConfig, parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret_manifest_data
 from hivegate.authz.config import AuthzConfig, parse_authz_config
+from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.config import (
     BackendAuthStrategy,
@@ -81,7 +82,6 @@ from hivegate.vmcp.config import (
     HeaderInjection,
     IncomingAuth,
     OutgoingAuth,
-    Reader,
     UpstreamInject,
     VMCPConfig,
     backend_name,

@@ -1,0 +1,145 @@
+"""Strict, typed reading of one mapping of a config file: every error names the field's path.
+
+A `Reader` hands out a mapping's values by kind (`text`, `flag`, `integer`, `duration`, `section`, `items`, …) and
+remembers the keys it handed out; `done()` then rejects any key nobody read as `<path>.<key>: unknown field`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hivegate.config.durations import parse_duration
+from hivegate.errors import ConfigError
+
+__all__ = ["Reader"]
+
+
+class Reader:
+    """Typed access to one mapping of the config; `done()` rejects the keys nobody read, naming their path.
+
+    `where` is the mapping's path (empty at the top of a document). `known` lists the keys up front, so that a
+    misspelt key is reported before the "required" error it would otherwise cause. With `sort_unknown`, `done()`
+    names the alphabetically first unknown key rather than the first one written.
+    """
+
+    def __init__(self, data: Any, where: str, *, known: Sequence[str] = (), sort_unknown: bool = False) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where or 'config'}: must be a mapping")
+        self.where = where
+        self._data = data
+        self._seen: set[str] = set()
+        self._sort_unknown = sort_unknown
+        if known:
+            self._seen.update(known)
+            self.done()
+            self._seen.clear()
+
+    def at(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self._data]
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def get(self, key: str) -> Any:
+        self._seen.add(key)
+        return self._data.get(key)
+
+    def text(self, key: str, *, required: bool = False) -> str:
+        value = self.get(key)
+        if value is None or value == "":
+            if required:
+                raise ConfigError(f"{self.at(key)}: required")
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.at(key)}: must be a string")
+        return value
+
+    def choice(self, key: str, options: Sequence[str], *, required: bool = False) -> str:
+        value = self.text(key, required=required)
+        if value and value not in options:
+            raise ConfigError(f"{self.at(key)}: must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.at(key)}: must be true or false")
+        return value
+
+    def integer(self, key: str, *, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{self.at(key)}: must be a whole number")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise ConfigError(f"{self.at(key)}: must be {bounds}, got {value}")
+        return value
+
+    def duration(self, key: str, *, default: float, positive: bool = False) -> float:
+        """A Go-style duration string ("30s", "1h30m"); a bare number is seconds."""
+        value = self.get(key)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{self.at(key)}: must be a duration such as 30s")
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{self.at(key)}: {exc}") from None
+        if positive and seconds <= 0:
+            raise ConfigError(f"{self.at(key)}: must be positive")
+        return seconds
+
+    def section(self, key: str, *, required: bool = False) -> Mapping[str, Any]:
+        value = self.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(f"{self.at(key)}: required")
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{self.at(key)}: must be a mapping")
+        return value
+
+    def items(self, key: str, *, required: bool = False, max_items: int | None = None) -> Sequence[Any]:
+        value = self.get(key)
+        if value is None or value == []:
+            if required:
+                raise ConfigError(f"{self.at(key)}: at least one entry is required")
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.at(key)}: must be a list")
+        if max_items is not None and len(value) > max_items:
+            raise ConfigError(f"{self.at(key)}: at most {max_items} entries")
+        return value
+
+    def strings(self, key: str, *, required: bool = False) -> list[str]:
+        values = self.items(key, required=required)
+        for i, value in enumerate(values):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{self.at(key)}[{i}]: must be a non-empty string")
+        return list(values)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in self.section(key).items():
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.at(key)}.{name}: must be a string (quote numbers and booleans)")
+            out[str(name)] = value
+        return out
+
+    def done(self) -> None:
+        unknown = [str(k) for k in self._data if k not in self._seen]
+        if self._sort_unknown:
+            unknown.sort()
+        if unknown:
+            raise ConfigError(f"{self.at(unknown[0])}: unknown field")
