@@ -21,7 +21,7 @@ from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
-from hivegate.observe.exchange import EXCHANGE_KEY, Exchange, Observer, Outcome, current_request_id
+from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
 from hivegate.outgoing.caller import Caller, current_caller
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
@@ -48,7 +48,7 @@ class GatewaySettings:
     loopback_only: bool = True
     on_startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
-    observers: Sequence[Observer] = field(default_factory=tuple)
+    observers: Sequence[Observer] = field(default_factory=tuple)  # one that is a `CallTracer` traces each call
     diagnostics: ASGIApp | None = None  # served to connections on `diagnostics_port` only
     diagnostics_port: int | None = None
     summary: Sequence[str] = ()  # start-up summary lines
@@ -60,6 +60,7 @@ class Gateway:
         self._auth = authenticator
         self._endpoints = settings.endpoints
         self._origins = OriginPolicy(settings.allowed_origins, loopback_only=settings.loopback_only)
+        self._tracer = next((o for o in settings.observers if isinstance(o, CallTracer)), None)
 
     @property
     def summary(self) -> Sequence[str]:
@@ -125,6 +126,8 @@ class Gateway:
             return
         client = scope.get("client")
         exchange = Exchange.open(path, scope["method"], client[0] if client else "", get_header(scope, b"user-agent"))
+        if self._tracer is not None:  # the caller's W3C trace context, if any
+            exchange.trace_with(self._tracer, get_header(scope, b"traceparent"), get_header(scope, b"tracestate"))
         token = current_request_id.set(exchange.request_id)
         scope = {**scope, EXCHANGE_KEY: exchange}
         send = _recording(send, exchange)

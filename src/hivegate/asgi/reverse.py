@@ -22,7 +22,7 @@ from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, H
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
-from hivegate.observe.exchange import McpCall, exchange_of
+from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 
@@ -111,6 +111,8 @@ class ReverseProxy:
                 for item in message if isinstance(message, list) else [message]:
                     if isinstance(item, dict) and jsonrpc.valid_message(item):
                         calls.append(exchange.call(item))
+                if exchange.tracer is not None:
+                    body = _trace_context(calls, message, body, headers)
             if self._gate is not None:
                 if any(self._gate.needs_tool_list(m) for m in _requests(message)):
                     credential = await self._credential(send, request_id)
@@ -178,7 +180,7 @@ class ReverseProxy:
         client may call a tool without listing first). Failures leave the hints unknown (policies then decide
         without them)."""
         assert self._gate is not None
-        ask = [(k, v) for k, v in headers if k not in (b"accept", b"content-type")]
+        ask = [(k, v) for k, v in headers if k not in (b"accept", b"content-type", b"traceparent", b"tracestate")]
         ask += [(b"accept", b"application/json, text/event-stream"), (b"content-type", b"application/json")]
         body = jsonrpc.encode({"jsonrpc": "2.0", "id": _HINTS_ID, "method": "tools/list", "params": {}})
         try:
@@ -313,6 +315,21 @@ def _rewrite_json(payload: bytes, rewrite: Callable[[jsonrpc.Message], jsonrpc.M
     if isinstance(decoded, list):
         return jsonrpc.encode([rewrite(m) if isinstance(m, dict) else m for m in decoded])
     return payload
+
+
+def _trace_context(calls: list[McpCall], message: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """When the gateway traces a call, the backend gets the gateway's `backend` span as its parent in a `traceparent`
+    header (the first traced call's, for a batch). The body goes as it came unless the caller put a trace context of
+    its own in a traced call's `_meta`: then it is re-encoded with the gateway's, which `Exchange.call` put there."""
+    trace = next((call.trace for call in calls if call.propagated and call.trace is not None), None)
+    if trace is None:
+        return body
+    headers.append((b"traceparent", trace.traceparent().encode()))
+    if (state := trace.tracestate_header()) is not None:
+        headers.append((b"tracestate", state.encode()))
+    if any(call.propagated and carries_trace_context(call.params) for call in calls):
+        return jsonrpc.encode(message)
+    return body
 
 
 def _settle(calls: list[McpCall], answer: Any) -> None:

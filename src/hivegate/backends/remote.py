@@ -2,6 +2,7 @@
 
 Used when the front and the backend speak different transports; the same-transport Streamable HTTP case is served
 by the reverse proxy instead. The caller's credentials are never sent: these connections carry no Authorization.
+A request the gateway traced also carries its `params._meta` trace context as `traceparent`/`tracestate` headers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hivegate.backends.sse_parser import iter_events
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, SessionGone
+from hivegate.observe.exchange import TraceMeta
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials
 
@@ -36,6 +38,15 @@ def _deliver(data: str, on_message: MessageHandler) -> None:
     for item in message if isinstance(message, list) else [message]:
         if isinstance(item, dict):
             on_message(item)
+
+
+def _trace_headers(message: Message) -> dict[str, str]:
+    """The W3C trace context the gateway put in a request's `_meta` (never a caller's own), as HTTP headers."""
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, TraceMeta):
+        return {}
+    return {key: meta[key] for key in ("traceparent", "tracestate") if key in meta}
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -105,7 +116,7 @@ class SseClientTransport:
             async with self._client.post(
                 self._endpoint,
                 data=orjson.dumps(message),
-                headers={**self._extra, "Content-Type": "application/json"},
+                headers={**self._extra, "Content-Type": "application/json", **_trace_headers(message)},
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 allow_redirects=False,
             ) as resp:
@@ -189,7 +200,7 @@ class StreamableClientTransport:
             resp = await self._client.post(
                 self._url,
                 data=orjson.dumps(message),
-                headers=self._headers(),
+                headers={**self._headers(), **_trace_headers(message)},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._timeout),
                 allow_redirects=False,
             )

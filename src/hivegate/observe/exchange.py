@@ -4,6 +4,11 @@ The gateway opens an `Exchange` per HTTP request (request id, source, timing) an
 authentication sets the principal; the MCP fronts add one `McpCall` per JSON-RPC request or notification they
 handle and settle it when its answer is known. When the HTTP exchange ends, the gateway passes the exchange to
 every `Observer`. Observers must not raise and must not block (they run on the event loop).
+
+When tracing is on, the gateway also gives the exchange a `CallTracer` and the caller's W3C trace headers: each call
+gets its trace and span ids as it is recorded (spans are only made when the exchange ends, but the backend must be
+told its parent before that), and a sampled request's `params._meta.traceparent` is set to the gateway's `backend`
+span before the fronts forward the message (the reverse proxy sends it as a `traceparent` header instead).
 """
 
 from __future__ import annotations
@@ -13,17 +18,22 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from hivegate.core.jsonrpc import Message, RequestId
 from hivegate.core.principal import Principal
+from hivegate.observe.tracecontext import format_traceparent
 
 __all__ = [
     "EXCHANGE_KEY",
+    "CallTracer",
     "Exchange",
     "McpCall",
     "Observer",
     "Outcome",
+    "TraceIds",
+    "TraceMeta",
+    "carries_trace_context",
     "current_request_id",
     "exchange_of",
 ]
@@ -33,6 +43,8 @@ Outcome = Literal["success", "failure", "error", "denied", "application_error"]
 
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("hivegate_request_id", default=None)
 
+_TRACE_KEYS: Final = ("traceparent", "tracestate")  # W3C Trace Context in `_meta` (MCP SEP-414)
+
 # method → (target type, params key naming the target)
 _TARGETS: Mapping[str, tuple[str, str]] = {
     "tools/call": ("tool", "name"),
@@ -41,6 +53,25 @@ _TARGETS: Mapping[str, tuple[str, str]] = {
     "resources/subscribe": ("resource", "uri"),
     "resources/unsubscribe": ("resource", "uri"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class TraceIds:
+    """A call's place in a trace, fixed when the call is recorded (W3C Trace Context ids, as integers)."""
+
+    trace_id: int
+    span_id: int  # the call's `mcp <method>` span
+    backend_span_id: int  # its `backend` child: the parent the backend's own spans name
+    parent_span_id: int  # the caller's span (0: none, the call starts the trace)
+    sampled: bool
+    tracestate: tuple[tuple[str, str], ...] = ()  # the caller's, passed on
+
+    def traceparent(self) -> str:
+        """The `traceparent` the backend gets: the gateway's `backend` span as its parent."""
+        return format_traceparent(self.trace_id, self.backend_span_id, self.sampled)
+
+    def tracestate_header(self) -> str | None:
+        return ",".join(f"{key}={value}" for key, value in self.tracestate) if self.tracestate else None
 
 
 @dataclass(slots=True)
@@ -61,6 +92,8 @@ class McpCall:
     authz_duration: float | None = None  # from `started` to the policy decision
     duration: float | None = None
     response: Any = None
+    trace: TraceIds | None = None  # set when the gateway traces
+    propagated: bool = False  # the forwarded request names the gateway's `backend` span as its parent
 
     @property
     def settled(self) -> bool:
@@ -122,13 +155,22 @@ class Exchange:
     auth_duration: float | None = None
     client_info: Mapping[str, Any] | None = None
     calls: list[McpCall] = field(default_factory=list)
+    tracer: CallTracer | None = field(default=None, repr=False)
+    traceparent: str | None = field(default=None, repr=False)  # the caller's W3C headers, as sent; never logged
+    tracestate: str | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str, http_method: str, source: str, user_agent: str | None) -> Exchange:
         return cls(secrets.token_hex(8), path, http_method, source, user_agent)
 
+    def trace_with(self, tracer: CallTracer, traceparent: str | None, tracestate: str | None) -> None:
+        """Trace this exchange's calls with `tracer`, as children of the caller's span if the headers name one."""
+        self.tracer, self.traceparent, self.tracestate = tracer, traceparent, tracestate
+
     def call(self, message: Message) -> McpCall:
-        """Record a client message; returns the call to settle later (notifications settle at once)."""
+        """Record a client message; returns the call to settle later (notifications settle at once). When the
+        exchange is traced, a request's `params` may be replaced by a copy whose `_meta` names the gateway's span
+        (`TraceMeta`); the call keeps the params as the caller sent them."""
         method = str(message.get("method", ""))
         params = message.get("params")
         call = McpCall(method, message.get("id"), time.perf_counter(), params=params)
@@ -140,6 +182,13 @@ class Exchange:
             info = params.get("clientInfo")
             if isinstance(info, Mapping):
                 self.client_info = info
+        if self.tracer is not None:
+            call.trace = self.tracer.trace_call(self, call)
+            # Not added to initialize (its params are kept and replayed: restarts, resumed sessions, vMCP backends)
+            # nor to an unsampled call; but a trace context the caller put in `_meta` is always replaced.
+            add = call.trace.sampled and method != "initialize"
+            if "id" in message and (add or carries_trace_context(params)):
+                call.propagated = _propagate(message, call.trace)
         if "id" not in message:
             call.settle("success")
         self.calls.append(call)
@@ -147,6 +196,42 @@ class Exchange:
 
     def unsettled(self) -> list[McpCall]:
         return [c for c in self.calls if c.outcome is None]
+
+
+@runtime_checkable
+class CallTracer(Protocol):
+    """Fixes a call's trace ids when it is recorded (the spans themselves come when the exchange ends)."""
+
+    def trace_call(self, exchange: Exchange, call: McpCall) -> TraceIds: ...
+
+
+def _propagate(message: Message, trace: TraceIds) -> bool:
+    """Name the gateway's `backend` span as the parent in the request's `params._meta` (MCP SEP-414). New dicts: the
+    call keeps the caller's params as sent, and the caller's own `traceparent`/`tracestate` are replaced."""
+    params = message.get("params")
+    if params is not None and not isinstance(params, Mapping):
+        return False  # positional params have no `_meta`
+    meta = params.get("_meta") if params is not None else None
+    carried: dict[str, Any] = {}
+    if isinstance(meta, Mapping):
+        carried = {key: value for key, value in meta.items() if key not in _TRACE_KEYS}
+    carried["traceparent"] = trace.traceparent()
+    if (state := trace.tracestate_header()) is not None:
+        carried["tracestate"] = state
+    message["params"] = {**(params or {}), "_meta": TraceMeta(carried)}
+    return True
+
+
+class TraceMeta(dict[str, Any]):
+    """The `_meta` of a request the gateway traced: its `traceparent` names the gateway's `backend` span. (A plain
+    dict on the wire; the type tells an HTTP transport to send the same as headers, which it must not do for a
+    caller's own `_meta`.)"""
+
+
+def carries_trace_context(params: Any) -> bool:
+    """Whether request params carry a `_meta.traceparent` or `_meta.tracestate` of their own."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    return isinstance(meta, Mapping) and any(key in meta for key in _TRACE_KEYS)
 
 
 class Observer(Protocol):

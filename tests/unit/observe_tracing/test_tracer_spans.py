@@ -250,3 +250,150 @@ def test_traces_url() -> None:
     assert traces_url("http://127.0.0.1:4318") == "http://127.0.0.1:4318/v1/traces"
     assert traces_url("https://otel.example/") == "https://otel.example/v1/traces"
     assert traces_url("https://otel.example/v1/traces") == "https://otel.example/v1/traces"
+
+
+# -- W3C trace context: the caller's span as parent, the gateway's `backend` span named to the backend ----------------
+
+CALLER_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+CALLER_SPAN = 0x00F067AA0BA902B7
+TRACEPARENT = f"00-{CALLER_TRACE:032x}-{CALLER_SPAN:016x}-01"
+
+
+def traced_exchange(t: Tracer, traceparent: str | None = None, tracestate: str | None = None) -> Exchange:
+    ex = exchange()
+    ex.trace_with(t, traceparent, tracestate)
+    return ex
+
+
+def test_the_callers_traceparent_header_is_the_parent_of_every_call_of_the_exchange() -> None:
+    t, exporter = tracer()
+    ex = traced_exchange(t, TRACEPARENT, "congo=t61rcWkgMzE")
+    add_call(ex, 1, at=0.001, took=0.002)
+    add_call(ex, 2, at=0.001, took=0.002)
+    t.exchange_done(ex)
+    spans = exporter.get_finished_spans()
+    roots = by_name(spans, "mcp tools/call")
+    assert len(roots) == 2
+    for root in roots:
+        assert root.parent is not None
+        assert (root.parent.trace_id, root.parent.span_id, root.parent.is_remote) == (CALLER_TRACE, CALLER_SPAN, True)
+        assert root.context is not None
+        assert root.context.trace_id == CALLER_TRACE
+        assert dict(root.context.trace_state) == {"congo": "t61rcWkgMzE"}
+        assert set(children(spans, root)) == {"authenticate", "backend"}
+    assert len({s.context.span_id for s in spans if s.context is not None}) == len(spans) == 6
+
+
+def test_an_exchange_without_calls_takes_the_header_parent_too() -> None:
+    t, exporter = tracer()
+    ex = Exchange("req-401", "/mcp", "POST", "127.0.0.1", None, started=T0, wall_time=WALL)
+    ex.trace_with(t, TRACEPARENT, None)
+    ex.status, ex.auth_error, ex.auth_duration = 401, "invalid_token", 0.002
+    t.exchange_done(ex)
+    (root,) = by_name(exporter.get_finished_spans(), "mcp http")
+    assert root.parent is not None
+    assert (root.parent.trace_id, root.parent.span_id) == (CALLER_TRACE, CALLER_SPAN)
+
+
+@pytest.mark.parametrize("bad", ["", "00-xyz", f"00-{'0' * 32}-{CALLER_SPAN:016x}-01", TRACEPARENT.upper()])
+def test_an_invalid_traceparent_starts_a_trace_of_its_own(bad: str) -> None:
+    t, exporter = tracer()
+    ex = traced_exchange(t, bad, "congo=t61rcWkgMzE")
+    add_call(ex, 1, at=0.001, took=0.002)
+    t.exchange_done(ex)
+    (root,) = by_name(exporter.get_finished_spans(), "mcp tools/call")
+    assert root.parent is None
+    assert root.context is not None
+    assert root.context.trace_id != CALLER_TRACE
+    assert not root.context.trace_state
+
+
+def test_meta_traceparent_wins_for_its_call() -> None:
+    t, exporter = tracer()
+    ex = traced_exchange(t, TRACEPARENT)
+    meta_parent = f"00-{'1' * 32}-{'2' * 16}-01"
+    ex.call(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "a", "_meta": {"traceparent": meta_parent}},
+        }
+    )
+    ex.call({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "b"}})
+    for call in ex.calls:
+        call.answered({"jsonrpc": "2.0", "id": call.request_id, "result": {"content": []}})
+    t.exchange_done(ex)
+    roots = by_name(exporter.get_finished_spans(), "mcp tools/call")
+    parents = {(r.attributes or {})["mcp.tool.name"]: (r.parent.trace_id, r.parent.span_id) for r in roots if r.parent}
+    assert parents == {"a": (int("1" * 32, 16), int("2" * 16, 16)), "b": (CALLER_TRACE, CALLER_SPAN)}
+
+
+@pytest.mark.parametrize(("rate", "flags", "expected"), [(1.0, "00", 0), (0.0, "01", 3)])
+def test_the_callers_sampled_flag_decides_over_the_sampling_rate(rate: float, flags: str, expected: int) -> None:
+    t, exporter = tracer(rate)
+    ex = traced_exchange(t, TRACEPARENT[:-2] + flags)
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}}
+    ex.call(message)
+    assert ("_meta" in message["params"]) is bool(expected)  # only a sampled call names the gateway's span
+    ex.calls[0].answered({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
+    t.exchange_done(ex)
+    assert len(exporter.get_finished_spans()) == expected
+
+
+def test_a_recorded_request_names_the_gateways_backend_span_in_its_meta() -> None:
+    t, exporter = tracer()
+    ex = traced_exchange(t, TRACEPARENT, "congo=t61rcWkgMzE")
+    caller_meta = {"progressToken": 7, "traceparent": f"00-{'1' * 32}-{'2' * 16}-01", "tracestate": "x=1"}
+    params = {"name": "echo", "arguments": {"x": 1}, "_meta": caller_meta}
+    message = {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": params}
+    call = ex.call(message)
+    call.answered({"jsonrpc": "2.0", "id": 4, "result": {"content": []}})
+    t.exchange_done(ex)
+    (backend,) = by_name(exporter.get_finished_spans(), "backend")
+    assert backend.context is not None
+    sent = message["params"]
+    # the caller's _meta parent (it wins over the header) with the gateway's backend span as the parent
+    assert sent["_meta"] == {"progressToken": 7, "traceparent": f"00-{'1' * 32}-{backend.context.span_id:016x}-01",
+                             "tracestate": "x=1"}  # fmt: skip
+    assert (sent["name"], sent["arguments"]) == ("echo", {"x": 1})
+    assert call.params is params  # what the caller sent is left as it was
+    assert params["_meta"] is caller_meta
+    assert caller_meta["traceparent"] == f"00-{'1' * 32}-{'2' * 16}-01"
+
+
+def test_no_meta_for_initialize_notifications_positional_params_or_without_tracing() -> None:
+    t, _ = tracer()
+    ex = traced_exchange(t)
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}}
+    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+    positional = {"jsonrpc": "2.0", "id": 1, "method": "x/y", "params": [1, 2]}
+    bare = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    for message in (initialize, note, positional, bare):
+        ex.call(message)
+    assert initialize["params"] == {"protocolVersion": "2025-06-18"}
+    assert note["params"] == {"progress": 1}
+    assert positional["params"] == [1, 2]
+    assert set(bare["params"]["_meta"]) == {"traceparent"}  # a request without params gets them
+    untraced = exchange()
+    message = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo"}}
+    assert untraced.call(message).trace is None
+    assert message["params"] == {"name": "echo"}
+
+
+def test_a_trace_context_the_caller_put_in_meta_is_replaced_even_unsampled_or_in_initialize() -> None:
+    t, _ = tracer(1.0)
+    ex = traced_exchange(t)
+    unsampled = f"00-{'1' * 32}-{'2' * 16}-00"
+    call_message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "echo", "_meta": {"traceparent": unsampled}}}  # fmt: skip
+    init_message = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                    "params": {"_meta": {"traceparent": TRACEPARENT, "tracestate": "bad state"}}}  # fmt: skip
+    call, init = ex.call(call_message), ex.call(init_message)
+    assert call.trace is not None
+    assert not call.trace.sampled  # the caller's flag rules
+    assert call_message["params"]["_meta"] == {"traceparent": f"00-{'1' * 32}-{call.trace.backend_span_id:016x}-00"}
+    assert init.trace is not None
+    assert init_message["params"]["_meta"] == {
+        "traceparent": f"00-{TRACEPARENT[3:35]}-{init.trace.backend_span_id:016x}-01"
+    }

@@ -4,16 +4,17 @@ error), shutdown is bounded; and the cost of tracing per exchange."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from hivegate.core.principal import Principal
 from hivegate.observe.exchange import Exchange
-from hivegate.observe.tracing import _Reporting, otlp_tracer
+from hivegate.observe.tracing import Tracer, _Reporting, otlp_tracer
 from support.backend import free_port
 
 
@@ -85,3 +86,71 @@ def test_a_closed_collector_costs_requests_nothing_and_logs_at_most_a_warning(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("tracing: cannot export spans to http://127.0.0.1:" in w for w in warnings)
     assert "collector-secret" not in caplog.text
+
+
+class Stuck(SpanExporter):
+    """A collector that takes its time: every export waits until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(10)
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def test_a_full_queue_drops_spans_before_they_are_made_counts_them_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    inner = Stuck()
+    reporting = _Reporting(inner, "http://collector/v1/traces", queue_size=60)
+    processor = BatchSpanProcessor(reporting, max_queue_size=60, max_export_batch_size=30, schedule_delay_millis=50)
+    tracer = Tracer("svc", processor, reporting=reporting)
+    for _ in range(200):  # 4 spans each
+        tracer.exchange_done(finished_exchange())
+    inner.release.set()
+    tracer.shutdown()
+    assert reporting.dropped > 0
+    assert inner.spans + reporting.dropped == 800  # every span exported or counted as dropped
+    assert inner.spans <= 60 + 30  # what the queue held, plus the batch the collector was stuck on
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["tracing: the span queue is full (60 spans); spans are dropped (and counted) while it is"]
+    assert not [r for r in caplog.records if "Queue full" in r.getMessage()]  # the SDK's own line, per span
+
+
+class Counting(SpanProcessor):
+    """Exports every span at once, through `exporter`, and counts the spans made."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+        self.made = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.made += 1
+        self.exporter.export([span])
+
+
+def test_while_the_collector_fails_spans_are_not_made_but_for_a_probe_now_and_then() -> None:
+    inner = Flaky()
+    reporting = _Reporting(inner, "http://collector/v1/traces", probe_every=0.2)
+    processor = Counting(reporting)
+    tracer = Tracer("svc", processor, reporting=reporting)
+    tracer.exchange_done(finished_exchange())  # 4 spans; the first export fails
+    assert processor.made == 4
+    for _ in range(100):
+        tracer.exchange_done(finished_exchange())
+    assert processor.made <= 8  # at most one probe within the interval
+    inner.up = True
+    deadline = time.monotonic() + 10
+    while reporting.failing:  # the next probe finds the collector back
+        assert time.monotonic() < deadline, "no probe reached the collector"
+        tracer.exchange_done(finished_exchange())
+        time.sleep(0.01)
+    made = processor.made
+    for _ in range(10):
+        tracer.exchange_done(finished_exchange())
+    assert processor.made == made + 40  # exporting again: every call's spans are made
+    assert reporting.dropped > 0
