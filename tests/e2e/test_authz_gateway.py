@@ -506,6 +506,16 @@ async def test_reverse_proxy_filters_json_and_sse_answers(tmp_path: Path, mode: 
                 _, resp = await raw.request("resources/templates/list")
                 body = sse_messages(resp.text)[-1] if mode == "--http" else resp.json()
                 assert body["result"]["resourceTemplates"] == []
+                # a key twice: the policies would see one value and the backend perhaps the other; refused
+                smuggled = b'{"jsonrpc":"2.0","id":77,"method":"tools/call","params":{"name":"delete_namespace",'
+                smuggled += b'"name":"get_pods","arguments":{}}}'
+                resp = await http.post(
+                    gw.url, content=smuggled, headers={**raw.headers, "Mcp-Session-Id": raw.session or ""}
+                )
+                assert resp.status_code == 400
+                assert resp.json()["id"] == 77
+                assert resp.json()["error"]["code"] == -32600
+                assert "'name' appears twice" in resp.json()["error"]["message"]
             no_traceback(gw)
         assert log.calls() == [("tools/call", "get_pods"), ("resources/read", "docs://readme")]
 

@@ -105,6 +105,12 @@ class ReverseProxy:
             if isinstance(message, dict):
                 rid = message.get("id")
                 request_id = rid if isinstance(rid, str | int) else None
+            if self._gate is not None and (key := jsonrpc.duplicate_key(body)) is not None:
+                # the body goes on as bytes: the backend must not read a value the policies never saw
+                await send_jsonrpc_error(
+                    send, 400, request_id, jsonrpc.INVALID_REQUEST, f"Invalid Request: key {key[:64]!r} appears twice"
+                )
+                return
             exchange = exchange_of(scope)
             if exchange is not None:
                 exchange.session_id = session_id
