@@ -5,8 +5,9 @@ A session is recorded when its `initialize` succeeds: its owner (the identity th
 the caller is the owner, opens the session locally under the same id and replays the client's `initialize` to its
 backends; from then on it serves it like one of its own. Records expire after the session TTL without use; use
 renews them (at most every tenth of the TTL, so the hot path rarely waits on the store). `DELETE` removes them and
-leaves a marker for the TTL: a replica still holding the session sees it within `ENDED_RECHECK` seconds of the
-DELETE, drops its copy and answers 404, so an ended session cannot live on (or be written back) elsewhere.
+leaves a marker that outlives any record: a replica still holding the session sees it within `ENDED_RECHECK`
+seconds of the DELETE (and always before it renews the record), drops its copy and answers 404; a record written
+back by a renewal racing the DELETE is never loaded, so an ended session cannot live on elsewhere.
 
 Keys are SHA-256 digests of session ids (a session id is a bearer secret of sorts). A store that fails never fails
 a request by itself: the session then works on the replica that holds it, and the failure is logged.
@@ -64,6 +65,8 @@ class SharedSessions:
         found: Any = await self._quietly("load", self._store.get(NAMESPACE, _key(session_id)))
         if not isinstance(found, dict) or not isinstance(found.get("owner"), str):
             return None
+        if await self._ended(session_id):  # written back by a renewal that raced the DELETE
+            return None
         info = found.get("client_info")
         return SharedSession(found["owner"], found.get("init"), info if isinstance(info, dict) else None)
 
@@ -72,22 +75,27 @@ class SharedSessions:
         the session was ended (DELETE) at another replica: the caller drops its copy."""
         now = time.monotonic()
         checked = self._checked.get(session_id)
-        if checked is None or now - checked >= min(ENDED_RECHECK, self._ttl / 10):
+        last = self._renewed.get(session_id)
+        write = last is None or now - last >= self._ttl / 10
+        if write or checked is None or now - checked >= min(ENDED_RECHECK, self._ttl / 10):
             if len(self._checked) >= _RENEWED_LIMIT:
                 self._checked = {k: t for k, t in self._checked.items() if now - t < self._ttl}
             self._checked[session_id] = now
-            if await self._quietly("load", self._store.get(ENDED, _key(session_id))) is not None:
+            if await self._ended(session_id):
                 self._forget(session_id)
                 return False
-        last = self._renewed.get(session_id)
-        if last is None or now - last >= self._ttl / 10:
+        if write:
             await self.save(session_id, record)
         return True
 
     async def delete(self, session_id: str) -> None:
         self._forget(session_id)
-        await self._quietly("delete", self._store.put(ENDED, _key(session_id), {"ended": True}, self._ttl))
+        # twice the TTL: longer than any record a racing renewal may write back
+        await self._quietly("delete", self._store.put(ENDED, _key(session_id), {"ended": True}, 2 * self._ttl))
         await self._quietly("delete", self._store.delete(NAMESPACE, _key(session_id)))
+
+    async def _ended(self, session_id: str) -> bool:
+        return await self._quietly("load", self._store.get(ENDED, _key(session_id))) is not None
 
     def _forget(self, session_id: str) -> None:
         self._renewed.pop(session_id, None)

@@ -10,7 +10,10 @@ made unique across backends:
   listed there lose it; backends not listed keep it under their prefix. Unclashing names stay bare;
 - `manual`: names stay bare; a tool clash left unresolved by `overrides` or `filter` is an error naming the
   backends. Prompts have no overrides or filter, so a prompt offered by several backends is advertised under each
-  backend's prefix instead (two instances of one server can then share a gateway).
+  backend's prefix instead (two instances of one server can then share a gateway) — decided when the catalog is
+  first built: at run time a prompt that starts to clash with one already advertised bare is refused like a tool
+  clash (a rename would move a prompt out from under policies naming it), as is a prefixed prompt name equal to
+  another bare name.
 
 Resources keep their URIs (a URI is global): a URI offered twice goes to the first backend in priority (or
 configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name.
@@ -73,13 +76,22 @@ class Catalog:
         return next((b for pattern, b in self.template_routes if pattern.fullmatch(uri)), None)
 
 
-def build_catalog(lists: Mapping[str, BackendLists], aggregation: Aggregation, order: Sequence[str]) -> Catalog:
-    """Merge `lists` (backend → what it offers; absent backends offer nothing) in configuration `order`."""
+def build_catalog(
+    lists: Mapping[str, BackendLists],
+    aggregation: Aggregation,
+    order: Sequence[str],
+    previous: Catalog | None = None,
+) -> Catalog:
+    """Merge `lists` (backend → what it offers; absent backends offer nothing) in configuration `order`.
+
+    `previous` is the catalog being served, when this one replaces it: under `manual`, a prompt it advertises bare
+    stays bare or the new catalog is refused (`ConflictError`)."""
     ranked = _ranked(order, aggregation)
     tools = {b: _selected_tools(lists[b].tools, aggregation, b) for b in ranked if b in lists}
     prompts = {b: [(str(p.get("name", "")), p) for p in lists[b].prompts] for b in ranked if b in lists}
     advertised_tools, tool_routes = _named(tools, aggregation, ranked, "tool")
-    advertised_prompts, prompt_routes = _named(prompts, aggregation, ranked, "prompt")
+    bare = frozenset(previous.prompt_routes) if previous is not None else frozenset()
+    advertised_prompts, prompt_routes = _named(prompts, aggregation, ranked, "prompt", keep_bare=bare)
     resources, resource_routes = _by_key([(b, r, "uri") for b in ranked if b in lists for r in lists[b].resources])
     templates, template_backends = _by_key(
         [(b, t, "uriTemplate") for b in ranked if b in lists for t in lists[b].templates]
@@ -123,8 +135,18 @@ def _selected_tools(tools: Sequence[Item], aggregation: Aggregation, backend: st
     return chosen
 
 
+_HINTS = {
+    "tool": "resolve it with aggregation.tools[].overrides or filter, or use conflictResolution prefix/priority",
+    "prompt": "prompts have no overrides and a served prompt keeps its name; use conflictResolution prefix/priority",
+}
+
+
 def _named(
-    offered: Mapping[str, list[tuple[str, Item]]], aggregation: Aggregation, ranked: Sequence[str], kind: str
+    offered: Mapping[str, list[tuple[str, Item]]],
+    aggregation: Aggregation,
+    ranked: Sequence[str],
+    kind: str,
+    keep_bare: frozenset[str] = frozenset(),
 ) -> tuple[list[Item], dict[str, Route]]:
     """Resolve clashes between backends; returns the advertised items and their routes."""
     holders: dict[str, list[str]] = {}
@@ -132,14 +154,18 @@ def _named(
         for _, item in items:
             holders.setdefault(str(item["name"]), []).append(backend)
     strategy = aggregation.conflict_resolution
-    if strategy == "manual" and kind == "tool":
-        clashes = {name: owners for name, owners in holders.items() if len(set(owners)) > 1}
+    if strategy == "manual":
+        clashes = {
+            name: owners
+            for name, owners in holders.items()
+            if len(set(owners)) > 1 and (kind == "tool" or name in keep_bare)
+        }
         if clashes:
             name, owners = sorted(clashes.items())[0]
             more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
             raise ConflictError(
                 f"aggregation: {kind} {name!r} is offered by backends {', '.join(sorted(set(owners)))}{more}; "
-                "resolve it with aggregation.tools[].overrides or filter, or use conflictResolution prefix/priority"
+                + _HINTS[kind]
             )
     listed = set(aggregation.priority_order)
     advertised: list[Item] = []
@@ -162,6 +188,11 @@ def _named(
                     name = prefix + shown
             else:
                 name = shown
+            if name in routes and strategy == "manual":
+                raise ConflictError(
+                    f"aggregation: {kind} {name!r} of backend {backend!r} is also the name of backend "
+                    f"{routes[name].backend!r}'s {kind}; " + _HINTS[kind]
+                )
             if name in routes:  # e.g. a prefixed name equal to another backend's bare name
                 logger.warning("aggregation: %s %r of backend %r hidden: the name is taken", kind, name, backend)
                 continue

@@ -104,6 +104,7 @@ class BackendPool:
         self._health: asyncio.Task[None] | None = None
         self._closing = False
         self.catalog = Catalog()
+        self._conflict: str | None = None  # the clash that keeps the catalog as it is, once logged
         self._everything: Catalog | None = None  # every backend's last lists, unhealthy ones too (lazily)
 
     @property
@@ -218,10 +219,13 @@ class BackendPool:
 
     def _rebuild(self) -> None:
         try:
-            catalog = self._build()
+            catalog = self.build(self.shared_lists(), self.catalog)
         except ConfigError as exc:  # a clash that appeared at run time (manual): keep serving the last good one
-            logger.error("vmcp: catalog not updated: %s", exc)
+            if str(exc) != self._conflict:  # once, not at every health check
+                logger.error("vmcp: catalog not updated: %s", exc)
+            self._conflict = str(exc)
             return
+        self._conflict = None
         old, self.catalog, self._everything = self.catalog, catalog, None
         if (old.tools, old.prompts, old.resources, old.templates) != (
             catalog.tools,
@@ -254,9 +258,10 @@ class BackendPool:
                 self._everything = self.catalog
         return self._everything
 
-    def build(self, lists: Mapping[str, BackendLists]) -> Catalog:
-        """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`)."""
-        return build_catalog(lists, self._cfg.aggregation, self._order)
+    def build(self, lists: Mapping[str, BackendLists], previous: Catalog | None = None) -> Catalog:
+        """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`), to replace
+        `previous` if given."""
+        return build_catalog(lists, self._cfg.aggregation, self._order, previous)
 
     async def list_backend(self, session: BackendSession, capabilities: Mapping[str, Any]) -> BackendLists:
         """Everything `session`'s backend offers (a client session listing a caller-scoped backend)."""

@@ -84,6 +84,32 @@ def test_manual_prefixes_a_clashing_prompt_and_keeps_a_unique_one_bare() -> None
     assert catalog.prompt_routes["triage"] == Route("github", "triage")
 
 
+def test_manual_refuses_a_new_catalog_that_would_rename_a_prompt_served_bare() -> None:
+    before = build_catalog({"github": BackendLists(prompts=({"name": "review"},))}, Aggregation("manual"), ORDER)
+    assert names(before.prompts) == ["review"]
+    later = {
+        "github": BackendLists(prompts=({"name": "review"},)),
+        "k8s": BackendLists(prompts=({"name": "review"},)),  # e.g. a backend that was down at start-up
+    }
+    with pytest.raises(ConflictError, match=r"prompt 'review' is offered by backends github, k8s"):
+        build_catalog(later, Aggregation("manual"), ORDER, previous=before)
+    # a prompt that was already prefixed stays so: the same lists rebuild without complaint
+    both = build_catalog(later, Aggregation("manual"), ORDER)
+    assert names(build_catalog(later, Aggregation("manual"), ORDER, previous=both).prompts) == [
+        "github_review",
+        "k8s_review",
+    ]
+
+
+def test_manual_refuses_a_prefixed_prompt_equal_to_another_bare_one() -> None:
+    lists = {
+        "github": BackendLists(prompts=({"name": "review"},)),
+        "k8s": BackendLists(prompts=({"name": "review"}, {"name": "github_review"})),
+    }
+    with pytest.raises(ConflictError, match=r"prompt 'github_review' of backend .* also the name"):
+        build_catalog(lists, Aggregation("manual"), ORDER)
+
+
 def test_manual_accepts_a_clash_resolved_by_a_filter() -> None:
     rules = (WorkloadTools("github", filter=("create_issue",)),)
     lists = {b: BackendLists(tools=lists.tools) for b, lists in LISTS.items()}

@@ -7,6 +7,7 @@ import pytest
 from hivegate.authserver.storage.base import Record, StorageError
 from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.backends.shared_sessions import ENDED_RECHECK, SharedSession, SharedSessions
+from hivegate.backends.shared_sessions import _key as _digest
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,31 @@ async def test_a_session_ended_at_another_replica_is_dropped_and_never_written_b
     assert await a.load("sid") is None  # b did not write the record back
     now[0] += 3600 / 10
     assert not await b.renew("sid", record)  # ended for good, whenever asked
+
+
+async def test_a_record_written_back_by_a_renewal_racing_the_delete_never_loads() -> None:
+    store = MemoryStore()
+    a, b = SharedSessions(store, ttl=60), SharedSessions(store, ttl=60)
+    record = SharedSession("o", INIT)
+    await a.delete("sid")
+    await b.save("sid", record)  # the renewal's write landed after the DELETE
+    assert await store.get("session", _digest("sid")) is not None
+    assert await a.load("sid") is None
+
+
+async def test_renew_asks_whether_the_session_ended_before_it_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = MemoryStore()
+    a, b = SharedSessions(store, ttl=20), SharedSessions(store, ttl=20)  # a write due every 2 s, checks every 2 s
+    record = SharedSession("o", INIT)
+    await b.save("sid", record)
+    now[0] += 1.0
+    assert await b.renew("sid", record)
+    await a.delete("sid")
+    now[0] += 1.5  # a write is due (2.5 s since the save) but the periodic check is not (1.5 s): asked anyway
+    assert not await b.renew("sid", record)
+    assert await store.get("session", _digest("sid")) is None
 
 
 async def test_renew_writes_at_most_every_tenth_of_the_ttl() -> None:
