@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qs
 
+from hivegate.asgi.hints import learn_tool_hints
 from hivegate.asgi.http import read_json, send_bytes, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
@@ -107,6 +108,8 @@ class LegacySSEFrontend:
             if jsonrpc.is_request(message):
                 gate = self._gate
                 if gate is not None:
+                    if gate.needs_tool_list(message):
+                        await learn_tool_hints(gate, entry.backend, self._name, self._request_timeout)
                     verdict = gate.check(principal, message)
                     if call is not None and verdict.decision is not None:
                         call.decided(verdict.allowed, verdict.decision.reasons)

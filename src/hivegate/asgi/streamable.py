@@ -18,6 +18,7 @@ from typing import cast
 
 import orjson
 
+from hivegate.asgi.hints import learn_tool_hints
 from hivegate.asgi.http import ClientGone, SSEStream, get_header, read_json, send_bytes, send_json, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, RequestEnded, next_or_disconnect, pump_stream, wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
@@ -200,14 +201,8 @@ class SessionFrontend:
         call a tool without listing first). Failures leave the hints unknown (policies then decide without them)."""
         session_id = get_header(scope, SESSION_HEADER)
         entry = self._registry.get(session_id, principal.key) if session_id else None
-        if entry is None or self._gate is None:
-            return
-        try:
-            answer = await entry.backend.ask("tools/list", {}, min(self._request_timeout, 10.0))
-        except (BackendError, TimeoutError) as exc:
-            logger.info("backend %r: could not list tools for their annotations: %s", self._name, exc)
-            return
-        self._gate.learn_tool_list(answer)
+        if entry is not None and self._gate is not None:
+            await learn_tool_hints(self._gate, entry.backend, self._name, self._request_timeout)
 
     def _filter_for(
         self, principal: Principal, message: jsonrpc.Message
