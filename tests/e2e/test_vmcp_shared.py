@@ -124,6 +124,41 @@ async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp
             assert gone.status_code == 404
 
 
+async def test_a_delete_at_a_replica_that_never_served_the_session_ends_it_without_resuming_it(
+    tmp_path: Path,
+) -> None:
+    async with local_issuer() as issuer, start_redis() as redis:
+        config = {
+            "name": "shared",
+            "backends": [{"name": "tools", "command": sys.executable, "args": [FIXTURE]}],
+            "incomingAuth": oidc(issuer),
+            "sessionStorage": {"provider": "redis", "address": f"127.0.0.1:{redis.port}", "keyPrefix": "e2e:"},
+        }
+        path = write(tmp_path, config)
+        alice, bob = issuer.token(AUDIENCE, sub="alice"), issuer.token(AUDIENCE, sub="bob")
+        async with (
+            hivegate_vmcp(["--config", path, "--port", "0"]) as a,
+            hivegate_vmcp(["--config", path, "--port", "0"]) as b,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            session = await open_session(client, a, alice)
+            assert text_of(await post(client, a, alice, call("tools_echo", text="x"), session)) == "x"
+
+            def delete(token: str) -> Any:
+                return client.delete(b.url, headers={"authorization": f"Bearer {token}", "mcp-session-id": session})
+
+            assert (await delete(bob)).status_code == 404  # not bob's to end
+            assert text_of(await post(client, a, alice, call("tools_echo", 3, text="y"), session)) == "y"
+            assert (await delete(alice)).status_code == 200
+            assert not any("resumed" in line for line in b.stderr)  # B never opened backends for it
+            deadline, attempt = time.monotonic() + 10, 10
+            while (await post(client, a, alice, call("tools_whoami", attempt), session)).status_code != 404:
+                assert time.monotonic() < deadline, "the session ended at B still works at A"
+                attempt += 1
+                await asyncio.sleep(0.25)
+            assert (await delete(alice)).status_code == 404  # ended once
+
+
 async def test_header_injection_reaches_the_backend_and_the_callers_token_never_does(tmp_path: Path) -> None:
     async with local_issuer() as issuer, fixture_http_server() as backend_url:
         config = {

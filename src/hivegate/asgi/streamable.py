@@ -429,6 +429,14 @@ class SessionFrontend:
         )
 
     async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:
+        session_id = get_header(scope, SESSION_HEADER)
+        if (
+            session_id is not None
+            and self._shared is not None
+            and self._registry.get(session_id, principal.key) is None
+        ):
+            await self._delete_elsewhere(send, principal, session_id)  # no need to open it here only to end it
+            return
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return
@@ -436,6 +444,16 @@ class SessionFrontend:
         if self._shared is not None:
             await self._shared.delete(entry.session_id)
         await self._registry.remove(entry.session_id)
+
+    async def _delete_elsewhere(self, send: Send, principal: Principal, session_id: str) -> None:
+        """End a session this replica does not hold: its record goes, and the replica holding it sees the marker."""
+        assert self._shared is not None
+        record = await self._shared.load(session_id)
+        if record is None or record.owner != principal.key:
+            await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
+            return
+        await self._shared.delete(session_id)
+        await send_bytes(send, 200, b"")
 
 
 async def _final(sink: QueueSink) -> jsonrpc.Message | None:
