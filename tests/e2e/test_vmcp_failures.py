@@ -106,7 +106,7 @@ async def test_a_killed_http_backend_is_reported_unhealthy_while_the_other_serve
             assert status["status"] == "degraded"
             assert {b["name"]: b["status"] for b in status["backends"]} == {"k8s": "unhealthy", "local": "healthy"}
             refused = (await client.call("k8s_echo", text="while down")).json()
-            assert refused["error"]["message"].startswith("backend 'k8s' is unhealthy: "), refused
+            assert refused["error"]["message"] == "backend 'k8s' is unavailable", refused  # no internal detail
             assert await client.text("local_echo", text="still here") == "still here"  # bestEffort: the rest serves
             listed = set(await client.tools())
             assert "local_echo" in listed
@@ -130,7 +130,7 @@ async def test_under_fail_a_dead_backends_calls_are_refused_naming_it_and_lists_
             await k8s.kill()
             await eventually(lambda: reported(http, gateway.base, "k8s", "unhealthy"))
             refused = (await client.call("k8s_echo", text="while down")).json()
-            assert refused["error"]["message"].startswith("backend 'k8s' is unhealthy: ")
+            assert refused["error"]["message"] == "backend 'k8s' is unhealthy"
             listed = (await client.rpc("tools/list")).json()
             assert listed["error"]["message"] == "backend(s) k8s unavailable (partialFailureMode: fail)"
             assert await client.text("local_echo", text="calls still go") == "calls still go"

@@ -110,10 +110,13 @@ class SseClientTransport:
             self._closed.set()
 
     async def send(self, message: Message) -> None:
-        if self._client is None or self._endpoint is None or self._closed.is_set():
+        client = self._client
+        if client is None or self._endpoint is None:
             raise BackendError("SSE backend is not connected")
+        if self._closed.is_set():  # the message never goes out: it may be sent again on a new connection
+            raise SessionGone("SSE backend is not connected")
         try:
-            async with self._client.post(
+            async with client.post(
                 self._endpoint,
                 data=orjson.dumps(message),
                 headers={**self._extra, "Content-Type": "application/json", **_trace_headers(message)},
@@ -124,6 +127,10 @@ class SseClientTransport:
                     raise BackendError(f"backend refused the message: HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
+        except RuntimeError as exc:  # the HTTP client refuses to start a request once closed
+            if not (client.closed or self._closed.is_set()):
+                raise
+            raise SessionGone("SSE backend connection closed while sending") from exc
 
     async def wait_closed(self) -> str:
         await self._closed.wait()
@@ -180,9 +187,11 @@ class StreamableClientTransport:
         return headers
 
     async def send(self, message: Message) -> None:
-        if self._client is None or self._on_message is None or self._closed.is_set():
+        client, on_message = self._client, self._on_message
+        if client is None or on_message is None:
             raise BackendError("backend session is closed")
-        on_message = self._on_message
+        if self._closed.is_set():  # the message never goes out: it may be sent again on a new session
+            raise SessionGone("backend session is closed")
         is_initialize = message.get("method") == "initialize"
         if self._credentials is not None:
             # the credential of the caller this message is for; the gateway's own messages (a replayed initialize,
@@ -197,7 +206,7 @@ class StreamableClientTransport:
             on_message(item)
 
         try:
-            resp = await self._client.post(
+            resp = await client.post(
                 self._url,
                 data=orjson.dumps(message),
                 headers={**self._headers(), **_trace_headers(message)},
@@ -206,6 +215,10 @@ class StreamableClientTransport:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendError(f"backend unreachable: {exc.__class__.__name__}") from exc
+        except RuntimeError as exc:  # the HTTP client refuses to start a request once closed (close() raced us)
+            if not (client.closed or self._closed.is_set()):
+                raise
+            raise SessionGone(f"backend {self._name!r} session closed while sending") from exc
         if resp.status == 404 and self._session_id is not None:
             resp.release()
             self._reason = f"backend {self._name!r} no longer knows the session (HTTP 404)"

@@ -60,7 +60,10 @@ class _Pending:
     progress_token: Any = None
     timer: asyncio.TimerHandle | None = None
     transform: Callable[[Message], Message] | None = None
-    resending: bool = False  # sent again on a new session: the old session's end does not fail it
+    # being sent (or waiting to be sent again on a new session): the end of the session it goes out on does not
+    # fail it at once, but once its send returns (`lost`), so a request that must be sent again is answered only once
+    sending: bool = False
+    lost: str | None = None  # why the session ended while it was being sent
 
 
 class BackendSession:
@@ -88,6 +91,7 @@ class BackendSession:
         self._buffer: deque[Message] = deque(maxlen=_BUFFER_LIMIT)
         self._ready = asyncio.Event()
         self._closing = False
+        self._closed = asyncio.Event()  # set with `_closing`: wakes whoever waits for the backend to be ready
         self._supervisor: asyncio.Task[None] | None = None
         self._init_params: Any = None
         self._background: set[asyncio.Task[None]] = set()
@@ -117,6 +121,7 @@ class BackendSession:
 
     async def close(self) -> None:
         self._closing = True
+        self._closed.set()
         self._fail_all("session closed")
         if self._supervisor is not None:
             self._supervisor.cancel()
@@ -244,7 +249,7 @@ class BackendSession:
         forwarded = dict(message)
         forwarded["id"] = gid
         try:
-            await self._send_or_resend(forwarded, pending)
+            await self._send_or_resend(gid, forwarded, pending)
         except BackendError as exc:
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
         except BaseException:  # e.g. the caller must log in again: nothing was sent, nothing will answer
@@ -285,30 +290,46 @@ class BackendSession:
                 await self._send(note)
 
     async def _wait_ready(self) -> None:
+        """Return once the backend is ready; `BackendError` when the session closes first or the restart takes
+        longer than the request timeout."""
         if self._ready.is_set():
             return
+        if not self._closing:
+            await self._ready_or_closed()
         if self._closing:
             raise BackendError(f"backend {self.name!r} session is closed")
-        try:
-            await asyncio.wait_for(self._ready.wait(), self._request_timeout)
-        except TimeoutError:
-            raise BackendError(f"backend {self.name!r} is restarting and did not come back in time") from None
 
-    async def _send_or_resend(self, message: Message, pending: _Pending) -> None:
-        """Send a client request; when the backend no longer knows the session (it restarted), the request was not
-        processed: send it once more on the session the supervisor opens in its place."""
-        transport = self._transport
+    async def _ready_or_closed(self) -> None:
+        waits = {asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(self._closed.wait())}
         try:
-            await self._send(message)
-        except SessionGone:
-            if transport is self._transport:
-                self._ready.clear()  # the supervisor has not replaced the transport yet: wait for it
-            pending.resending = True
+            done, _ = await asyncio.wait(waits, timeout=self._request_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not done:
+            raise BackendError(f"backend {self.name!r} is restarting and did not come back in time")
+
+    async def _send_or_resend(self, gid: int, message: Message, pending: _Pending) -> None:
+        """Send a client request; when the backend no longer knows the session (it restarted), the request was not
+        processed: send it once more on the session the supervisor opens in its place, unless it was answered (timed
+        out) or cancelled meanwhile. The caller gets exactly one answer."""
+        transport = self._transport
+        pending.sending = True  # before the first send: the session may end (`_fail_all`) while it goes out
+        try:
             try:
+                await self._send(message)
+            except SessionGone:
+                if transport is self._transport:
+                    self._ready.clear()  # the supervisor has not replaced the transport yet: wait for it
                 await self._wait_ready()
-            finally:
-                pending.resending = False
-            await self._send(message)
+                if self._pending.get(gid) is not pending:
+                    return  # answered already (timed out) or cancelled: it must not run now
+                pending.lost = None  # that session never processed it
+                await self._send(message)
+        finally:
+            pending.sending = False
+        if pending.lost is not None:  # sent, but the session ended meanwhile: no answer will come
+            self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, pending.lost))
 
     async def _send(self, message: Message) -> None:
         transport = self._transport
@@ -429,7 +450,8 @@ class BackendSession:
     def _fail_all(self, reason: str) -> None:
         for gid in list(self._pending):
             pending = self._pending[gid]
-            if pending.resending and not self._closing:
+            if pending.sending and not self._closing:
+                pending.lost = reason  # settled when its send returns: it may have to be sent again
                 continue
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, reason))
         self._fail_internal(reason)

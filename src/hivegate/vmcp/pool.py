@@ -154,7 +154,7 @@ class BackendPool:
         """Why a call to `backend` must not be tried now (None: go ahead). A half-open circuit lets one call through."""
         status = self.statuses[backend]
         if status.state == "unhealthy":
-            return f"backend {backend!r} is unhealthy: {status.last_error or 'health checks failing'}"
+            return f"backend {backend!r} is unhealthy"  # its last error stays in the log and /status: it may name hosts
         if status.open_until:
             if time.monotonic() < status.open_until:
                 return f"backend {backend!r} is unavailable: circuit open after {status.call_failures} failed calls"

@@ -159,16 +159,16 @@ class VirtualTransport:
 
     def _miss(self, miss: _NoRoute, method: str, params: dict[str, Any]) -> tuple[int, str]:
         """The error for a request routed nowhere: naming the backend when an unhealthy one left out under
-        `bestEffort` offers what was asked for."""
+        `bestEffort` offers what was asked for. Nothing more than its name: its last error may show internal
+        addresses; and only side-effect-free checks, since this call never reaches it."""
         if self._pool.best_effort and miss.code != METHOD_NOT_FOUND:
             try:
                 backend, _ = self._target(self._pool.with_hidden(), method, params)
             except _NoRoute:
                 pass
             else:
-                refused = None if self._pool.usable(backend) else self._pool.refusal(backend)
-                if refused is not None:
-                    return BACKEND_UNAVAILABLE, refused
+                if not self._pool.usable(backend):
+                    return BACKEND_UNAVAILABLE, f"backend {backend!r} is unavailable"
         return miss.code, str(miss)
 
     async def _forward(self, backend: str, message: Message) -> None:

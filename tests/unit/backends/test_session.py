@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
-from hivegate.errors import BackendError
+from hivegate.errors import BackendError, SessionGone
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +55,46 @@ class FakeBackend:
 
     async def close(self) -> None:
         self.closed.set()
+
+
+class HeldBackend(FakeBackend):
+    """Holds a `tools/call` until `release` is set; then, with `gone`, refuses it as a Streamable HTTP backend that
+    no longer knows the session does (HTTP 404: not processed), otherwise takes it without ever answering."""
+
+    def __init__(self, *, gone: bool) -> None:
+        super().__init__()
+        self.gone = gone
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        if message.get("method") != "tools/call":
+            await super().send(message)
+            return
+        self.holding.set()
+        await self.release.wait()
+        if self.gone:
+            self.closed.set()
+            raise SessionGone("backend 't' no longer knows the session (HTTP 404)")
+        self.sent.append(message)
+
+
+def first_then(first: FakeBackend, *, then_fail: bool = False) -> Callable[[], FakeBackend]:
+    """A factory making `first`, then plain backends (that cannot start, with `then_fail`)."""
+    made = 0
+
+    def factory() -> FakeBackend:
+        nonlocal made
+        made += 1
+        return first if made == 1 else FakeBackend(fail_open=then_fail)
+
+    return factory
+
+
+async def until_restarting(session: BackendSession) -> None:
+    async with asyncio.timeout(5):
+        while session.ready:
+            await asyncio.sleep(0)
 
 
 class ListSink:
@@ -279,3 +320,92 @@ async def test_a_backend_that_cannot_start_raises() -> None:
     session = BackendSession(lambda: FakeBackend(fail_open=True), name="t")
     with pytest.raises(BackendError):
         await session.start()
+
+
+# -- a request the backend's session lost: sent again once, answered once ---------------------------------------------
+
+
+async def test_a_request_the_session_ends_under_while_it_goes_out_is_sent_again_and_answered_once() -> None:
+    held = HeldBackend(gone=True)
+    session = BackendSession(first_then(held), name="t")
+    await session.start()
+    sink = ListSink()
+    sending = asyncio.create_task(session.request(request(7, name="x"), sink))
+    await held.holding.wait()
+    held.die()  # the supervisor sees the session end while the request is going out ...
+    await until_restarting(session)
+    held.release.set()  # ... and the send then learns the backend never processed it (404)
+    async with asyncio.timeout(5):
+        await sending
+    replacement = FakeBackend.instances[1]
+    assert [m["method"] for m in replacement.sent] == ["tools/call"]
+    assert sink.items == [{"jsonrpc": "2.0", "id": 7, "result": {"method": "tools/call"}}]  # one answer, not an error
+    await session.close()
+
+
+async def test_a_request_cancelled_while_waiting_to_be_sent_again_is_not_sent_again() -> None:
+    held = HeldBackend(gone=True)
+    held.release.set()
+    session = BackendSession(first_then(held), name="t")
+    await session.start()
+    sink = ListSink()
+    sending = asyncio.create_task(session.request(request("r-1"), sink))
+    await until_restarting(session)  # the send met a 404: the request waits for the replacement session
+    async with asyncio.timeout(5):
+        await session.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "r-1"}})
+        await sending
+    replacement = FakeBackend.instances[1]
+    assert [m["method"] for m in replacement.sent] == ["notifications/cancelled"]
+    assert sink.ended
+    assert sink.items == []
+    await session.close()
+
+
+async def test_a_request_sent_as_the_session_ends_is_failed_when_its_send_returns() -> None:
+    held = HeldBackend(gone=False)
+    session = BackendSession(first_then(held), name="t")
+    await session.start()
+    sink = ListSink()
+    sending = asyncio.create_task(session.request(request(3), sink))
+    await held.holding.wait()
+    held.die()
+    await until_restarting(session)
+    held.release.set()  # it went out on the session that ended: no answer will ever come
+    async with asyncio.timeout(5):
+        await sending
+    assert len(sink.items) == 1
+    assert sink.items[0]["id"] == 3
+    assert "went away" in sink.items[0]["error"]["message"]
+    await session.close()
+
+
+# -- closing the session wakes whoever waits for a restart ------------------------------------------------------------
+
+
+async def test_closing_the_session_wakes_a_request_waiting_for_the_backend_to_restart() -> None:
+    session = BackendSession(first_then(FakeBackend(), then_fail=True), name="t", request_timeout=60)
+    await session.start()
+    FakeBackend.instances[0].die()
+    await until_restarting(session)
+    waiting = asyncio.create_task(session.request(request(1), ListSink()))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await session.close()
+    async with asyncio.timeout(2):  # not the 60 s request timeout
+        with pytest.raises(BackendError, match=r"backend 't' session is closed"):
+            await waiting
+
+
+async def test_closing_the_session_answers_a_request_waiting_to_be_sent_again_at_once() -> None:
+    held = HeldBackend(gone=True)
+    held.release.set()
+    session = BackendSession(first_then(held, then_fail=True), name="t", request_timeout=60)
+    await session.start()
+    sink = ListSink()
+    sending = asyncio.create_task(session.request(request(4), sink))
+    await until_restarting(session)
+    await session.close()
+    async with asyncio.timeout(2):
+        await sending
+    assert len(sink.items) == 1
+    assert sink.items[0]["error"]["message"] == "session closed"

@@ -15,7 +15,7 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler, Transport
 from hivegate.core.jsonrpc import Message
-from hivegate.vmcp.config import BackendConfig, IncomingAuth, VMCPConfig
+from hivegate.vmcp.config import BackendConfig, FailureHandling, IncomingAuth, Operational, VMCPConfig
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 
@@ -101,14 +101,16 @@ class Sink:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, *, best_effort: bool = False) -> None:
         FakeMCP.opened.clear()
         self.instances: dict[str, list[FakeMCP]] = {"alpha": [], "beta": []}
         tools = {"alpha": ("echo", "ask"), "beta": ("echo",)}
+        mode = "bestEffort" if best_effort else "fail"
         cfg = VMCPConfig(
             name="team",
             backends=(BackendConfig("alpha", "stdio", command="x"), BackendConfig("beta", "stdio", command="y")),
             incoming_auth=IncomingAuth("anonymous", OIDCConfig(mode="anonymous")),
+            operational=Operational(failure_handling=FailureHandling(partial_failure_mode=mode)),
         )
         self.pool = BackendPool(cfg, {name: self._factory(name, tools[name]) for name in tools})
 
@@ -213,5 +215,27 @@ async def test_a_list_change_refreshes_the_catalog_and_tells_the_clients() -> No
     assert changed == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
     tools = (await ask(session, 2, "tools/list"))["result"]["tools"]
     assert "beta_search" in [t["name"] for t in tools]
+    await session.close()
+    await world.pool.close()
+
+
+async def test_under_best_effort_a_call_to_an_unhealthy_backends_tool_names_the_backend_and_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World(best_effort=True)
+    await world.pool.start()
+    session = await world.session()
+    status = world.pool.statuses["alpha"]
+    status.state, status.last_error = "unhealthy", "http://10.0.0.7:8080/mcp: connection refused"
+    world.pool.catalog = world.pool.build(world.pool.shared_lists())  # what the next health check does: alpha left out
+
+    def refusal(backend: str) -> str | None:
+        raise AssertionError(f"refusal({backend!r}) may use up a half-open trial: only a call that goes out asks it")
+
+    monkeypatch.setattr(world.pool, "refusal", refusal)
+    refused = await ask(session, 1, "tools/call", call("alpha_echo"))
+    assert refused["error"] == {"code": -32000, "message": "backend 'alpha' is unavailable"}  # no internal address
+    unknown = await ask(session, 2, "tools/call", call("gamma_echo"))
+    assert unknown["error"] == {"code": -32602, "message": "Unknown tool: gamma_echo"}
     await session.close()
     await world.pool.close()
