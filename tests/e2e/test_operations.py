@@ -145,6 +145,57 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert any(entry.get("request_id") == deny["source"]["extra"]["request_id"] for entry in json_logs)
 
 
+async def test_legacy_sse_calls_are_audited_with_the_answer_from_the_stream(tmp_path: Path) -> None:
+    """The legacy transport accepts each POST (202) and answers on the event stream: the audit line and the metrics
+    still carry the call's real outcome, once it is known."""
+    audit_file = tmp_path / "audit.jsonl"
+    (tmp_path / "audit.yaml").write_text(f"logFile: {audit_file}\n")
+    diag_port = free_port()
+    args = ["--proxy-mode", "sse", "--audit-config", str(tmp_path / "audit.yaml"),
+            "--diagnostics-port", str(diag_port), *fixture_command()]  # fmt: skip
+    async with (
+        hivegate_run(args) as gw,
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", gw.url, headers={"accept": "text/event-stream"}) as stream,
+    ):
+        events = stream.aiter_lines()
+
+        async def answer() -> dict[str, Any]:
+            async with asyncio.timeout(15):
+                async for line in events:
+                    if line.startswith("data:") and line[5:].strip().startswith("{"):
+                        found: dict[str, Any] = json.loads(line[5:])
+                        return found
+            raise AssertionError("event stream ended")
+
+        async for line in events:
+            if line.startswith("data:"):
+                post_url = gw.base + line[5:].strip()
+                break
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}}  # fmt: skip  # noqa: E501
+        assert (await http.post(post_url, json=init)).status_code == 202
+        assert (await answer())["id"] == 0
+        for rid, name in ((1, "echo"), (2, "crash_unknown_tool")):
+            body = {
+                "jsonrpc": "2.0",
+                "id": rid,
+                "method": "tools/call",
+                "params": {"name": name, "arguments": {"text": "hi"}},
+            }  # noqa: E501
+            assert (await http.post(post_url, json=body)).status_code == 202
+            assert (await answer())["id"] == rid
+        await asyncio.sleep(0.2)  # the audit line is written as the answer goes out
+        scraped = (await http.get(f"http://127.0.0.1:{diag_port}/metrics")).text
+    calls = [line for line in audit_lines(audit_file) if line["type"] == "mcp_tool_call"]
+    assert [(c["target"]["name"], c["outcome"]) for c in calls] == [
+        ("echo", "success"),
+        ("crash_unknown_tool", "application_error"),
+    ]
+    assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="success") == 1
+    assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="application_error") == 1
+
+
 async def test_readiness_fails_when_a_remote_backend_is_down() -> None:
     closed = free_port()
     async with hivegate_run([f"http://127.0.0.1:{closed}/mcp"]) as gw, httpx.AsyncClient() as http:

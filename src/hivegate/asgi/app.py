@@ -168,13 +168,20 @@ class Gateway:
             current_caller.reset(caller)
 
     def _done(self, exchange: Exchange) -> None:
-        """Settle what the fronts left open (from the HTTP status) and tell every observer."""
+        """Settle what the fronts left open (from the HTTP status) and tell every observer, now or, when a call is
+        answered later (legacy SSE), once it is."""
         status = exchange.status or 500
         outcome: Outcome = "success" if status < 400 else "denied" if status == 403 else "failure"
         if status >= 500:
             outcome = "error"
         for call in exchange.unsettled():
             call.settle(outcome, message=None if status < 400 else f"HTTP {status}")
+        if exchange.waiting():
+            exchange.report = self._report
+        else:
+            self._report(exchange)
+
+    def _report(self, exchange: Exchange) -> None:
         for observer in self._settings.observers:
             try:
                 observer.exchange_done(exchange)

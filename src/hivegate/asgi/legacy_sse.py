@@ -6,6 +6,7 @@ Each SSE connection owns one backend session; closing the stream ends it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from hivegate.asgi.hints import learn_tool_hints
@@ -14,9 +15,10 @@ from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate, refusal
 from hivegate.backends.registry import SessionLimitError, SessionRegistry
+from hivegate.backends.session import Sink
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
-from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
+from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND, Message
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
@@ -122,10 +124,46 @@ class LegacySSEFrontend:
                         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
                         return
                 transform = None if gate is None else gate.list_filter(principal, message)
-                await entry.backend.request(message, sink, transform=transform)
+                target: Sink = sink
+                if call is not None and exchange is not None:  # audited when its answer reaches the stream
+                    target = _Settling(sink, message["id"], exchange.defer(call))
+                await entry.backend.request(message, target, transform=transform)
             else:
                 await entry.backend.send(message)
         except BackendError as exc:
+            if call is not None:
+                call.deferred = False  # answered here after all
             await send_jsonrpc_error(send, 502, message.get("id"), BACKEND_UNAVAILABLE, str(exc))
             return
         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
+
+
+class _Settling:
+    """The session's event stream as one request sees it: the request's answer, on its way to the stream, also
+    settles the audited call (None: the request was cancelled, no answer will come)."""
+
+    __slots__ = ("_answered", "_id", "_sink")
+
+    def __init__(self, sink: Sink, request_id: jsonrpc.RequestId, answered: Callable[[Message | None], None]) -> None:
+        self._sink, self._id, self._answered = sink, request_id, answered
+
+    @property
+    def streaming(self) -> bool:
+        return self._sink.streaming
+
+    @property
+    def closed(self) -> bool:
+        return self._sink.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._sink.closed = value
+
+    def deliver(self, message: Message) -> None:
+        if "method" not in message and message.get("id") == self._id:
+            self._answered(message)
+        self._sink.deliver(message)
+
+    def end(self) -> None:
+        self._answered(None)
+        self._sink.end()

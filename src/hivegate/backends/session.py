@@ -44,8 +44,10 @@ class Sink(Protocol):
     come (the client cancelled the request).
     """
 
-    streaming: bool
     closed: bool
+
+    @property
+    def streaming(self) -> bool: ...
 
     def deliver(self, message: Message) -> None: ...
 

@@ -3,7 +3,9 @@
 The gateway opens an `Exchange` per HTTP request (request id, source, timing) and hands it down in the ASGI scope;
 authentication sets the principal; the MCP fronts add one `McpCall` per JSON-RPC request or notification they
 handle and settle it when its answer is known. When the HTTP exchange ends, the gateway passes the exchange to
-every `Observer`. Observers must not raise and must not block (they run on the event loop).
+every `Observer`. Observers must not raise and must not block (they run on the event loop). A call answered after
+its HTTP exchange ended (the legacy SSE transport answers on the client's event stream) is `defer`red: the exchange
+is then reported when that answer is known.
 
 When tracing is on, the gateway also gives the exchange a `CallTracer` and the caller's W3C trace headers: each call
 gets its trace and span ids as it is recorded (spans are only made when the exchange ends, but the backend must be
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -94,6 +96,7 @@ class McpCall:
     response: Any = None
     trace: TraceIds | None = None  # set when the gateway traces
     propagated: bool = False  # the forwarded request names the gateway's `backend` span as its parent
+    deferred: bool = False  # answered after the HTTP exchange ends (`Exchange.defer`)
 
     @property
     def settled(self) -> bool:
@@ -158,6 +161,7 @@ class Exchange:
     tracer: CallTracer | None = field(default=None, repr=False)
     traceparent: str | None = field(default=None, repr=False)  # the caller's W3C headers, as sent; never logged
     tracestate: str | None = field(default=None, repr=False)
+    report: Callable[[Exchange], None] | None = field(default=None, repr=False)  # when deferred calls settle
 
     @classmethod
     def open(cls, path: str, http_method: str, source: str, user_agent: str | None) -> Exchange:
@@ -195,7 +199,28 @@ class Exchange:
         return call
 
     def unsettled(self) -> list[McpCall]:
-        return [c for c in self.calls if c.outcome is None]
+        """The calls still open, but those answered later (`defer`)."""
+        return [c for c in self.calls if c.outcome is None and not c.deferred]
+
+    def defer(self, call: McpCall) -> Callable[[Message | None], None]:
+        """`call` is answered after the HTTP exchange ends: returns what settles it from its answer (None: none
+        will come). The exchange is reported once every deferred call has settled (`report`, set by the gateway)."""
+        call.deferred = True
+
+        def answered(reply: Message | None) -> None:
+            if call.settled:
+                return
+            call.answered(reply)
+            report = self.report
+            if report is not None and not self.waiting():
+                self.report = None
+                report(self)
+
+        return answered
+
+    def waiting(self) -> bool:
+        """Whether a deferred call has no answer yet."""
+        return any(c.deferred and c.outcome is None for c in self.calls)
 
 
 @runtime_checkable
