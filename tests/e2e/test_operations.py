@@ -182,7 +182,7 @@ async def test_legacy_sse_calls_are_audited_with_the_answer_from_the_stream(tmp_
                 "id": rid,
                 "method": "tools/call",
                 "params": {"name": name, "arguments": {"text": "hi"}},
-            }  # noqa: E501
+            }
             assert (await http.post(post_url, json=body)).status_code == 202
             assert (await answer())["id"] == rid
         await asyncio.sleep(0.2)  # the audit line is written as the answer goes out

@@ -133,7 +133,8 @@ class AuthorizationServer:
         self._clock = clock
         self.issuer = cfg.issuer
         self._csrf_key = hmac_keys.derive(b"hivegate consent csrf")
-        self._revocations = Revocations(store, ttl=cfg.lifespans.refresh)
+        lifespans = cfg.lifespans
+        self._revocations = Revocations(store, ttl=max(lifespans.refresh, lifespans.access), remember=lifespans.access)
         self._exchange = TokenExchangeGrant(
             issuer=cfg.issuer,
             keys=keys,
@@ -458,7 +459,7 @@ class AuthorizationServer:
         if grant is None:
             used = await self._store.get("code-used", lookup)
             if used is not None:
-                await self._revoke_family(used["family"], "authorization code replayed")
+                await self._revoke_family(used, "authorization code replayed")
             raise OAuthError("invalid_grant", "the authorization code is invalid, expired or already used")
         if grant["client_id"] != client.client_id:
             raise OAuthError("invalid_grant", "the authorization code was issued to another client")
@@ -477,10 +478,11 @@ class AuthorizationServer:
         if resources and resources[0] != grant["resource"]:
             raise OAuthError("invalid_target", "resource differs from the one authorized")
         family = random_id(18)
-        if not await self._store.add("code-used", lookup, {"family": family}, self.cfg.lifespans.refresh):
-            used = await self._store.get("code-used", lookup)
-            if used is not None:
-                await self._revoke_family(used["family"], "authorization code replayed")
+        redeemed = {"family": family, "client_id": client.client_id, "subject": grant["subject"]}
+        if not await self._store.add("code-used", lookup, redeemed, self.cfg.lifespans.refresh):
+            replayed = await self._store.get("code-used", lookup)
+            if replayed is not None:
+                await self._revoke_family(replayed, "authorization code replayed")
             raise OAuthError("invalid_grant", "the authorization code is invalid, expired or already used")
         await self._store.delete("code", lookup)
         return await self._issue(client, grant, family)
@@ -511,7 +513,7 @@ class AuthorizationServer:
         if not await self._store.add("refresh-used", lookup, {"at": now}, self.cfg.lifespans.refresh):
             used = await self._store.get("refresh-used", lookup)
             if used is None or now - float(used["at"]) > REFRESH_GRACE:
-                await self._revoke_family(grant["family"], "refresh token reused")
+                await self._revoke_family(grant, "refresh token reused")
                 raise OAuthError("invalid_grant", "the refresh token was already used; the session is revoked")
         session = await self._store.get("session", grant["session_id"])
         if session is None:
@@ -560,8 +562,10 @@ class AuthorizationServer:
             response["refresh_token"] = refresh.token
         return response
 
-    async def _revoke_family(self, family: str, why: str) -> None:
-        await self._revocations.revoke(family, why)
+    async def _revoke_family(self, record: Mapping[str, Any], why: str) -> None:
+        """Revoke the family of a `refresh` or `code-used` record (the latter named no client or subject before)."""
+        client_id, subject = record.get("client_id"), record.get("subject")
+        await self._revocations.revoke(record["family"], why, client_id=_text(client_id), subject=_text(subject))
 
     async def token_revoked(self, claims: Mapping[str, Any]) -> bool:
         """Whether an access token this server issued (its verified `claims`) has been revoked since."""
@@ -570,23 +574,45 @@ class AuthorizationServer:
     # -- /oauth/revoke (RFC 7009) ----------------------------------------------------------------------------------
 
     async def revoke(self, form: Params, basic: tuple[str, str] | None) -> None:
-        """Revoke a refresh or access token: its whole family (every token issued from the same login). Unknown or
-        foreign tokens are ignored, as RFC 7009 asks."""
+        """Revoke a refresh or access token: its whole family (every token issued from the same login), except an
+        exchanged access token, which is revoked alone. Only the client a token was issued to may revoke it; unknown
+        tokens and tokens of other clients are ignored (the answer is the same), as RFC 7009 asks."""
         client = await self._authenticate_client(form, basic)
         token = form.one("token")
         if not token:
             raise OAuthError("invalid_request", "token is required")
         lookup = self._hmac.check(REFRESH_PREFIX, token)
-        if lookup is None:
-            claims = await self._exchange.own_claims(token)
-            family = claims.get(FAMILY_CLAIM) if claims is not None else None
-            if isinstance(family, str) and claims is not None and claims.get("client_id") == client.client_id:
-                await self._revoke_family(family, "access token revoked by the client")
+        if lookup is not None:
+            await self._revoke_refresh(client, lookup)
             return
+        claims = await self._exchange.own_claims(token)
+        if claims is not None and claims.get("client_id") == client.client_id:
+            await self._revoke_access(claims)
+
+    async def _revoke_refresh(self, client: Client, lookup: str) -> None:
         grant = await self._store.get("refresh", lookup)
-        if grant is not None and grant["client_id"] == client.client_id:
-            await self._revoke_family(grant["family"], "revoked by the client")
-            await self._store.delete("refresh", lookup)
+        if grant is None or grant["client_id"] != client.client_id:
+            return
+        await self._revoke_family(grant, "refresh token revoked by the client")
+        await self._store.delete("refresh", lookup)
+
+    async def _revoke_access(self, claims: Mapping[str, Any]) -> None:
+        """Revoke an access token of this server, issued to the requesting client (`claims` verified).
+
+        An exchanged token (`act`, RFC 8693) names the family of its subject's login, which belongs to the client
+        that login was for, not to the exchanging client that holds it: revoking it revokes that token alone (its
+        `jti`), never the login it was exchanged from (the subject's client revokes that with its own tokens)."""
+        client_id, subject = _text(claims.get("client_id")), _text(claims.get("sub"))
+        if "act" in claims:
+            jti = claims.get("jti")
+            if isinstance(jti, str) and jti:
+                why = "exchanged access token revoked by the client"
+                await self._revocations.revoke_token(jti, why, client_id=client_id, subject=subject)
+            return
+        family = claims.get(FAMILY_CLAIM)
+        if isinstance(family, str):
+            why = "access token revoked by the client"
+            await self._revocations.revoke(family, why, client_id=client_id, subject=subject)
 
     # -- upstream tokens for backends ------------------------------------------------------------------------------
 
@@ -617,6 +643,10 @@ class AuthorizationServer:
     async def ready(self) -> None:
         """Raise `StorageError` when the store cannot be used."""
         await self._store.ping()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _same_person(first: Mapping[str, Any], identity: UpstreamIdentity) -> bool:

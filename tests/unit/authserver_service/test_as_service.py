@@ -376,6 +376,71 @@ async def test_a_revoked_login_cannot_be_exchanged_and_its_exchanged_tokens_go_w
     assert "revoked" in again.value.description
 
 
+def sts_client() -> Client:
+    import hashlib
+
+    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
+
+    return Client("sts-1", (), "static", token_endpoint_auth_method="client_secret_basic",
+                  secret_hash=hashlib.sha256(b"s3cret").hexdigest(), grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
+
+
+def exchange_form(subject_token: str) -> Params:
+    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
+    from hivegate.authserver.exchange_grant import ACCESS_TOKEN_TYPE
+
+    return Params.of(grant_type=TOKEN_EXCHANGE_GRANT, subject_token=subject_token,
+                     subject_token_type=ACCESS_TOKEN_TYPE, audience=RESOURCE)  # fmt: skip
+
+
+async def test_revoking_an_exchanged_token_revokes_that_token_alone_and_only_for_the_exchanging_client() -> None:
+    up = FakeUpstream("okta")
+    s = server(up, clients=Clients(DYNAMIC, sts_client()))
+    tokens = await exchange(s, (await login(s, [up]))["code"])
+    exchanged = await s.token(exchange_form(tokens["access_token"]), ("sts-1", "s3cret"))
+    claims = claims_of(s, exchanged["access_token"])
+    await s.revoke(Params.of(token=exchanged["access_token"], client_id="dyn-1"), None)  # not its client: ignored
+    assert not await s.token_revoked(claims)
+    await s.revoke(Params.of(token=exchanged["access_token"]), ("sts-1", "s3cret"))
+    assert await s.token_revoked(claims)
+    # the login it was exchanged from lives on: its access token, its refresh token, new exchanges
+    assert not await s.token_revoked(claims_of(s, tokens["access_token"]))
+    again = await s.token(exchange_form(tokens["access_token"]), ("sts-1", "s3cret"))
+    assert not await s.token_revoked(claims_of(s, again["access_token"]))
+    refreshed = await s.token(Params.of(grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                                        client_id="dyn-1"), None)  # fmt: skip
+    assert not await s.token_revoked(claims_of(s, refreshed["access_token"]))
+
+
+async def test_revoking_a_refresh_token_of_another_client_changes_nothing() -> None:
+    up = FakeUpstream("okta")
+    s = server(up, clients=Clients(DYNAMIC, STATIC))
+    tokens = await exchange(s, (await login(s, [up]))["code"])
+    await s.revoke(Params.of(token=tokens["refresh_token"], client_id="static-1"), None)  # answered, ignored
+    assert not await s.token_revoked(claims_of(s, tokens["access_token"]))
+    refreshed = await s.token(Params.of(grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                                        client_id="dyn-1"), None)  # fmt: skip
+    assert "access_token" in refreshed
+
+
+async def test_revocation_logs_name_the_client_and_subject_but_never_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    up = FakeUpstream("okta")
+    s = server(up)
+    code = (await login(s, [up]))["code"]
+    tokens = await exchange(s, code)
+    with pytest.raises(OAuthError):
+        await exchange(s, code)  # replayed: the family is revoked
+    await s.revoke(Params.of(token=tokens["access_token"], client_id="dyn-1"), None)
+    lines = [r.getMessage() for r in caplog.records if "revoking" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert "'dyn-1'" in line
+        assert "'00u-alice'" in line
+        assert not any(secret in line for secret in (code, tokens["access_token"], tokens["refresh_token"]))
+
+
 async def test_refresh_rotates_reuse_revokes_the_family_but_concurrent_refreshes_succeed() -> None:
     up = FakeUpstream("okta")
     clock = [1_000_000.0]
