@@ -5,13 +5,17 @@
         │  upstream token at B's /oauth/token (RFC 8693) and B accepts only tokens for its own audience
         ├─ backend "inject": gateway C (`hivegate run --oidc-issuer <oidc-provider>`) — A injects the caller's
         │  upstream access token, which C validates against the provider's JWKS
-        └─ backend "recorder": an MCP server that answers with the headers it received (no credentials)
+        ├─ backend "recorder": an MCP server that answers with the headers it received (no credentials)
+        └─ backends "xspy" (tokenExchange at B for the spy's audience) and "ispy" (upstreamInject): recorders that
+           show exactly which token each strategy sends
 
 A's own token never reaches a backend: B and C refuse it (wrong issuer and audience), and the recorder shows what
 arrives. The exchanged token is cached: many calls, one exchange."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -73,6 +77,8 @@ class World:
     b: RunningGateway
     c: RunningGateway
     b_metrics: str
+    pb: int
+    spies: tuple[str, str]
 
 
 @asynccontextmanager
@@ -89,11 +95,16 @@ async def world(tmp_path: Path, *, access_ttl: int = 3600, offline: bool = True)
         "E2E_GATEWAY_B_AS_SECRET": "b-upstream-secret",
         "E2E_STS_CLIENT_SECRET": "gateway-a-at-b-secret",
     }
-    async with start_oidc_provider(clients=clients, default_resource=UPSTREAM_API, access_token_ttl=access_ttl) as idp:
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        start_oidc_provider(clients=clients, default_resource=UPSTREAM_API, access_token_ttl=access_ttl) as idp,
+    ):
         b_config = tmp_path / "b-auth.yaml"
         sts_client = {"clientId": "gateway-a", "grantTypes": ["token_exchange"],
                       "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
-        b_doc = auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client]})
+        spies = await stack.enter_async_context(_spies())
+        audiences = [f"http://127.0.0.1:{pb}/mcp", spies[0]]  # B issues exchanged tokens for itself and a spy
+        b_doc = auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client], "allowedAudiences": audiences})
         b_config.write_text(with_issuer(b_doc, idp.issuer))
         b_args = ["--port", str(pb), "--auth-server-config", str(b_config), "--name", "b",
                   "--diagnostics-port", str(b_diagnostics), "--", sys.executable, FIXTURE]  # fmt: skip
@@ -121,6 +132,9 @@ async def world(tmp_path: Path, *, access_ttl: int = 3600, offline: bool = True)
                     {"name": "exchange", "url": b.url, "transport": "streamable-http"},
                     {"name": "inject", "url": c.url, "transport": "streamable-http"},
                     {"name": "recorder", "url": recorder, "transport": "streamable-http"},
+                    # header recorders standing where B and C stand: what exactly each strategy sends
+                    {"name": "xspy", "url": spies[0], "transport": "streamable-http"},
+                    {"name": "ispy", "url": spies[1], "transport": "streamable-http"},
                 ],
                 "outgoingAuth": {
                     "source": "inline",
@@ -136,13 +150,38 @@ async def world(tmp_path: Path, *, access_ttl: int = 3600, offline: bool = True)
                             },
                         },
                         "inject": {"type": "upstreamInject", "upstreamInject": {"providerName": "corp"}},
+                        "xspy": {
+                            "type": "tokenExchange",
+                            "tokenExchange": {
+                                "tokenUrl": f"http://127.0.0.1:{pb}/oauth/token",
+                                "clientId": "gateway-a",
+                                "clientSecretEnv": "E2E_STS_CLIENT_SECRET",
+                                "audience": spies[0],
+                            },
+                        },
+                        "ispy": {"type": "upstreamInject", "upstreamInject": {"providerName": "corp"}},
                     },
                 },
             }
             a_config = tmp_path / "a-vmcp.yaml"
             a_config.write_text(with_issuer(a_doc, idp.issuer))
             async with hivegate_vmcp(["--config", str(a_config)], env=env) as a:
-                yield World(idp, a, b, c, f"http://127.0.0.1:{b_diagnostics}/metrics")
+                yield World(idp, a, b, c, f"http://127.0.0.1:{b_diagnostics}/metrics", pb, spies)
+
+
+@asynccontextmanager
+async def _spies() -> AsyncIterator[tuple[str, str]]:
+    async with fixture_http_server() as exchanged, fixture_http_server() as injected:
+        yield exchanged, injected
+
+
+def claims_of(authorization: str) -> dict[str, Any]:
+    """The payload of the JWT in a `Bearer` header (read, not verified: the spy only reports what it got)."""
+    scheme, _, token = authorization.partition(" ")
+    assert scheme == "Bearer"
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
 
 
 def text(result: Any) -> str:
@@ -163,10 +202,22 @@ async def test_each_backend_gets_its_own_credential_and_never_the_callers_token(
             for i in range(5):
                 assert text(await client.call_tool("exchange_echo", {"text": f"again {i}"})) == f"again {i}"
             seen = json.loads(text(await client.call_tool("recorder_headers", {})))
+            exchanged = json.loads(text(await client.call_tool("xspy_headers", {})))
+            injected = json.loads(text(await client.call_tool("ispy_headers", {})))
         assert storage.tokens is not None
         caller_token = storage.tokens.access_token
         assert "authorization" not in {k.lower() for k in seen}
-        assert caller_token not in json.dumps(seen)
+        for headers in (seen, exchanged, injected):  # in no header, under any strategy
+            assert caller_token not in json.dumps(headers)
+        caller = claims_of(f"Bearer {caller_token}")
+        # tokenExchange: B's token for the spy's audience, acting for the caller
+        by_b = claims_of(exchanged["authorization"])
+        assert (by_b["iss"], by_b["aud"], by_b["act"]) == (f"http://127.0.0.1:{w.pb}", w.spies[0], {"sub": "gateway-a"})
+        # upstreamInject: the upstream provider's own token for its API
+        upstream = claims_of(injected["authorization"])
+        assert (upstream["iss"], upstream["aud"]) == (w.idp.issuer, UPSTREAM_API)
+        assert caller["iss"] != upstream["iss"]
+        assert caller["iss"] != by_b["iss"]
         async with httpx.AsyncClient(timeout=10) as http:
             # the caller's own token is useless at B and C: passing it through could never have worked
             init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -176,9 +227,8 @@ async def test_each_backend_gets_its_own_credential_and_never_the_callers_token(
                 headers = {"authorization": f"Bearer {caller_token}", "accept": "application/json, text/event-stream"}
                 refused = await http.post(backend.url, json=init, headers=headers)
                 assert refused.status_code == 401
-            assert (
-                await exchanges_at(http, w.b_metrics) == 1.0
-            )  # seven calls through B, one exchange: the token is cached
+            # seven calls through B and one to the spy: one exchange per audience, the tokens are cached
+            assert await exchanges_at(http, w.b_metrics) == 2.0
         assert not any(caller_token in line for line in w.a.stderr + w.b.stderr + w.c.stderr)
 
 
