@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,35 +28,6 @@ HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 CLEANUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def machine_line(loadavg_start: float, loadavg_end: float) -> str:
-    """The machine and how busy it was: the figures' context."""
-    import platform
-
-    return (
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, 1-min load average {loadavg_start:.1f} "
-        f"before / {loadavg_end:.1f} after (anything above ~0.5 before means other work skews the figures)"
-    )
-
-
-def print_grid(rows: Sequence[Sequence[str]]) -> None:
-    """A text table: the first row is the header (ruled below), the first column left-aligned, the rest right."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print(
-            " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        )
-        if index == 0:
-            print("-+-".join("-" * w for w in widths))
-
-
-def print_footer(notes: Iterable[str], errors: Iterable[str], elapsed: float) -> None:
-    for note in notes:
-        print(f"  note: {note}")
-    for error in errors:
-        print(f"  ERROR: {error}")
-    print(f"  (total {elapsed:.0f} s)")
 
 
 def free_port() -> int:
@@ -164,6 +135,13 @@ class ManagedProcess:
         what = f"{self.name} printed nothing matching {pattern.pattern!r} in {timeout:.0f} s"
         raise TimeoutError(f"{what}:\n{self.tail()}")
 
+    def wait_for_url(self, port: int, timeout: float) -> str:
+        """Wait until the process prints its MCP URL on ``port`` (``http://127.0.0.1:PORT/mcp``: its banner may name
+        other URLs too) and accepts connections there; return the URL."""
+        url = self.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=timeout).group(0)
+        wait_for_port(port, timeout=30, proc=self)
+        return url
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left, including strays outside the group."""
         if self.popen.poll() is not None:
@@ -213,6 +191,13 @@ class Processes:
         proc = ManagedProcess(name, popen, log_path)
         self.running.append(proc)
         return proc
+
+    def start_listening(self, name: str, argv: list[str]) -> tuple[ManagedProcess, int]:
+        """Start ``argv`` with a free port as its last argument; return once it accepts connections on that port."""
+        port = free_port()
+        proc = self.start(name, [*argv, str(port)])
+        wait_for_port(port, timeout=30, proc=proc)
+        return proc, port
 
     def stop(self, proc: ManagedProcess) -> None:
         proc.stop()

@@ -8,7 +8,7 @@ or with ``--backend stdio`` one ``stdio_minimal_server.py`` per gateway), all wi
   plain      no audit, no diagnostics port, default (text) logs
   ops        --enable-audit --audit-config FILE (logFile in a temp dir, includeRequestData and includeResponseData
              true, maxDataSize 1024) --diagnostics-port P (Prometheus /metrics) --log-format json
-  otel       ops + --otel-endpoint at a local OTLP/HTTP receiver (this script, another process)
+  otel       ops + --otel-endpoint at a local OTLP/HTTP receiver (otlp_receiver.py, its own process)
   otel-down  ops + --otel-endpoint at a closed port
 
 Measured: tools/call p50/p90 at 1 connection (one gateway at a time, in alternating blocks A B C D D C B A ...),
@@ -28,18 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +43,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 import loadgen
-from harness import (
-    BENCH_DIR,
-    HOST,
-    Identity,
-    ManagedProcess,
-    Processes,
-    cpu_seconds,
-    descendants,
-    free_port,
-    machine_line,
-    print_footer,
-    print_grid,
-    wait_for_port,
-)
-from run import _on_signal, check_auth_enforced, find_hivegate, fmt_ms, fmt_rate, gateway_problem, run_async
+from common import LoadSettings, begin, finish, print_report
+from harness import BENCH_DIR, HOST, Identity, ManagedProcess, Processes, cpu_seconds, descendants, free_port
+from run import check_auth_enforced, find_hivegate, fmt_ms, fmt_rate, gateway_problem, handle_signals, run_async
 
 AUDIT_MAX_DATA = 1024
 CHECK_CALLS = 20  # tools/calls of the pre-measurement check, per gateway
@@ -88,11 +71,7 @@ VARIANTS = (
 
 
 @dataclass
-class Options:
-    quick: bool
-    duration: float
-    warmup: float
-    latency_seconds: float  # per gateway, over all blocks
+class Options(LoadSettings):
     blocks: int
     rounds: int
     callers: list[int]
@@ -148,66 +127,7 @@ class Report:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- the OTLP receiver (own process)
-
-
-def serve_otlp_receiver(port: int) -> None:
-    """A tiny OTLP/HTTP collector: 200 to every POST /v1/traces; GET /stats says what arrived (spans by name)."""
-    try:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    except ImportError:  # count requests only
-        ExportTraceServiceRequest = None
-    lock = threading.Lock()
-    stats: dict[str, Any] = {"exports": 0, "bytes": 0, "spans": 0, "by_name": {}, "parse_errors": 0}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as a collector would
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.path != "/v1/traces":
-                self._answer(404, b"", "text/plain")
-                return
-            names: dict[str, int] = {}
-            parsed = ExportTraceServiceRequest is not None
-            if parsed:
-                try:
-                    message = ExportTraceServiceRequest()
-                    message.ParseFromString(body)
-                    for resource_spans in message.resource_spans:
-                        for scope_spans in resource_spans.scope_spans:
-                            for span in scope_spans.spans:
-                                names[span.name] = names.get(span.name, 0) + 1
-                except Exception:
-                    parsed = False
-            with lock:
-                stats["exports"] += 1
-                stats["bytes"] += len(body)
-                stats["parse_errors"] += 0 if parsed or ExportTraceServiceRequest is None else 1
-                for name, count in names.items():
-                    stats["spans"] += count
-                    stats["by_name"][name] = stats["by_name"].get(name, 0) + count
-            self._answer(200, b"", "application/x-protobuf")  # an empty ExportTraceServiceResponse
-
-        def do_GET(self) -> None:
-            with lock:
-                body = json.dumps(stats).encode()
-            self._answer(200 if self.path == "/stats" else 404, body, "application/json")
-
-    server = ThreadingHTTPServer((HOST, port), Handler)
-    server.daemon_threads = True
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    server.serve_forever()
+# --------------------------------------------------------------------------- what the OTLP receiver got
 
 
 async def receiver_stats(url: str) -> dict[str, Any]:
@@ -296,9 +216,7 @@ def start_gateways(
         pending.append((variant, proc, port, audit_path, metrics_url))
     gateways: dict[str, Gateway] = {}
     for variant, proc, port, audit_path, metrics_url in pending:
-        url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60).group(0)
-        wait_for_port(port, timeout=30, proc=proc)
-        gateways[variant.key] = Gateway(variant, url, proc, audit_path, metrics_url)
+        gateways[variant.key] = Gateway(variant, proc.wait_for_url(port, timeout=60), proc, audit_path, metrics_url)
     return gateways
 
 
@@ -482,17 +400,16 @@ async def bench(opts: Options, procs: Processes, report: Report) -> None:
     token = identity.mint()
     backend_pid: int | None = None
     if opts.backend == "http":
-        port = free_port()
-        backend = procs.start("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port", str(port)])
-        wait_for_port(port, timeout=30, proc=backend)
+        backend, port = procs.start_listening(
+            "fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"]
+        )
         backend_pid = backend.pid
         target = [f"http://{HOST}:{port}/mcp"]
     else:
         target = ["--", sys.executable, str(BENCH_DIR / "stdio_minimal_server.py")]
-    receiver_port = free_port()
-    receiver = procs.start("otlp-receiver", [sys.executable, str(Path(__file__).resolve()), "--otlp-receiver",
-                                             str(receiver_port)])  # fmt: skip
-    wait_for_port(receiver_port, timeout=30, proc=receiver)
+    receiver, receiver_port = procs.start_listening(
+        "otlp-receiver", [sys.executable, str(BENCH_DIR / "otlp_receiver.py"), "--port"]
+    )
     receiver_url = f"http://{HOST}:{receiver_port}"
     audit_dir = Path(tempfile.mkdtemp(prefix="hivegate-ops-audit-"))
     report.raw["audit_dir"] = str(audit_dir)
@@ -671,20 +588,15 @@ def add_rows(
 
 
 def print_table(opts: Options, report: Report, elapsed: float) -> None:
-    header = ["figure", *[v.label for v in VARIANTS]]
-    rows = [header, *report.rows]
-    start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
-    print()
-    print(f"hivegate operations features — {'quick' if opts.quick else 'full'} mode, JWT validation ON everywhere")
-    print(machine_line(start_load, end_load))
     backend = "fast_backend.py (HTTP, shared)" if opts.backend == "http" else "stdio_minimal_server.py (per gateway)"
-    print(f"backend: {backend}; load: aiohttp in this process, N calls in flight on one session (competes for cores)")
-    print("columns: plain | --audit-config (file) --diagnostics-port --log-format json | + --otel-endpoint (local")
-    print("         receiver) | + --otel-endpoint (closed port); (ratio vs plain), CPU (difference, ratio)")
-    print_grid(rows)
-    for check in report.checks:
-        print(f"  check: {check}")
-    print_footer(report.notes, report.errors, elapsed)
+    context = [
+        f"backend: {backend}; load: aiohttp in this process, N calls in flight on one session (competes for cores)",
+        "columns: plain | --audit-config (file) --diagnostics-port --log-format json | + --otel-endpoint (local",
+        "         receiver) | + --otel-endpoint (closed port); (ratio vs plain), CPU (difference, ratio)",
+    ]
+    title = f"hivegate operations features — {'quick' if opts.quick else 'full'} mode, JWT validation ON everywhere"
+    header = ["figure", *[v.label for v in VARIANTS]]
+    print_report(title, context, header, report, elapsed, checks=report.checks)
 
 
 # --------------------------------------------------------------------------- main
@@ -699,18 +611,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-audit", action="store_true", help="keep the audit files (printed directory)")
     parser.add_argument("--gateway-cmd", help="command that runs the hivegate CLI (default: the venv's `hivegate`)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON to this path")
-    parser.add_argument("--otlp-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    if args.otlp_receiver is not None:
-        serve_otlp_receiver(args.otlp_receiver)
-        return 0
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
-        signal.signal(signum, _on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    handle_signals()
     hivegate = find_hivegate(args.gateway_cmd)
     problem = gateway_problem(hivegate)
     if problem is not None or hivegate is None:
@@ -729,9 +635,7 @@ def main() -> int:
         keep_audit=args.keep_audit,
     )
     report = Report()
-    report.raw["loadavg_start"] = os.getloadavg()[0]
-    started = time.perf_counter()
-    failed = False
+    started = begin(report)
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
         try:
@@ -739,12 +643,7 @@ def main() -> int:
         except Exception as exc:
             report.errors.append(f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
-            failed = True
-    report.raw["loadavg_end"] = os.getloadavg()[0]
-    print_table(opts, report, time.perf_counter() - started)
-    if args.json:
-        args.json.write_text(json.dumps({"options": asdict(opts), **asdict(report)}, indent=2, default=str))
-    return 1 if failed or report.errors else 0
+    return finish(print_table, opts, report, started, json_path=args.json)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,13 @@ import base64
 import functools
 import itertools
 import json
-import os
-import re
 import secrets
-import signal
 import statistics
 import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,29 +43,10 @@ import aiohttp
 import orjson
 
 import loadgen
-from harness import (
-    HOST,
-    Identity,
-    ManagedProcess,
-    Processes,
-    cpu_seconds,
-    free_port,
-    machine_line,
-    print_footer,
-    print_grid,
-    wait_for_port,
-)
-from run import (
-    _on_signal,
-    check_auth_enforced,
-    exit_status,
-    find_hivegate,
-    fmt_ms,
-    fmt_rate,
-    run_benches,
-    verdict,
-)
-from vmcp_bench import Load, cli_problem, latency_blocks
+from common import LoadSettings, Report, begin, finish, print_report
+from harness import HOST, Identity, ManagedProcess, Processes, cpu_seconds, free_port, wait_for_port
+from run import check_auth_enforced, find_hivegate, fmt_ms, fmt_rate, handle_signals, run_benches, verdict
+from vmcp_bench import Load, call_body, cli_problem, latency_blocks
 
 TARGET_ADDED_MS = 0.2  # cached tokenExchange call minus unauthenticated call, p50 at 1 connection
 STS_CLIENT_ID = "bench-gateway"
@@ -79,11 +56,7 @@ LABELS = {"none": "unauthenticated", "exchange": "tokenExchange (cached)"}
 
 
 @dataclass
-class Options:
-    quick: bool
-    duration: float
-    warmup: float
-    latency_seconds: float
+class Options(LoadSettings):
     blocks: int
     rounds: int
     sessions: int
@@ -101,14 +74,6 @@ class Row:
     compare: str
     target: str
     verdict: str
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- the backend (a separate process)
@@ -249,9 +214,7 @@ class World:
 
 
 def start_backend(procs: Processes) -> Backend:
-    port = free_port()
-    proc = procs.start("backend", [sys.executable, str(Path(__file__).resolve()), "--serve-backend", str(port)])
-    wait_for_port(port, timeout=30, proc=proc)
+    proc, port = procs.start_listening("backend", [sys.executable, str(Path(__file__).resolve()), "--serve-backend"])
     base = f"http://{HOST}:{port}"
     return Backend(f"{base}/mcp", base, proc)
 
@@ -289,8 +252,7 @@ def start_sts(procs: Processes, opts: Options, identity: Identity, backend: Back
     argv += ["--auth-server-config", str(path), "--diagnostics-port", str(diagnostics), "--log-level", "warning"]
     env = {"BENCH_STS_HMAC": secrets.token_hex(32), SECRET_ENV: secret}
     proc = procs.start("sts", [*argv, backend.url], env=env)
-    proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60)
-    wait_for_port(port, timeout=30, proc=proc)
+    proc.wait_for_url(port, timeout=60)
     wait_for_port(diagnostics, timeout=30, proc=proc)
     return STS(issuer, f"http://{HOST}:{diagnostics}/metrics", secret, secret_file, proc)
 
@@ -316,9 +278,7 @@ def start_run(procs: Processes, opts: Options, world: World, kind: str) -> Targe
         argv += ["--token-exchange-client-secret-file", str(world.sts.secret_file)]
         argv += ["--token-exchange-audience", world.backend.url]
     proc = procs.start(f"run-{kind}", [*argv, world.backend.url])
-    url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60).group(0)
-    wait_for_port(port, timeout=30, proc=proc)
-    return Target(url, proc, "echo")
+    return Target(proc.wait_for_url(port, timeout=60), proc, "echo")
 
 
 def start_vmcp(procs: Processes, opts: Options, world: World, kind: str) -> Target:
@@ -354,19 +314,10 @@ def start_vmcp(procs: Processes, opts: Options, world: World, kind: str) -> Targ
     port = free_port()
     argv = [*opts.hivegate, "vmcp", "serve", "--config", str(path), "--host", HOST, "--port", str(port)]
     proc = procs.start(f"vmcp-{kind}", [*argv, "--log-level", "warning"], env={SECRET_ENV: world.sts.secret})
-    url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=120).group(0)
-    wait_for_port(port, timeout=30, proc=proc)
-    return Target(url, proc, "b1_echo")
+    return Target(proc.wait_for_url(port, timeout=120), proc, "b1_echo")
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def call_body(tool: str) -> loadgen.BodyFactory:
-    def make(request_id: int) -> bytes:
-        return loadgen.tools_call(request_id, tool=tool)
-
-    return make
 
 
 def check_result(answer: dict[str, Any], where: str) -> None:
@@ -428,7 +379,7 @@ async def audit_backend(
     return bare, exchanged, dict(by_subject)
 
 
-async def sanity(world: World, targets: dict[str, Target], part: str, report: Report) -> dict[str, str]:
+async def sanity(world: World, targets: dict[str, Target], part: str, report: Report[Row]) -> dict[str, str]:
     """Before anything is measured: JWT validation on in both gateways, a tools/call works through each, and the
     backend sees the exchanged token (and only it) from the token-exchange gateway, nothing from the other."""
     callers = {f"{part}-sanity": world.identity.mint(f"{part}-sanity")}
@@ -559,7 +510,7 @@ def block_value(runs: list[loadgen.LatencyStats], pct: str) -> float:
     return max(values) if pct == "p99" else statistics.fmean(values)
 
 
-async def compare(opts: Options, world: World, part: str, targets: dict[str, Target], report: Report) -> None:
+async def compare(opts: Options, world: World, part: str, targets: dict[str, Target], report: Report[Row]) -> None:
     """Everything for one pair of gateways: checks, cache misses, warm-up, latency, throughput, final audit."""
     sts_start = await world.sts.exchanges()
     callers = await sanity(world, targets, part, report)
@@ -686,28 +637,22 @@ async def compare(opts: Options, world: World, part: str, targets: dict[str, Tar
         )
     )
     m_none, m_exch = misses["none"], misses["exchange"]
-    miss_diffs = [x.total_ms - u.total_ms for u, x in zip(m_none, m_exch, strict=True)]
-    report.rows.append(
-        Row(
-            f"({part}) new caller: handshake + first tools/call (cache miss), median of {len(m_none)}",
-            fmt_ms(statistics.median(c.total_ms for c in m_none)),
-            fmt_ms(statistics.median(c.total_ms for c in m_exch)),
-            f"{statistics.median(miss_diffs):+.3f} ms (max {max(miss_diffs):+.3f})",
-            "info",
-            "-",
+    # The cache miss (with the worst difference), then the same callers' next call: per-caller differences.
+    for figure, what, target, worst in (
+        (f"new caller: handshake + first tools/call (cache miss), median of {len(m_none)}", "total_ms", "info", True),
+        ("same callers' second tools/call (cached), median", "second_call_ms", "-", False),
+    ):
+        diffs = [getattr(x, what) - getattr(u, what) for u, x in zip(m_none, m_exch, strict=True)]
+        report.rows.append(
+            Row(
+                f"({part}) {figure}",
+                fmt_ms(statistics.median(getattr(c, what) for c in m_none)),
+                fmt_ms(statistics.median(getattr(c, what) for c in m_exch)),
+                f"{statistics.median(diffs):+.3f} ms" + (f" (max {max(diffs):+.3f})" if worst else ""),
+                target,
+                "-",
+            )
         )
-    )
-    second = [x.second_call_ms - u.second_call_ms for u, x in zip(m_none, m_exch, strict=True)]
-    report.rows.append(
-        Row(
-            f"({part}) same callers' second tools/call (cached), median",
-            fmt_ms(statistics.median(c.second_call_ms for c in m_none)),
-            fmt_ms(statistics.median(c.second_call_ms for c in m_exch)),
-            f"{statistics.median(second):+.3f} ms",
-            "-",
-            "-",
-        )
-    )
     where = "initialize" if part == "a" else "first tools/call"
     report.notes.append(
         f"({part}) cache miss: the exchange happens on a new caller's first request to the backend ({where}); "
@@ -740,21 +685,21 @@ async def compare(opts: Options, world: World, part: str, targets: dict[str, Tar
 # --------------------------------------------------------------------------- (a), (b), (c)
 
 
-async def bench_run(opts: Options, procs: Processes, world: World, report: Report) -> None:
+async def bench_run(opts: Options, procs: Processes, world: World, report: Report[Row]) -> None:
     if opts.run_problem is not None:
         raise RuntimeError(opts.run_problem)
     targets = {kind: start_run(procs, opts, world, kind) for kind in KINDS}
     await compare(opts, world, "a", targets, report)
 
 
-async def bench_vmcp(opts: Options, procs: Processes, world: World, report: Report) -> None:
+async def bench_vmcp(opts: Options, procs: Processes, world: World, report: Report[Row]) -> None:
     if opts.vmcp_problem is not None:
         raise RuntimeError(opts.vmcp_problem)
     targets = {kind: start_vmcp(procs, opts, world, kind) for kind in KINDS}
     await compare(opts, world, "b", targets, report)
 
 
-async def bench_inprocess(opts: Options, procs: Processes, world: World, report: Report) -> None:
+async def bench_inprocess(opts: Options, procs: Processes, world: World, report: Report[Row]) -> None:
     """What the token-exchange gateway does more per call, alone: ``ExchangedToken.headers()`` with the token cached
     (after one real exchange at the STS) against ``NoCredentials.headers()``, each followed by the reverse proxy's
     conversion of the headers to bytes. Timed in this process, so the machine's noise between processes is out."""
@@ -835,18 +780,14 @@ async def bench_inprocess(opts: Options, procs: Processes, world: World, report:
 # --------------------------------------------------------------------------- main
 
 
-def print_table(opts: Options, report: Report, elapsed: float) -> None:
-    headers = Row("figure", LABELS["none"], LABELS["exchange"], "difference", "target", "result")
-    rows = [headers, *report.rows]
-    names = list(headers.__dataclass_fields__)
-    start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
-    print()
-    print(f"hivegate outgoing auth benchmark — {'quick' if opts.quick else 'full'} mode")
-    print(machine_line(start_load, end_load))
-    print("(a) hivegate run URL, (b) hivegate vmcp serve; JWT validation on; same backend; STS: hivegate run with")
-    print("    --auth-server-config (RFC 8693 token_exchange client); load: aiohttp in this process")
-    print_grid([[getattr(row, name) for name in names] for row in rows])
-    print_footer(report.notes, report.errors, elapsed)
+def print_table(opts: Options, report: Report[Row], elapsed: float) -> None:
+    context = [
+        "(a) hivegate run URL, (b) hivegate vmcp serve; JWT validation on; same backend; STS: hivegate run with",
+        "    --auth-server-config (RFC 8693 token_exchange client); load: aiohttp in this process",
+    ]
+    title = f"hivegate outgoing auth benchmark — {'quick' if opts.quick else 'full'} mode"
+    header = ["figure", LABELS["none"], LABELS["exchange"], "difference", "target", "result"]
+    print_report(title, context, header, report, elapsed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -867,9 +808,7 @@ def main() -> int:
     if args.serve_backend is not None:
         serve_backend(args.serve_backend)
         return 0
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
-        signal.signal(signum, _on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    handle_signals()
     hivegate = find_hivegate(args.gateway_cmd)
     opts = Options(
         quick=args.quick,
@@ -884,14 +823,9 @@ def main() -> int:
         run_problem=cli_problem(hivegate, "run"),
         vmcp_problem=cli_problem(hivegate, "vmcp", "serve"),
     )
-    report = Report()
-    report.raw["loadavg_start"] = os.getloadavg()[0]
-    started = time.perf_counter()
-    benches: dict[str, Callable[[Options, Processes, World, Report], Coroutine[Any, Any, None]]] = {
-        "a": bench_run,
-        "b": bench_vmcp,
-        "c": bench_inprocess,
-    }
+    report: Report[Row] = Report()
+    started = begin(report)
+    benches = {"a": bench_run, "b": bench_vmcp, "c": bench_inprocess}
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
         try:
@@ -907,11 +841,7 @@ def main() -> int:
         if world is not None:
             jobs = {key: functools.partial(bench, opts, procs, world, report) for key, bench in benches.items()}
             run_benches(procs, jobs, args.only, report.errors)
-    report.raw["loadavg_end"] = os.getloadavg()[0]
-    print_table(opts, report, time.perf_counter() - started)
-    if args.json:
-        args.json.write_text(json.dumps({"options": asdict(opts), **asdict(report)}, indent=2, default=str))
-    return exit_status(report.errors, (row.verdict for row in report.rows), args.strict)
+    return finish(print_table, opts, report, started, json_path=args.json, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ import asyncio
 import functools
 import json
 import math
-import os
-import re
 import shlex
 import shutil
 import signal
@@ -31,13 +29,14 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import authz_policies
 import loadgen
+from common import Report, begin, finish, print_report
 from harness import (
     BENCH_DIR,
     CLEANUP_SIGNALS,
@@ -48,10 +47,6 @@ from harness import (
     cpu_seconds,
     descendants,
     free_port,
-    machine_line,
-    print_footer,
-    print_grid,
-    wait_for_port,
 )
 
 TARGET_ADDED_P50_MS = 0.5
@@ -89,14 +84,6 @@ class Row:
     compare: str
     target: str
     verdict: str
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -156,10 +143,7 @@ def start_gateway(
     argv = [*cfg.hivegate, "run", "--foreground", "--name", name, "--host", HOST, "--port", str(port)]
     argv += ["--proxy-mode", "streamable-http", *identity.gateway_args(), *target]
     proc = procs.start(f"gateway-{name}", argv)
-    # The banner may name the backend URL too: look for the one on our port.
-    url = proc.wait_for_output(re.compile(rf"http://{re.escape(HOST)}:{port}/mcp\b"), timeout=60).group(0)
-    wait_for_port(port, timeout=30, proc=proc)
-    return url, proc
+    return proc.wait_for_url(port, timeout=60), proc
 
 
 async def check_tool_call(url: str, token: str | None, session_id: str | None) -> None:
@@ -185,11 +169,11 @@ async def check_auth_enforced(url: str, session_id: str | None) -> str:
 # --------------------------------------------------------------------------- (a) HTTP proxy
 
 
-async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report: Report[Row]) -> None:
     token = identity.mint()
-    port = free_port()
-    backend = procs.start("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port", str(port)])
-    wait_for_port(port, timeout=30, proc=backend)
+    backend, port = procs.start_listening(
+        "fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"]
+    )
     targets: dict[str, str] = {"direct": f"http://{HOST}:{port}/mcp"}
     # CPU time is metered per process during the throughput runs: it does not depend on other load.
     metered: dict[str, dict[str, int]] = {"direct": {"backend": backend.pid}}
@@ -337,14 +321,14 @@ async def bench_proxy(cfg: Config, procs: Processes, identity: Identity, report:
 # --------------------------------------------------------------------------- (b) stdio
 
 
-async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+async def bench_stdio(cfg: Config, procs: Processes, identity: Identity, report: Report[Row]) -> None:
     """Both stdio backends: the official SDK's server (realistic) and a minimal one (the gateway's own capacity)."""
     for server, script in (("SDK server", "stdio_echo_server.py"), ("minimal server", "stdio_minimal_server.py")):
         await _bench_stdio_server(cfg, procs, identity, report, server, [sys.executable, str(BENCH_DIR / script)])
 
 
 async def _bench_stdio_server(
-    cfg: Config, procs: Processes, identity: Identity, report: Report, server: str, server_argv: list[str]
+    cfg: Config, procs: Processes, identity: Identity, report: Report[Row], server: str, server_argv: list[str]
 ) -> None:
     shapes = [(f"{server}, 1 session x 32", 1, CONNECTIONS), (f"{server}, 32 sessions x 1", CONNECTIONS, 1)]
     direct: dict[str, loadgen.ThroughputStats] = {}
@@ -423,7 +407,7 @@ def median_wall_ms(argv: list[str], runs: int) -> float:
     return statistics.median(samples)
 
 
-async def bench_help(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+async def bench_help(cfg: Config, procs: Processes, identity: Identity, report: Report[Row]) -> None:
     baseline = median_wall_ms([sys.executable, "-c", "pass"], cfg.help_runs)
     gateway = median_wall_ms([*cfg.hivegate, "--help"], cfg.help_runs) if cfg.hivegate else None
     report.raw["c_help_ms"] = {"python -c pass": baseline, "hivegate --help": gateway}
@@ -498,7 +482,7 @@ def _diff_ms(base: float, other: float) -> str:
     return "n/a" if math.isnan(base) or math.isnan(other) else f"{other - base:+.3f} ms"
 
 
-async def bench_authz(cfg: Config, procs: Processes, identity: Identity, report: Report) -> None:
+async def bench_authz(cfg: Config, procs: Processes, identity: Identity, report: Report[Row]) -> None:
     """The gateway without and with 500 Cedar policies, side by side, in front of the minimal stdio server."""
     if cfg.gateway_problem is not None:
         raise RuntimeError(f"needs the gateway: {cfg.gateway_problem}")
@@ -649,30 +633,30 @@ async def bench_authz(cfg: Config, procs: Processes, identity: Identity, report:
 # --------------------------------------------------------------------------- main
 
 
-def print_table(cfg: Config, report: Report, elapsed: float) -> None:
-    headers = Row("figure", "direct", "gateway", "gateway vs direct", "target", "result")
-    rows = [headers, *report.rows]
+def print_table(cfg: Config, report: Report[Row], elapsed: float) -> None:
     mode = "quick" if cfg.quick else "full"
     load = "wrk 4 (1 thread)" if cfg.use_wrk else "python load generator (competes for the 2 cores)"
-    start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
-    print()
-    print(f"hivegate benchmarks — {mode} mode, {cfg.duration:g} s per throughput run, JWT validation ON in the gateway")
-    print(machine_line(start_load, end_load))
     latency = "sequential aiohttp client" + (" and wrk -c1" if cfg.use_wrk else "")
     ran = {row.figure[:3] for row in report.rows}
+    context = []
     if "(a)" in ran:
-        print(f"(a) load: {load}; latency: {latency}")
+        context.append(f"(a) load: {load}; latency: {latency}")
     if ran & {"(b)", "(d)"}:
-        print("(b), (d) load: aiohttp, 32 workers in one process (competes for the 2 cores)")
+        context.append("(b), (d) load: aiohttp, 32 workers in one process (competes for the 2 cores)")
     if "(d)" in ran:
         with_authz = f"gateway with --authz-config ({AUTHZ_POLICIES} policies)"
-        print(f"(d) columns: direct = gateway without authz, gateway = {with_authz}; 1 conn latency: paired requests")
+        context.append(
+            f"(d) columns: direct = gateway without authz, gateway = {with_authz}; 1 conn latency: paired requests"
+        )
     if cfg.gateway_cmd_note:
-        print(f"gateway command: {cfg.gateway_cmd_note}")
+        context.append(f"gateway command: {cfg.gateway_cmd_note}")
     if cfg.gateway_problem:
-        print(f"GATEWAY NOT MEASURED: {cfg.gateway_problem}")
-    print_grid([[getattr(row, name) for name in headers.__dataclass_fields__] for row in rows])
-    print_footer(report.notes, report.errors, elapsed)
+        context.append(f"GATEWAY NOT MEASURED: {cfg.gateway_problem}")
+    title = (
+        f"hivegate benchmarks — {mode} mode, {cfg.duration:g} s per throughput run, JWT validation ON in the gateway"
+    )
+    header = ["figure", "direct", "gateway", "gateway vs direct", "target", "result"]
+    print_report(title, context, header, report, elapsed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -693,11 +677,16 @@ def _on_signal(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
+def handle_signals() -> None:
+    """SIGTERM and SIGHUP stop the script (and so its processes) as Ctrl-C does, even when started in the background."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> int:
     args = parse_args()
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
-        signal.signal(signum, _on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    handle_signals()
     hivegate = find_hivegate(args.gateway_cmd)
     use_wrk = shutil.which("wrk") is not None and not args.no_wrk
     if shutil.which("wrk") is None:
@@ -717,26 +706,15 @@ def main() -> int:
     )
     if cfg.gateway_problem:
         print(f"warning: gateway unavailable, measuring direct only: {cfg.gateway_problem}", file=sys.stderr)
-    report = Report()
-    report.raw["loadavg_start"] = os.getloadavg()[0]
-    started = time.perf_counter()
-    benches: dict[str, Callable[[Config, Processes, Identity, Report], Coroutine[Any, Any, None]]] = {
-        "a": bench_proxy,
-        "b": bench_stdio,
-        "c": bench_help,
-        "d": bench_authz,
-    }
+    report: Report[Row] = Report()
+    started = begin(report)
+    benches = {"a": bench_proxy, "b": bench_stdio, "c": bench_help, "d": bench_authz}
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
         identity = Identity.start(procs)
         jobs = {key: functools.partial(bench, cfg, procs, identity, report) for key, bench in benches.items()}
         run_benches(procs, jobs, args.only, report.errors)
-    report.raw["loadavg_end"] = os.getloadavg()[0]
-    print_table(cfg, report, time.perf_counter() - started)
-    if args.json:
-        payload = {"config": asdict(cfg), **asdict(report)}
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
-    return exit_status(report.errors, (row.verdict for row in report.rows), args.strict)
+    return finish(print_table, cfg, report, started, json_path=args.json, settings_key="config", strict=args.strict)
 
 
 def run_async(coro: Coroutine[Any, Any, None]) -> None:
@@ -791,15 +769,6 @@ def run_benches(
         finally:
             for proc in procs.running[keep:]:  # this benchmark's processes
                 procs.stop(proc)
-
-
-def exit_status(errors: Sequence[str], verdicts: Iterable[str], strict: bool) -> int:
-    """1 when a benchmark failed to run; with `strict`, 2 when a target was missed; else 0."""
-    if errors:
-        return 1
-    if strict and any(v == "MISS" for v in verdicts):
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,14 +22,11 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,20 +35,9 @@ import aiohttp
 
 import fastmcp_peer
 import loadgen
-from harness import (
-    BENCH_DIR,
-    HOST,
-    ManagedProcess,
-    Processes,
-    cpu_seconds,
-    descendants,
-    free_port,
-    machine_line,
-    print_footer,
-    print_grid,
-    wait_for_port,
-)
-from run import _on_signal, exit_status, find_hivegate, fmt_ms, fmt_rate, run_benches, verdict
+from common import LoadSettings, Report, begin, finish, print_report
+from harness import BENCH_DIR, HOST, ManagedProcess, Processes, cpu_seconds, descendants, free_port, wait_for_port
+from run import find_hivegate, fmt_ms, fmt_rate, handle_signals, run_benches, verdict
 
 TARGET_COST_RATIO = 1.1  # (a) vMCP / hivegate run, latency and time per call
 TARGET_COLD_MS = 30.0  # (b) first tools/list of a fresh vMCP
@@ -65,11 +51,7 @@ BACKENDS = {
 
 
 @dataclass
-class Options:
-    quick: bool
-    duration: float
-    warmup: float
-    latency_seconds: float
+class Options(LoadSettings):
     rounds: int
     sessions: list[int]
     fastmcp_sessions: int
@@ -97,14 +79,6 @@ class Row:
     compare: str
     target: str
     verdict: str
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -263,7 +237,7 @@ def ratio_text(value: float | None, suffix: str = "x") -> str:
 # --------------------------------------------------------------------------- (a) vMCP vs hivegate run
 
 
-async def bench_overhead(opts: Options, procs: Processes, report: Report) -> None:
+async def bench_overhead(opts: Options, procs: Processes, report: Report[Row]) -> None:
     """The same stdio backend behind ``hivegate run`` and behind a vMCP with that one backend."""
     targets: dict[str, tuple[Started, str]] = {}  # kind -> (process, tool name)
     if opts.run_problem is None:
@@ -484,7 +458,7 @@ async def direct_list_ms(argv: list[str], count: int) -> float:
     return statistics.median(samples)
 
 
-async def bench_lists(opts: Options, procs: Processes, report: Report) -> None:
+async def bench_lists(opts: Options, procs: Processes, report: Report[Row]) -> None:
     if opts.vmcp_problem is not None:
         report.rows.append(Row("(b) tools/list over slow backends (cold, warm)", "-", "n/a", "n/a", "-", "n/a"))
         report.notes.append(f"(b) not measured: {opts.vmcp_problem}")
@@ -613,7 +587,7 @@ async def bench_lists(opts: Options, procs: Processes, report: Report) -> None:
 # --------------------------------------------------------------------------- (c) vMCP vs FastMCP proxy
 
 
-async def bench_fastmcp(opts: Options, procs: Processes, report: Report) -> None:
+async def bench_fastmcp(opts: Options, procs: Processes, report: Report[Row]) -> None:
     servers = {"b1": opts.backend, "b2": opts.backend}
     targets: dict[str, Started] = {}
     tool = "b1_echo"  # both prefix each server's tools with its name
@@ -716,20 +690,20 @@ async def bench_fastmcp(opts: Options, procs: Processes, report: Report) -> None
 # --------------------------------------------------------------------------- main
 
 
-def print_table(opts: Options, report: Report, elapsed: float) -> None:
-    headers = Row("figure", "baseline", "vMCP", "vMCP vs baseline", "target", "result")
-    rows = [headers, *report.rows]
-    names = list(headers.__dataclass_fields__)
-    start_load, end_load = report.raw.get("loadavg_start", 0.0), report.raw.get("loadavg_end", 0.0)
-    print()
-    print(f"hivegate vMCP benchmarks — {'quick' if opts.quick else 'full'} mode, {opts.duration:g} s per load run")
-    print(machine_line(start_load, end_load))
-    print("baseline: (a) hivegate run --foreground, (b) one backend directly, (c) FastMCP multi-server proxy")
-    print("load: aiohttp in this process, one worker per MCP session (competes for the cores)")
+def print_table(opts: Options, report: Report[Row], elapsed: float) -> None:
+    context = [
+        "baseline: (a) hivegate run --foreground, (b) one backend directly, (c) FastMCP multi-server proxy",
+        "load: aiohttp in this process, one worker per MCP session (competes for the cores)",
+    ]
     if opts.vmcp_problem:
-        print(f"VMCP NOT MEASURED: {opts.vmcp_problem}")
-    print_grid([[getattr(row, name) for name in names] for row in rows])
-    print_footer(report.notes, report.errors, elapsed)
+        context.append(f"VMCP NOT MEASURED: {opts.vmcp_problem}")
+    print_report(
+        f"hivegate vMCP benchmarks — {'quick' if opts.quick else 'full'} mode, {opts.duration:g} s per load run",
+        context,
+        ["figure", "baseline", "vMCP", "vMCP vs baseline", "target", "result"],
+        report,
+        elapsed,
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -754,9 +728,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop our processes on these too
-        signal.signal(signum, _on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    handle_signals()
     hivegate = find_hivegate(args.gateway_cmd)
     vmcp_problem = cli_problem(hivegate, "vmcp", "serve")
     opts = Options(
@@ -780,23 +752,14 @@ def main() -> int:
     )
     if opts.vmcp_problem:
         print(f"warning: {opts.vmcp_problem}; measuring the rest", file=sys.stderr)
-    report = Report()
-    report.raw["loadavg_start"] = os.getloadavg()[0]
-    started = time.perf_counter()
-    benches: dict[str, Callable[[Options, Processes, Report], Coroutine[Any, Any, None]]] = {
-        "a": bench_overhead,
-        "b": bench_lists,
-        "c": bench_fastmcp,
-    }
+    report: Report[Row] = Report()
+    started = begin(report)
+    benches = {"a": bench_overhead, "b": bench_lists, "c": bench_fastmcp}
     with Processes() as procs:
         print(f"logs: {procs.log_dir}", file=sys.stderr)
         jobs = {key: functools.partial(bench, opts, procs, report) for key, bench in benches.items()}
         run_benches(procs, jobs, args.only, report.errors)
-    report.raw["loadavg_end"] = os.getloadavg()[0]
-    print_table(opts, report, time.perf_counter() - started)
-    if args.json:
-        args.json.write_text(json.dumps({"options": asdict(opts), **asdict(report)}, indent=2, default=str))
-    return exit_status(report.errors, (row.verdict for row in report.rows), args.strict)
+    return finish(print_table, opts, report, started, json_path=args.json, strict=args.strict)
 
 
 if __name__ == "__main__":
