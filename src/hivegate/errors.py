@@ -6,6 +6,8 @@
     credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive); `invalid_token()`
     builds the latter.
   - `BackendError`: the backend could not answer (dead, unreachable, timed out); becomes a JSON-RPC error.
+    - `CredentialRefused`: the backend refused the credential sent with a request (HTTP 401/403): that
+      credential's problem (often one caller's), not the backend's health.
   - `FetchError`: a fetch made to authenticate callers (OIDC discovery, JWKS, introspection) failed: network error,
     timeout, unexpected HTTP status, oversized or unparseable answer. Never sent to a caller as is: authentication
     logs it and answers `invalid_token`.
@@ -22,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "BackendError",
     "ConfigError",
+    "CredentialRefused",
     "FetchError",
     "HivegateError",
     "IssuerMismatchError",
@@ -56,6 +59,11 @@ def invalid_token(description: str) -> AuthenticationError:
 
 class BackendError(HivegateError):
     """The backend MCP server did not answer; maps to a JSON-RPC internal error."""
+
+
+class CredentialRefused(BackendError):
+    """The backend refused the credential sent with the request (HTTP 401/403). With a credential of the caller's
+    (token exchange, an upstream token) it is that caller's problem: it says nothing of the backend's health."""
 
 
 class SessionGone(BackendError):

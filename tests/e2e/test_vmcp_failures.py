@@ -199,6 +199,30 @@ async def test_an_unreachable_backend_under_best_effort_is_served_around_and_rep
     assert any("gone" in line and "bestEffort" in line for line in gateway.stderr)
 
 
+@pytest.mark.parametrize("with_local", [False, True], ids=["alone", "beside-a-healthy-one"])
+async def test_a_backend_down_since_start_up_is_never_reported_healthy_at_later_failed_checks(
+    tmp_path: Path, with_local: bool
+) -> None:
+    backends = unreachable_and_local() if with_local else unreachable_and_local()[:1]
+    # checks every 200 ms, far below the threshold for a long while: what a check that fails leaves is on show
+    failure = {"partialFailureMode": "bestEffort", "healthCheckInterval": "200ms", "unhealthyThreshold": 30}
+    path = write_config(tmp_path, backends, operational={"failureHandling": failure})
+    async with hivegate_vmcp(["--config", path, "--port", "0"]) as gateway, httpx.AsyncClient(timeout=30) as http:
+        base = gateway.base
+        expected = "degraded" if with_local else "unhealthy"  # the server's own status: one backend of two, or none
+        seen: set[tuple[str, str, int]] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0  # 15 checks, and /readyz's cached answer renewed past its 2 s
+        while loop.time() < deadline:
+            gone = (await health(http, base))["gone"]
+            status = (await http.get(f"{base}/status")).json()["status"]
+            ready = (await http.get(f"{base}/readyz")).status_code
+            seen.add((gone["status"], status, ready))
+            await asyncio.sleep(0.1)
+        assert seen == {("unhealthy", expected, 200 if with_local else 503)}
+        assert gone["consecutiveFailures"] >= 10  # the checks did run, and failed, all along
+
+
 # -- bad configurations ------------------------------------------------------------------------------------------------
 
 BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {

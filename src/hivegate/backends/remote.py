@@ -19,7 +19,7 @@ import orjson
 from hivegate.backends.sse_parser import iter_events
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
-from hivegate.errors import BackendError, SessionGone
+from hivegate.errors import BackendError, CredentialRefused, SessionGone
 from hivegate.observe.exchange import TraceMeta
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials
@@ -123,6 +123,8 @@ class SseClientTransport:
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 allow_redirects=False,
             ) as resp:
+                if resp.status in (401, 403):
+                    raise CredentialRefused(f"backend refused the gateway's credential (HTTP {resp.status})")
                 if resp.status >= 300:
                     raise BackendError(f"backend refused the message: HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -226,7 +228,7 @@ class StreamableClientTransport:
             raise SessionGone(self._reason)
         if resp.status in (401, 403):
             resp.release()
-            raise BackendError(f"backend {self._name!r} refused the gateway's credential (HTTP {resp.status})")
+            raise CredentialRefused(f"backend {self._name!r} refused the gateway's credential (HTTP {resp.status})")
         if resp.status >= 400:
             resp.release()
             raise BackendError(f"backend answered HTTP {resp.status}")

@@ -221,12 +221,22 @@ class BackendSession:
     # -- client to backend -----------------------------------------------------------------------------------------
 
     async def request(
-        self, message: Message, sink: Sink, *, transform: Callable[[Message], Message] | None = None
+        self,
+        message: Message,
+        sink: Sink,
+        *,
+        transform: Callable[[Message], Message] | None = None,
+        raise_errors: bool = False,
     ) -> None:
         """Forward a client request; its response (and related notifications) will be delivered to `sink`.
 
         `transform` rewrites the backend's response before delivery (list filtering); if it fails, the client gets
         an internal error instead of the unfiltered response.
+
+        A `BackendError` raised while the request goes out (no credential for this caller, the backend refused it
+        or cannot be reached) is answered to `sink` as a JSON-RPC error; with `raise_errors` it is raised instead,
+        for the caller to tell whose fault it was. Either way the request is answered once: what comes after it went
+        out (a timeout, the session ending under it) always goes to `sink`.
         """
         self.last_used = time.monotonic()
         await self._wait_ready()
@@ -253,7 +263,10 @@ class BackendSession:
         try:
             await self._send_or_resend(gid, forwarded, pending)
         except BackendError as exc:
-            self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
+            if not raise_errors:
+                self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
+            elif self._drop(gid) is not None:  # not answered meanwhile (timed out while waiting for a restart)
+                raise
         except BaseException:  # e.g. the caller must log in again: nothing was sent, nothing will answer
             self._drop(gid)
             raise

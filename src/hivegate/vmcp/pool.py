@@ -2,9 +2,12 @@
 
 Each backend has one discovery session of the gateway's own (never a client's): it lists the backend's capabilities at
 start-up (all backends in parallel), on `notifications/*/list_changed`, and at every health check (ToolHive's check
-is the same capability listing). A backend failing `unhealthyThreshold` checks in a row is `unhealthy`; calls to it
-are refused at once with an error naming it, and lists leave it out (`bestEffort`) or fail (`fail`). With the circuit
-breaker on, `failureThreshold` failed calls in a row open the circuit for `timeout`; then one trial call decides.
+is the same capability listing). A healthy backend failing a check is `degraded` (still routed); failing
+`unhealthyThreshold` checks in a row (or the one at start-up) it is `unhealthy`, and stays so until a check succeeds:
+calls to it are refused at once with an error naming it, and lists leave it out (`bestEffort`) or fail (`fail`). With
+the circuit breaker on, `failureThreshold` failed calls in a row open the circuit for `timeout`; then one trial call
+decides. Only the backend failing counts (unreachable, timed out, an HTTP error, the session lost): a call that failed
+for its caller alone (its credential could not be obtained, or the backend answered 401/403) counts neither way.
 
 Client sessions open their own backend sessions (`hivegate.vmcp.session`); the pool only tells them where to go.
 """
@@ -168,7 +171,15 @@ class BackendPool:
         status = self.statuses[backend]
         return status.state != "unhealthy" and not (status.open_until and time.monotonic() < status.open_until)
 
+    def call_inconclusive(self, backend: str) -> None:
+        """A call that says nothing of the backend's health (its caller's credential could not be obtained or was
+        refused, its caller went away): counted neither way, it only frees a half-open trial slot it held."""
+        status = self.statuses.get(backend)
+        if status is not None:
+            status.trial = False
+
     def call_finished(self, backend: str, ok: bool) -> None:
+        """A call the backend answered (`ok`) or failed (unreachable, timed out, an HTTP error, the session lost)."""
         status = self.statuses.get(backend)
         breaker = self._failure.circuit_breaker
         if status is None:
@@ -295,12 +306,15 @@ class BackendPool:
         status.last_checked = time.time()
 
     def _failed(self, status: BackendStatus, reason: str, *, startup: bool) -> None:
+        """A failed check. `degraded` (still routed: it answered lately, its checks fail) is reached from `healthy`
+        alone; `unhealthy` (not routed) is left only by a check that succeeds, never by one more failure."""
         status.failures += 1
         status.last_error = reason[:300]
         status.last_checked = time.time()
         threshold = self._failure.unhealthy_threshold
         before = status.state
-        status.state = "unhealthy" if startup or status.failures >= threshold else "degraded"
+        down = startup or before in ("unhealthy", "starting") or status.failures >= threshold
+        status.state = "unhealthy" if down else "degraded"
         if status.state != before:
             logger.warning("backend %r is %s: %s", status.name, status.state, status.last_error)
 

@@ -35,7 +35,7 @@ from hivegate.core.jsonrpc import (
     RequestId,
     error_response,
 )
-from hivegate.errors import AuthenticationError, BackendError
+from hivegate.errors import AuthenticationError, BackendError, CredentialRefused
 from hivegate.outgoing.credentials import OutgoingAuthError
 from hivegate.vmcp.catalog import BackendLists, Catalog
 from hivegate.vmcp.pool import PROTOCOL_VERSION, BackendPool
@@ -180,22 +180,34 @@ class VirtualTransport:
         try:
             session = await self._session(backend)
         except (BackendError, TimeoutError, OSError) as exc:
-            if not isinstance(exc, OutgoingAuthError):  # a credential problem is not the backend failing
-                self._pool.call_finished(backend, ok=False)
+            self._failed(backend, exc)
             reason = str(exc) or type(exc).__name__
             self._error(request_id, BACKEND_UNAVAILABLE, f"backend {backend!r} is unavailable: {reason}")
             return
+        except BaseException:  # e.g. the caller must log in again: the gateway answers 401
+            self._pool.call_inconclusive(backend)
+            raise
         self._routes[request_id] = backend
         try:
-            await session.request(message, _Relay(self, backend))
+            # errors while it goes out are raised here, not answered as a backend's: only here is it known whether
+            # the backend failed or this caller's credential did
+            await session.request(message, _Relay(self, backend), raise_errors=True)
         except BackendError as exc:
             self._routes.pop(request_id, None)
-            if not isinstance(exc, OutgoingAuthError):
-                self._pool.call_finished(backend, ok=False)
+            self._failed(backend, exc)
             self._error(request_id, BACKEND_UNAVAILABLE, str(exc))
-        except BaseException:  # e.g. the caller must log in again: the gateway answers 401
+        except BaseException:
             self._routes.pop(request_id, None)
+            self._pool.call_inconclusive(backend)
             raise
+
+    def _failed(self, backend: str, exc: BaseException) -> None:
+        """A call that did not reach `backend`: a failure of the backend's (circuit breaker), unless it failed for
+        this caller alone (a credential that could not be obtained or that the backend refused)."""
+        if isinstance(exc, (OutgoingAuthError, CredentialRefused)):
+            self._pool.call_inconclusive(backend)
+        else:
+            self._pool.call_finished(backend, ok=False)
 
     async def _list(self, request_id: RequestId, method: str) -> None:
         problem = self._pool.list_problem()
@@ -273,6 +285,8 @@ class VirtualTransport:
             params = message.get("params")
             request_id = params.get("requestId") if isinstance(params, dict) else None
             backend = self._routes.pop(request_id, None) if request_id is not None else None
+            if backend is not None:
+                self._pool.call_inconclusive(backend)  # no answer will come: it cannot decide a half-open trial
             session = self._backends.get(backend) if backend is not None else None
             if session is not None:
                 with contextlib.suppress(BackendError):
@@ -359,6 +373,9 @@ class VirtualTransport:
             if self._routes.get(request_id) == backend:  # type: ignore[arg-type]
                 del self._routes[request_id]  # type: ignore[arg-type]
             error = message.get("error")
+            if self._closed.is_set():  # failed because this session closed under it: not the backend's doing
+                self._pool.call_inconclusive(backend)
+                return
             failed = isinstance(error, dict) and error.get("code") == BACKEND_UNAVAILABLE
             self._pool.call_finished(backend, ok=not failed)
             self._emit(message)

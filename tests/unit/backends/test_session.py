@@ -11,7 +11,7 @@ import pytest
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
-from hivegate.errors import BackendError, SessionGone
+from hivegate.errors import BackendError, CredentialRefused, SessionGone
 
 pytestmark = pytest.mark.anyio
 
@@ -409,3 +409,39 @@ async def test_closing_the_session_answers_a_request_waiting_to_be_sent_again_at
         await sending
     assert len(sink.items) == 1
     assert sink.items[0]["error"]["message"] == "session closed"
+
+
+# -- an error while a request goes out: answered to its sink, or raised to the caller that asked for it --------------
+
+
+class RefusingBackend(FakeBackend):
+    """Refuses every `tools/call` as it goes out (the backend's HTTP 401 to the credential sent with it)."""
+
+    async def send(self, message: Message) -> None:
+        if message.get("method") == "tools/call":
+            raise CredentialRefused("backend 't' refused the gateway's credential (HTTP 401)")
+        await super().send(message)
+
+
+async def test_an_error_while_a_request_goes_out_is_answered_to_its_sink_by_default() -> None:
+    session = BackendSession(RefusingBackend, name="t")
+    await session.start()
+    sink = ListSink()
+    await session.request(request(1), sink)
+    assert sink.items == [{"jsonrpc": "2.0", "id": 1, "error": {
+        "code": -32000, "message": "backend 't' refused the gateway's credential (HTTP 401)"}}]  # fmt: skip
+    await session.close()
+
+
+async def test_with_raise_errors_an_error_while_a_request_goes_out_is_raised_as_is_and_never_answered() -> None:
+    session = BackendSession(RefusingBackend, name="t", request_timeout=0.05)
+    await session.start()
+    sink = ListSink()
+    with pytest.raises(CredentialRefused):
+        await session.request(request(1), sink, raise_errors=True)
+    await asyncio.sleep(0.1)  # past the request timeout: nothing pending is left to time out
+    assert sink.items == []
+    assert not session.busy
+    await session.request(request(2, "ping"), sink, raise_errors=True)  # the session carries on
+    assert sink.items[0]["result"] == {"method": "ping"}
+    await session.close()
