@@ -123,7 +123,8 @@ class LegacySSEFrontend:
                         sink.deliver(refusal(verdict, message["id"])[1])
                         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
                         return
-                transform = None if gate is None else gate.list_filter(principal, message)
+                counted = None if call is None else call.filtered_list
+                transform = None if gate is None else gate.list_filter(principal, message, counted)
                 target: Sink = sink
                 if call is not None and exchange is not None:  # audited when its answer reaches the stream
                     target = _Settling(sink, message["id"], exchange.defer(call))

@@ -209,7 +209,7 @@ class ReverseProxy:
         requests = _requests(message)
         by_id = {c.request_id: c for c in calls if c.request_id is not None}
         refusals = []
-        lists: dict[Any, str] = {}
+        lists: dict[Any, tuple[str, McpCall | None]] = {}
         for request in requests:
             verdict = gate.check(principal, request)
             call = by_id.get(request["id"])
@@ -218,7 +218,7 @@ class ReverseProxy:
             if not verdict.allowed:
                 refusals.append(refusal(verdict, request["id"]))
             elif request["method"] in LIST_METHODS:
-                lists[request["id"]] = request["method"]
+                lists[request["id"]] = (request["method"], call)
         if refusals:
             if isinstance(message, list):  # a batch is forwarded whole or not at all
                 return (403, [body for _, body in refusals]), None
@@ -227,8 +227,11 @@ class ReverseProxy:
             return None, None
 
         def rewrite(response: jsonrpc.Message) -> jsonrpc.Message:
-            method = lists.get(response.get("id")) if "method" not in response else None
-            return response if method is None else gate.filter_response(principal, method, response)
+            listed = lists.get(response.get("id")) if "method" not in response else None
+            if listed is None:
+                return response
+            method, call = listed
+            return gate.filter_response(principal, method, response, None if call is None else call.filtered_list)
 
         return None, rewrite
 

@@ -178,7 +178,7 @@ class SessionFrontend:
                             continue
                     sink = QueueSink(streaming=False)
                     sinks.append(sink)
-                    await entry.backend.request(message, sink, transform=self._filter_for(principal, message))
+                    await entry.backend.request(message, sink, transform=self._filter_for(principal, message, call))
                 else:
                     await entry.backend.send(message)
         except BackendError as exc:
@@ -205,10 +205,12 @@ class SessionFrontend:
             await learn_tool_hints(self._gate, entry.backend, self._name, self._request_timeout)
 
     def _filter_for(
-        self, principal: Principal, message: jsonrpc.Message
+        self, principal: Principal, message: jsonrpc.Message, call: McpCall | None
     ) -> Callable[[jsonrpc.Message], jsonrpc.Message] | None:
-        """With authorization on, list answers are cut down to what `principal` may use."""
-        return None if self._gate is None else self._gate.list_filter(principal, message)
+        """With authorization on, list answers are cut down to what `principal` may use (counted on `call`)."""
+        if self._gate is None:
+            return None
+        return self._gate.list_filter(principal, message, None if call is None else call.filtered_list)
 
     async def _session(
         self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
@@ -351,7 +353,7 @@ class SessionFrontend:
         sink = QueueSink(streaming="text/event-stream" in accept)
         request_id = message["id"]
         try:
-            await backend.request(message, sink, transform=self._filter_for(principal, message))
+            await backend.request(message, sink, transform=self._filter_for(principal, message, call))
         except BackendError as exc:
             await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc))
             return

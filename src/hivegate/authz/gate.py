@@ -9,7 +9,11 @@ Transport-free: the gateway's fronts hand it parsed JSON-RPC messages.
   which leaks a prompt's or template's argument values to callers who may not use it).
 - The four list methods pass and their results are filtered item by item with the same decision a call would get;
   `resources/templates/list` too (ToolHive leaves it unfiltered), deciding `read_resource` on the URI template.
-- Anything else (e.g. `tasks/*`, or a client sending `elicitation/create`) is denied.
+- Anything else (e.g. `tasks/*`, or a client sending `elicitation/create`) is denied: its verdict carries a deny
+  `Decision` that no policy made (no reasons), so the audit trail records the denial.
+
+A filtered list answer can be summarised for the audit trail (`list_filter(…, on_filtered)`): how many items were
+kept and how many withheld, never the items themselves.
 
 Tool annotation hints (`readOnlyHint` …) are learnt from every `tools/list` result, so a `tools/call` decision can
 read `resource.readOnlyHint`.
@@ -35,6 +39,7 @@ __all__ = [
     "LIST_METHODS",
     "AuthorizerSource",
     "DecisionEvent",
+    "ListFiltered",
     "McpGate",
     "Verdict",
     "denial",
@@ -76,8 +81,9 @@ class AuthorizerSource(Protocol):
 class Verdict:
     """The outcome for one client message.
 
-    `action`/`resource` are set when a Cedar decision was made (`decision`); `invalid` is a JSON-RPC
-    "Invalid params" message when the request is too malformed to decide (answered -32602, never forwarded).
+    `action`/`resource` are set when a Cedar decision was made (`decision`); a method the gateway never lets
+    through has a deny `decision` with no reasons and no action. `invalid` is a JSON-RPC "Invalid params" message
+    when the request is too malformed to decide (answered -32602, never forwarded).
     """
 
     allowed: bool
@@ -101,6 +107,7 @@ class DecisionEvent:
 
 
 DecisionListener = Callable[[DecisionEvent], None]
+ListFiltered = Callable[[int, int], None]  # a list answer was filtered: (items kept, items withheld)
 
 PASS: Final = Verdict(True)
 
@@ -152,8 +159,9 @@ class McpGate:
         if decided is None:
             if method == "completion/complete":
                 return self._completion(principal, params)
-            self._emit(principal, method, None, None, Decision(False, errors=(f"method {method!r} is not allowed",)))
-            return Verdict(False)
+            unknown = Decision(False, errors=(f"method {method!r} is not allowed",))
+            self._emit(principal, method, None, None, unknown)
+            return Verdict(False, decision=unknown)
         action, key = decided
         if not isinstance(params, dict) or not isinstance(params.get(key), str):
             return Verdict(False, invalid=f"Invalid params: {method} needs params.{key} (a string)")
@@ -186,15 +194,22 @@ class McpGate:
 
     # -- lists -----------------------------------------------------------------------------------------------------
 
-    def list_filter(self, principal: Principal, message: Message) -> Callable[[Message], Message] | None:
-        """For a list request, what cuts its answer down to what `principal` may use; None for other messages."""
+    def list_filter(
+        self, principal: Principal, message: Message, on_filtered: ListFiltered | None = None
+    ) -> Callable[[Message], Message] | None:
+        """For a list request, what cuts its answer down to what `principal` may use; None for other messages.
+        `on_filtered` is told how many items were kept and withheld (e.g. `McpCall.filtered_list`)."""
         method = message.get("method")
         if not isinstance(method, str) or method not in LIST_METHODS:
             return None
-        return lambda response: self.filter_response(principal, method, response)
+        return lambda response: self.filter_response(principal, method, response, on_filtered)
 
-    def filter_response(self, principal: Principal, method: str, response: Message) -> Message:
-        """The response to a list request with only the items `principal` may use (others pass unchanged)."""
+    def filter_response(
+        self, principal: Principal, method: str, response: Message, on_filtered: ListFiltered | None = None
+    ) -> Message:
+        """The response to a list request with only the items `principal` may use (others pass unchanged).
+        `on_filtered(kept, withheld)` is called when a list was filtered (withheld: denied by the policies, or an
+        item too malformed to decide); not for an error or a result without the list."""
         spec = LIST_METHODS.get(method)
         result = response.get("result")
         if spec is None or not isinstance(result, dict):
@@ -212,6 +227,11 @@ class McpGate:
             [(item[name_key], item.get("annotations") if action == "call_tool" else None) for item in named],
         )
         kept = [item for item, ok in zip(named, allowed, strict=True) if ok]
+        if on_filtered is not None:
+            try:
+                on_filtered(len(kept), len(items) - len(kept))
+            except Exception:  # recording the summary must never change the answer
+                logger.exception("list filter summary failed")
         return {**response, "result": {**result, items_key: kept}}
 
     def _learn(self, tools: list[dict[str, Any]]) -> None:

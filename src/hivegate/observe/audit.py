@@ -10,8 +10,10 @@ A line: `{"time", "level": "INFO", "msg": "audit_event", "audit_id", "type", "lo
 "source": {"type": "network", "value": <address>, "extra": {"request_id", "session_id", "user_agent"}},
 "subjects": {"user", "user_id", "client_name", "client_version"}, "target": {"endpoint", "method", "type", "name"},
 "metadata": {"extra": {"duration_ms", "transport", "authorization": {"decision", "policies"}, "error"}},
-"data": {"request", "response"}}`. Tokens never appear: the principal is named by its claims, and request data is
-the JSON-RPC `params` only (headers are never recorded).
+"data": {"request", "response"}}`. `authorization.decision` is `allow` or `deny` with the deciding policy ids (none
+for a method the gateway never lets through); a list answer filtered per caller has `{"decision": "filter",
+"allowed": <items kept>, "denied": <items withheld>}` instead. Tokens never appear: the principal is named by its
+claims, and request data is the JSON-RPC `params` only (headers are never recorded).
 """
 
 from __future__ import annotations
@@ -188,6 +190,8 @@ class Auditor:
             extra["duration_ms"] = round(call.duration * 1000, 3)
         if call.decision is not None:
             extra["authorization"] = {"decision": call.decision, "policies": list(call.policies)}
+        elif call.filtered is not None:  # a list answer decided item by item: counted, the items never logged
+            extra["authorization"] = {"decision": "filter", "allowed": call.filtered[0], "denied": call.filtered[1]}
         if call.error_code is not None or call.error_message:
             extra["error"] = {"code": call.error_code, "message": call.error_message}
         source_extra: dict[str, Any] = {"request_id": exchange.request_id}

@@ -92,6 +92,7 @@ class McpCall:
     decision: Literal["allow", "deny"] | None = None
     policies: tuple[str, ...] = ()
     authz_duration: float | None = None  # from `started` to the policy decision
+    filtered: tuple[int, int] | None = None  # a list answer cut down per caller: (items kept, items withheld)
     duration: float | None = None
     response: Any = None
     trace: TraceIds | None = None  # set when the gateway traces
@@ -138,6 +139,10 @@ class McpCall:
         self.decision = "allow" if allowed else "deny"
         self.policies = policies
         self.authz_duration = time.perf_counter() - self.started
+
+    def filtered_list(self, kept: int, withheld: int) -> None:
+        """The call's list answer was filtered by the policies (`McpGate.list_filter`)."""
+        self.filtered = (kept, withheld)
 
 
 @dataclass(slots=True)
