@@ -77,8 +77,22 @@ class BackendStatus:
         if self.last_checked is not None:
             out["lastChecked"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_checked))
         if self.last_error is not None and self.state != "healthy":
-            out["error"] = self.last_error
+            out["error"] = _public_reason(self.last_error)
         return out
+
+
+_REASONS = (  # what these unauthenticated endpoints may say of a failure: its kind, never a command, URL or host
+    ("cannot start", "the backend process could not start"),
+    ("exited", "the backend process exited"),
+    ("timed out", "timed out"),
+    ("unreachable", "unreachable"),
+    ("cannot connect", "unreachable"),
+    ("HTTP", "the backend answered with an HTTP error"),
+)
+
+
+def _public_reason(reason: str) -> str:
+    return next((shown for marker, shown in _REASONS if marker in reason), "health check failed")
 
 
 class BackendPool:
