@@ -171,6 +171,8 @@ async def test_prompt_gets_and_resource_reads_of_a_vanished_remote_server_are_au
         ("mcp_resource_read", "k8s://pods", "error"),
     ]  # fmt: skip
     for line in lines[2:]:
-        assert "error" in line["metadata"]["extra"]
+        error = line["metadata"]["extra"]["error"]
+        assert error["code"] == -32000  # the JSON-RPC error the client got, not just the HTTP status
+        assert error["message"].endswith("is unreachable")
         assert "data" not in line
     assert lines[2]["source"]["extra"]["request_id"] == gone_prompt.headers["x-request-id"]

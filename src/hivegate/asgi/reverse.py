@@ -138,13 +138,11 @@ class ReverseProxy:
         try:
             resp = await self._pool.request(method, headers, body, timeout=None if method == "GET" else self._timeout)
         except HTTPTimeout:
-            await send_jsonrpc_error(send, 504, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} timed out")
+            await _unavailable(send, calls, 504, request_id, f"backend {self._name!r} timed out")
             return
         except HTTPClientError as exc:
             logger.warning("backend %r unreachable: %s", self._name, exc)
-            await send_jsonrpc_error(
-                send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} is unreachable"
-            )
+            await _unavailable(send, calls, 502, request_id, f"backend {self._name!r} is unreachable")
             return
         out = [(k, v) for k, v in resp.headers if k in _FORWARD_RESPONSE]
         if resp.status < 300:
@@ -161,7 +159,7 @@ class ReverseProxy:
                 payload = await resp.read()
         except (HTTPClientError, TimeoutError):
             resp.close()
-            await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend {self._name!r} broke off")
+            await _unavailable(send, calls, 502, request_id, f"backend {self._name!r} broke off")
             return
         if rewrite is not None and resp.status < 300 and payload:
             payload = _rewrite_json(payload, rewrite)
@@ -339,6 +337,16 @@ def _trace_context(calls: list[McpCall], message: Any, body: bytes, headers: lis
     if any(call.propagated and carries_trace_context(call.params) for call in calls):
         return jsonrpc.encode(message)
     return body
+
+
+async def _unavailable(
+    send: Send, calls: list[McpCall], status: int, request_id: jsonrpc.RequestId | None, message: str
+) -> None:
+    """Answer that the backend failed, and record that answer (its JSON-RPC code) for every open call."""
+    answer = jsonrpc.error_response(request_id, BACKEND_UNAVAILABLE, message)
+    await send_json(send, status, answer)
+    for call in calls:
+        call.answered({**answer, "id": call.request_id})
 
 
 def _settle(calls: list[McpCall], answer: Any) -> None:
