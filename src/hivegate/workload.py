@@ -43,7 +43,24 @@ logger = logging.getLogger("hivegate")
 def _credentials(
     cfg: RunConfig, embedded: EmbeddedAuthServer | None, shutdown: list[Callable[[], Awaitable[None]]]
 ) -> Credentials | None:
-    """`--token-exchange-*`: the remote backend's own token, exchanged per caller (None: no credential)."""
+    """The remote backend's own credential (None: none): headers of the gateway's own (`--remote-forward-headers*`),
+    the caller's upstream token (`--upstream-inject`) or a token exchanged per caller (`--token-exchange-*`)."""
+    from hivegate.outgoing.credentials import StaticHeader, UpstreamToken
+
+    if cfg.forward_headers:
+        header = StaticHeader(*cfg.forward_headers[0])
+        header.fixed.update(cfg.forward_headers[1:])  # all the headers, in one credential
+        return header
+    if cfg.upstream_inject is not None:
+        if embedded is None:
+            raise ConfigError("--upstream-inject needs --auth-server-config")
+        if cfg.upstream_inject not in embedded.server.upstream_names:
+            known = ", ".join(embedded.server.upstream_names)
+            raise ConfigError(
+                f"--upstream-inject: --auth-server-config has no upstream provider {cfg.upstream_inject!r} "
+                f"(configured: {known})"
+            )
+        return UpstreamToken(embedded.server.upstream_tokens, cfg.upstream_inject)
     if cfg.token_exchange is None:
         return None
     from hivegate.authn.ssrf import GuardedHTTPClient
@@ -52,7 +69,8 @@ def _credentials(
     loopback_http = urlsplit(cfg.token_exchange.token_url).scheme == "http"
     http = GuardedHTTPClient(allow_http=loopback_http, allow_private=True, timeout=10.0)
     shutdown.append(http.aclose)
-    return exchanged_token(cfg.token_exchange, embedded, http, "--token-exchange-url")
+    where = "--token-exchange-subject-provider" if cfg.token_exchange.subject_provider_name else "--token-exchange-url"
+    return exchanged_token(cfg.token_exchange, embedded, http, where)
 
 
 def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> TransportFactory:
@@ -147,7 +165,9 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
-    observers, diagnostics, summary = _operations(cfg, startup, shutdown, registry, embedded, gate, metrics)
+    observers, diagnostics, summary = _operations(
+        cfg, startup, shutdown, registry, embedded, gate, metrics, authenticator
+    )
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     lines = [*_auth_summary(cfg, resource_url, embedded), *summary]
     readiness = diagnostics.readiness
@@ -189,6 +209,7 @@ def _operations(
     embedded: EmbeddedAuthServer | None,
     gate: McpGate | None,
     metrics: Metrics | None,
+    authenticator: Authenticator,
 ) -> tuple[list[Observer], _Diagnostics, list[str]]:
     """Audit, metrics, traces and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
     observers: list[Observer] = []
@@ -242,6 +263,8 @@ def _operations(
         parts = urlsplit(cfg.url or "")
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         readiness.add("backend", lambda: tcp_reachable(host, port))
+    if authenticator.keys_ready is not None:  # None: no JWT is verified (introspection, local, anonymous)
+        readiness.add("keys", authenticator.keys_ready)
     if embedded is not None:
         readiness.add("authserver storage", embedded.storage_ready)
     if gate is not None:

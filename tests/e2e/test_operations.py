@@ -43,6 +43,14 @@ async def call(http: httpx.AsyncClient, url: str, headers: dict[str, str], rid: 
     return await http.post(url, json=body, headers=headers)
 
 
+def answer_of(response: httpx.Response) -> Any:
+    """The JSON-RPC answer of a POST, sent as JSON or as the last `data:` event of an SSE stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        return json.loads(data[-1])
+    return response.json()
+
+
 def audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -78,7 +86,7 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
             assert (await http.get(f"{diag}/health")).json() == {"status": "ok"}
             ready = await http.get(f"{gw.base}/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"backend": "ok", "authz policies": "ok"}
+            assert ready.json()["checks"] == {"backend": "ok", "keys": "ok", "authz policies": "ok"}
             assert (await http.get(f"{diag}/readyz")).status_code == 200
 
             dev_headers = await initialize(http, gw.url, {"authorization": f"Bearer {dev}"})
@@ -95,6 +103,16 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
             assert denied.status_code == 403
             ping = {"jsonrpc": "2.0", "id": 4, "method": "ping"}
             await http.post(gw.url, json=ping, headers=dev_headers)
+            tools_list = {"jsonrpc": "2.0", "id": 6, "method": "tools/list", "params": {}}
+            dev_list = await http.post(gw.url, json=tools_list, headers=dev_headers)
+            assert dev_list.status_code == 200
+            dev_tools = answer_of(dev_list)["result"]["tools"]
+            assert dev_tools  # devs may call every tool
+            guest_list = await http.post(gw.url, json={**tools_list, "id": 7}, headers=guest_headers)
+            assert answer_of(guest_list)["result"]["tools"] == []
+            tasks = {"jsonrpc": "2.0", "id": 8, "method": "tasks/list", "params": {}}
+            unknown = await http.post(gw.url, json=tasks, headers=dev_headers)
+            assert unknown.status_code == 403
             unauthenticated = await http.post(gw.url, json=ping, headers={**ACCEPT, "authorization": "Bearer bad"})
             assert unauthenticated.status_code == 401
 
@@ -123,12 +141,26 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "Unauthorized"}
     assert not [line for line in lines if line["type"] == "mcp_ping"]  # excluded by the config
     assert [line["outcome"] for line in lines if line["type"] == "mcp_initialize"] == ["success", "success"]
+    # a filtered list is summarised (counts, never the items); a method never let through is a deny by no policy
+    lists = [line for line in lines if line["type"] == "mcp_tools_list"]
+    assert [(line["subjects"]["user_id"], line["outcome"]) for line in lists] == [
+        ("dev-1", "success"),
+        ("guest-1", "success"),
+    ]
+    assert [line["metadata"]["extra"]["authorization"] for line in lists] == [
+        {"decision": "filter", "allowed": len(dev_tools), "denied": 0},
+        {"decision": "filter", "allowed": 0, "denied": len(dev_tools)},
+    ]
+    (tasks_line,) = [line for line in lines if line["target"]["method"] == "tasks/list"]
+    assert tasks_line["type"] == "mcp_request"
+    assert tasks_line["outcome"] == "denied"
+    assert tasks_line["metadata"]["extra"]["authorization"] == {"decision": "deny", "policies": []}
 
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="success") == 1
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="denied") == 1
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="failure") == 1
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="application_error") == 1
-    assert metric(scraped, "hivegate_authz_decisions_total", decision="deny") == 1
+    assert metric(scraped, "hivegate_authz_decisions_total", decision="deny") == 2  # the guest's call, tasks/list
     assert metric(scraped, "hivegate_auth_failures_total", reason="invalid_token") == 1
     assert metric(scraped, "hivegate_mcp_request_duration_seconds_count", method="tools/call") == 4
     assert metric(scraped, "hivegate_active_sessions") == 2
@@ -136,6 +168,7 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert metric(scraped, "hivegate_backend_duration_seconds_count", method="tools/call") == 3
     assert metric(scraped, "hivegate_check_up", check="backend") == 1
     assert metric(scraped, "hivegate_check_up", check="authz policies") == 1
+    assert metric(scraped, "hivegate_check_up", check="keys") == 1
 
     everything = audit_file.read_text() + "\n".join(gw.stderr)
     for secret in (dev, guest, "Bearer"):
@@ -255,7 +288,7 @@ async def test_start_up_prints_one_summary_with_auth_policies_and_backend_health
     assert f"  auth: OIDC issuer {issuer.url}, audience ops" in lines
     assert f"  authz: 1 Cedar policies from {policies}" in lines
     assert "  audit: standard output" in lines
-    assert lines[-1] == "  health: backend ok, authz policies ok"
+    assert lines[-1] == "  health: backend ok, keys ok, authz policies ok"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

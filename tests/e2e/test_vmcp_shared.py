@@ -198,10 +198,7 @@ async def test_a_credential_a_backend_cannot_take_stops_start_up_naming_it(tmp_p
         "incomingAuth": {"type": "anonymous"},
         "outgoingAuth": {
             "source": "inline",
-            "default": {
-                "type": "tokenExchange",
-                "tokenExchange": {"tokenUrl": "https://sts.example.com/token", "audience": "backend"},
-            },
+            "default": {"type": "headerInjection", "headerInjection": {"headerName": "X-Api-Key", "headerValue": "k"}},
         },
     }
     path = write(tmp_path, config)

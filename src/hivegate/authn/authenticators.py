@@ -62,6 +62,7 @@ class _NoTokenAuthenticator:
     realm: str | None = None
     scopes: tuple[str, ...] = ()
     authorization_servers: tuple[str, ...] = ()
+    keys_ready: Callable[[], Awaitable[str | None]] | None = None
 
     def __init__(self, principal: Principal) -> None:
         self._principal = principal
@@ -110,7 +111,11 @@ class BearerAuthenticator:
         authorization_servers: Sequence[str] = (),
         http: GuardedHTTPClient | None = None,
         revoked: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None,
+        keys_ready: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
+        # the `keys` readiness check (the JWT keys are loaded); none when opaque tokens are introspected as well:
+        # tokens can then be validated while the JWKS is unavailable, and some issuers (GitHub) publish none
+        self.keys_ready = keys_ready if introspector is None else None
         self._jwt = jwt_verifier
         self._revoked = revoked  # asked per request, after the signature and claims checks (the embedded AS)
         self._introspector = introspector
@@ -165,7 +170,8 @@ def build_authenticator(cfg: OIDCConfig) -> Authenticator:
         private_hosts=trusted_private_hosts(cfg),
         ca_bundle=cfg.ca_bundle,
     )
-    jwt_verifier = None
+    jwt_verifier: JWTVerifier | None = None
+    jwks: JWKSCache | None = None
     if cfg.audience:
         jwks_url = cfg.jwks_url or OIDCDiscovery(http, cfg.issuer).jwks_uri
         jwks = JWKSCache(http, jwks_url, auth_token_file=cfg.jwks_auth_token_file)
@@ -180,4 +186,5 @@ def build_authenticator(cfg: OIDCConfig) -> Authenticator:
         scopes=cfg.scopes,
         authorization_servers=(cfg.issuer,),
         http=http,
+        keys_ready=jwks.ready if jwks is not None else None,
     )

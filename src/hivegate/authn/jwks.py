@@ -7,6 +7,10 @@ the set is older than `max_age`, the first use starts a refresh in the backgroun
 failed refresh keeps the old keys and is retried at most once per `refetch_interval`. Symmetric (`oct`) keys and
 keys marked for encryption are ignored. With `auth_token_file` (a Kubernetes service-account token), the file is
 re-read on every fetch and sent as `Authorization: Bearer` to the JWKS URL only.
+
+Readiness (`ready()`, the `keys` check of `/readyz`): fine once a fetch has brought at least one usable key; until
+then a probe fetches the set itself, through the same cache and under the same rate limit (a failing JWKS is asked
+at most once per `refetch_interval`, however often probes come), and answers why there is no key.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class StaticKeys:
     async def get(self, kid: str) -> PublicKey | None:
         return self._keys.get(kid)
 
+    async def ready(self) -> str | None:
+        """A readiness check: None when there is at least one usable key."""
+        return None if self._keys else "no usable signing key"
+
 
 class JWKSCache:
     """The signing keys of one issuer; `get(kid)` returns the key or None when the issuer has no such key."""
@@ -95,6 +103,8 @@ class JWKSCache:
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._lock = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None  # the background refresh of a stale set, while it runs
+        self._probe: asyncio.Task[None] | None = None  # the fetch a readiness probe started, while it runs
+        self._problem: str | None = None  # why the last fetch failed (None: it did not)
 
     async def get(self, kid: str) -> PublicKey | None:
         """The key named `kid`, or None when the issuer has no such key.
@@ -114,6 +124,38 @@ class JWKSCache:
                 key = self._keys.get(kid)
         return key
 
+    async def ready(self) -> str | None:
+        """A readiness check: None when the set has been fetched and holds at least one usable key; otherwise why
+        not (one short line, no secret). Without keys yet, fetches the set when the rate limit allows; the fetch runs
+        on even if this probe gives up waiting, so the next probe has its outcome. Never fetches once keys are held
+        (refreshing them is `get`'s business)."""
+        if self._keys:
+            return None
+        if self._probe is None and self._may_fetch():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_fetch())
+        if self._probe is not None:
+            await asyncio.shield(self._probe)
+        if self._keys:
+            return None
+        if self._problem is not None:
+            return f"JWKS unavailable: {self._problem}"
+        if self._loaded_at is not None:
+            return "the JWKS holds no usable signing key"
+        return "JWKS not fetched yet"
+
+    async def _probe_fetch(self) -> None:
+        try:
+            async with self._lock:
+                if not self._keys and self._may_fetch():  # a token's unknown kid may have fetched meanwhile
+                    await self._fetch_keeping_known_keys()
+        except (FetchError, UnsafeURLError):
+            pass  # recorded in `_problem`
+        except Exception as exc:  # nobody may await this task: report here rather than as an unretrieved exception
+            logger.exception("JWKS fetch for a readiness probe failed")
+            self._problem = type(exc).__name__
+        finally:
+            self._probe = None
+
     async def _refresh_stale(self) -> None:
         try:
             async with self._lock:
@@ -128,6 +170,7 @@ class JWKSCache:
         try:
             await self._fetch()
         except (FetchError, UnsafeURLError) as exc:
+            self._problem = str(exc)
             if self._loaded_at is None:
                 raise
             logger.warning("JWKS refresh failed; keeping the %d keys already known: %s", len(self._keys), exc)
@@ -149,6 +192,7 @@ class JWKSCache:
             raise FetchError(f"JWKS at {url} answered HTTP {resp.status}")
         self._keys = parse_jwks(resp.json())
         self._loaded_at = self._clock()
+        self._problem = None
         logger.debug("loaded %d signing keys from %s", len(self._keys), url)
 
 

@@ -63,7 +63,7 @@ def embedded_auth_server(
     """The server for an already loaded `cfg` (e.g. a vMCP config's `authServerConfig`)."""
     resource = resource_url or f"{cfg.issuer}{mcp_path}"
     audiences = cfg.allowed_audiences or (resource,)
-    keys = SigningKeys.from_pems(cfg.signing_keys)
+    keys = SigningKeys.from_pems(cfg.signing_keys, where=f"{cfg.where}.signingKeySecretRefs")  # errors name the file
     hmac_keys = HMACKeys.from_config(cfg.hmac_keys)
     if keys.ephemeral or hmac_keys.ephemeral:
         logger.warning(
@@ -83,7 +83,8 @@ def embedded_auth_server(
     server = AuthorizationServer(
         cfg, keys=keys, hmac_keys=hmac_keys, store=store, clients=clients, upstreams=upstreams, audiences=audiences
     )
-    verifier = JWTVerifier(StaticKeys(keys.jwks()), issuer=cfg.issuer, audience=resource)
+    own_keys = StaticKeys(keys.jwks())
+    verifier = JWTVerifier(own_keys, issuer=cfg.issuer, audience=resource)
     authenticator = BearerAuthenticator(
         jwt_verifier=verifier,
         introspector=None,
@@ -91,6 +92,7 @@ def embedded_auth_server(
         scopes=scopes or _advertised_scopes(cfg),
         authorization_servers=(cfg.issuer,),
         revoked=server.token_revoked,
+        keys_ready=own_keys.ready,
     )
     closers: list[Callable[[], Awaitable[None]]] = [upstream_http.aclose, metadata_http.aclose, store.aclose]
     return EmbeddedAuthServer(server, authenticator, resource, closers)

@@ -5,8 +5,12 @@
 (separated by `---`). Every error names its field path. Secret references resolve as described in `secrets`.
 
 hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`, `clients` (static clients),
-`requireConsent` (default true), `storage.type: sqlite` (the default, with `storage.sqlite.path`) and
-`storage.redis.url` / `storage.redis.keyPrefix` for a plain Redis URL.
+`requireConsent` (default true), `storage.type: sqlite` (the default, with `storage.sqlite.path`),
+`storage.redis.url` / `storage.redis.keyPrefix` for a plain Redis URL, and `upstreamProviders[].identityCheck`
+(`email`, the default, or `none`): how a chained upstream's user is checked against the first upstream's.
+
+Every HMAC key must have at least 32 bytes. Signing keys are imported when the server is built (`build`), so manifests
+with placeholder keys still load; their errors name the config's `where` (file and path) all the same.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
 ]
 
 UpstreamType = Literal["oidc", "oauth2"]
+IdentityCheck = Literal["email", "none"]
 StorageType = Literal["sqlite", "memory", "redis"]
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -90,6 +95,9 @@ class UpstreamConfig:
     authorization_endpoint: str | None = None
     token_endpoint: str | None = None
     user_info: UserInfoConfig | None = None
+    # a chained upstream (not the first): `email` = its verified email must equal the first upstream's, and a leg
+    # without one is refused; `none` = linked without a check (the operator vouches for it)
+    identity_check: IdentityCheck = "email"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,7 @@ class AuthServerConfig:
     clients: tuple[StaticClient, ...] = ()
     require_consent: bool = True
     storage: StorageConfig = field(default_factory=StorageConfig)
+    where: str = field(default="embeddedAuthServer", compare=False)  # file and path, for errors found later (keys)
 
     @property
     def authorization_base(self) -> str:
@@ -189,8 +198,8 @@ def parse_auth_server_config(
     for i, ref in enumerate(r.items("hmacSecretRefs")):
         at = f"{where}.hmacSecretRefs[{i}]"
         key = _secret(resolver, ref, at).strip()
-        if i == 0 and len(key) < 32:
-            raise ConfigError(f"{at}: the current HMAC key must be at least 32 bytes (got {len(key)})")
+        if len(key) < 32:  # old keys too: they still verify codes and refresh tokens
+            raise ConfigError(f"{at}: HMAC keys must be at least 32 bytes (got {len(key)})")
         hmac_keys.append(key)
     upstreams = tuple(
         _upstream(u, f"{where}.upstreamProviders[{i}]", resolver)
@@ -199,6 +208,11 @@ def parse_auth_server_config(
     names = [u.name for u in upstreams]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.upstreamProviders: names must be unique")
+    if upstreams[0].identity_check != "email":
+        raise ConfigError(
+            f"{where}.upstreamProviders[0].identityCheck: the first upstream is what the later ones are checked "
+            "against; set identityCheck: none on a later one"
+        )
     audiences = tuple(
         _audience(a, f"{where}.allowedAudiences[{i}]") for i, a in enumerate(r.strings("allowedAudiences"))
     )
@@ -217,6 +231,7 @@ def parse_auth_server_config(
         clients=clients,
         require_consent=consent,
         storage=_storage(r.section("storage"), f"{where}.storage", resolver),
+        where=where,
     )
     r.done()
     return cfg
@@ -233,6 +248,7 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
     kind = r.text("type", required=True)
     if kind not in ("oidc", "oauth2"):
         raise ConfigError(f"{where}.type: must be oidc or oauth2, got {kind!r}")
+    check = r.choice("identityCheck", ("email", "none")) or "email"
     other = "oauth2Config" if kind == "oidc" else "oidcConfig"
     if r.has(other):
         raise ConfigError(f"{where}.{other}: not allowed for type {kind}")
@@ -257,6 +273,7 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
         "client_secret": secret,
         "redirect_uri": _url(s.text("redirectUri"), f"{at}.redirectUri") if s.has("redirectUri") else None,
         "additional_authorization_params": params,
+        "identity_check": check,
     }
     if kind == "oidc":
         upstream = UpstreamConfig(

@@ -3,7 +3,8 @@
 Signing keys come from PEM (RSA → RS256, EC P-256/384/521 → ES256/384/512, Ed25519 → EdDSA); `kid` is the RFC 7638
 thumbprint. The first key signs; **every** key is published, so tokens signed before a rotation stay verifiable
 (ToolHive published only the first, its bug #6451). Without keys an ephemeral ES256 key is made (tokens die with the
-process; the caller warns).
+process; the caller warns). A key that cannot sign (public, RSA under 2048 bits, OKP other than Ed25519, listed
+twice) is a one-line `ConfigError` naming its entry, with joserfc's warnings about it silenced.
 
 Opaque tokens (authorization codes, refresh tokens) are `<prefix>_<random>.<mac>`: 32 random bytes and an
 HMAC-SHA256 over prefix and random, truncated to 16 bytes. A forged or mistyped token is refused before storage is
@@ -18,12 +19,16 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
+from joserfc.errors import SecurityWarning, UnsupportedAlgorithmError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from hivegate.errors import ConfigError
 
@@ -33,6 +38,20 @@ _EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 _MAC_BYTES = 16
 
 Key = RSAKey | ECKey | OKPKey
+_SIGNING_ALGS = ("RS256", *_EC_ALGS.values(), "EdDSA")
+
+
+class _SigningRegistry(JWSRegistry):
+    """The algorithms our keys sign with, without joserfc's per-call SecurityWarning for `EdDSA` (RFC 9864
+    deprecates the name in favour of `Ed25519`, but verifiers, hivegate's own included, expect `EdDSA`)."""
+
+    def get_alg(self, name: str) -> JWSAlgModel:
+        if name not in _SIGNING_ALGS:
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+_REGISTRY = _SigningRegistry(algorithms=list(_SIGNING_ALGS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +65,9 @@ def _signing_key(pem: bytes, where: str) -> SigningKey:
     last: Exception | None = None
     for cls in (RSAKey, ECKey, OKPKey):
         try:
-            key: Key = cls.import_key(pem)
+            with warnings.catch_warnings():  # e.g. "Key size should be >= 2048 bits": refused below, in one line
+                warnings.simplefilter("ignore", SecurityWarning)
+                key: Key = cls.import_key(pem)
         except Exception as exc:  # joserfc raises various errors for a PEM of another type
             last = exc
             continue
@@ -83,8 +104,11 @@ class SigningKeys:
             key = ECKey.generate_key("P-256")
             return cls([SigningKey(key, "ES256", key.thumbprint())], ephemeral=True)
         keys = [_signing_key(pem, f"{where}[{i}]") for i, pem in enumerate(pems)]
-        if len({k.kid for k in keys}) != len(keys):
-            raise ConfigError(f"{where}: the same key is listed twice")
+        seen: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k.kid in seen:
+                raise ConfigError(f"{where}[{i}]: the same key is already listed at [{seen[k.kid]}]")
+            seen[k.kid] = i
         return cls(keys)
 
     @property
@@ -97,9 +121,7 @@ class SigningKeys:
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         key = self._keys[0]
-        return jwt.encode(
-            {"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, dict(claims), key.key, algorithms=[key.alg]
-        )
+        return jwt.encode({"alg": key.alg, "kid": key.kid, "typ": "at+jwt"}, dict(claims), key.key, registry=_REGISTRY)
 
     def jwks(self) -> dict[str, Any]:
         return self._jwks

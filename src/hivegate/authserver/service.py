@@ -7,7 +7,8 @@ URI first (failures are shown as a page, never redirected: they would be open re
 (failures are redirected to the client with `error`, `state` and `iss`). The login is bound to the browser that
 started it by a cookie, checked at the consent form and at every upstream callback, so a login link cannot be
 completed in someone else's browser. Several upstreams are visited in order; every leg after the first must be the
-same person (same email when both providers give one).
+same person: the same email (case-insensitively) from both providers, neither marked `email_verified: false`. A leg
+that cannot be compared is refused, unless its upstream says `identityCheck: none`.
 
 Codes and refresh tokens are opaque and HMAC-protected (`keys.HMACKeys`); the store keys them by hash. A code is
 redeemed once; a second redemption revokes everything the first one issued. Refresh tokens rotate; presenting a
@@ -38,6 +39,7 @@ from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, U
 
 __all__ = [
     "REFRESH_GRACE",
+    "UPSTREAM_TRANSIENT",
     "AuthorizationServer",
     "Consent",
     "ErrorPage",
@@ -48,6 +50,8 @@ __all__ = [
 logger = logging.getLogger("hivegate.authserver")
 
 REFRESH_GRACE = 10.0  # seconds a rotated refresh token is still honoured (concurrent refreshes)
+# refresh errors that say the upstream could not be reached (network, timeout, HTTP 5xx), not that the grant is bad
+UPSTREAM_TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
 LOGIN_TTL = 600.0  # a login must finish within ten minutes
 CODE_PREFIX = "hgc"
 REFRESH_PREFIX = "hgr"
@@ -306,12 +310,13 @@ class AuthorizationServer:
                 redirect_uri, {"error": error, "error_description": f"{upstream.name}: {exc.description}"}, state
             )
         identities: list[dict[str, Any]] = record["identities"]
-        if identities and not _same_person(identities[0], identity):
-            return self._client_redirect(
-                redirect_uri,
-                {"error": "access_denied", "error_description": f"{upstream.name}: signed in as a different user"},
-                state,
-            )
+        if identities and self.cfg.upstreams[leg].identity_check == "email":
+            problem = _not_same_person(identities[0], identity, self._upstreams[0].name)
+            if problem is not None:
+                logger.warning("upstream %r login refused: %s (identityCheck: email)", upstream.name, problem)
+                return self._client_redirect(
+                    redirect_uri, {"error": "access_denied", "error_description": f"{upstream.name}: {problem}"}, state
+                )
         identities.append({"subject": identity.subject, "name": identity.name, "email": identity.email,
                            "claims": dict(identity.claims)})  # fmt: skip
         record["upstream_tokens"][upstream.name] = tokens.to_record()
@@ -617,8 +622,11 @@ class AuthorizationServer:
     # -- upstream tokens for backends ------------------------------------------------------------------------------
 
     async def upstream_tokens(self, session_id: str, provider: str) -> UpstreamTokens | None:
-        """The session's tokens from `provider`, refreshed first when expired; None when there are none (or the
-        refresh failed: the user must log in again)."""
+        """The session's tokens from `provider`, refreshed first when expired; None when there are none, or when
+        they cannot be refreshed (no refresh token, or the upstream refused it, e.g. `invalid_grant`): the user must
+        log in again. When the upstream cannot be reached (a network failure, a timeout, an HTTP 5xx,
+        `temporarily_unavailable`: see `UPSTREAM_TRANSIENT`) the `UpstreamError` is raised instead: the login is
+        still good, only this attempt failed."""
         session = await self._store.get("session", session_id)
         if session is None:
             return None
@@ -634,7 +642,10 @@ class AuthorizationServer:
         try:
             fresh = await upstream.refresh(tokens.refresh_token)
         except UpstreamError as exc:
-            logger.info("upstream %r refresh failed: %s", provider, exc.error)
+            if exc.error in UPSTREAM_TRANSIENT:
+                logger.warning("upstream %r refresh failed, upstream unavailable: %s", provider, exc)
+                raise
+            logger.info("upstream %r refresh refused: %s", provider, exc.error)
             return None
         session["upstream_tokens"][provider] = fresh.to_record()
         await self._store.put("session", session_id, session, self.cfg.lifespans.refresh)
@@ -649,9 +660,25 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _same_person(first: Mapping[str, Any], identity: UpstreamIdentity) -> bool:
-    a, b = first.get("email"), identity.email
-    return not (a and b) or a.strip().lower() == b.strip().lower()
+def _not_same_person(first: Mapping[str, Any], identity: UpstreamIdentity, first_name: str) -> str | None:
+    """Why a chained leg cannot be linked to the first leg's user (None: same verified email, case-insensitively).
+    A leg that cannot be compared is refused: no email, or one its upstream marks `email_verified: false`."""
+    a = _trusted_email(first.get("email"), first.get("claims") or {})
+    b = _trusted_email(identity.email, identity.claims)
+    if b is None:
+        return f"gave no verified email to check this is the user signed in at {first_name}"
+    if a is None:
+        return f"cannot be checked: {first_name} gave no verified email"
+    return None if a == b else "signed in as a different user"
+
+
+def _trusted_email(email: object, claims: Mapping[str, Any]) -> str | None:
+    verified = claims.get("email_verified")
+    if verified is False or (isinstance(verified, str) and verified.strip().lower() == "false"):
+        return None  # some providers send the string "false"
+    if not isinstance(email, str) or not email.strip():
+        return None
+    return email.strip().casefold()
 
 
 def _token_claims(identity: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -104,24 +104,129 @@ def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str,
 
 
 SECRET_ENV = "HIVEGATE_TOKEN_EXCHANGE_CLIENT_SECRET"  # noqa: S105 - the variable's name
+HEADER_SECRET_ENV = "HIVEGATE_SECRET_"  # noqa: S105 - a prefix: a bare secret NAME is read from $HIVEGATE_SECRET_<NAME>
+# Headers the gateway or HTTP itself owns (ToolHive's restricted set for --remote-forward-headers, plus MCP's own)
+_RESTRICTED_HEADERS = frozenset({
+    "host", "connection", "keep-alive", "te", "trailer", "upgrade", "http2-settings", "proxy-authorization",
+    "proxy-authenticate", "proxy-connection", "transfer-encoding", "content-length", "forwarded", "x-forwarded-for",
+    "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "content-type", "accept", "mcp-session-id",
+    "mcp-protocol-version", "last-event-id",
+})  # fmt: skip
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 
-def _token_exchange(args: argparse.Namespace, transport: str) -> TokenExchange | None:
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """The remote backend's own credential, from the flags of one strategy (all empty: none)."""
+
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    upstream_inject: str | None = None
+    token_exchange: TokenExchange | None = None
+
+
+def _outgoing(args: argparse.Namespace, transport: str, mode: AuthMode, embedded: bool) -> Outgoing:
+    """`--remote-forward-headers*`, `--upstream-inject`, `--token-exchange-*`: one strategy, for a remote backend."""
+    given = [f for f in ("client_id", "client_secret", "client_secret_file", "audience", "subject_provider",
+                         "header_name") if getattr(args, f"token_exchange_{f}")]  # fmt: skip
+    if args.token_exchange_url is None and (given or args.token_exchange_scopes):
+        flag = "--token-exchange-" + (given[0] if given else "scopes").replace("_", "-")
+        raise ConfigError(f"{flag} needs --token-exchange-url")
+    chosen = [flag for flag, given in (
+        ("--remote-forward-headers", args.remote_forward_headers),
+        ("--remote-forward-headers-secret", args.remote_forward_headers_secret and not args.remote_forward_headers),
+        ("--upstream-inject", args.upstream_inject is not None),
+        ("--token-exchange-url", args.token_exchange_url is not None),
+    ) if given]  # fmt: skip
+    if len(chosen) > 1:
+        raise ConfigError(
+            f"{chosen[1]} cannot be combined with {chosen[0]}: the remote server gets one outgoing credential"
+        )
+    if chosen and transport == "stdio":
+        raise ConfigError(f"{chosen[0]}: a stdio server has no HTTP requests to authenticate")
+    if chosen and transport == "sse":
+        raise ConfigError(f"{chosen[0]}: a legacy SSE backend is not supported; use streamable-http")
+    if args.remote_forward_headers or args.remote_forward_headers_secret:
+        return Outgoing(headers=_forward_headers(args))
+    if args.upstream_inject is not None:
+        provider = args.upstream_inject.strip()
+        if not provider:
+            raise ConfigError("--upstream-inject: give the name of an upstream provider of --auth-server-config")
+        if not embedded:
+            raise ConfigError(
+                "--upstream-inject needs --auth-server-config: the embedded authorization server keeps the "
+                "callers' upstream tokens"
+            )
+        return Outgoing(upstream_inject=provider)
+    return Outgoing(token_exchange=_token_exchange(args, mode, embedded))
+
+
+def _forward_headers(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """`--remote-forward-headers NAME=VALUE` and `--remote-forward-headers-secret NAME=SECRET`, checked; the values
+    (secrets resolved) never appear in an error."""
+    from hivegate.authserver.secrets import SecretRef, SecretResolver
+
+    resolver = SecretResolver(base_dir=Path.cwd())
+    headers: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for flag, items in (("--remote-forward-headers", args.remote_forward_headers),
+                        ("--remote-forward-headers-secret", args.remote_forward_headers_secret)):  # fmt: skip
+        secret = flag.endswith("-secret")
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ConfigError(f"{flag}: expected NAME={'SECRET' if secret else 'VALUE'}")
+            if not _HEADER_NAME.fullmatch(name):
+                raise ConfigError(f"{flag}: {name[:40]!r} is not a valid header name")
+            if name.lower() in _RESTRICTED_HEADERS:
+                raise ConfigError(f"{flag}: the {name} header cannot be set (HTTP or the gateway sets it)")
+            if name.lower() in seen:
+                raise ConfigError(f"{flag}: the {name} header is given twice")
+            seen.add(name.lower())
+            if secret:
+                ref = value.strip()
+                kind, colon, rest = ref.partition(":")
+                if colon and kind in ("env", "file"):
+                    if not rest:
+                        raise ConfigError(f"{flag}: {name}={kind}: needs a {'variable' if kind == 'env' else 'path'}")
+                    source = SecretRef(env=rest) if kind == "env" else SecretRef(file=rest)
+                elif ref:
+                    source = SecretRef(env=HEADER_SECRET_ENV + _NOT_ALNUM.sub("_", ref).upper())
+                else:
+                    raise ConfigError(f"{flag}: {name}= needs env:VARIABLE, file:PATH or a secret name")
+                value = resolver.resolve_text(source, f"{flag} {name}")
+                if not value:
+                    raise ConfigError(f"{flag} {name}: {source.describe()} is empty")
+            value = value.strip()
+            if any(not (" " <= c <= "~" or c == "\t") for c in value):
+                raise ConfigError(f"{flag}: the value of {name} must be printable ASCII on one line")
+            headers.append((name, value))
+    return tuple(headers)
+
+
+def _token_exchange(args: argparse.Namespace, mode: AuthMode, embedded: bool) -> TokenExchange | None:
     """`--token-exchange-*`: the remote backend's credential, exchanged per call (RFC 8693)."""
-    given = [f for f in ("client_id", "client_secret", "client_secret_file", "audience", "header_name")
-             if getattr(args, f"token_exchange_{f}")]  # fmt: skip
     if args.token_exchange_url is None:
-        if given or args.token_exchange_scopes:
-            flag = "--token-exchange-" + (given[0] if given else "scopes").replace("_", "-")
-            raise ConfigError(f"{flag} needs --token-exchange-url")
         return None
-    if transport == "stdio":
-        raise ConfigError("--token-exchange-url: a stdio server has no HTTP requests to authenticate")
-    if transport == "sse":
-        raise ConfigError("--token-exchange-url: a legacy SSE backend is not supported; use streamable-http")
     from hivegate.vmcp.config import TOKEN_TYPES, TokenExchange, secure_url
 
     url = secure_url(args.token_exchange_url, "--token-exchange-url")
+    provider = args.token_exchange_subject_provider
+    if provider is not None:
+        provider = provider.strip()
+        if not provider:
+            raise ConfigError("--token-exchange-subject-provider: give the name of an upstream provider")
+        if not embedded:
+            raise ConfigError(
+                "--token-exchange-subject-provider needs --auth-server-config: the embedded authorization server "
+                "keeps the callers' upstream tokens"
+            )
+    elif not embedded and mode != "oidc":
+        why = "--anonymous accepts callers without one" if mode == "anonymous" else "the local user presents none"
+        raise ConfigError(
+            f"--token-exchange-url: the caller's token is the subject of the exchange, and {why}; "
+            "configure --oidc-issuer or --auth-server-config"
+        )
     secret = args.token_exchange_client_secret
     if args.token_exchange_client_secret_file:
         if secret:
@@ -142,6 +247,7 @@ def _token_exchange(args: argparse.Namespace, transport: str) -> TokenExchange |
         audience=args.token_exchange_audience,
         scopes=scopes,
         subject_token_type=TOKEN_TYPES[args.token_exchange_subject_token_type],
+        subject_provider_name=provider,
         external_token_header_name=header,
     )
 
@@ -219,7 +325,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
     otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
-    exchange = _token_exchange(args, transport)
+    outgoing = _outgoing(args, transport, mode, embedded)
     return RunConfig(
         name=args.name or _derive_name(target, url),
         transport=transport,
@@ -247,7 +353,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         otel_service_name=args.otel_service_name,
         otel_sampling_rate=otel_sampling_rate,
         otel_headers=otel_headers,
-        token_exchange=exchange,
+        token_exchange=outgoing.token_exchange,
+        forward_headers=outgoing.headers,
+        upstream_inject=outgoing.upstream_inject,
     )
 
 

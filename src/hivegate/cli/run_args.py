@@ -120,7 +120,30 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         "OTEL_EXPORTER_OTLP_HEADERS in the environment keeps them off the command line",
     )
     x = p.add_argument_group(
-        "outgoing authentication (a remote backend gets its own token, exchanged per RFC 8693; never the caller's)"
+        "outgoing authentication (a remote backend gets a credential of its own, never the caller's token; one of: "
+        "header injection, --upstream-inject, --token-exchange-url)"
+    )
+    x.add_argument(
+        "--remote-forward-headers",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add this header to every request to the remote server (repeatable). The value is on the command line "
+        "(and in a background workload's record): put secrets in --remote-forward-headers-secret",
+    )
+    x.add_argument(
+        "--remote-forward-headers-secret",
+        action="append",
+        default=[],
+        metavar="NAME=SECRET",
+        help="add this header with a secret value, never on the command line (repeatable): SECRET is env:VARIABLE, "
+        "file:PATH, or a secret name read from $HIVEGATE_SECRET_<NAME>",
+    )
+    x.add_argument(
+        "--upstream-inject",
+        metavar="PROVIDER",
+        help="send the caller's access token from this upstream provider of --auth-server-config (refreshed when "
+        "expired; without one the caller gets 401 and logs in again)",
     )
     x.add_argument("--token-exchange-url", metavar="URL", help="the STS token endpoint (https, http on loopback)")
     x.add_argument("--token-exchange-client-id", metavar="ID", help="client id at the STS")
@@ -138,6 +161,12 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         default="access_token",
         choices=("access_token", "id_token", "jwt"),
         help="type of the subject token (default access_token)",
+    )
+    x.add_argument(
+        "--token-exchange-subject-provider",
+        metavar="PROVIDER",
+        help="the upstream provider of --auth-server-config whose token of the caller is exchanged (default: the "
+        "first)",
     )
     x.add_argument(
         "--token-exchange-header-name",

@@ -45,6 +45,9 @@ class RunConfig:
     otel_sampling_rate: float = 1.0
     otel_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold a collector's API key
     token_exchange: TokenExchange | None = field(default=None, repr=False)  # the remote backend's own credential
+    # --remote-forward-headers(-secret): headers of the gateway's own for the remote backend (values may be secrets)
+    forward_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    upstream_inject: str | None = None  # --upstream-inject: the upstream provider whose token of the caller it gets
 
     @property
     def mcp_path(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hivegate.core.principal import Principal
@@ -26,6 +27,8 @@ class Authenticator(Protocol):
     realm: str | None
     scopes: tuple[str, ...]
     authorization_servers: tuple[str, ...]
+    # the `keys` readiness check: the keys JWTs are verified with are loaded (None: no such keys in this mode)
+    keys_ready: Callable[[], Awaitable[str | None]] | None
 
     async def authenticate(self, authorization: str | None) -> Principal: ...
 

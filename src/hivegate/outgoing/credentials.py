@@ -7,8 +7,11 @@
   audience and scopes) until 30 s before they expire; concurrent misses for one subject make one request. An STS
   error becomes an `OutgoingAuthError` naming the STS's error code, for that call alone.
 - `UpstreamToken` (`upstreamInject`): the caller's access token from one upstream provider, refreshed by the
-  authorization server when it has expired; without one the caller must log in again (`LoginRequired`: HTTP 401
-  with a `WWW-Authenticate` challenge, so an MCP client starts its login).
+  authorization server when it has expired; without one (no refresh token, or the upstream refused it, e.g.
+  `invalid_grant`) the caller must log in again (`LoginRequired`: HTTP 401 with a `WWW-Authenticate` challenge, so an
+  MCP client starts its login). When the upstream cannot be reached to refresh it (network failure, timeout, HTTP 5xx,
+  `temporarily_unavailable`) the caller's login is still good: that call alone fails with an `OutgoingAuthError`
+  ("upstream provider 'X' unreachable"), a JSON-RPC error, not a 401.
 
 No token ever appears in an error message or a log line.
 """
@@ -16,7 +19,6 @@ No token ever appears in an error message or a log line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.authserver.service import UPSTREAM_TRANSIENT
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.authserver.upstream.exchange import ClientAuth, request_tokens
 from hivegate.errors import AuthenticationError, BackendError
@@ -50,7 +53,8 @@ RENEW_BEFORE = 30.0  # seconds before expiry an exchanged token is replaced
 DEFAULT_TTL = 60.0  # how long to keep an exchanged token whose expiry the STS did not say
 CACHE_ENTRIES = 10_000
 
-# (session id, provider) → that session's tokens from the provider, refreshed if needed; None: there are none
+# (session id, provider) → that session's tokens from the provider, refreshed if needed; None: there are none (log
+# in again); `UpstreamError`: the refresh failed (an `UPSTREAM_TRANSIENT` code: the upstream is unreachable)
 UpstreamLookup = Callable[[str, str], Awaitable[UpstreamTokens | None]]
 
 
@@ -216,9 +220,12 @@ async def _upstream_tokens(lookup: UpstreamLookup, caller: Caller | None, provid
     session = caller.principal.claims.get("tsid") if caller is not None else None
     if not isinstance(session, str) or not session:
         raise LoginRequired(f"this token carries no login session with {provider!r}: log in through this gateway")
-    tokens = None
-    with contextlib.suppress(UpstreamError):
+    try:
         tokens = await lookup(session, provider)
+    except UpstreamError as exc:
+        if exc.error in UPSTREAM_TRANSIENT:  # the login is fine; the upstream could not refresh its token just now
+            raise OutgoingAuthError(f"upstream provider {provider!r} unreachable: {exc.description}") from None
+        tokens = None  # the upstream refused the refresh (`invalid_grant`, …): only a new login helps
     if tokens is None:
         raise LoginRequired(f"the login at {provider!r} has expired: log in again")
     return tokens

@@ -5,8 +5,9 @@ one. The result is a tree of frozen dataclasses (`VMCPConfig`) that the runtime 
 seconds, secrets are resolved, defaults are filled. Decoding is strict: an unknown key anywhere is
 `ConfigError("<path>: unknown field")`, e.g. `aggregation.tools[1].filtr: unknown field`, and every other error names
 its path too. Cross-references are checked at load: outgoing-auth and aggregation entries must name backends, an
-`upstreamInject` (or a token exchange's `subjectProviderName`) must name an upstream of `authServerConfig`, and an
-embedded authorization server needs `incomingAuth.type: oidc` with its issuer.
+`upstreamInject` (or a token exchange's `subjectProviderName`) must name an upstream of `authServerConfig`, a token
+exchange without `authServerConfig` (whose subject is the caller's incoming token) needs `incomingAuth.type: oidc`,
+and an embedded authorization server needs `incomingAuth.type: oidc` with its issuer.
 
 Keys (defaults in brackets):
 - `name` (required), `groupRef` [default], `backends[]`: `name` (a DNS label, unique) and either `url` + `transport`
@@ -809,10 +810,12 @@ def check_references(cfg: VMCPConfig, where: str = "", *, paths: Mapping[str, st
     for backend in cfg.outgoing_auth.backends:
         if backend not in known:
             raise ConfigError(f"{at('outgoingAuth')}.backends.{backend}: no backend named {backend!r} ({_list(names)})")
+    strategies = [(f"{at('outgoingAuth')}.backends.{b}", s) for b, s in cfg.outgoing_auth.backends.items()]
     if cfg.outgoing_auth.default is not None:
-        check_strategy(cfg.outgoing_auth.default, cfg.auth_server, f"{at('outgoingAuth')}.default")
-    for backend, strategy in cfg.outgoing_auth.backends.items():
-        check_strategy(strategy, cfg.auth_server, f"{at('outgoingAuth')}.backends.{backend}")
+        strategies.insert(0, (f"{at('outgoingAuth')}.default", cfg.outgoing_auth.default))
+    for path, strategy in strategies:
+        check_strategy(strategy, cfg.auth_server, path)
+        _check_subject(strategy, cfg, path)
     agg = at("aggregation")
     for i, name in enumerate(cfg.aggregation.priority_order):
         if name not in known:
@@ -852,6 +855,18 @@ def check_strategy(strategy: BackendAuthStrategy, auth_server: AuthServerConfig 
         _check_provider(strategy.provider_name, auth_server, f"{where}.upstreamInject.providerName")
     elif isinstance(strategy, TokenExchange) and strategy.subject_provider_name is not None:
         _check_provider(strategy.subject_provider_name, auth_server, f"{where}.tokenExchange.subjectProviderName")
+
+
+def _check_subject(strategy: BackendAuthStrategy, cfg: VMCPConfig, where: str) -> None:
+    """A token exchange without an embedded authorization server exchanges the caller's incoming token: there must
+    be one (`anonymous` and `local` callers present none, so every call would fail)."""
+    if not isinstance(strategy, TokenExchange) or cfg.auth_server is not None or cfg.incoming_auth.type == "oidc":
+        return
+    raise ConfigError(
+        f"{where}.tokenExchange: the subject is the caller's incoming token, and incomingAuth.type "
+        f"{cfg.incoming_auth.type} has none; use incomingAuth.type oidc, or authServerConfig (with "
+        "subjectProviderName) to exchange the caller's upstream token"
+    )
 
 
 def _check_provider(name: str, auth_server: AuthServerConfig | None, where: str) -> None:

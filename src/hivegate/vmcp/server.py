@@ -1,9 +1,10 @@
 """Assemble a virtual MCP server from a `VMCPConfig`: backends, authentication, Cedar, operations, endpoints.
 
 The MCP endpoint is the same `SessionFrontend` as `hivegate run`'s, over a `VirtualTransport` per client session.
-Beside it, unauthenticated: `/health` and `/ping` (alive), `/readyz` (at least one backend healthy; all of them under
-`partialFailureMode: fail`), `/status` and `/api/backends/health` (each backend's state, no URLs or commands), and
-`/metrics` when `telemetry.enablePrometheusMetricsPath` is set.
+Beside it, unauthenticated: `/health` and `/ping` (alive), `/readyz` (at least one backend healthy, all of them under
+`partialFailureMode: fail`; the keys that incoming JWTs are verified with loaded; the stores reachable), `/status`
+and `/api/backends/health` (each backend's state, no URLs or commands), and `/metrics` (readiness checks included as
+`hivegate_check_up`) when `telemetry.enablePrometheusMetricsPath` is set.
 """
 
 from __future__ import annotations
@@ -179,7 +180,6 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
         observers.append(metrics)
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
         metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
-        public["/metrics"] = _metrics_endpoint(metrics)
     if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
         from hivegate.observe.tracing import otlp_tracer, traces_url
 
@@ -201,6 +201,8 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
         summary.append(f"tracing: OTLP/HTTP to {traces_url(endpoint)}")
     readiness = Readiness()
     readiness.add("backends", lambda: _backends_ready(pool))
+    if authenticator.keys_ready is not None:  # None: no JWT is verified (introspection, local, anonymous)
+        readiness.add("keys", authenticator.keys_ready)
     if embedded is not None:
         readiness.add("authserver storage", embedded.storage_ready)
     if shared is not None:
@@ -215,6 +217,8 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
 
         readiness.add("session store", sessions_ready)
     public["/readyz"] = readiness_endpoint(readiness)
+    if metrics is not None:
+        public["/metrics"] = _metrics_endpoint(metrics, readiness)
     public["/ping"] = _alive
     public["/status"] = _status_endpoint(cfg, pool)
     public["/api/backends/health"] = _backends_endpoint(pool)
@@ -292,8 +296,11 @@ def _backends_endpoint(pool: BackendPool) -> ASGIApp:
     return backends
 
 
-def _metrics_endpoint(metrics: Metrics) -> ASGIApp:
+def _metrics_endpoint(metrics: Metrics, readiness: Readiness) -> ASGIApp:
+    """`/metrics`, the readiness checks run first (cached for 2 s) so `hivegate_check_up{check}` is current."""
+
     async def render(scope: Scope, receive: Receive, send: Send) -> None:
+        metrics.checked((r.name, r.ok) for r in await readiness.results())
         await send_bytes(send, 200, metrics.render(), [(b"content-type", CONTENT_TYPE.encode())])
 
     return render
