@@ -8,6 +8,8 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,12 @@ def text_of(answer: httpx.Response) -> str:
     return str(result["content"][0]["text"])
 
 
-async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp_path: Path) -> None:
+@asynccontextmanager
+async def replicas(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[str, str, str, RunningGateway, RunningGateway, httpx.AsyncClient]]:
+    """Two vMCP replicas sharing sessions through a real Redis: the config path, alice's and bob's tokens, the
+    replicas and an HTTP client."""
     async with local_issuer() as issuer, start_redis() as redis:
         config = {
             "name": "shared",
@@ -91,35 +98,40 @@ async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp
             hivegate_vmcp(["--config", path, "--port", "0"]) as b,
             httpx.AsyncClient(timeout=30) as client,
         ):
-            session = await open_session(client, a, alice)
-            on_a = text_of(await post(client, a, alice, call("tools_whoami"), session))
-            on_b = text_of(await post(client, b, alice, call("tools_whoami", 3), session))
-            again_b = text_of(await post(client, b, alice, call("tools_whoami", 4), session))
-            assert on_b == again_b  # replica B resumed the session once and keeps its backend session
-            assert on_b != on_a  # ... a process of its own: backend processes never cross replicas
-            echoed = text_of(await post(client, b, alice, call("tools_echo", 5, text="via b"), session))
-            assert echoed == "via b"
+            yield path, alice, bob, a, b, client
 
-            stolen = await post(client, b, bob, call("tools_whoami", 6), session)
-            assert stolen.status_code == 404
-            assert stolen.json()["error"]["code"] == -32001
-            unknown = await post(client, b, alice, call("tools_whoami", 7), "no-such-session")
-            assert unknown.status_code == 404
 
-            ready = await client.get(f"{b.base}/readyz")
-            assert ready.json()["checks"]["session store"] == "ok"
-            ended = await client.delete(a.url, headers={"authorization": f"Bearer {alice}", "mcp-session-id": session})
-            assert ended.status_code == 200
-            # B, which holds a copy, drops it within ENDED_RECHECK (5 s) of the DELETE at A
-            deadline = time.monotonic() + 10
-            attempt = 10
-            while (late := await post(client, b, alice, call("tools_whoami", attempt), session)).status_code != 404:
-                assert late.status_code == 200
-                assert time.monotonic() < deadline, "the session ended at A still works at B"
-                attempt += 1
-                await asyncio.sleep(0.25)
+async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp_path: Path) -> None:
+    async with replicas(tmp_path) as (path, alice, bob, a, b, client):
+        session = await open_session(client, a, alice)
+        on_a = text_of(await post(client, a, alice, call("tools_whoami"), session))
+        on_b = text_of(await post(client, b, alice, call("tools_whoami", 3), session))
+        again_b = text_of(await post(client, b, alice, call("tools_whoami", 4), session))
+        assert on_b == again_b  # replica B resumed the session once and keeps its backend session
+        assert on_b != on_a  # ... a process of its own: backend processes never cross replicas
+        echoed = text_of(await post(client, b, alice, call("tools_echo", 5, text="via b"), session))
+        assert echoed == "via b"
+
+        stolen = await post(client, b, bob, call("tools_whoami", 6), session)
+        assert stolen.status_code == 404
+        assert stolen.json()["error"]["code"] == -32001
+        unknown = await post(client, b, alice, call("tools_whoami", 7), "no-such-session")
+        assert unknown.status_code == 404
+
+        ready = await client.get(f"{b.base}/readyz")
+        assert ready.json()["checks"]["session store"] == "ok"
+        ended = await client.delete(a.url, headers={"authorization": f"Bearer {alice}", "mcp-session-id": session})
+        assert ended.status_code == 200
+        # B, which holds a copy, drops it within ENDED_RECHECK (5 s) of the DELETE at A
+        deadline = time.monotonic() + 10
+        attempt = 10
+        while (late := await post(client, b, alice, call("tools_whoami", attempt), session)).status_code != 404:
+            assert late.status_code == 200
+            assert time.monotonic() < deadline, "the session ended at A still works at B"
+            attempt += 1
+            await asyncio.sleep(0.25)
         # a replica started after the DELETE cannot resume the session: its record is gone from Redis
-        async with hivegate_vmcp(["--config", path, "--port", "0"]) as c, httpx.AsyncClient(timeout=30) as client:
+        async with hivegate_vmcp(["--config", path, "--port", "0"]) as c:
             gone = await post(client, c, alice, call("tools_whoami", 8), session)
             assert gone.status_code == 404
 
@@ -127,36 +139,23 @@ async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp
 async def test_a_delete_at_a_replica_that_never_served_the_session_ends_it_without_resuming_it(
     tmp_path: Path,
 ) -> None:
-    async with local_issuer() as issuer, start_redis() as redis:
-        config = {
-            "name": "shared",
-            "backends": [{"name": "tools", "command": sys.executable, "args": [FIXTURE]}],
-            "incomingAuth": oidc(issuer),
-            "sessionStorage": {"provider": "redis", "address": f"127.0.0.1:{redis.port}", "keyPrefix": "e2e:"},
-        }
-        path = write(tmp_path, config)
-        alice, bob = issuer.token(AUDIENCE, sub="alice"), issuer.token(AUDIENCE, sub="bob")
-        async with (
-            hivegate_vmcp(["--config", path, "--port", "0"]) as a,
-            hivegate_vmcp(["--config", path, "--port", "0"]) as b,
-            httpx.AsyncClient(timeout=30) as client,
-        ):
-            session = await open_session(client, a, alice)
-            assert text_of(await post(client, a, alice, call("tools_echo", text="x"), session)) == "x"
+    async with replicas(tmp_path) as (_, alice, bob, a, b, client):
+        session = await open_session(client, a, alice)
+        assert text_of(await post(client, a, alice, call("tools_echo", text="x"), session)) == "x"
 
-            def delete(token: str) -> Any:
-                return client.delete(b.url, headers={"authorization": f"Bearer {token}", "mcp-session-id": session})
+        def delete(token: str) -> Any:
+            return client.delete(b.url, headers={"authorization": f"Bearer {token}", "mcp-session-id": session})
 
-            assert (await delete(bob)).status_code == 404  # not bob's to end
-            assert text_of(await post(client, a, alice, call("tools_echo", 3, text="y"), session)) == "y"
-            assert (await delete(alice)).status_code == 200
-            assert not any("resumed" in line for line in b.stderr)  # B never opened backends for it
-            deadline, attempt = time.monotonic() + 10, 10
-            while (await post(client, a, alice, call("tools_whoami", attempt), session)).status_code != 404:
-                assert time.monotonic() < deadline, "the session ended at B still works at A"
-                attempt += 1
-                await asyncio.sleep(0.25)
-            assert (await delete(alice)).status_code == 404  # ended once
+        assert (await delete(bob)).status_code == 404  # not bob's to end
+        assert text_of(await post(client, a, alice, call("tools_echo", 3, text="y"), session)) == "y"
+        assert (await delete(alice)).status_code == 200
+        assert not any("resumed" in line for line in b.stderr)  # B never opened backends for it
+        deadline, attempt = time.monotonic() + 10, 10
+        while (await post(client, a, alice, call("tools_whoami", attempt), session)).status_code != 404:
+            assert time.monotonic() < deadline, "the session ended at B still works at A"
+            attempt += 1
+            await asyncio.sleep(0.25)
+        assert (await delete(alice)).status_code == 404  # ended once
 
 
 async def test_header_injection_reaches_the_backend_and_the_callers_token_never_does(tmp_path: Path) -> None:
