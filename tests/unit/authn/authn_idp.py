@@ -70,10 +70,12 @@ class LocalIdP:
         *,
         alg: str = "RS256",
         kid: str | None = "",
+        now: int | None = None,
         **claims: Any,
     ) -> str:
-        """A token signed by `key`; claims default to a valid set; a claim given as None is left out."""
-        now = int(time.time())
+        """A token signed by `key`; claims default to a valid set (issued at `now`, default the wall clock); a claim
+        given as None is left out."""
+        now = int(time.time()) if now is None else now
         body: dict[str, Any] = {"iss": self.issuer, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300}
         body.update(claims)
         body = {k: v for k, v in body.items() if v is not None}
@@ -186,6 +188,33 @@ async def run_idp() -> AsyncIterator[LocalIdP]:
     async with serve_on_loopback(app) as base:
         idp.base = base
         yield idp
+
+
+@dataclass(frozen=True)
+class Ago:
+    """A time `seconds` before the test's own clock, for parametrized claims: resolved by `at` when the test runs,
+    never when the module is collected (a suite that runs long must not turn a future `nbf` into a past one)."""
+
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A time `seconds` after the test's own clock (see `Ago`)."""
+
+    seconds: int
+
+
+def at(now: float, claims: dict[str, Any]) -> dict[str, Any]:
+    """`claims` with every `Ago`/`Ahead` replaced by an epoch time relative to `now`."""
+    resolved: dict[str, Any] = {}
+    for name, value in claims.items():
+        if isinstance(value, Ago):
+            value = int(now) - value.seconds
+        elif isinstance(value, Ahead):
+            value = int(now) + value.seconds
+        resolved[name] = value
+    return resolved
 
 
 class FakeClock:

@@ -14,8 +14,10 @@ from authn_idp import (
     CLIENT_SECRET,
     GITHUB_CLIENT_ID,
     GITHUB_CLIENT_SECRET,
+    Ago,
     FakeClock,
     LocalIdP,
+    at,
     basic,
     wait_until,
 )
@@ -58,8 +60,9 @@ def rfc7662(
     )
 
 
-def active(idp: LocalIdP, **claims: Any) -> dict[str, Any]:
-    answer = {"active": True, "sub": "carol", "iss": idp.issuer, "aud": AUDIENCE, "exp": int(time.time()) + 300}
+def active(idp: LocalIdP, *, now: float | None = None, **claims: Any) -> dict[str, Any]:
+    exp = int(time.time() if now is None else now) + 300
+    answer = {"active": True, "sub": "carol", "iss": idp.issuer, "aud": AUDIENCE, "exp": exp}
     answer.update(claims)
     return {k: v for k, v in answer.items() if v is not None}
 
@@ -164,7 +167,7 @@ async def test_a_flood_of_junk_tokens_leaves_connections_for_jwks(
 @pytest.mark.parametrize(
     ("claims", "description"),
     [
-        ({"exp": int(time.time()) - 120}, "Token has expired"),
+        ({"exp": Ago(120)}, "Token has expired"),
         ({"iss": "https://evil.example"}, "Token issuer is not trusted"),
         ({"aud": "https://other.example"}, "Token audience does not include this server"),
         ({"sub": None}, "Invalid authentication claims"),
@@ -174,8 +177,9 @@ async def test_a_flood_of_junk_tokens_leaves_connections_for_jwks(
 async def test_bad_introspection_answers_are_refused_and_remembered(
     idp: LocalIdP, http: GuardedHTTPClient, claims: dict[str, Any], description: str
 ) -> None:
-    idp.introspection["tok"] = active(idp, **claims)
-    introspector = rfc7662(idp, http)
+    clock = FakeClock()  # times are relative to the test's own clock, never to when the module was collected
+    idp.introspection["tok"] = active(idp, now=clock.now, **at(clock.now, claims))
+    introspector = rfc7662(idp, http, clock=clock)
     assert await refused(introspector, "tok") == description
     assert await refused(introspector, "tok") == description
     assert idp.count("introspect") == 1

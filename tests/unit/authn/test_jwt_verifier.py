@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from authn_idp import AUDIENCE, FakeClock, LocalIdP, b64url, unsigned_token
+from authn_idp import AUDIENCE, Ago, Ahead, FakeClock, LocalIdP, at, b64url, unsigned_token
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 import hivegate.authn.jwt as jwt_module
@@ -89,11 +89,11 @@ async def test_hs256_is_refused_even_keyed_with_the_public_key(
         ({"iss": None}, "Token issuer is not trusted"),
         ({"aud": "https://other.example/mcp"}, "Token audience does not include this server"),
         ({"aud": ["a", "b"]}, "Token audience does not include this server"),
-        ({"exp": int(time.time()) - 120}, "Token has expired"),
+        ({"exp": Ago(120)}, "Token has expired"),
         ({"exp": None}, "Token has no expiry ('exp')"),
         ({"exp": "tomorrow"}, "Invalid 'exp' claim"),
-        ({"nbf": int(time.time()) + 600}, "Token is not valid yet ('nbf')"),
-        ({"iat": int(time.time()) + 600}, "Token was issued in the future ('iat')"),
+        ({"nbf": Ahead(600)}, "Token is not valid yet ('nbf')"),
+        ({"iat": Ahead(600)}, "Token was issued in the future ('iat')"),
         ({"sub": None}, "Invalid authentication claims"),
         ({"sub": ""}, "Invalid authentication claims"),
     ],
@@ -101,13 +101,17 @@ async def test_hs256_is_refused_even_keyed_with_the_public_key(
 async def test_bad_claims_are_refused(
     idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey, claims: dict[str, Any], description: str
 ) -> None:
-    assert await refused(make_verifier(idp, http), idp.token(rsa_key, **claims)) == description
+    clock = FakeClock()  # times are relative to the test's own clock, never to when the module was collected
+    token = idp.token(rsa_key, now=int(clock.now), **at(clock.now, claims))
+    assert await refused(make_verifier(idp, http, clock=clock), token) == description
 
 
 async def test_clock_skew_tolerates_a_recent_expiry(idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey) -> None:
-    token = idp.token(rsa_key, exp=int(time.time()) - 30, nbf=int(time.time()) + 30)
-    assert (await make_verifier(idp, http, clock_skew=60).verify(token)).subject == "alice"
-    assert await refused(make_verifier(idp, http, clock_skew=0), token) == "Token has expired"
+    clock = FakeClock()
+    now = int(clock.now)
+    token = idp.token(rsa_key, now=now, exp=now - 30, nbf=now + 30)
+    assert (await make_verifier(idp, http, clock=clock, clock_skew=60).verify(token)).subject == "alice"
+    assert await refused(make_verifier(idp, http, clock=clock, clock_skew=0), token) == "Token has expired"
 
 
 async def test_missing_kid_is_refused(idp: LocalIdP, http: GuardedHTTPClient, rsa_key: RSAKey) -> None:
