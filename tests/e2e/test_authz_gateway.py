@@ -10,8 +10,6 @@ Streamable HTTP over a stdio server (JSON and SSE answers), legacy SSE, and the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -29,8 +27,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from e2e.oidc_provider import start_oidc_provider, web_client
-from support.backend import free_port, wait_for_port
-from support.gateway import FIXTURE, RunningGateway, fixture_command, hivegate_run
+from support.backend import fixture_http_server, free_port
+from support.gateway import RunningGateway, fixture_command, hivegate_run
 from support.issuer import LocalIssuer, local_issuer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -245,22 +243,8 @@ async def stdio_gateway(
 @asynccontextmanager
 async def http_fixture(mode: str, env: dict[str, str]) -> AsyncIterator[str]:
     """The fixture as a remote Streamable HTTP server (`--http`: SSE answers, `--http-json`: JSON answers)."""
-    port = free_port()
-    async with await anyio.open_process(
-        [sys.executable, FIXTURE, mode, str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ) as proc:
-        try:
-            await wait_for_port(port)
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            proc.terminate()
-            with anyio.move_on_after(10):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
+    async with fixture_http_server(mode, env=env) as url:
+        yield url
 
 
 # -- seeds/001 ---------------------------------------------------------------------------------------------------------

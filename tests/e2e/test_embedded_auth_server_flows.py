@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from e2e.oidc_provider import DEFAULT_ACCOUNTS, OIDCProvider, start_oidc_provider, web_client
 from e2e.test_embedded_auth_server import APP_REDIRECT, Browser, MemoryTokens, _unverified_claims, sdk_client
-from support.backend import free_port
+from support.backend import closed_port, free_port
 from support.gateway import RunningGateway, fixture_command, hivegate_run
 from support.redis_server import start_redis
 
@@ -503,7 +503,7 @@ async def test_security_checks_at_the_http_endpoints(tmp_path: Path) -> None:
 
 
 async def test_an_unreachable_upstream_is_reported_to_the_client(tmp_path: Path) -> None:
-    port, closed = free_port(), free_port()
+    port, closed = free_port(), closed_port()
     upstream = {
         "name": "corp",
         "type": "oidc",

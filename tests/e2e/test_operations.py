@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.backend import free_port
+from support.backend import closed_port, free_port
 from support.gateway import fixture_command, hivegate_run
 from support.issuer import local_issuer
 
@@ -230,7 +230,7 @@ async def test_legacy_sse_calls_are_audited_with_the_answer_from_the_stream(tmp_
 
 
 async def test_readiness_fails_when_a_remote_backend_is_down() -> None:
-    closed = free_port()
+    closed = closed_port()
     async with hivegate_run([f"http://127.0.0.1:{closed}/mcp"]) as gw, httpx.AsyncClient() as http:
         ready = await http.get(f"{gw.base}/readyz")
         assert ready.status_code == 503

@@ -16,7 +16,7 @@ import yaml
 from joserfc.jwk import ECKey
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.backend import free_port
+from support.backend import closed_port, free_port
 from support.gateway import FIXTURE, fixture_command, hivegate_run, hivegate_vmcp
 from support.issuer import local_issuer
 
@@ -52,7 +52,7 @@ def run_oidc(issuer: str, jwks_url: str) -> list[str]:
 
 
 async def test_run_is_not_ready_while_the_jwks_cannot_be_fetched() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     diag_port = free_port()
     args = [*run_oidc(closed, f"{closed}/jwks"), "--diagnostics-port", str(diag_port), *fixture_command()]
     async with hivegate_run(args) as gw, httpx.AsyncClient(timeout=30) as http:
@@ -107,7 +107,7 @@ async def test_run_with_the_embedded_authorization_server_checks_its_keys(tmp_pa
         "storage": {"type": "memory"},
         "upstreamProviders": [
             {"name": "corp", "type": "oidc",
-             "oidcConfig": {"issuerUrl": f"http://127.0.0.1:{free_port()}", "clientId": "hivegate-as"}},
+             "oidcConfig": {"issuerUrl": f"http://127.0.0.1:{closed_port()}", "clientId": "hivegate-as"}},
         ],
     }  # fmt: skip
     document = {
@@ -143,7 +143,7 @@ def vmcp_oidc(issuer: str, jwks_url: str) -> dict[str, Any]:
 
 
 async def test_vmcp_is_not_ready_while_the_jwks_cannot_be_fetched(tmp_path: Path) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     path = vmcp_config(tmp_path, vmcp_oidc(closed, f"{closed}/jwks"))
     async with hivegate_vmcp(["--config", path, "--port", "0"]) as gw, httpx.AsyncClient(timeout=30) as http:
 

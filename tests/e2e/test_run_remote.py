@@ -11,7 +11,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from support.backend import fixture_http_server, free_port
+from support.backend import closed_port, fixture_http_server
 from support.gateway import fixture_command, hivegate_run
 from support.issuer import local_issuer
 
@@ -49,7 +49,7 @@ async def test_modern_sdk_client_in_auto_mode_through_the_reverse_proxy() -> Non
 
 
 async def test_unreachable_remote_backend_is_a_jsonrpc_error() -> None:
-    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    dead = f"http://127.0.0.1:{closed_port()}/mcp"
     async with hivegate_run([dead]) as gw, httpx.AsyncClient() as http:
         resp = await http.post(
             gw.url,

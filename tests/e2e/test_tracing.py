@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from support.backend import free_port
+from support.backend import closed_port, free_port
 from support.gateway import fixture_command, hivegate_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -140,7 +140,7 @@ async def test_a_tool_call_reaches_the_collector_as_one_span_tree() -> None:
 
 
 async def test_a_collector_that_is_down_costs_requests_nothing() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     args = ["--otel-endpoint", closed, "--log-format", "json", *fixture_command()]
     async with hivegate_run(args) as gw, httpx.AsyncClient(timeout=30) as http:
         headers = await initialize(http, gw.url)

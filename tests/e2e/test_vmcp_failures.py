@@ -6,6 +6,7 @@ manifests refused with one line naming the problem."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from e2e.test_vmcp_aggregation import connect, one_error_line, run_to_exit, stdio_backend, write_config
-from support.backend import free_port, wait_for_port
+from support.backend import closed_port
 from support.gateway import FIXTURE, hivegate_vmcp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -26,9 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 @dataclass
 class HttpBackend:
-    """The fixture MCP server over Streamable HTTP on a fixed port, to be killed and started again."""
+    """The fixture MCP server over Streamable HTTP, to be killed and started again on the port it first bound."""
 
-    port: int
+    port: int = 0
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -38,9 +39,12 @@ class HttpBackend:
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, FIXTURE, "--http", str(self.port),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        await wait_for_port(self.port)
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            announced = json.loads(await self.process.stdout.readline())
+        self.port = int(announced["port"])
 
     async def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -50,7 +54,7 @@ class HttpBackend:
 
 @asynccontextmanager
 async def http_backend() -> AsyncIterator[HttpBackend]:
-    backend = HttpBackend(free_port())
+    backend = HttpBackend()
     await backend.start()
     try:
         yield backend
@@ -170,7 +174,7 @@ async def test_a_session_open_across_a_backend_restart_gets_its_next_call_throug
 
 
 def unreachable_and_local() -> list[dict[str, Any]]:
-    return [{"name": "gone", "url": f"http://127.0.0.1:{free_port()}/mcp"}, stdio_backend("local")]
+    return [{"name": "gone", "url": f"http://127.0.0.1:{closed_port()}/mcp"}, stdio_backend("local")]
 
 
 async def test_an_unreachable_backend_under_fail_stops_serve_naming_it(tmp_path: Path) -> None:

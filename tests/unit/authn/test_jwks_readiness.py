@@ -25,7 +25,7 @@ from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache, StaticKeys
 from hivegate.authn.jwt import JWTVerifier
 from hivegate.authn.ssrf import GuardedHTTPClient
-from support.backend import free_port
+from support.backend import closed_port
 from support.webserver import serve_on_loopback
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +72,7 @@ async def test_a_probe_fetches_the_set_once_and_then_answers_from_the_cache(
 
 async def test_an_unreachable_jwks_is_not_ready(http: GuardedHTTPClient) -> None:
     clock = FakeClock(1000.0)
-    url = f"http://127.0.0.1:{free_port()}/jwks"
+    url = f"http://127.0.0.1:{closed_port()}/jwks"
     jwks = JWKSCache(http, url, refetch_interval=10, clock=clock)
     problem = await jwks.ready()
     assert problem is not None
@@ -119,7 +119,7 @@ async def test_a_probe_that_gives_up_waiting_leaves_the_fetch_running(http: Guar
 
 
 async def test_a_failing_discovery_is_the_reason(http: GuardedHTTPClient) -> None:
-    issuer = f"http://127.0.0.1:{free_port()}"
+    issuer = f"http://127.0.0.1:{closed_port()}"
     discovery = OIDCDiscovery(http, issuer, attempts=1)
     problem = await JWKSCache(http, discovery.jwks_uri).ready()
     assert problem is not None

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from storage_contract import NS, StoreContract, until_absent
 
 from hivegate.authserver.storage import RedisStore, StorageError
-from support.backend import free_port
+from support.backend import closed_port
 from support.redis_server import RedisServer, start_redis
 
 pytestmark = pytest.mark.anyio
@@ -92,7 +92,7 @@ async def test_two_replicas_see_each_others_records(redis_server: RedisServer, p
 
 
 async def test_a_dead_redis_is_a_prompt_storage_error() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    store = RedisStore(f"redis://127.0.0.1:{closed_port()}/0")  # nothing listens there
     operations: list[Callable[[], Awaitable[object]]] = [
         store.ping,
         lambda: store.get(NS, "k"),

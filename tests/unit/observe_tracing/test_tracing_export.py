@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from hivegate.core.principal import Principal
 from hivegate.observe.exchange import Exchange
 from hivegate.observe.tracing import Tracer, _Reporting, otlp_tracer
-from support.backend import free_port
+from support.backend import closed_port
 
 
 def finished_exchange() -> Exchange:
@@ -67,7 +67,7 @@ def test_a_closed_collector_costs_requests_nothing_and_logs_at_most_a_warning(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     tracer = otlp_tracer(
-        f"http://127.0.0.1:{free_port()}", service_name="svc", headers={"x-api-key": "collector-secret"}
+        f"http://127.0.0.1:{closed_port()}", service_name="svc", headers={"x-api-key": "collector-secret"}
     )
     assert tracer._reporting is not None
     started = time.perf_counter()

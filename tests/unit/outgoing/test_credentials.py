@@ -17,7 +17,7 @@ from hivegate.authserver.upstream.base import UpstreamTokens
 from hivegate.core.principal import Principal
 from hivegate.outgoing import Caller, ExchangedToken, LoginRequired, OutgoingAuthError, StaticHeader, UpstreamToken
 from hivegate.outgoing.credentials import caller_token, upstream_subject
-from support.backend import free_port
+from support.backend import closed_port
 from support.webserver import serve_on_loopback
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +160,7 @@ async def test_an_sts_error_names_its_code_and_never_the_tokens() -> None:
 
 async def test_an_unreachable_sts_is_a_clear_error() -> None:
     client = http()
-    creds = ExchangedToken(token_url=f"http://127.0.0.1:{free_port()}/token", http=client, subject=caller_token())
+    creds = ExchangedToken(token_url=f"http://127.0.0.1:{closed_port()}/token", http=client, subject=caller_token())
     with pytest.raises(OutgoingAuthError, match="the STS is unreachable"):
         await creds.headers(caller())
     await client.aclose()

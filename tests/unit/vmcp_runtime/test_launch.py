@@ -9,7 +9,7 @@ import pytest
 from hivegate.errors import BackendError
 from hivegate.vmcp.config import BackendConfig, ContainerSpec
 from hivegate.vmcp.launch import Launched, container_argv, launched_for
-from support.backend import free_port
+from support.backend import closed_port, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ async def test_it_waits_until_the_port_listens_and_stop_ends_it() -> None:
 
 async def test_a_process_that_exits_early_names_its_exit_code_and_last_words() -> None:
     code = "import sys; print('cannot bind: address in use'); sys.exit(3)"
-    launched = Launched("dies", [sys.executable, "-c", code], f"http://127.0.0.1:{free_port()}/mcp", {})
+    launched = Launched("dies", [sys.executable, "-c", code], f"http://127.0.0.1:{closed_port()}/mcp", {})
     with pytest.raises(BackendError, match=r"exited with 3 before listening: cannot bind: address in use"):
         await launched.ensure_running(10)
 
