@@ -14,11 +14,14 @@
     - `IssuerMismatchError`: the OIDC discovery document names another issuer (OpenID Connect Discovery 1.0
       section 4.3); a configuration error, never retried.
   - `UnsafeURLError`: a URL fetched because of configuration or input points somewhere it must not (SSRF guard).
+  - `InvalidMessage` (HTTP 400, JSON-RPC -32700 or -32600): a client's body or message the pipeline refuses before
+    anything reads it (not JSON, nested too deep, a key twice, not JSON-RPC, a batch reusing an id, a request
+    without an id); `answer()` is the JSON-RPC error the client gets.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AuthenticationError",
@@ -27,6 +30,7 @@ __all__ = [
     "CredentialRefused",
     "FetchError",
     "HivegateError",
+    "InvalidMessage",
     "IssuerMismatchError",
     "UnsafeURLError",
     "invalid_token",
@@ -81,3 +85,19 @@ class IssuerMismatchError(FetchError):
 
 class UnsafeURLError(HivegateError):
     """A URL was refused by the SSRF guard (private, loopback or link-local address, or a bad scheme)."""
+
+
+class InvalidMessage(HivegateError):
+    """A client message refused before anything reads it: HTTP `status` (400) with a JSON-RPC error `code` (-32700
+    parse error, -32600 invalid request) naming `request_id` when it is known."""
+
+    def __init__(self, code: int, message: str, request_id: str | int | None = None, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status = status
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON-RPC error object the client gets."""
+        return {"jsonrpc": "2.0", "id": self.request_id, "error": {"code": self.code, "message": self.message}}

@@ -499,7 +499,7 @@ async def test_reverse_proxy_filters_json_and_sse_answers(tmp_path: Path, mode: 
                 assert resp.status_code == 400
                 assert resp.json()["id"] == 77
                 assert resp.json()["error"]["code"] == -32600
-                assert "'name' appears twice" in resp.json()["error"]["message"]
+                assert "'name' appears twice in one object" in resp.json()["error"]["message"]
             no_traceback(gw)
         assert log.calls() == [("tools/call", "get_pods"), ("resources/read", "docs://readme")]
 

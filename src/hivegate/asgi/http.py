@@ -8,6 +8,8 @@ import orjson
 
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.core import jsonrpc
+from hivegate.errors import InvalidMessage
+from hivegate.pipeline.messages import Inbound, parse_body
 
 __all__ = [
     "BodyTooLarge",
@@ -15,7 +17,7 @@ __all__ = [
     "SSEStream",
     "get_header",
     "read_body",
-    "read_json",
+    "read_inbound",
     "send_bytes",
     "send_json",
     "send_jsonrpc_error",
@@ -55,21 +57,22 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_json(receive: Receive, send: Send, limit: int) -> tuple[bool, Any]:
-    """Read and decode a JSON body. On failure the error is already answered (413, or 400 with JSON-RPC -32700)
-    and `(False, None)` comes back; a client that left gets no answer."""
+async def read_inbound(receive: Receive, send: Send, limit: int) -> Inbound | None:
+    """Read a POST body (at most `limit` bytes) and parse it (the pipeline's parse-and-validate stage). On failure
+    the error is already answered (413, or 400 with the JSON-RPC error) and None comes back; a client that left
+    gets no answer."""
     try:
         body = await read_body(receive, limit)
     except BodyTooLarge:
         await send_jsonrpc_error(send, 413, None, jsonrpc.INVALID_REQUEST, f"request body exceeds {limit} bytes")
-        return False, None
+        return None
     except ClientGone:
-        return False, None
+        return None
     try:
-        return True, jsonrpc.decode(body)
-    except ValueError:
-        await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
-        return False, None
+        return parse_body(body)
+    except InvalidMessage as exc:
+        await send_json(send, exc.status, exc.answer())
+        return None
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from hivegate.asgi.hints import learn_tool_hints
-from hivegate.asgi.http import read_json, send_bytes, send_jsonrpc_error
+from hivegate.asgi.http import read_inbound, send_bytes, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate, refusal
@@ -94,14 +94,15 @@ class LegacySSEFrontend:
         if entry is None or sink is None:
             await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
             return
-        ok, message = await read_json(receive, send, self._max_body)
-        if not ok:
+        inbound = await read_inbound(receive, send, self._max_body)
+        if inbound is None:
             return
-        if not jsonrpc.valid_message(message):
+        if inbound.batch:  # batches came with revision 2025-03-26, after this transport was replaced
             await send_jsonrpc_error(
-                send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"
+                send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: batches are not accepted on /messages"
             )
             return
+        message = inbound.messages[0]
         exchange = exchange_of(scope)
         call = exchange.call(message) if exchange is not None else None
         if exchange is not None:

@@ -22,9 +22,11 @@ from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, H
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
+from hivegate.errors import InvalidMessage
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
+from hivegate.pipeline.messages import parse_body
 
 __all__ = ["ReverseProxy"]
 
@@ -98,25 +100,17 @@ class ReverseProxy:
             except ClientGone:
                 return
             try:
-                message = jsonrpc.decode(body)
-            except ValueError:
-                await send_jsonrpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON")
+                # the body goes on as bytes: parsing refuses what the backend could read otherwise than the policies
+                inbound = parse_body(body)
+            except InvalidMessage as exc:
+                await send_json(send, exc.status, exc.answer())
                 return
-            if isinstance(message, dict):
-                rid = message.get("id")
-                request_id = rid if isinstance(rid, str | int) else None
-            if self._gate is not None and (key := jsonrpc.duplicate_key(body)) is not None:
-                # the body goes on as bytes: the backend must not read a value the policies never saw
-                await send_jsonrpc_error(
-                    send, 400, request_id, jsonrpc.INVALID_REQUEST, f"Invalid Request: key {key[:64]!r} appears twice"
-                )
-                return
+            message: Any = list(inbound.messages) if inbound.batch else inbound.messages[0]
+            request_id = inbound.first_id
             exchange = exchange_of(scope)
             if exchange is not None:
                 exchange.session_id = session_id
-                for item in message if isinstance(message, list) else [message]:
-                    if isinstance(item, dict) and jsonrpc.valid_message(item):
-                        calls.append(exchange.call(item))
+                calls.extend(exchange.call(item) for item in inbound.messages)
                 if exchange.tracer is not None:
                     body = _trace_context(calls, message, body, headers)
             if self._gate is not None:

@@ -14,12 +14,19 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import orjson
 
 from hivegate.asgi.hints import learn_tool_hints
-from hivegate.asgi.http import ClientGone, SSEStream, get_header, read_json, send_bytes, send_json, send_jsonrpc_error
+from hivegate.asgi.http import (
+    ClientGone,
+    SSEStream,
+    get_header,
+    read_inbound,
+    send_bytes,
+    send_json,
+    send_jsonrpc_error,
+)
 from hivegate.asgi.sinks import QueueSink, RequestEnded, next_or_disconnect, pump_stream, wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate, refusal
@@ -89,19 +96,13 @@ class SessionFrontend:
     # -- POST ------------------------------------------------------------------------------------------------------
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        ok, message = await read_json(receive, send, self._limits.max_body)
-        if not ok:
+        inbound = await read_inbound(receive, send, self._limits.max_body)
+        if inbound is None:
             return
-        if isinstance(message, list):
-            await self._batch(scope, send, principal, message)
+        if inbound.batch:
+            await self._batch(scope, send, principal, list(inbound.messages))
             return
-        if not jsonrpc.valid_message(message):
-            request_id = message.get("id") if isinstance(message, dict) else None
-            rid = request_id if isinstance(request_id, str | int) else None
-            await send_jsonrpc_error(
-                send, 400, rid, jsonrpc.INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message"
-            )
-            return
+        message = inbound.messages[0]
         version = get_header(scope, VERSION_HEADER)
         if version is not None and version not in HANDSHAKE_VERSIONS and version not in MODERN_VERSIONS:
             await send_jsonrpc_error(
@@ -146,16 +147,9 @@ class SessionFrontend:
             return
         await send_bytes(send, 202, b"")
 
-    async def _batch(self, scope: Scope, send: Send, principal: Principal, batch: list[object]) -> None:
-        """A JSON-RPC batch (allowed by revision 2025-03-26): answered with one JSON array of responses."""
-        messages = [m for m in batch if jsonrpc.valid_message(m)]
-        if not batch or len(messages) != len(batch):
-            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: malformed batch")
-            return
-        typed = cast("list[jsonrpc.Message]", messages)
-        if any(m.get("method") == "initialize" for m in typed):
-            await send_jsonrpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "initialize cannot be part of a batch")
-            return
+    async def _batch(self, scope: Scope, send: Send, principal: Principal, typed: list[jsonrpc.Message]) -> None:
+        """A JSON-RPC batch (allowed by revision 2025-03-26), already validated (no initialize, no id twice):
+        answered with one JSON array of responses."""
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return

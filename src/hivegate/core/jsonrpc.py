@@ -5,7 +5,6 @@ Messages stay plain dicts (decoded with orjson) on the hot path; typed models wo
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import orjson
@@ -21,7 +20,6 @@ __all__ = [
     "Message",
     "RequestId",
     "decode",
-    "duplicate_key",
     "encode",
     "error_response",
     "is_notification",
@@ -45,38 +43,6 @@ SESSION_NOT_FOUND: Final = -32001
 def decode(body: bytes) -> Any:
     """Decode a JSON body; raises `ValueError` (orjson.JSONDecodeError) on malformed input."""
     return orjson.loads(body)
-
-
-class _Duplicate(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Duplicate(key)
-            seen.add(key)
-    return obj
-
-
-def duplicate_key(body: bytes) -> str | None:
-    """A key some object of the (valid) JSON `body` has twice, or None.
-
-    A proxy that decides on the decoded message but forwards the bytes must refuse these: parsers disagree on which
-    value wins (orjson and Python take the last, others the first), so a backend could act on a value the gateway
-    never authorized. The standard library parser is ~7 µs for a typical request, paid only when policies apply."""
-    try:
-        json.loads(body, object_pairs_hook=_unique)
-    except _Duplicate as dup:
-        return dup.key
-    except ValueError:
-        return None  # not JSON for the stdlib parser (e.g. a lone surrogate): the caller already decoded it
-    return None
 
 
 def encode(message: Any) -> bytes:

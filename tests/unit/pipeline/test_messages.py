@@ -1,0 +1,131 @@
+"""The parse-and-validate stage: what a client may send, and the one-line error for what it may not."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from hivegate.errors import InvalidMessage
+from hivegate.pipeline.messages import MAX_DEPTH, parse_body
+
+
+def refused(body: bytes) -> InvalidMessage:
+    with pytest.raises(InvalidMessage) as info:
+        parse_body(body)
+    assert info.value.status == 400
+    return info.value
+
+
+def nested(depth: int) -> bytes:
+    """A tools/call whose arguments nest `depth` levels in all (the message itself counts as one)."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)
+    return f'{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{inner}}}}}'.encode()
+
+
+def test_a_request_a_notification_and_a_response_are_accepted() -> None:
+    inbound = parse_body(b'{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"a"}}')
+    assert not inbound.batch
+    assert inbound.first_id == "x"
+    assert [m["method"] for m in inbound.requests] == ["tools/call"]
+    assert parse_body(b'{"jsonrpc":"2.0","method":"notifications/initialized"}').requests == []
+    assert parse_body(b'{"jsonrpc":"2.0","id":7,"result":{}}').requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}', "id"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"path":"/tmp","path":"/etc"}}}',
+            "path",
+        ),
+        (b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping","method":"x"}]', "method"),
+    ],
+)
+def test_a_key_twice_in_one_object_is_refused_at_any_depth(body: bytes, key: str) -> None:
+    error = refused(body)
+    assert error.code == -32600
+    assert error.message == f"Invalid Request: key {key!r} appears twice in one object"
+
+
+def test_the_same_key_in_two_objects_is_fine() -> None:
+    parse_body(
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"a":{"x":1},"b":{"x":1}}}}'
+    )
+
+
+def test_nesting_up_to_the_limit_passes_and_one_more_is_refused() -> None:
+    parse_body(nested(MAX_DEPTH))
+    error = refused(nested(MAX_DEPTH + 1))
+    assert (error.code, error.message) == (-32600, f"Invalid Request: nested deeper than {MAX_DEPTH}")
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_absurd_nesting_is_a_clear_error_never_a_recursion_error(depth: int) -> None:
+    error = refused(
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":' + b"[" * depth + b"]" * depth + b"}}"
+    )
+    assert error.message == f"Invalid Request: nested deeper than {MAX_DEPTH}"
+
+
+def test_many_brackets_inside_strings_are_not_nesting() -> None:
+    text = "[" * 500
+    parse_body(
+        orjson.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "arguments": {"t": text}}}
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"admin_tool"}}',
+        b'{"jsonrpc":"2.0","method":"prompts/get","params":{"name":"secret"}}',
+        b'[{"jsonrpc":"2.0","method":"tools/call","params":{"name":"admin_tool"}}]',
+    ],
+)
+def test_a_request_without_an_id_is_refused_it_would_never_be_authorized(body: bytes) -> None:
+    error = refused(body)
+    assert error.code == -32600
+    assert "needs an id (only notifications have none)" in error.message
+
+
+def test_a_batch_where_two_requests_share_an_id_is_refused() -> None:
+    body = b'[{"jsonrpc":"2.0","id":7,"method":"tools/list"},{"jsonrpc":"2.0","id":7,"method":"prompts/list"}]'
+    error = refused(body)
+    assert (error.code, error.message) == (-32600, "Invalid Request: two requests of the batch have the id 7")
+
+
+def test_a_batch_may_answer_the_server_with_an_id_a_request_also_uses() -> None:
+    inbound = parse_body(b'[{"jsonrpc":"2.0","id":7,"method":"tools/list"},{"jsonrpc":"2.0","id":7,"result":{}}]')
+    assert inbound.batch
+    assert len(inbound.messages) == 2
+    assert inbound.first_id is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (b"{not json", -32700, "Parse error: body is not valid JSON"),
+        (b"[]", -32600, "Invalid Request: empty batch"),
+        (b'{"jsonrpc":"1.0","method":"ping"}', -32600, "Invalid Request: not a JSON-RPC 2.0 message"),
+        (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', -32600, "Invalid Request: not a JSON-RPC 2.0 message"),
+        (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', -32600, "Invalid Request: not a JSON-RPC 2.0 message"),
+        (b"[1]", -32600, "Invalid Request: not a JSON-RPC 2.0 message"),
+        (
+            b'[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]',
+            -32600,
+            "Invalid Request: initialize cannot be part of a batch",
+        ),
+    ],
+)
+def test_malformed_bodies_get_the_json_rpc_code_that_names_the_problem(body: bytes, code: int, message: str) -> None:
+    error = refused(body)
+    assert (error.code, error.message) == (code, message)
+    assert error.answer() == {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+
+
+def test_an_invalid_single_request_names_its_id() -> None:
+    assert refused(b'{"jsonrpc":"2.0","id":5,"method":3}').answer()["id"] == 5
+    assert refused(b'{"id":6,"method":"ping"}').answer()["id"] == 6
