@@ -48,6 +48,34 @@ def error_of(answer: Answer) -> tuple[int, int, str]:
     return answer.status, message["error"]["code"], message["error"]["message"]
 
 
+# -- 1. two Mcp-Session-Id headers -------------------------------------------------------------------------------------
+
+
+async def test_a_second_session_header_is_refused_and_never_reaches_anothers_session(
+    front: Front, http: httpx.AsyncClient
+) -> None:
+    if front.kind == "sse":
+        pytest.skip("the legacy transport names its session in the query string, not in a header")
+    async with (
+        open_session(front, http, front.token("alice")) as alice,
+        open_session(front, http, front.token("bob")) as bob,
+    ):
+        assert alice.session_id is not None
+        assert bob.session_id is not None
+        both = [("mcp-session-id", alice.session_id), ("mcp-session-id", bob.session_id)]
+        headers = [(k, v) for k, v in bob.headers().items() if k != "mcp-session-id"] + both
+        call = bob.rpc("tools/call", {"name": "weather", "arguments": {}})
+        resp = await http.post(front.url, json=call, headers=headers)
+        assert resp.status_code == 400
+        assert resp.json()["error"] == {"code": -32600, "message": "Bad Request: more than one Mcp-Session-Id header"}
+        ended = await http.delete(front.url, headers=headers)
+        assert ended.status_code == 400
+        # alice's session is untouched: it still answers her
+        answer = await alice.request(alice.rpc("tools/call", {"name": "weather", "arguments": {}}))
+        assert answer.status == 200
+        assert answer.message["result"]["content"][0]["text"] == "sunny in Berlin"
+
+
 # -- 2. a batch whose requests share an id -----------------------------------------------------------------------------
 
 

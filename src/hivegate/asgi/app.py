@@ -23,6 +23,7 @@ from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
 from hivegate.outgoing.caller import Caller, current_caller
+from hivegate.pipeline.headers import repeated_header
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
 
@@ -156,6 +157,10 @@ class Gateway:
             return
         exchange.auth_duration = time.perf_counter() - started
         exchange.principal = principal
+        repeated = repeated_header(scope["headers"])
+        if repeated is not None:
+            await send_json(send, repeated.status, repeated.answer())
+            return
         caller = current_caller.set(Caller(principal, _bearer(get_header(scope, b"authorization"))))
         try:
             await endpoint(scope, receive, send, principal)

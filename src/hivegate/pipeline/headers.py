@@ -1,0 +1,38 @@
+"""Pipeline stage "parse and validate", for headers: the MCP headers that name state may appear once.
+
+A request with two `Mcp-Session-Id` headers is ambiguous: the gateway reads one, a backend framework may read the
+other (Starlette, as the MCP SDK uses it, takes the first), so a caller could pass the ownership check with its own
+session id and act on another caller's. The same holds for `MCP-Protocol-Version`, `Last-Event-ID` (which stream is
+replayed) and `Authorization` (which credential was verified). Such a request is refused with 400; otherwise the
+value the gateway checked is the only one there is, and the one a backend receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from hivegate.core import jsonrpc
+from hivegate.errors import InvalidMessage
+
+__all__ = ["SINGLE_VALUED", "repeated_header"]
+
+SINGLE_VALUED: Final[Mapping[bytes, str]] = {  # ASGI's lower-case name → the name the spec spells
+    b"mcp-session-id": "Mcp-Session-Id",
+    b"mcp-protocol-version": "MCP-Protocol-Version",
+    b"last-event-id": "Last-Event-ID",
+    b"authorization": "Authorization",
+}
+
+
+def repeated_header(headers: Iterable[tuple[bytes, bytes]]) -> InvalidMessage | None:
+    """The error for a request carrying one of `SINGLE_VALUED` more than once (names are lower case, as in ASGI)."""
+    seen: set[bytes] = set()
+    for name, _ in headers:
+        if name in SINGLE_VALUED:
+            if name in seen:
+                return InvalidMessage(
+                    jsonrpc.INVALID_REQUEST, f"Bad Request: more than one {SINGLE_VALUED[name]} header"
+                )
+            seen.add(name)
+    return None
