@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.xdist_group("pipel
 POLICIES = [
     'permit(principal, action == Action::"call_tool", resource == Tool::"weather");',
     'permit(principal, action == Action::"call_tool", resource == Tool::"echo");',
+    'permit(principal, action == Action::"call_tool", resource == Tool::"calculator");',
+    'forbid(principal, action == Action::"call_tool", resource == Tool::"calculator") when { resource.arg_a > 100 };',
     'permit(principal, action == Action::"get_prompt", resource == Prompt::"review");',
 ]
 
@@ -46,6 +48,10 @@ def error_of(answer: Answer) -> tuple[int, int, str]:
     message: Any = answer.message
     assert isinstance(message, dict), message
     return answer.status, message["error"]["code"], message["error"]["message"]
+
+
+def calculator(a: Any) -> dict[str, Any]:
+    return {"name": "calculator", "arguments": {"operation": "add", "a": a, "b": 1}}
 
 
 # -- 1. two Mcp-Session-Id headers -------------------------------------------------------------------------------------
@@ -87,6 +93,26 @@ async def test_a_batch_reusing_an_id_is_refused_whole(front: Front, http: httpx.
         ]
         answer = await session.request(batch)
         assert error_of(answer) == (400, -32600, "Invalid Request: two requests of the batch have the id 7")
+
+
+# -- 3. a forbid guard erroring on an argument of another type ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("a", [2**64, 500.0, "500", 101], ids=["beyond-long", "float", "string", "long"])
+async def test_a_forbid_cannot_be_skipped_by_the_type_of_an_argument(
+    front: Front, http: httpx.AsyncClient, a: Any
+) -> None:
+    async with open_session(front, http, front.token()) as session:
+        before = front.calls()
+        answer = await session.request(session.rpc("tools/call", calculator(a)))
+        assert answer.message["error"]["code"] == 403, answer.message
+        assert front.calls() == before  # never reached the backend
+
+
+async def test_the_guarded_tool_still_answers_within_the_guard(front: Front, http: httpx.AsyncClient) -> None:
+    async with open_session(front, http, front.token()) as session:
+        answer = await session.request(session.rpc("tools/call", calculator(41)))
+        assert answer.message["result"]["content"][0]["text"] == "42"
 
 
 # -- 4. a request sent as a notification -------------------------------------------------------------------------------

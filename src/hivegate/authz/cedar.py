@@ -6,9 +6,16 @@ and resource (see `slicing`), with only the attributes those policies read; each
 first use and cached. The answer is the full set's (pinned by a property test) at a fraction of the cost. Callers
 are cached by subject and exact claims, with their parsed entities and resolved slices.
 
-Default deny; a request Cedar cannot evaluate at all is denied with the error. Evaluation errors inside single
-policies follow Cedar: the erroring policy is skipped (and listed in `errors`), so a
-`principal.claim_roles.contains(...)` policy does not lock out callers whose token lacks `roles`.
+Default deny; a request Cedar cannot evaluate at all is denied with the error. A policy that errors while it is
+evaluated (an attribute the request lacks, a comparison of values of different types) is listed in `errors` and:
+
+- a `permit` that errors grants nothing (Cedar skips it), so a `principal.claim_roles.contains(...)` policy does not
+  lock out callers whose token lacks `roles`, nor lets them in;
+- a `forbid` that errors denies (fail closed; Cedar alone would skip it, and the permits would win). Otherwise an
+  argument of another type than its guard expects (`"500"` or `500.5` where `resource.arg_a > 100` compares a
+  number) would switch the guard off while the backend still reads the value it forbids. The deciding policies
+  (`reasons`) are then the forbids that errored. Guard an optional argument with `has`: `resource has arg_a &&
+  resource.arg_a > 100`.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ MAX_SLICES_PER_CALLER = 1024
 # arguments, same JSON answer); `tests/unit/authz/test_authz_engine.py` pins the answer's shape.
 _is_authorized_batch = _internal.is_authorized_batch
 _TICKED = re.compile(r"`([^`]+)`")
+_ERRED = re.compile(r"error while evaluating policy `([^`]+)`")  # how Cedar's diagnostics name a failed policy
 
 
 def compile_policies(texts: Sequence[str]) -> list[CompiledPolicy]:
@@ -186,6 +194,7 @@ class CedarAuthorizer:
         self._role_claim = cedar.role_claim_name
         self._group_type = cedar.group_entity_type
         self._policies = compile_policies(cedar.policies)
+        self._forbids = frozenset(p.id for p in self._policies if p.est.get("effect") == "forbid")
         self.reads_annotations = any(hint in text for text in cedar.policies for hint in ANNOTATION_HINTS)
         base: list[dict[str, Any]] = json.loads(cedar.entities_json)
         self._base_map = {entity_key(e): e for e in base}
@@ -399,6 +408,11 @@ class CedarAuthorizer:
             merged[key] = merge_entity(merged[key], e) if key in merged else e
         return orjson.dumps(list(merged.values())).decode()
 
+    def _forbids_in(self, errors: tuple[str, ...]) -> tuple[str, ...]:
+        """The ids of the `forbid` policies named in Cedar's evaluation errors."""
+        named = (_ERRED.match(error) for error in errors)
+        return tuple(m.group(1) for m in named if m is not None and m.group(1) in self._forbids)
+
     def _evaluate(self, requests: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: Any) -> list[Decision]:
         try:
             # an empty context is left out: Cedar reads that as `{}` and skips parsing it (~5 µs)
@@ -417,7 +431,10 @@ class CedarAuthorizer:
         for result in results:
             diagnostics = result.get("diagnostics", {})
             errors = tuple(diagnostics.get("errors", ()))
-            if result.get("decision") == "Allow":
+            failed_forbids = self._forbids_in(errors) if errors else ()
+            if failed_forbids:
+                decisions.append(Decision(False, failed_forbids, errors))
+            elif result.get("decision") == "Allow":
                 decisions.append(Decision(True, tuple(diagnostics.get("reason", ())), errors))
             elif result.get("decision") == "Deny":
                 decisions.append(Decision(False, tuple(diagnostics.get("reason", ())), errors))

@@ -12,9 +12,12 @@
 - Context: every `claim_<name>` and `arg_<key>`.
 
 JSON to Cedar values (better than ToolHive, which makes every number a `decimal` and drops nested values):
-strings, booleans; integers become `Long` (outside the 64-bit range: dropped); floats become `decimal` when exactly
-representable with at most four fractional digits, else their `repr` as a string; objects become records, arrays
-sets; `null`, NaN/infinity and anything nested deeper than 10 levels are dropped. Record keys Cedar's JSON format
+strings, booleans; integers become `Long`, and so do floats with an integral value (JSON does not tell `500.0`
+from `500`, and neither does a backend validating its arguments); a number outside the 64-bit range becomes its
+digits as a string, and another float a `decimal` when exactly representable with at most four fractional digits,
+else its `repr` as a string: never dropped, so a guard comparing it errors rather than finding it absent (the
+authorizer denies when a `forbid` errors); objects become records, arrays sets; `null` and anything nested deeper
+than 10 levels are dropped. Record keys Cedar's JSON format
 reserves (`__entity`, `__extn`, `__expr`) are dropped so a caller cannot smuggle an entity reference in an argument.
 A claim that cannot be represented is dropped; bad *arguments* raise `EntityError` (the authorizer turns it into a
 deny).
@@ -86,10 +89,12 @@ def to_cedar_value(value: Json, depth: int = 0, budget: _Budget | None = None) -
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
-        return value if _LONG_MIN <= value <= _LONG_MAX else _DROP
+        return value if _LONG_MIN <= value <= _LONG_MAX else str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return _DROP
+        if value.is_integer() and _LONG_MIN <= value <= _LONG_MAX:
+            return int(value)
         text = repr(value)
         if _DECIMAL.fullmatch(text):
             return {"__extn": {"fn": "decimal", "arg": text}}

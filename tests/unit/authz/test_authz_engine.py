@@ -168,3 +168,68 @@ def test_caller_cache_tells_tokens_apart() -> None:
     assert authz.decide(okta("u", ["ops"]), "call_tool", "t").allowed
     assert not authz.decide(okta("u", ["dev"]), "call_tool", "t").allowed
     assert authz.decide(okta("u", ["ops"]), "call_tool", "t").allowed
+
+
+GUARDED = [
+    'permit(principal, action == Action::"call_tool", resource == Tool::"calculator");',
+    'forbid(principal, action == Action::"call_tool", resource == Tool::"calculator") when { resource.arg_a > 100 };',
+]
+
+
+@pytest.mark.parametrize("slicing", [True, False])
+@pytest.mark.parametrize(
+    ("a", "allowed"),
+    [
+        (5, True),
+        (101, False),
+        (5.0, True),
+        (500.0, False),
+        (5.5, False),
+        ("5", False),
+        (2**64, False),
+        (-(2**70), False),
+    ],
+)
+def test_a_forbid_that_errors_denies_whatever_the_argument_type(slicing: bool, a: object, allowed: bool) -> None:
+    authz = authorizer(GUARDED, slicing=slicing)
+    decision = authz.decide(okta("u", []), "call_tool", "calculator", arguments={"a": a, "b": 1})
+    assert decision.allowed is allowed
+    if not allowed:
+        assert decision.reasons == ("policy1",)  # the forbid decided, whether it matched or failed
+
+
+def test_a_forbid_on_an_argument_left_out_denies_unless_guarded_with_has() -> None:
+    bare = authorizer(GUARDED)
+    assert not bare.decide(okta("u", []), "call_tool", "calculator", arguments={}).allowed
+    guarded = authorizer(
+        [GUARDED[0], GUARDED[1].replace("resource.arg_a > 100", "resource has arg_a && resource.arg_a > 100")]
+    )
+    assert guarded.decide(okta("u", []), "call_tool", "calculator", arguments={}).allowed
+    assert not guarded.decide(okta("u", []), "call_tool", "calculator", arguments={"a": "500"}).allowed
+
+
+def test_a_permit_that_errors_neither_grants_nor_locks_out() -> None:
+    authz = authorizer(
+        [
+            'permit(principal, action == Action::"call_tool", resource == Tool::"weather");',
+            'permit(principal, action, resource) when { principal.claim_roles.contains("premium") };',
+        ]
+    )
+    no_roles = okta("u", [])  # no `roles` claim: the second policy errors for this caller
+    assert authz.decide(no_roles, "call_tool", "weather").allowed
+    denied = authz.decide(no_roles, "call_tool", "admin_tool")
+    assert not denied.allowed
+    assert denied.reasons == ()
+    assert any("policy1" in error for error in denied.errors)
+
+
+def test_list_filtering_hides_an_item_whose_forbid_errors() -> None:
+    authz = authorizer(
+        [
+            "permit(principal, action, resource);",
+            'forbid(principal, action == Action::"call_tool", resource) when { principal.claim_level < 3 };',
+        ]
+    )
+    assert authz.filter(okta("u", [], level=5), "call_tool", [("a", None), ("b", None)]) == [True, True]
+    assert authz.filter(okta("u", [], level=1), "call_tool", [("a", None)]) == [False]
+    assert authz.filter(okta("u", []), "call_tool", [("a", None)]) == [False]  # no `level` claim: the forbid errors
