@@ -5,14 +5,21 @@ decide alike: what one refuses, all refuse, with the same JSON-RPC error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from aiohttp import web
 
-from support.fronts import FRONTS, Answer, Front, FrontKind, open_session, start_front
+from support.fronts import AUDIENCE, FRONTS, Answer, Front, FrontKind, open_session, start_front
+from support.gateway import hivegate_run
 from support.issuer import local_issuer
+from support.webserver import serve_on_loopback
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.xdist_group("pipeline_findings")]
 
@@ -152,3 +159,142 @@ async def test_deep_nesting_is_a_clear_400_never_a_500(front: Front, http: httpx
         # and the session is as good as before
         echoed = await session.request(session.rpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
         assert echoed.message["result"]["content"][0]["text"] == "hi"
+
+
+# -- 2 and 8. every answer filtered by what it carries, on every stream; event ids bound to their session ------------
+
+
+@pytest.fixture(scope="module")
+async def resumable(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Front]:
+    """The reverse proxy in front of a resumable server (an event store that trusts any event id)."""
+    directory = tmp_path_factory.mktemp("resumable")
+    async with (
+        local_issuer() as issuer,
+        start_front("remote", directory, issuer, POLICIES, http_mode="--http-resumable") as started,
+    ):
+        yield started
+        assert "Traceback" not in started.stderr()
+
+
+def events_of(body: str) -> list[tuple[str | None, Any]]:
+    """(id, decoded data) of each event of an event-stream body that carries data."""
+    found: list[tuple[str | None, Any]] = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        event_id = next((line[3:].strip() for line in block.split("\n") if line.startswith("id:")), None)
+        data = "\n".join(line[5:].strip() for line in block.split("\n") if line.startswith("data:"))
+        if data:
+            found.append((event_id, json.loads(data)))
+    return found
+
+
+def tool_names(answer: Any) -> set[str]:
+    return {tool["name"] for tool in answer["result"]["tools"]}
+
+
+async def test_a_batch_answer_is_filtered_per_answer(front: Front, http: httpx.AsyncClient) -> None:
+    if front.kind in ("sse", "remote"):
+        pytest.skip("the gateway serves batches itself on the stdio and vMCP fronts (see below for a remote server)")
+    async with open_session(front, http, front.token()) as session:
+        batch = [
+            {"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 8, "method": "prompts/list"},
+        ]
+        answer = await session.request(batch)
+        assert answer.status == 200
+        by_id = {reply["id"]: reply for reply in answer.message}
+        assert tool_names(by_id[7]) == {"weather", "echo"}
+        assert {p["name"] for p in by_id[8]["result"]["prompts"]} == {"review"}
+
+
+async def test_a_replayed_stream_is_filtered_and_only_its_own_session_may_replay_it(
+    resumable: Front, http: httpx.AsyncClient
+) -> None:
+    async with (
+        open_session(resumable, http, resumable.token("alice")) as alice,
+        open_session(resumable, http, resumable.token("bob")) as bob,
+    ):
+        # a list request with a progress token: the server streams a progress event, then the answer
+        resp = await alice.post(alice.rpc("tools/list", {"_meta": {"progressToken": "p1"}}))
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        streamed = events_of(resp.text)
+        assert [data.get("method") for _, data in streamed] == ["notifications/progress", None]
+        assert tool_names(streamed[1][1]) == {"weather", "echo"}
+        progress_id = streamed[0][0]
+        assert progress_id is not None
+        assert "." in progress_id  # sealed: the backend's own id behind a MAC of alice's session
+        # alice resumes her own stream after the progress event: the replayed answer is filtered like the first
+        with anyio.fail_after(10):
+            async with http.stream("GET", resumable.url, headers=alice.headers({"last-event-id": progress_id})) as rep:
+                assert rep.status_code == 200
+                body = ""
+                async for chunk in rep.aiter_text():
+                    body += chunk
+                    if any("result" in data for _, data in events_of(body)):
+                        break
+        replayed = [data for _, data in events_of(body) if "result" in data]
+        assert tool_names(replayed[0]) == {"weather", "echo"}
+        # bob presents alice's event id, sealed or raw, on his own session: refused, nothing replayed
+        for stolen in (progress_id, progress_id.split(".", 1)[1]):
+            refused = await http.get(resumable.url, headers=bob.headers({"last-event-id": stolen}))
+            assert refused.status_code == 400
+            assert refused.json()["error"] == {
+                "code": -32600,
+                "message": "Bad Request: Last-Event-ID is not one of this session's",
+            }
+
+
+TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in ("weather", "echo", "admin_tool", "delete_namespace")]
+PROMPTS = [{"name": n} for n in ("review", "secret_prompt")]
+
+
+@asynccontextmanager
+async def batch_server() -> AsyncIterator[str]:
+    """A remote server of revision 2025-03-26 that answers JSON-RPC batches (the MCP SDK no longer does)."""
+
+    def answer(message: dict[str, Any]) -> dict[str, Any]:
+        results = {"tools/list": {"tools": TOOLS}, "prompts/list": {"prompts": PROMPTS}}
+        result = results.get(message["method"], {"protocolVersion": "2025-03-26", "capabilities": {},
+                                                  "serverInfo": {"name": "batches", "version": "1"}})  # fmt: skip
+        return {"jsonrpc": "2.0", "id": message["id"], "result": result}
+
+    async def mcp(request: web.Request) -> web.Response:
+        body = await request.json()
+        messages = body if isinstance(body, list) else [body]
+        answers = [answer(m) for m in messages if "id" in m and "method" in m]
+        if not answers:
+            return web.Response(status=202)
+        headers = {"mcp-session-id": "batch-session"}
+        return web.json_response(answers if isinstance(body, list) else answers[0], headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/mcp", mcp)
+    async with serve_on_loopback(app) as base:
+        yield f"{base}/mcp"
+
+
+async def test_the_reverse_proxy_filters_each_answer_of_a_batch_by_what_it_carries(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with local_issuer() as issuer, batch_server() as url:
+        authz = tmp_path / "authz.json"
+        doc = {"version": "1.0", "type": "cedarv1", "cedar": {"policies": POLICIES, "entities_json": "[]"}}
+        authz.write_text(json.dumps(doc))
+        args = ["--oidc-issuer", issuer.url, "--oidc-audience", AUDIENCE, "--oidc-jwks-url", issuer.jwks_url,
+                "--oidc-insecure-allow-http", "--jwks-allow-private-ip", "--authz-config", str(authz), url]  # fmt: skip
+        async with hivegate_run(args) as gateway:
+            headers = {"authorization": f"Bearer {issuer.token(AUDIENCE)}", "accept": "application/json",
+                       "mcp-protocol-version": "2025-03-26", "mcp-session-id": "batch-session"}  # fmt: skip
+            # the review's attack: one id for two lists, so the tools answer would be filtered as prompts
+            same_id = [{"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                       {"jsonrpc": "2.0", "id": 7, "method": "prompts/list"}]  # fmt: skip
+            refused = await http.post(gateway.url, json=same_id, headers=headers)
+            assert refused.status_code == 400
+            # with ids told apart, each answer shows only what the caller may use
+            batch = [{"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
+                     {"jsonrpc": "2.0", "id": 8, "method": "prompts/list"}]  # fmt: skip
+            resp = await http.post(gateway.url, json=batch, headers=headers)
+            assert resp.status_code == 200, resp.text
+            by_id = {reply["id"]: reply for reply in resp.json()}
+            assert tool_names(by_id[7]) == {"weather", "echo"}
+            assert [p["name"] for p in by_id[8]["result"]["prompts"]] == ["review"]
+            assert "Traceback" not in "\n".join(gateway.stderr)

@@ -22,6 +22,7 @@ from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND, Messag
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
+from hivegate.pipeline.answers import answer_filter
 
 __all__ = ["LegacySSEFrontend"]
 
@@ -124,8 +125,7 @@ class LegacySSEFrontend:
                         sink.deliver(refusal(verdict, message["id"])[1])
                         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
                         return
-                counted = None if call is None else call.filtered_list
-                transform = None if gate is None else gate.list_filter(principal, message, counted)
+                transform = None if gate is None else answer_filter(gate, principal, call)
                 target: Sink = sink
                 if call is not None and exchange is not None:  # audited when its answer reaches the stream
                     target = _Settling(sink, message["id"], exchange.defer(call))

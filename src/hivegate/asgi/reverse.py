@@ -17,7 +17,7 @@ from hivegate.asgi.http import BodyTooLarge, ClientGone, read_body, send_bytes, 
 from hivegate.asgi.sinks import wait_disconnect
 from hivegate.asgi.sse_rewrite import EventRewriter
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.authz.gate import LIST_METHODS, McpGate, refusal
+from hivegate.authz.gate import McpGate, refusal
 from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
@@ -26,7 +26,9 @@ from hivegate.errors import InvalidMessage
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
-from hivegate.pipeline.messages import parse_body
+from hivegate.pipeline.answers import answer_filter, might_carry_list
+from hivegate.pipeline.events import EventIds
+from hivegate.pipeline.messages import Inbound, parse_body
 
 __all__ = ["ReverseProxy"]
 
@@ -61,6 +63,7 @@ class ReverseProxy:
         self._timeout = request_timeout
         self._owners: OrderedDict[str, str] = OrderedDict()
         self._pool = HTTP1Pool(url)
+        self._event_ids = EventIds()
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -72,8 +75,11 @@ class ReverseProxy:
             return
         headers: list[tuple[bytes, bytes]] = []
         session_id: str | None = None
-        for key, value in scope["headers"]:
-            if key in _FORWARD_REQUEST or key.startswith(b"mcp-"):
+        last_event: bytes | None = None
+        for key, value in scope["headers"]:  # each MCP state header appears once here (`pipeline.headers`)
+            if key == b"last-event-id":
+                last_event = value
+            elif key in _FORWARD_REQUEST or key.startswith(b"mcp-"):
                 headers.append((key, value))
                 if key == b"mcp-session-id":
                     session_id = value.decode("latin-1")
@@ -84,9 +90,16 @@ class ReverseProxy:
             elif owner != principal.key:
                 await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
                 return
+        if last_event is not None:
+            original = self._event_ids.open(session_id, last_event.decode("latin-1"))
+            if original is None:
+                await send_jsonrpc_error(
+                    send, 400, None, jsonrpc.INVALID_REQUEST, "Bad Request: Last-Event-ID is not one of this session's"
+                )
+                return
+            headers.append((b"last-event-id", original.encode("latin-1")))
         body = b""
         request_id: jsonrpc.RequestId | None = None
-        rewrite: Callable[[jsonrpc.Message], jsonrpc.Message] | None = None
         calls: list[McpCall] = []
         credential: list[tuple[bytes, bytes]] | None = None  # the backend's own, fetched once, when first needed
         if method == "POST":
@@ -114,12 +127,12 @@ class ReverseProxy:
                 if exchange.tracer is not None:
                     body = _trace_context(calls, message, body, headers)
             if self._gate is not None:
-                if any(self._gate.needs_tool_list(m) for m in _requests(message)):
+                if any(self._gate.needs_tool_list(m) for m in inbound.requests):
                     credential = await self._credential(send, request_id)
                     if credential is None:
                         return
                     await self._learn_tools(headers + credential)
-                refused, rewrite = self._authorize(principal, message, calls)
+                refused = self._authorize(principal, inbound, calls)
                 if refused is not None:
                     await send_json(send, *refused)
                     _settle(calls, refused[1])
@@ -139,14 +152,24 @@ class ReverseProxy:
             await _unavailable(send, calls, 502, request_id, f"backend {self._name!r} is unreachable")
             return
         out = [(k, v) for k, v in resp.headers if k in _FORWARD_RESPONSE]
+        stream_session = session_id
         if resp.status < 300:
             new_session = resp.header(b"mcp-session-id")
             if new_session is not None and new_session.decode("latin-1") != session_id:
-                self._remember(new_session.decode("latin-1"), principal.key)
+                stream_session = new_session.decode("latin-1")
+                self._remember(stream_session, principal.key)
             if method == "DELETE" and session_id is not None:
                 self._owners.pop(session_id, None)
+        rewrite = None
+        if self._gate is not None:  # every answer, on every stream, by what it carries (`pipeline.answers`)
+            rewrite = answer_filter(self._gate, principal, {c.request_id: c for c in calls if c.request_id is not None})
         if (resp.header(b"content-type") or b"").startswith(b"text/event-stream"):
-            await self._stream(resp, receive, send, out, None if rewrite is None else EventRewriter(rewrite))
+            ids = self._event_ids
+
+            def seal(event_id: str) -> str:
+                return ids.seal(stream_session, event_id)
+
+            await self._stream(resp, receive, send, out, EventRewriter(rewrite, seal))
             return
         try:
             async with asyncio.timeout(self._timeout):
@@ -155,7 +178,7 @@ class ReverseProxy:
             resp.close()
             await _unavailable(send, calls, 502, request_id, f"backend {self._name!r} broke off")
             return
-        if rewrite is not None and resp.status < 300 and payload:
+        if rewrite is not None and resp.status < 300 and payload and might_carry_list(payload):
             payload = _rewrite_json(payload, rewrite)
         await send_bytes(send, resp.status, payload, out)
         if calls and payload and len(payload) <= _SETTLE_LIMIT:
@@ -192,40 +215,24 @@ class ReverseProxy:
         if answer is not None:
             self._gate.learn_tool_list(answer)
 
-    def _authorize(
-        self, principal: Principal, message: Any, calls: list[McpCall]
-    ) -> tuple[tuple[int, Any] | None, Callable[[jsonrpc.Message], jsonrpc.Message] | None]:
-        """A refusal to send instead of forwarding, or how to filter the list answers that come back."""
+    def _authorize(self, principal: Principal, inbound: Inbound, calls: list[McpCall]) -> tuple[int, Any] | None:
+        """The refusal to send instead of forwarding (a batch is forwarded whole or not at all), or None."""
         gate = self._gate
         assert gate is not None
-        requests = _requests(message)
         by_id = {c.request_id: c for c in calls if c.request_id is not None}
         refusals = []
-        lists: dict[Any, tuple[str, McpCall | None]] = {}
-        for request in requests:
+        for request in inbound.requests:
             verdict = gate.check(principal, request)
             call = by_id.get(request["id"])
             if call is not None and verdict.decision is not None:
                 call.decided(verdict.allowed, verdict.decision.reasons)
             if not verdict.allowed:
                 refusals.append(refusal(verdict, request["id"]))
-            elif request["method"] in LIST_METHODS:
-                lists[request["id"]] = (request["method"], call)
-        if refusals:
-            if isinstance(message, list):  # a batch is forwarded whole or not at all
-                return (403, [body for _, body in refusals]), None
-            return refusals[0], None
-        if not lists:
-            return None, None
-
-        def rewrite(response: jsonrpc.Message) -> jsonrpc.Message:
-            listed = lists.get(response.get("id")) if "method" not in response else None
-            if listed is None:
-                return response
-            method, call = listed
-            return gate.filter_response(principal, method, response, None if call is None else call.filtered_list)
-
-        return None, rewrite
+        if not refusals:
+            return None
+        if inbound.batch:
+            return 403, [body for _, body in refusals]
+        return refusals[0]
 
     async def _stream(
         self,
@@ -268,15 +275,6 @@ class ReverseProxy:
         self._owners[session_id] = owner
         if len(self._owners) > _OWNER_LIMIT:
             self._owners.popitem(last=False)
-
-
-def _requests(message: Any) -> list[jsonrpc.Message]:
-    """The requests of one message or a batch."""
-    return [
-        m
-        for m in (message if isinstance(message, list) else [message])
-        if isinstance(m, dict) and jsonrpc.is_request(m)
-    ]
 
 
 def _answer(payload: bytes, content_type: bytes, request_id: str) -> jsonrpc.Message | None:

@@ -1,7 +1,9 @@
-"""Rewrite the JSON-RPC messages inside a relayed `text/event-stream`, event by event, leaving the rest as sent.
+"""Rewrite a relayed `text/event-stream` event by event, leaving the rest as sent.
 
-Used by the reverse proxy to filter list answers that a backend streams; every other byte (comments, `id:` and
-`event:` lines, events it does not rewrite) passes through unchanged.
+Used by the reverse proxy on every stream it relays: the JSON-RPC message in an event's `data` goes through the
+answer filter (lists cut down to what the caller may use), and its `id:` is sealed to the caller's session
+(`pipeline.events`). Every other byte (comments, `event:` and `retry:` lines, events it does not rewrite) passes
+through unchanged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 import orjson
 
 from hivegate.core.jsonrpc import Message
+from hivegate.pipeline.answers import might_carry_list
 
 __all__ = ["EventRewriter"]
 
@@ -21,14 +24,19 @@ _MAX_PENDING = 16 * 1024 * 1024
 
 
 class EventRewriter:
-    """Feed chunks, get bytes to send: complete events with their `data` rewritten by `rewrite`.
+    """Feed chunks, get bytes to send: complete events, their `data` rewritten by `rewrite` and their `id` by
+    `event_id` (either may be None).
 
     `rewrite` gets each event's decoded JSON object and returns it (unchanged or not); an event whose data is not a
-    JSON object passes as is. An incomplete event is held until its end arrives (at most 16 MiB).
+    JSON object, or cannot hold a list answer, passes as is. An incomplete event is held until its end arrives (at
+    most 16 MiB).
     """
 
-    def __init__(self, rewrite: Callable[[Message], Message]) -> None:
+    def __init__(
+        self, rewrite: Callable[[Message], Message] | None, event_id: Callable[[str], str] | None = None
+    ) -> None:
         self._rewrite = rewrite
+        self._event_id = event_id
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -49,12 +57,17 @@ class EventRewriter:
         return self._event(rest) if rest else b""
 
     def _event(self, block: bytes) -> bytes:
+        if self._event_id is not None and b"id:" in block:
+            block = self._seal(block)
+        if self._rewrite is None or b"data:" not in block:
+            return block
         lines = _LINE.split(block)
         data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
-        if not data:
+        joined = b"\n".join(data)
+        if not might_carry_list(joined):
             return block
         try:
-            message = orjson.loads(b"\n".join(data))
+            message = orjson.loads(joined)
         except orjson.JSONDecodeError:
             return block
         if not isinstance(message, dict):
@@ -64,3 +77,12 @@ class EventRewriter:
             return block
         kept = [line for line in lines if not line.startswith(b"data:")]
         return b"\n".join([*kept, b"data: " + orjson.dumps(rewritten)])
+
+    def _seal(self, block: bytes) -> bytes:
+        assert self._event_id is not None
+        lines = _LINE.split(block)
+        for i, line in enumerate(lines):
+            if line.startswith(b"id:"):
+                original = line[3:].removeprefix(b" ").decode("utf-8", "replace")
+                lines[i] = b"id: " + self._event_id(original).encode()
+        return b"\n".join(lines)

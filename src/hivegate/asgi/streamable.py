@@ -39,6 +39,7 @@ from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import McpCall, exchange_of
+from hivegate.pipeline.answers import answer_filter
 
 __all__ = ["SessionFrontend", "StreamableLimits"]
 
@@ -201,10 +202,10 @@ class SessionFrontend:
     def _filter_for(
         self, principal: Principal, message: jsonrpc.Message, call: McpCall | None
     ) -> Callable[[jsonrpc.Message], jsonrpc.Message] | None:
-        """With authorization on, list answers are cut down to what `principal` may use (counted on `call`)."""
+        """With authorization on, answers are cut down to what `principal` may use (counted on `call`)."""
         if self._gate is None:
             return None
-        return self._gate.list_filter(principal, message, None if call is None else call.filtered_list)
+        return answer_filter(self._gate, principal, call)
 
     async def _session(
         self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None

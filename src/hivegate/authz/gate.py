@@ -8,11 +8,13 @@ Transport-free: the gateway's fronts hand it parsed JSON-RPC messages.
   `read_resource`; `completion/complete` is decided on what it completes (ToolHive lets every completion through,
   which leaks a prompt's or template's argument values to callers who may not use it).
 - The four list methods pass and their results are filtered item by item with the same decision a call would get;
-  `resources/templates/list` too (ToolHive leaves it unfiltered), deciding `read_resource` on the URI template.
+  `resources/templates/list` too (ToolHive leaves it unfiltered), deciding `read_resource` on the URI template. An
+  answer is filtered by the lists it carries (`filter_answer`), not by the method of the request it names, so an
+  answer replayed on a stream, or one whose id was reused, is never shown whole.
 - Anything else (e.g. `tasks/*`, or a client sending `elicitation/create`) is denied: its verdict carries a deny
   `Decision` that no policy made (no reasons), so the audit trail records the denial.
 
-A filtered list answer can be summarised for the audit trail (`list_filter(…, on_filtered)`): how many items were
+A filtered list answer can be summarised for the audit trail (`filter_answer(…, on_filtered)`): how many items were
 kept and how many withheld, never the items themselves.
 
 Tool annotation hints (`readOnlyHint` …) are learnt from every `tools/list` result, so a `tools/call` decision can
@@ -194,30 +196,29 @@ class McpGate:
 
     # -- lists -----------------------------------------------------------------------------------------------------
 
-    def list_filter(
-        self, principal: Principal, message: Message, on_filtered: ListFiltered | None = None
-    ) -> Callable[[Message], Message] | None:
-        """For a list request, what cuts its answer down to what `principal` may use; None for other messages.
-        `on_filtered` is told how many items were kept and withheld (e.g. `McpCall.filtered_list`)."""
-        method = message.get("method")
-        if not isinstance(method, str) or method not in LIST_METHODS:
-            return None
-        return lambda response: self.filter_response(principal, method, response, on_filtered)
+    def filter_answer(self, principal: Principal, answer: Message, on_filtered: ListFiltered | None = None) -> Message:
+        """`answer` with every list it carries cut down to the items `principal` may use, decided by what the result
+        holds (a `tools` list is filtered as tools, whichever request it claims to answer); anything else passes
+        unchanged. `on_filtered(kept, withheld)` is called for each list filtered (withheld: denied by the policies,
+        or an item too malformed to decide); not for an error, a request or a result without a list."""
+        result = answer.get("result")
+        if "method" in answer or not isinstance(result, dict):
+            return answer
+        for action, items_key, name_key in LIST_METHODS.values():
+            items = result.get(items_key)
+            if isinstance(items, list):
+                result = {**result, items_key: self._allowed_items(principal, action, items, name_key, on_filtered)}
+                answer = {**answer, "result": result}
+        return answer
 
-    def filter_response(
-        self, principal: Principal, method: str, response: Message, on_filtered: ListFiltered | None = None
-    ) -> Message:
-        """The response to a list request with only the items `principal` may use (others pass unchanged).
-        `on_filtered(kept, withheld)` is called when a list was filtered (withheld: denied by the policies, or an
-        item too malformed to decide); not for an error or a result without the list."""
-        spec = LIST_METHODS.get(method)
-        result = response.get("result")
-        if spec is None or not isinstance(result, dict):
-            return response
-        action, items_key, name_key = spec
-        items = result.get(items_key)
-        if not isinstance(items, list):
-            return response
+    def _allowed_items(
+        self,
+        principal: Principal,
+        action: ActionName,
+        items: list[Any],
+        name_key: str,
+        on_filtered: ListFiltered | None,
+    ) -> list[Any]:
         named = [item for item in items if isinstance(item, dict) and isinstance(item.get(name_key), str)]
         if action == "call_tool":
             self._learn(named)
@@ -232,7 +233,7 @@ class McpGate:
                 on_filtered(len(kept), len(items) - len(kept))
             except Exception:  # recording the summary must never change the answer
                 logger.exception("list filter summary failed")
-        return {**response, "result": {**result, items_key: kept}}
+        return kept
 
     def _learn(self, tools: list[dict[str, Any]]) -> None:
         self._listed = True

@@ -57,3 +57,12 @@ def test_an_event_too_large_to_hold_is_an_error() -> None:
     rewriter = EventRewriter(only_a)
     with pytest.raises(ValueError, match="16 MiB"):
         rewriter.feed(b"data: " + b"x" * (17 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("size", [1, 5, len(STREAM)])
+def test_event_ids_are_sealed_and_nothing_else_changes_without_a_filter(size: int) -> None:
+    rewriter = EventRewriter(None, lambda event_id: f"sealed-{event_id}")
+    chunks = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
+    out = b"".join(rewriter.feed(c) for c in chunks) + rewriter.flush()
+    expected = STREAM.replace(b"id: 1\n", b"id: sealed-1\n").replace(b"id: 2\n", b"id: sealed-2\n")
+    assert events(out) == events(expected)

@@ -13,6 +13,7 @@ from hivegate.authz.cedar import CedarAuthorizer
 from hivegate.authz.gate import DecisionEvent, McpGate
 from hivegate.observe.audit import AuditConfig, Auditor, event_type
 from hivegate.observe.exchange import Exchange, McpCall
+from hivegate.pipeline.answers import answer_filter
 
 POLICIES = [
     'permit(principal, action == Action::"call_tool", resource == Tool::"weather");',
@@ -77,19 +78,18 @@ def test_a_malformed_request_is_invalid_not_a_decision() -> None:
 def test_a_filtered_list_reports_kept_and_withheld_counts() -> None:
     counted: list[tuple[int, int]] = []
     g = gate()
-    user_view = g.filter_response(USER, "tools/list", tools("weather", "nuke", "calc"), lambda *c: counted.append(c))
+    user_view = g.filter_answer(USER, tools("weather", "nuke", "calc"), lambda *c: counted.append(c))
     assert [t["name"] for t in user_view["result"]["tools"]] == ["weather"]
     assert user_view["result"]["nextCursor"] == "c2"
-    g.filter_response(ADMIN, "tools/list", tools("weather", "nuke"), lambda *c: counted.append(c))
+    g.filter_answer(ADMIN, tools("weather", "nuke"), lambda *c: counted.append(c))
     assert counted == [(1, 2), (2, 0)]
 
 
-def test_list_filter_hands_the_summary_on_and_malformed_items_count_as_withheld() -> None:
+def test_the_summary_counts_malformed_items_as_withheld() -> None:
     counted: list[tuple[int, int]] = []
-    rewrite = gate().list_filter(USER, request("prompts/list"), lambda *c: counted.append(c))
-    assert rewrite is not None
     answer = {"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "greeting"}, {"title": "no name"}, "x"]}}
-    assert rewrite(answer)["result"]["prompts"] == [{"name": "greeting"}]
+    view = gate().filter_answer(USER, answer, lambda *c: counted.append(c))
+    assert view["result"]["prompts"] == [{"name": "greeting"}]
     assert counted == [(1, 2)]
 
 
@@ -97,9 +97,9 @@ def test_no_summary_for_an_error_or_a_result_without_the_list() -> None:
     counted: list[tuple[int, int]] = []
     g = gate()
     error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}}
-    assert g.filter_response(USER, "tools/list", error, lambda *c: counted.append(c)) is error
+    assert g.filter_answer(USER, error, lambda *c: counted.append(c)) is error
     odd = {"jsonrpc": "2.0", "id": 1, "result": {"tools": "oops"}}
-    assert g.filter_response(USER, "tools/list", odd, lambda *c: counted.append(c)) is odd
+    assert g.filter_answer(USER, odd, lambda *c: counted.append(c)) is odd
     assert counted == []
 
 
@@ -107,7 +107,7 @@ def test_a_failing_summary_never_changes_the_answer(caplog: pytest.LogCaptureFix
     def broken(_kept: int, _withheld: int) -> None:
         raise RuntimeError("audit down")
 
-    view = gate().filter_response(USER, "tools/list", tools("weather", "nuke"), broken)
+    view = gate().filter_answer(USER, tools("weather", "nuke"), broken)
     assert [t["name"] for t in view["result"]["tools"]] == ["weather"]
     assert "list filter summary failed" in caplog.text
 
@@ -141,9 +141,7 @@ def test_a_filtered_list_is_audited_with_its_summary_not_its_items(
     method: str, answer: dict[str, Any], summary: tuple[int, int]
 ) -> None:
     ex, call = audited(method)
-    rewrite = gate().list_filter(USER, request(method), call.filtered_list)
-    assert rewrite is not None
-    call.answered(rewrite(answer))
+    call.answered(answer_filter(gate(), USER, call)(answer))
     assert call.filtered == summary
     assert authorization(ex, call) == {"decision": "filter", "allowed": summary[0], "denied": summary[1]}
     event = Auditor(AuditConfig(), component="srv", transport="sse").event(ex, call, event_type(method))
@@ -163,8 +161,8 @@ def test_a_list_never_filtered_and_a_plain_call_carry_no_authorization() -> None
 
 def test_an_errored_list_carries_no_summary() -> None:
     ex, call = audited("tools/list")
-    rewrite = gate().list_filter(USER, request("tools/list"), call.filtered_list)
-    assert rewrite is not None
-    call.answered(rewrite({"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "boom"}}))
+    call.answered(
+        answer_filter(gate(), USER, call)({"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "boom"}})
+    )
     assert authorization(ex, call) is None
     assert call.outcome == "error"

@@ -142,11 +142,11 @@ def tools_answer(*tools: dict[str, Any], request_id: int = 7) -> dict[str, Any]:
 def test_tools_list_is_filtered_per_caller_and_keeps_the_rest_of_the_answer() -> None:
     g = gate()
     answer = tools_answer({"name": "weather"}, {"name": "delete_everything"}, {"name": "calc"})
-    user_view = g.filter_response(USER, "tools/list", answer)
+    user_view = g.filter_answer(USER, answer)
     assert [t["name"] for t in user_view["result"]["tools"]] == ["weather"]
     assert user_view["result"]["nextCursor"] == "page2"
     assert user_view["id"] == 7
-    admin_view = g.filter_response(ADMIN, "tools/list", answer)
+    admin_view = g.filter_answer(ADMIN, answer)
     assert [t["name"] for t in admin_view["result"]["tools"]] == ["weather", "delete_everything", "calc"]
     assert len(answer["result"]["tools"]) == 3  # the backend's answer itself is not modified
 
@@ -154,7 +154,7 @@ def test_tools_list_is_filtered_per_caller_and_keeps_the_rest_of_the_answer() ->
 def test_a_caller_in_no_permitted_group_sees_empty_lists() -> None:
     g = McpGate(Fixed(authorizer(['permit(principal in THVGroup::"admins", action, resource);'])))
     answer = tools_answer({"name": "weather"}, {"name": "calc"})
-    assert g.filter_response(USER, "tools/list", answer)["result"]["tools"] == []
+    assert g.filter_answer(USER, answer)["result"]["tools"] == []
 
 
 def test_annotations_from_tools_list_drive_later_calls() -> None:
@@ -162,7 +162,7 @@ def test_annotations_from_tools_list_drive_later_calls() -> None:
     reader = {"name": "list_files", "annotations": {"readOnlyHint": True, "title": "List"}}
     writer = {"name": "rm_files", "annotations": {"readOnlyHint": False}}
     assert not g.check(USER, call("tools/call", {"name": "list_files"})).allowed  # unknown until listed
-    view = g.filter_response(USER, "tools/list", tools_answer(reader, writer))
+    view = g.filter_answer(USER, tools_answer(reader, writer))
     assert [t["name"] for t in view["result"]["tools"]] == ["list_files"]
     assert g.check(USER, call("tools/call", {"name": "list_files"})).allowed
     assert not g.check(USER, call("tools/call", {"name": "rm_files"})).allowed
@@ -171,7 +171,7 @@ def test_annotations_from_tools_list_drive_later_calls() -> None:
 def test_prompts_resources_and_templates_lists_are_filtered() -> None:
     g = gate()
     prompts = {"jsonrpc": "2.0", "id": 1, "result": {"prompts": [{"name": "greeting"}, {"name": "secret"}]}}
-    assert [p["name"] for p in g.filter_response(USER, "prompts/list", prompts)["result"]["prompts"]] == ["greeting"]
+    assert [p["name"] for p in g.filter_answer(USER, prompts)["result"]["prompts"]] == ["greeting"]
     resources = {
         "jsonrpc": "2.0",
         "id": 2,
@@ -179,7 +179,7 @@ def test_prompts_resources_and_templates_lists_are_filtered() -> None:
             "resources": [{"uri": "file:///public.txt", "name": "p"}, {"uri": "file:///etc/shadow", "name": "s"}]
         },
     }
-    kept = g.filter_response(USER, "resources/list", resources)["result"]["resources"]
+    kept = g.filter_answer(USER, resources)["result"]["resources"]
     assert [r["uri"] for r in kept] == ["file:///public.txt"]
     templates = {
         "jsonrpc": "2.0",
@@ -191,26 +191,33 @@ def test_prompts_resources_and_templates_lists_are_filtered() -> None:
             ]
         },
     }
-    kept = g.filter_response(USER, "resources/templates/list", templates)["result"]["resourceTemplates"]
+    kept = g.filter_answer(USER, templates)["result"]["resourceTemplates"]
     assert [t["name"] for t in kept] == ["logs"]
 
 
 def test_malformed_list_items_are_dropped_and_errors_pass_unchanged() -> None:
     g = gate()
     weird = tools_answer({"name": "weather"}, {"title": "no name"}, "not an object", {"name": 5})  # type: ignore[arg-type]
-    assert g.filter_response(ADMIN, "tools/list", weird)["result"]["tools"] == [{"name": "weather"}]
+    assert g.filter_answer(ADMIN, weird)["result"]["tools"] == [{"name": "weather"}]
     error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}}
-    assert g.filter_response(USER, "tools/list", error) is error
+    assert g.filter_answer(USER, error) is error
     no_list = {"jsonrpc": "2.0", "id": 1, "result": {"tools": "oops"}}
-    assert g.filter_response(USER, "tools/list", no_list) is no_list
+    assert g.filter_answer(USER, no_list) is no_list
 
 
-def test_list_filter_is_only_made_for_list_requests() -> None:
+def test_an_answer_is_filtered_by_the_lists_it_carries_whatever_request_it_names() -> None:
+    """Ids are the client's: a tools list answering an id a prompts/list used, or replayed on a stream, is still a
+    tools list."""
     g = gate()
-    assert g.list_filter(USER, call("tools/call", {"name": "weather"})) is None
-    rewrite = g.list_filter(USER, call("tools/list"))
-    assert rewrite is not None
-    assert rewrite(tools_answer({"name": "weather"}, {"name": "x"}))["result"]["tools"] == [{"name": "weather"}]
+    both = {"jsonrpc": "2.0", "id": 7, "result": {"tools": [{"name": "weather"}, {"name": "x"}],
+                                                  "prompts": [{"name": "greeting"}, {"name": "secret"}]}}  # fmt: skip
+    view = g.filter_answer(USER, both)
+    assert view["result"]["tools"] == [{"name": "weather"}]
+    assert view["result"]["prompts"] == [{"name": "greeting"}]
+    request = call("tools/list")
+    assert g.filter_answer(USER, request) is request  # a request (it has a method) is not an answer
+    plain = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "tools"}]}}
+    assert g.filter_answer(USER, plain) is plain
 
 
 def test_a_failing_listener_never_changes_a_decision(caplog: pytest.LogCaptureFixture) -> None:
