@@ -5,7 +5,9 @@ decide alike: what one refuses, all refuse, with the same JSON-RPC error.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +18,15 @@ import httpx
 import pytest
 from aiohttp import web
 
-from support.fronts import AUDIENCE, FRONTS, Answer, Front, FrontKind, open_session, start_front
+from support.fronts import (
+    AUDIENCE,
+    FRONTS,
+    Answer,
+    Front,
+    FrontKind,
+    open_session,
+    start_front,
+)
 from support.gateway import hivegate_run
 from support.issuer import local_issuer
 from support.webserver import serve_on_loopback
@@ -29,7 +39,9 @@ POLICIES = [
     'permit(principal, action == Action::"call_tool", resource == Tool::"calculator");',
     'forbid(principal, action == Action::"call_tool", resource == Tool::"calculator") when { resource.arg_a > 100 };',
     'permit(principal, action == Action::"get_prompt", resource == Prompt::"review");',
+    'permit(principal, action == Action::"call_tool", resource == Tool::"open_sockets");',
 ]
+ALLOWED_TOOLS = {"weather", "echo", "open_sockets"}  # what POLICIES let a caller see
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +214,7 @@ async def test_a_batch_answer_is_filtered_per_answer(front: Front, http: httpx.A
         answer = await session.request(batch)
         assert answer.status == 200
         by_id = {reply["id"]: reply for reply in answer.message}
-        assert tool_names(by_id[7]) == {"weather", "echo"}
+        assert tool_names(by_id[7]) == ALLOWED_TOOLS
         assert {p["name"] for p in by_id[8]["result"]["prompts"]} == {"review"}
 
 
@@ -218,7 +230,7 @@ async def test_a_replayed_stream_is_filtered_and_only_its_own_session_may_replay
         assert resp.headers["content-type"].startswith("text/event-stream")
         streamed = events_of(resp.text)
         assert [data.get("method") for _, data in streamed] == ["notifications/progress", None]
-        assert tool_names(streamed[1][1]) == {"weather", "echo"}
+        assert tool_names(streamed[1][1]) == ALLOWED_TOOLS
         progress_id = streamed[0][0]
         assert progress_id is not None
         assert "." in progress_id  # sealed: the backend's own id behind a MAC of alice's session
@@ -232,7 +244,7 @@ async def test_a_replayed_stream_is_filtered_and_only_its_own_session_may_replay
                     if any("result" in data for _, data in events_of(body)):
                         break
         replayed = [data for _, data in events_of(body) if "result" in data]
-        assert tool_names(replayed[0]) == {"weather", "echo"}
+        assert tool_names(replayed[0]) == ALLOWED_TOOLS
         # bob presents alice's event id, sealed or raw, on his own session: refused, nothing replayed
         for stolen in (progress_id, progress_id.split(".", 1)[1]):
             refused = await http.get(resumable.url, headers=bob.headers({"last-event-id": stolen}))
@@ -298,3 +310,28 @@ async def test_the_reverse_proxy_filters_each_answer_of_a_batch_by_what_it_carri
             assert tool_names(by_id[7]) == {"weather", "echo"}
             assert [p["name"] for p in by_id[8]["result"]["prompts"]] == ["review"]
             assert "Traceback" not in "\n".join(gateway.stderr)
+
+
+# -- 11. a stdio server holds none of the gateway's sockets ------------------------------------------------------------
+
+
+async def test_a_stdio_server_inherits_no_socket_of_the_gateway(front: Front, http: httpx.AsyncClient) -> None:
+    if front.kind == "remote":
+        pytest.skip("the gateway starts no process in front of a remote server")
+    gateways = sockets_of(front.gateway.process.pid)
+    assert gateways  # its listening socket at least
+    async with open_session(front, http, front.token()) as session:
+        answer = await session.request(session.rpc("tools/call", {"name": "open_sockets", "arguments": {}}))
+        servers = {entry.split(" -> ")[1] for entry in answer.message["result"]["structuredContent"]["result"]}
+    assert not servers & (gateways | sockets_of(front.gateway.process.pid))
+
+
+def sockets_of(pid: int) -> set[str]:
+    """`socket:[inode]` of every socket process `pid` holds."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:"):
+                found.add(target)
+    return found

@@ -28,7 +28,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.set_inheritable(False)  # never in a stdio server's process: it could accept() the gateway's callers
     return sock
 
 
