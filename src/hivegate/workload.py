@@ -16,6 +16,7 @@ from hivegate.asgi.app import Endpoint, Gateway, GatewaySettings
 from hivegate.asgi.diagnostics import DiagnosticsApp, readiness_endpoint
 from hivegate.asgi.legacy_sse import LegacySSEFrontend
 from hivegate.asgi.reverse import ReverseProxy
+from hivegate.asgi.reverse_sessions import SessionTable
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
 from hivegate.asgi.types import ASGIApp
 from hivegate.authn.authenticators import build_authenticator
@@ -30,6 +31,7 @@ from hivegate.observe.audit import AuditConfig, Auditor, load_audit_config
 from hivegate.observe.exchange import Observer
 from hivegate.observe.health import Readiness, tcp_reachable
 from hivegate.observe.metrics import Metrics
+from hivegate.pipeline.limits import CallerLimits
 
 if TYPE_CHECKING:
     from hivegate.authserver.build import EmbeddedAuthServer
@@ -136,6 +138,8 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             name=cfg.name,
             gate=gate,
             credentials=credentials,
+            sessions=SessionTable(max_sessions=cfg.max_sessions, max_per_owner=cfg.max_sessions_per_user),
+            stream_idle_timeout=cfg.stream_idle_timeout,
         )
         shutdown.append(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
@@ -151,7 +155,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 factory=factory,
                 registry=registry,
                 request_timeout=cfg.request_timeout,
-                limits=StreamableLimits(max_body=cfg.max_body),
+                limits=StreamableLimits(max_body=cfg.max_body, stream_idle=cfg.stream_idle_timeout),
                 gate=gate,
             )
             endpoints = {"/mcp": front.handle}
@@ -191,6 +195,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         diagnostics=diagnostics.app if cfg.diagnostics_port is not None else None,
         diagnostics_port=cfg.diagnostics_port,
         summary=lines,  # completed by `first_check` before it is printed
+        limits=CallerLimits(max_requests=cfg.max_requests_per_user, max_streams=cfg.max_streams_per_user),
     )
     return Gateway(settings, authenticator)
 

@@ -5,11 +5,12 @@ decide alike: what one refuses, all refuse, with the same JSON-RPC error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from aiohttp import web
 from support.fronts import (
     AUDIENCE,
     FRONTS,
+    INIT_PARAMS,
     Answer,
     Front,
     FrontKind,
+    RawSession,
     open_session,
     start_front,
 )
@@ -310,6 +313,96 @@ async def test_the_reverse_proxy_filters_each_answer_of_a_batch_by_what_it_carri
             assert tool_names(by_id[7]) == {"weather", "echo"}
             assert [p["name"] for p in by_id[8]["result"]["prompts"]] == ["review"]
             assert "Traceback" not in "\n".join(gateway.stderr)
+
+
+# -- 5. one caller cannot take service from another --------------------------------------------------------------------
+
+SLOW = [*POLICIES, 'permit(principal, action == Action::"call_tool", resource == Tool::"slow");']
+TIGHT = ["--max-requests-per-user", "2", "--max-streams-per-user", "2", "--max-sessions-per-user", "3",
+         "--stream-idle-timeout", "2s"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["stdio", "remote", "sse"])
+async def test_a_caller_at_its_limits_is_refused_while_another_is_served(
+    kind: FrontKind, tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    async with local_issuer() as issuer, start_front(kind, tmp_path, issuer, SLOW, extra=TIGHT) as gateway:
+        mallory, alice = gateway.token("mallory"), gateway.token("alice")
+        async with AsyncExitStack() as stack:
+            first = await stack.enter_async_context(open_session(gateway, http, mallory))
+            # requests in flight: two slow calls hold mallory's two slots; a third is refused at once
+            nap = {"name": "slow", "arguments": {"seconds": 3}}
+            slow = [asyncio.ensure_future(first.request(first.rpc("tools/call", nap))) for _ in range(2)]
+            await wait_for(lambda: len(gateway_calls(gateway, "slow")) == 2)
+            third = await first.post(first.rpc("tools/call", {"name": "slow", "arguments": {"seconds": 0}}))
+            assert third.status_code == 429
+            assert third.headers["retry-after"] == "1"
+            assert third.json()["error"]["message"] == "too many requests in flight for this caller (limit 2)"
+            # alice is served meanwhile
+            async with open_session(gateway, http, alice) as hers:
+                answer = await hers.request(hers.rpc("tools/call", {"name": "weather", "arguments": {}}))
+                assert answer.message["result"]["content"][0]["text"] == "sunny in Berlin"
+            await asyncio.gather(*slow)
+        if kind == "sse":
+            # streams: each legacy session is a stream; a third is refused
+            async with open_session(gateway, http, mallory), open_session(gateway, http, mallory):
+                refused = await http.get(gateway.url, headers={"authorization": f"Bearer {mallory}"})
+                assert refused.status_code == 429
+                assert refused.json()["error"]["message"] == "too many open streams for this caller (limit 2)"
+                async with open_session(gateway, http, alice) as hers:
+                    answer = await hers.request(hers.rpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
+                    assert answer.message["result"]["content"][0]["text"] == "hi"
+            return
+        # sessions: a fourth of mallory's ends her oldest, never alice's
+        async with open_session(gateway, http, alice) as hers:
+            sessions = [await stack_session(gateway, http, mallory) for _ in range(4)]
+            oldest = await http.post(gateway.url, json={"jsonrpc": "2.0", "id": 5, "method": "ping"},
+                                     headers=sessions[0].headers())  # fmt: skip
+            assert oldest.status_code == 404
+            assert (await hers.request(hers.rpc("ping"))).status == 200
+            # streams: two GET streams per caller; a third is refused, alice opens hers
+            async with AsyncExitStack() as streams:
+                for session in sessions[1:3]:
+                    opened = await streams.enter_async_context(
+                        http.stream("GET", gateway.url, headers=session.headers())
+                    )
+                    assert opened.status_code == 200
+                refused = await http.get(gateway.url, headers=sessions[3].headers())
+                assert refused.status_code == 429
+                assert refused.json()["error"]["message"] == "too many open streams for this caller (limit 2)"
+                async with http.stream("GET", gateway.url, headers=hers.headers()) as own:
+                    assert own.status_code == 200
+            # the closed streams' slots come back once the gateway sees them go, and an idle stream ends by
+            # itself (--stream-idle-timeout 2s)
+            with anyio.fail_after(15):
+                while True:
+                    async with http.stream("GET", gateway.url, headers=sessions[3].headers()) as idle:
+                        if idle.status_code == 429:
+                            await asyncio.sleep(0.05)
+                            continue
+                        assert idle.status_code == 200
+                        async for _ in idle.aiter_bytes():
+                            pass
+                        break
+
+
+def gateway_calls(front: Front, name: str) -> list[tuple[str, str]]:
+    return [call for call in front.calls() if call == ("tools/call", name)]
+
+
+async def wait_for(condition: Callable[[], bool], deadline: float = 15) -> None:
+    with anyio.fail_after(deadline):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def stack_session(front: Front, http: httpx.AsyncClient, token: str) -> RawSession:
+    """An initialized streamable session left open (the gateway or its limits end it)."""
+    session = RawSession(front, http, token)
+    resp = await session.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT_PARAMS})
+    assert resp.status_code == 200, resp.text
+    session.session_id = resp.headers["mcp-session-id"]
+    return session
 
 
 # -- 11. a stdio server holds none of the gateway's sockets ------------------------------------------------------------

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from hivegate.asgi.http import get_header, send_bytes, send_json
+from hivegate.asgi.http import get_header, send_bytes, send_json, send_jsonrpc_error
 from hivegate.asgi.origin import OriginPolicy
 from hivegate.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from hivegate.core import jsonrpc
 from hivegate.core.ports import Authenticator
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
@@ -24,6 +25,7 @@ from hivegate.oauth.metadata import protected_resource_metadata, resource_metada
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
 from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.pipeline.headers import repeated_header
+from hivegate.pipeline.limits import SLOT_KEY, CallerLimits
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
 
@@ -53,6 +55,7 @@ class GatewaySettings:
     diagnostics: ASGIApp | None = None  # served to connections on `diagnostics_port` only
     diagnostics_port: int | None = None
     summary: Sequence[str] = ()  # start-up summary lines
+    limits: CallerLimits = field(default_factory=CallerLimits)  # per principal: requests in flight, open streams
 
 
 class Gateway:
@@ -161,6 +164,15 @@ class Gateway:
         if repeated is not None:
             await send_json(send, repeated.status, repeated.answer())
             return
+        limits = self._settings.limits
+        stream = scope["method"] == "GET"  # a standalone (or legacy SSE) event stream
+        slot = limits.take(principal.key, stream=stream)
+        if slot is None:
+            await send_jsonrpc_error(
+                send, 429, None, jsonrpc.BACKEND_UNAVAILABLE, limits.refusal(stream=stream), [(b"retry-after", b"1")]
+            )
+            return
+        scope = {**scope, SLOT_KEY: slot}
         caller = current_caller.set(Caller(principal, _bearer(get_header(scope, b"authorization"))))
         try:
             await endpoint(scope, receive, send, principal)
@@ -171,6 +183,7 @@ class Gateway:
             await self._unauthorized(scope, send, exc)
         finally:
             current_caller.reset(caller)
+            slot.release()
 
     def _done(self, exchange: Exchange) -> None:
         """Settle what the fronts left open (from the HTTP status) and tell every observer, now or, when a call is

@@ -23,6 +23,7 @@ from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
 from hivegate.pipeline.answers import answer_filter
+from hivegate.pipeline.limits import SLOT_KEY, Slot
 
 __all__ = ["LegacySSEFrontend"]
 
@@ -108,6 +109,7 @@ class LegacySSEFrontend:
         call = exchange.call(message) if exchange is not None else None
         if exchange is not None:
             exchange.session_id = session_id
+        kept: Slot | None = None
         try:
             if jsonrpc.is_request(message):
                 gate = self._gate
@@ -126,15 +128,19 @@ class LegacySSEFrontend:
                         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
                         return
                 transform = None if gate is None else answer_filter(gate, principal, call)
-                target: Sink = sink
-                if call is not None and exchange is not None:  # audited when its answer reaches the stream
-                    target = _Settling(sink, message["id"], exchange.defer(call))
+                answered = exchange.defer(call) if call is not None and exchange is not None else None
+                slot = scope.get(SLOT_KEY)
+                # audited, and the caller's slot given back, when its answer reaches the stream
+                kept = slot.hand_over() if isinstance(slot, Slot) else None
+                target: Sink = _Settling(sink, message["id"], answered, kept)
                 await entry.backend.request(message, target, transform=transform)
             else:
                 await entry.backend.send(message)
         except BackendError as exc:
             if call is not None:
                 call.deferred = False  # answered here after all
+            if kept is not None:
+                kept.release()
             await send_jsonrpc_error(send, 502, message.get("id"), BACKEND_UNAVAILABLE, str(exc))
             return
         await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
@@ -142,12 +148,25 @@ class LegacySSEFrontend:
 
 class _Settling:
     """The session's event stream as one request sees it: the request's answer, on its way to the stream, also
-    settles the audited call (None: the request was cancelled, no answer will come)."""
+    settles the audited call (None: the request was cancelled, no answer will come) and gives the caller's slot back.
+    """
 
-    __slots__ = ("_answered", "_id", "_sink")
+    __slots__ = ("_answered", "_id", "_sink", "_slot")
 
-    def __init__(self, sink: Sink, request_id: jsonrpc.RequestId, answered: Callable[[Message | None], None]) -> None:
-        self._sink, self._id, self._answered = sink, request_id, answered
+    def __init__(
+        self,
+        sink: Sink,
+        request_id: jsonrpc.RequestId,
+        answered: Callable[[Message | None], None] | None,
+        slot: Slot | None,
+    ) -> None:
+        self._sink, self._id, self._answered, self._slot = sink, request_id, answered, slot
+
+    def _done(self, message: Message | None) -> None:
+        if self._answered is not None:
+            self._answered(message)
+        if self._slot is not None:
+            self._slot.release()
 
     @property
     def streaming(self) -> bool:
@@ -163,9 +182,9 @@ class _Settling:
 
     def deliver(self, message: Message) -> None:
         if "method" not in message and message.get("id") == self._id:
-            self._answered(message)
+            self._done(message)
         self._sink.deliver(message)
 
     def end(self) -> None:
-        self._answered(None)
+        self._done(None)
         self._sink.end()

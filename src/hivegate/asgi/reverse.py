@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from hivegate.asgi.http import BodyTooLarge, ClientGone, read_body, send_bytes, send_json, send_jsonrpc_error
+from hivegate.asgi.reverse_sessions import SessionTable
 from hivegate.asgi.sinks import wait_disconnect
 from hivegate.asgi.sse_rewrite import EventRewriter
 from hivegate.asgi.types import Receive, Scope, Send
@@ -22,9 +22,9 @@ from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, H
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
-from hivegate.errors import InvalidMessage
+from hivegate.errors import AuthenticationError, InvalidMessage
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
-from hivegate.outgoing.caller import current_caller
+from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 from hivegate.pipeline.answers import answer_filter, might_carry_list
 from hivegate.pipeline.events import EventIds
@@ -38,7 +38,6 @@ _FORWARD_REQUEST = frozenset({b"accept", b"content-type", b"last-event-id"})  # 
 _FORWARD_RESPONSE = frozenset(
     {b"content-type", b"mcp-session-id", b"mcp-protocol-version", b"cache-control", b"retry-after", b"allow"}
 )
-_OWNER_LIMIT = 100_000
 _SETTLE_LIMIT = 64 * 1024  # answers up to this size are read for the audit outcome
 _HINTS_ID = "hivegate-tool-annotations"  # the id of the tools/list the gateway sends for annotation hints
 
@@ -53,19 +52,28 @@ class ReverseProxy:
         name: str = "remote",
         gate: McpGate | None = None,
         credentials: Credentials | None = None,
+        sessions: SessionTable | None = None,
+        stream_idle_timeout: float = 300.0,
     ) -> None:
-        """`credentials`: the backend's own credential for each request (`outgoingAuth`); never the caller's."""
+        """`credentials`: the backend's own credential for each request (`outgoingAuth`); never the caller's.
+        `sessions`: who owns which session, within limits; `stream_idle_timeout`: a GET stream that carries nothing
+        for this long is ended (the client reconnects), so idle streams do not hold backend connections forever."""
         self._url = url
         self._gate = gate
         self._credentials = credentials
         self._name = name
         self._max_body = max_body
         self._timeout = request_timeout
-        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._stream_idle = stream_idle_timeout
+        self._sessions = sessions if sessions is not None else SessionTable()
         self._pool = HTTP1Pool(url)
         self._event_ids = EventIds()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._pool.aclose()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
@@ -84,9 +92,12 @@ class ReverseProxy:
                 if key == b"mcp-session-id":
                     session_id = value.decode("latin-1")
         if session_id is not None:
-            owner = self._owners.get(session_id)
+            owner = self._sessions.owner(session_id)
+            if owner is None and self._sessions.ended(session_id):
+                await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
+                return
             if owner is None:
-                self._remember(session_id, principal.key)  # unknown here (e.g. after a restart): first user owns it
+                self._opened(session_id, principal)  # unknown here (e.g. after a restart): first user owns it
             elif owner != principal.key:
                 await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
                 return
@@ -157,9 +168,9 @@ class ReverseProxy:
             new_session = resp.header(b"mcp-session-id")
             if new_session is not None and new_session.decode("latin-1") != session_id:
                 stream_session = new_session.decode("latin-1")
-                self._remember(stream_session, principal.key)
+                self._opened(stream_session, principal)
             if method == "DELETE" and session_id is not None:
-                self._owners.pop(session_id, None)
+                self._sessions.remove(session_id)
         rewrite = None
         if self._gate is not None:  # every answer, on every stream, by what it carries (`pipeline.answers`)
             rewrite = answer_filter(self._gate, principal, {c.request_id: c for c in calls if c.request_id is not None})
@@ -169,7 +180,8 @@ class ReverseProxy:
             def seal(event_id: str) -> str:
                 return ids.seal(stream_session, event_id)
 
-            await self._stream(resp, receive, send, out, EventRewriter(rewrite, seal))
+            idle = self._stream_idle if method == "GET" else None
+            await self._stream(resp, receive, send, out, EventRewriter(rewrite, seal), idle)
             return
         try:
             async with asyncio.timeout(self._timeout):
@@ -241,11 +253,13 @@ class ReverseProxy:
         send: Send,
         headers: list[tuple[bytes, bytes]],
         rewriter: EventRewriter | None = None,
+        idle: float | None = None,
     ) -> None:
-        """Relay an event stream chunk by chunk until the backend ends it or the client goes away."""
+        """Relay an event stream chunk by chunk until the backend ends it, the client goes away, or (with `idle`)
+        nothing came for `idle` seconds."""
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         disconnect = asyncio.ensure_future(wait_disconnect(receive))
-        relay = asyncio.ensure_future(self._relay(resp, send, rewriter))
+        relay = asyncio.ensure_future(self._relay(resp, send, rewriter, idle))
         try:
             await asyncio.wait({disconnect, relay}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -256,9 +270,11 @@ class ReverseProxy:
             resp.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay(self, resp: HTTP1Response, send: Send, rewriter: EventRewriter | None) -> None:
+    async def _relay(
+        self, resp: HTTP1Response, send: Send, rewriter: EventRewriter | None, idle: float | None = None
+    ) -> None:
         try:
-            async for chunk in resp.iter_chunks():
+            async for chunk in resp.iter_chunks(idle=idle):
                 if rewriter is not None:
                     chunk = rewriter.feed(chunk)
                     if not chunk:
@@ -266,15 +282,36 @@ class ReverseProxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if rewriter is not None and (rest := rewriter.flush()):
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
+        except HTTPTimeout:
+            logger.debug("backend %r: a stream idle for %s s was ended", self._name, idle)
         except HTTPClientError as exc:
             logger.warning("backend %r stream ended early: %s", self._name, exc)
         except ValueError as exc:  # an event too large to filter is not relayed unfiltered
             logger.warning("backend %r stream dropped: %s", self._name, exc)
 
-    def _remember(self, session_id: str, owner: str) -> None:
-        self._owners[session_id] = owner
-        if len(self._owners) > _OWNER_LIMIT:
-            self._owners.popitem(last=False)
+    def _opened(self, session_id: str, principal: Principal) -> None:
+        """Record `principal`'s session; sessions ended to make room are deleted at the server, in the background
+        (with the caller's credential for its own, the gateway's own for another's when the credential depends on
+        no caller; otherwise the server's idle expiry ends it)."""
+        caller = current_caller.get()
+        for ended, owner in self._sessions.add(session_id, principal.key):
+            logger.info("session %s… at %r ended to make room for a new one", ended[:6], self._name)
+            task = asyncio.ensure_future(self._delete_at_backend(ended, caller if owner == principal.key else None))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _delete_at_backend(self, session_id: str, caller: Caller | None) -> None:
+        headers = [(b"mcp-session-id", session_id.encode("latin-1"))]
+        try:
+            if self._credentials is not None:
+                if caller is None and self._credentials.needs_caller:
+                    return
+                extra = await self._credentials.headers(caller)
+                headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+            resp = await self._pool.request("DELETE", headers, b"", timeout=self._timeout)
+            resp.close()
+        except (HTTPClientError, OutgoingAuthError, AuthenticationError) as exc:
+            logger.info("backend %r: could not end session %s…: %s", self._name, session_id[:6], exc)
 
 
 def _answer(payload: bytes, content_type: bytes, request_id: str) -> jsonrpc.Message | None:

@@ -110,20 +110,29 @@ async def pump_stream(
     headers: list[tuple[bytes, bytes]],
     keepalive: float,
     first_event: tuple[str, bytes] | None = None,
+    idle: float | None = None,
 ) -> None:
-    """Relay everything delivered to `sink` as SSE `message` events until the client leaves or the session ends."""
+    """Relay everything delivered to `sink` as SSE `message` events until the client leaves, the session ends, or
+    (with `idle`) nothing but keep-alive comments went out for `idle` seconds (the client reconnects)."""
     stream = SSEStream(send)
     disconnect = asyncio.ensure_future(wait_disconnect(receive))
+    loop = asyncio.get_running_loop()
+    last = loop.time()
     try:
         await stream.start(headers)
         if first_event is not None:
             await stream.event(first_event[1], event=first_event[0])
         while backend.alive:
-            item = await next_or_disconnect(sink, disconnect, keepalive)
+            wait = keepalive if idle is None else max(0.0, min(keepalive, last + idle - loop.time()))
+            item = await next_or_disconnect(sink, disconnect, wait)
             if item is None:
+                if idle is not None and loop.time() - last >= idle:
+                    break
                 await stream.comment()
             else:
+                last = loop.time()
                 await stream.event(orjson.dumps(item))
+        await stream.end()  # the session ended or the stream idled: the client sees a complete response
     except (ConnectionError, ClientGone, RequestEnded):
         pass
     finally:

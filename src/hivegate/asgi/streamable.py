@@ -57,6 +57,7 @@ _VERSION_META = "io.modelcontextprotocol/protocolVersion"
 class StreamableLimits:
     max_body: int = 4 * 1024 * 1024
     keepalive: float = 15.0
+    stream_idle: float = 300.0  # a GET stream that carried nothing (but keep-alives) this long ends; clients reconnect
 
 
 class SessionFrontend:
@@ -422,7 +423,13 @@ class SessionFrontend:
             )
             return
         await pump_stream(
-            receive, send, entry.backend, sink, headers=_session_headers(entry), keepalive=self._limits.keepalive
+            receive,
+            send,
+            entry.backend,
+            sink,
+            headers=_session_headers(entry),
+            keepalive=self._limits.keepalive,
+            idle=self._limits.stream_idle,
         )
 
     async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:

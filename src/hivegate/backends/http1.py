@@ -40,7 +40,7 @@ class HTTP1Response:
         self._buffered = 0
         self._complete = False
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[object] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -53,8 +53,9 @@ class HTTP1Response:
         parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive (for `text/event-stream`)."""
+    async def iter_chunks(self, *, idle: float | None = None) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive (for `text/event-stream`); `HTTPTimeout` when nothing came for `idle`
+        seconds (the connection is then closed: the rest of the body is not read)."""
         while True:
             while self._chunks:
                 chunk = self._chunks.popleft()
@@ -65,9 +66,17 @@ class HTTP1Response:
                 raise HTTPClientError(str(self._error) or self._error.__class__.__name__)
             if self._complete:
                 return
-            self._waiter = self._conn.loop.create_future()
-            await self._waiter
-            self._waiter = None
+            waiter = self._waiter = self._conn.loop.create_future()
+            timer = None if idle is None else self._conn.loop.call_later(idle, _expire_wait, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if waiter.result() is _IDLE:
+                self.close()
+                raise HTTPTimeout(f"nothing came for {idle:g} s")
 
     def close(self) -> None:
         """Stop reading: the connection cannot be reused unless the body was complete."""
@@ -93,6 +102,14 @@ class HTTP1Response:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+_IDLE = object()
+
+
+def _expire_wait(waiter: asyncio.Future[object]) -> None:
+    if not waiter.done():
+        waiter.set_result(_IDLE)
 
 
 class _Connection(asyncio.Protocol):

@@ -319,8 +319,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"--port must be between 0 and 65535 (got {args.port})")
     if args.max_sessions < 1:
         raise ConfigError("--max-sessions must be at least 1")
-    if args.max_sessions_per_user < 1:
-        raise ConfigError("--max-sessions-per-user must be at least 1")
+    for flag, value in (
+        ("--max-sessions-per-user", args.max_sessions_per_user),
+        ("--max-requests-per-user", args.max_requests_per_user),
+        ("--max-streams-per-user", args.max_streams_per_user),
+    ):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1")
+    stream_idle = _duration(args.stream_idle_timeout, "--stream-idle-timeout")
+    if stream_idle <= 0:
+        raise ConfigError("--stream-idle-timeout must be positive")
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
@@ -342,6 +350,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         session_ttl=_duration(args.session_ttl, "--session-ttl"),
         max_sessions=args.max_sessions,
         max_sessions_per_user=args.max_sessions_per_user,
+        max_requests_per_user=args.max_requests_per_user,
+        max_streams_per_user=args.max_streams_per_user,
+        stream_idle_timeout=stream_idle,
         log_level=args.log_level,
         authz_config=args.authz_config,
         auth_server_config=args.auth_server_config,

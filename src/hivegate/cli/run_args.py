@@ -61,6 +61,18 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument(
         "--max-sessions-per-user", type=int, default=50, help="concurrent sessions of one identity (default 50)"
     )
+    g.add_argument(
+        "--max-requests-per-user", type=int, default=64, help="requests in flight for one identity (default 64)"
+    )
+    g.add_argument(
+        "--max-streams-per-user", type=int, default=8, help="event streams open for one identity (default 8)"
+    )
+    g.add_argument(
+        "--stream-idle-timeout",
+        default="5m",
+        metavar="DURATION",
+        help="an event stream that carries nothing for this long is closed; the client reconnects (default 5m)",
+    )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     a = p.add_argument_group("authentication (OIDC); without these flags the caller is the local OS user")
     a.add_argument("--anonymous", action="store_true", help="accept every caller as `anonymous` (development only)")

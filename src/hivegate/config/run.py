@@ -33,6 +33,9 @@ class RunConfig:
     session_ttl: float = 7200.0
     max_sessions: int = 1000
     max_sessions_per_user: int = 50
+    max_requests_per_user: int = 64
+    max_streams_per_user: int = 8
+    stream_idle_timeout: float = 300.0
     log_level: str = "info"
     authz_config: str | None = None
     auth_server_config: str | None = None
