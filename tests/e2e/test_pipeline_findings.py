@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -428,3 +429,55 @@ def sockets_of(pid: int) -> set[str]:
             if target.startswith("socket:"):
                 found.add(target)
     return found
+
+
+# -- 7. authentication failures are logged, never the token, at a bounded rate -----------------------------------------
+
+
+async def test_authentication_failures_are_logged_with_reason_and_source_never_the_token(
+    front: Front, http: httpx.AsyncClient
+) -> None:
+    expired = front.issuer.token(AUDIENCE, sub="eve", exp=1_000_000_000)
+    foreign = front.issuer.token("some-other-api", sub="eve")
+    start = len(front.gateway.stderr)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    for headers in ({}, {"authorization": f"Bearer {expired}"}, {"authorization": f"Bearer {foreign}"}):
+        method = "GET" if front.kind == "sse" else "POST"
+        resp = await http.request(method, front.url, json=None if method == "GET" else ping, headers=headers)
+        assert resp.status_code == 401
+
+    def logged() -> list[str]:
+        return [line for line in front.gateway.stderr[start:] if "authentication failed" in line]
+
+    await wait_for(lambda: len(logged()) == 3)
+    path = "/sse" if front.kind == "sse" else "/mcp"
+    assert f"{path} from 127.0.0.1: missing_token (" in logged()[0]
+    assert "invalid_token (Token has expired)" in logged()[1]
+    assert "invalid_token (Token audience does not include this server)" in logged()[2]
+    assert not any(token in line for line in front.gateway.stderr for token in (expired, foreign))
+    assert not any(token.split(".")[2] in line for line in front.gateway.stderr for token in (expired, foreign))
+
+
+async def test_a_flood_of_bad_tokens_writes_a_bounded_number_of_lines(front: Front, http: httpx.AsyncClient) -> None:
+    if front.kind != "stdio":
+        pytest.skip("the limit is the gateway's, the same on every front: one front shows it")
+    start = len(front.gateway.stderr)
+    bad = {"authorization": "Bearer not-a-token"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    for _ in range(300):
+        resp = await http.post(front.url, json=ping, headers=bad)
+        assert resp.status_code == 401
+
+    def lines() -> list[str]:
+        return [line for line in front.gateway.stderr[start:] if "authentication failed" in line]
+
+    def accounted() -> int:
+        """Failures written, plus those a written line says were dropped."""
+        counts = (re.search(r"\((\d+) more dropped\)", line) for line in lines())
+        return len(lines()) + sum(int(m.group(1)) for m in counts if m)
+
+    with anyio.fail_after(15):  # the budget refills: a later failure's line says how many were left out
+        while accounted() < 300:
+            await http.post(front.url, json=ping, headers=bad)
+            await asyncio.sleep(0.1)
+    assert len(lines()) < 100

@@ -1,7 +1,8 @@
 """The gateway's ASGI application: one pipeline, in one place.
 
-request → Host/Origin check → authenticate → MCP endpoint (→ backend), with RFC 9728 metadata, CORS and health
-beside it. Errors become their wire form here; a Python traceback never reaches a client.
+request → Host/Origin check → authenticate (failures logged, at a bounded rate) → single-valued headers →
+per-principal limits → MCP endpoint (→ backend), with RFC 9728 metadata, CORS and health beside it. Errors become
+their wire form here; a Python traceback never reaches a client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
+from hivegate.observe.ratelimit import RateLimitedLog
 from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.pipeline.headers import repeated_header
 from hivegate.pipeline.limits import SLOT_KEY, CallerLimits
@@ -65,6 +67,7 @@ class Gateway:
         self._endpoints = settings.endpoints
         self._origins = OriginPolicy(settings.allowed_origins, loopback_only=settings.loopback_only)
         self._tracer = next((o for o in settings.observers if isinstance(o, CallTracer)), None)
+        self._auth_log = RateLimitedLog(logging.getLogger("hivegate.authn"), rate=5.0, burst=20)
 
     @property
     def summary(self) -> Sequence[str]:
@@ -144,11 +147,9 @@ class Gateway:
     async def _mcp(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, exchange: Exchange) -> None:
         if b"access_token=" in scope.get("query_string", b""):
             exchange.auth_error = "token_in_query"
-            await self._unauthorized(
-                scope,
-                send,
-                AuthenticationError("invalid_request", "access tokens in the query string are not accepted"),
-            )
+            refused = AuthenticationError("invalid_request", "access tokens in the query string are not accepted")
+            self._auth_failed(exchange, refused)
+            await self._unauthorized(scope, send, refused)
             return
         started = time.perf_counter()
         try:
@@ -156,6 +157,7 @@ class Gateway:
         except AuthenticationError as exc:
             exchange.auth_duration = time.perf_counter() - started
             exchange.auth_error = exc.error if get_header(scope, b"authorization") else "missing_token"
+            self._auth_failed(exchange, exc)
             await self._unauthorized(scope, send, exc)
             return
         exchange.auth_duration = time.perf_counter() - started
@@ -184,6 +186,19 @@ class Gateway:
         finally:
             current_caller.reset(caller)
             slot.release()
+
+    def _auth_failed(self, exchange: Exchange, exc: AuthenticationError) -> None:
+        """Log why a request was not authenticated, and from where: never the token (descriptions never hold one),
+        at a bounded rate (a flood of bad tokens must not fill the disk)."""
+        self._auth_log.log(
+            logging.INFO,
+            "authentication failed: %s %s from %s: %s (%s)",
+            exchange.http_method,
+            exchange.path,
+            exchange.source or "-",
+            exchange.auth_error,
+            exc.description,
+        )
 
     def _done(self, exchange: Exchange) -> None:
         """Settle what the fronts left open (from the HTTP status) and tell every observer, now or, when a call is
