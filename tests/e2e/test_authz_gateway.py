@@ -64,7 +64,7 @@ INIT = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
 }
 ALL_TOOLS = {
-    "echo", "whoami", "slow", "progress", "log", "headers", "getenv", "open_sockets", "crash",
+    "echo", "whoami", "slow", "progress", "log", "headers", "getenv", "open_sockets", "stderr_flood", "crash",
     "weather", "admin_tool", "calculator", "get_pods", "delete_namespace", "list_namespaces",
 }  # fmt: skip
 ALL_PROMPTS = {"review", "runbook"}

@@ -116,7 +116,7 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
 
     assert summary == [
         "  backends: k8s (healthy), ops (healthy)",
-        "  catalog: 30 tools, 4 prompts, 2 resources (prefix)",
+        "  catalog: 32 tools, 4 prompts, 2 resources (prefix)",
         f"  auth: OIDC issuer {issuer.url}, audience {AUDIENCE}",
         f"  authz: {len(POLICIES)} Cedar policies",
         f"  audit: {audit_file}",

@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from hivegate.asgi.connections import ConnectionLimits, guarded_protocol, raise_open_files_limit
 from hivegate.asgi.types import ASGIApp
 
 __all__ = ["bind", "run", "serve"]
@@ -33,16 +34,26 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    app: ASGIApp, sock: socket.socket | list[socket.socket], *, log_level: str, on_ready: Callable[[], None]
+    app: ASGIApp,
+    sock: socket.socket | list[socket.socket],
+    *,
+    log_level: str,
+    on_ready: Callable[[], None],
+    connections: ConnectionLimits | None = None,
 ) -> None:
-    """Serve `app` on one or more bound sockets (the app tells them apart by `scope["server"]`)."""
+    """Serve `app` on one or more bound sockets (the app tells them apart by `scope["server"]`), within
+    `connections` (default limits when None; see `asgi.connections`)."""
+    limits = connections or ConnectionLimits()
+    open_files = raise_open_files_limit()
+    if not limits.max_connections:
+        # each connection may also hold a backend connection or a stdio child's pipes: leave room for those
+        limits.max_connections = max(64, open_files // 4)
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     config = uvicorn.Config(
         app,
         lifespan="on",
         loop=loop,
-        http=http,
+        http=guarded_protocol(limits),
         log_level=log_level,
         log_config=None,  # uvicorn's own lines go through the gateway's handler: one format (JSON or text) for all
         access_log=False,

@@ -1,4 +1,5 @@
-"""A stdio MCP server as a child process: newline-delimited JSON-RPC on stdin/stdout, stderr to our log."""
+"""A stdio MCP server as a child process: newline-delimited JSON-RPC on stdin/stdout, stderr to our log (at a
+bounded rate: what is left out is counted on the next line written)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError
+from hivegate.observe.ratelimit import RateLimitedLog
 
 __all__ = ["StdioTransport"]
 
@@ -42,6 +44,8 @@ class StdioTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self._reason = "not started"
+        # a server flooding stderr must not flood the gateway's log (or disk): 100 lines, then 20 a second
+        self._stderr = RateLimitedLog(server_stderr, rate=20.0, burst=100)
 
     async def open(self, on_message: MessageHandler) -> None:
         # The child inherits the gateway's environment minus hivegate's own settings (they may hold secrets, such
@@ -111,7 +115,7 @@ class StdioTransport:
             if not line:
                 return
             text = line.decode(errors="replace").rstrip()
-            server_stderr.info("%s: %s", self._name, text, extra={"stderr_line": text})
+            self._stderr.log(logging.INFO, "%s: %s", self._name, text, extra={"stderr_line": text})
 
     async def send(self, message: Message) -> None:
         proc = self._proc

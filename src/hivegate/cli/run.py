@@ -326,9 +326,22 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     ):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1")
+    for flag, value in (
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-address", args.max_connections_per_address),
+    ):
+        if value < 0:
+            raise ConfigError(f"{flag} must be 0 (no cap) or more")
     stream_idle = _duration(args.stream_idle_timeout, "--stream-idle-timeout")
-    if stream_idle <= 0:
-        raise ConfigError("--stream-idle-timeout must be positive")
+    read_header = _duration(args.read_header_timeout, "--read-header-timeout")
+    read_body = _duration(args.read_body_timeout, "--read-body-timeout")
+    for flag, seconds in (
+        ("--stream-idle-timeout", stream_idle),
+        ("--read-header-timeout", read_header),
+        ("--read-body-timeout", read_body),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"{flag} must be positive")
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
@@ -353,6 +366,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_requests_per_user=args.max_requests_per_user,
         max_streams_per_user=args.max_streams_per_user,
         stream_idle_timeout=stream_idle,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        read_header_timeout=read_header,
+        read_body_timeout=read_body,
         log_level=args.log_level,
         authz_config=args.authz_config,
         auth_server_config=args.auth_server_config,
@@ -397,6 +414,7 @@ def serve_config(
     banner: str | None = None,
 ) -> int:
     """Serve `cfg` in the foreground; returns the process exit code."""
+    from hivegate.asgi.connections import ConnectionLimits
     from hivegate.asgi.server import bind, run, serve
     from hivegate.observe.logs import configure_logging
     from hivegate.workload import build_gateway
@@ -449,5 +467,11 @@ def serve_config(
             print(banner.replace("{url}", url), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready))
+        limits = ConnectionLimits(
+            header_timeout=cfg.read_header_timeout,
+            body_timeout=cfg.read_body_timeout,
+            max_connections=cfg.max_connections,
+            max_per_address=cfg.max_connections_per_address,
+        )
+        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready, connections=limits))
     return 0

@@ -68,6 +68,30 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         "--max-streams-per-user", type=int, default=8, help="event streams open for one identity (default 8)"
     )
     g.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="client connections open at once (default 0: a quarter of the open files limit)",
+    )
+    g.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=512,
+        help="connections from one client address (default 512; 0: no cap, e.g. behind a load balancer)",
+    )
+    g.add_argument(
+        "--read-header-timeout",
+        default="10s",
+        metavar="DURATION",
+        help="a client must send a request's head within this (default 10s); slower is 408 and closed",
+    )
+    g.add_argument(
+        "--read-body-timeout",
+        default="30s",
+        metavar="DURATION",
+        help="longest pause while a client sends a request body (default 30s); longer closes the connection",
+    )
+    g.add_argument(
         "--stream-idle-timeout",
         default="5m",
         metavar="DURATION",

@@ -36,6 +36,10 @@ class RunConfig:
     max_requests_per_user: int = 64
     max_streams_per_user: int = 8
     stream_idle_timeout: float = 300.0
+    max_connections: int = 0  # 0: a quarter of the open files limit
+    max_connections_per_address: int = 512  # 0: no cap
+    read_header_timeout: float = 10.0
+    read_body_timeout: float = 30.0
     log_level: str = "info"
     authz_config: str | None = None
     auth_server_config: str | None = None

@@ -1,8 +1,8 @@
 """Log lines at a bounded rate, so a flood of bad requests (or a chatty backend) cannot fill the disk.
 
 A token bucket: `burst` lines at once, then `rate` lines per second. A line over the budget is counted, not written;
-the next line that is written says how many were dropped since the last one (`… (N more dropped)`), so nothing is
-lost silently. The clock is injected for tests.
+the next line that is written says how many were dropped since the last one (`… (N more dropped)`, and `dropped`
+on the record), so nothing is lost silently. The clock is injected for tests.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class RateLimitedLog:
         if self.dropped:
             message = f"{message} (%d more dropped)"
             args = (*args, self.dropped)
+            kwargs["extra"] = {**kwargs.get("extra", {}), "dropped": self.dropped}
             self.dropped = 0
         self._logger.log(level, message, *args, **kwargs)
         return True

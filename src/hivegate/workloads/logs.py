@@ -106,7 +106,9 @@ def follow(
 
 class _StderrLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return str(getattr(record, "stderr_line", record.getMessage()))
+        line = str(getattr(record, "stderr_line", record.getMessage()))
+        dropped = getattr(record, "dropped", 0)
+        return f"{line} (hivegate: {dropped} more lines dropped)" if dropped else line
 
 
 def route_server_stderr(path: str) -> None:

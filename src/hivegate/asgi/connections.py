@@ -1,0 +1,148 @@
+"""Connections the gateway accepts: bounded in number and in how slowly a client may send (slowloris defence).
+
+uvicorn bounds idle keep-alive connections but not a client that sends a request slowly: one byte of header every
+few seconds holds a connection, a file descriptor and a slot forever. `GuardedHttpTools` (uvicorn's httptools
+protocol with limits added) closes a connection that has not sent a complete request head within `header_timeout`
+(answered `408`), or that sends nothing for `body_timeout` while its body is being read; and refuses a connection
+beyond `max_connections` in all or `max_per_address` from one client address (answered `503`, then closed), so
+neither a flood nor one client can exhaust the descriptors that every other caller needs.
+
+`raise_open_files_limit` lifts the soft `RLIMIT_NOFILE` to the hard limit at start-up (often 1,024 → 1,048,576),
+since each connection, backend connection and stdio child costs descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["ConnectionLimits", "guarded_protocol", "raise_open_files_limit"]
+
+logger = logging.getLogger("hivegate.connections")
+
+_REFUSED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
+_TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+@dataclass
+class ConnectionLimits:
+    """Limits on accepted connections; 0 turns a cap off."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 0  # 0: derived from RLIMIT_NOFILE at start-up
+    max_per_address: int = 512
+    open: int = field(default=0, init=False)
+    by_address: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def admit(self, address: str) -> bool:
+        if self.max_connections and self.open >= self.max_connections:
+            return False
+        if self.max_per_address and self.by_address.get(address, 0) >= self.max_per_address:
+            return False
+        self.open += 1
+        self.by_address[address] = self.by_address.get(address, 0) + 1
+        return True
+
+    def leave(self, address: str) -> None:
+        self.open -= 1
+        left = self.by_address.get(address, 0) - 1
+        if left > 0:
+            self.by_address[address] = left
+        else:
+            self.by_address.pop(address, None)
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the limits of `limits` (set on a subclass by `guarded_protocol`)."""
+
+    limits: ConnectionLimits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading_body = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else ""
+        if not self.limits.admit(address):
+            logger.warning("connection from %s refused: too many connections", address or "?")
+            transport.write(_REFUSED)
+            transport.close()
+            return
+        self._address = address
+        self._arm(self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._address is not None:
+            self.limits.leave(self._address)
+            self._address = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_body:
+            self._arm(self.limits.body_timeout)
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._reading_body = True
+        self._arm(self.limits.body_timeout)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.limits.header_timeout)  # the next request's head must come in time too
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        if seconds > 0:
+            self._timer = self.loop.call_later(seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the application is not reading: not the client's fault
+            self._arm(self.limits.body_timeout)
+            return
+        if not self._reading_body:
+            self.transport.write(_TOO_SLOW)
+        logger.info("connection from %s closed: request not received in time", self._address or "?")
+        self.transport.close()
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpTools]:
+    """A protocol class (uvicorn instantiates it per connection) sharing `limits` between its connections."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpTools,), {"limits": limits})
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the open files limit from %d: %s", soft, exc)
+    return soft
