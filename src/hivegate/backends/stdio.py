@@ -25,6 +25,7 @@ logger = logging.getLogger("hivegate.backend.stdio")
 server_stderr = logging.getLogger("hivegate.server.stderr")
 
 _LINE_LIMIT = 64 * 1024 * 1024
+_STDERR_LINE_LIMIT = 8192  # characters of one stderr line that reach the log
 
 
 class StdioTransport:
@@ -115,6 +116,8 @@ class StdioTransport:
             if not line:
                 return
             text = line.decode(errors="replace").rstrip()
+            if len(text) > _STDERR_LINE_LIMIT:
+                text = f"{text[:_STDERR_LINE_LIMIT]}… ({len(text) - _STDERR_LINE_LIMIT} characters cut)"
             self._stderr.log(logging.INFO, "%s: %s", self._name, text, extra={"stderr_line": text})
 
     async def send(self, message: Message) -> None:

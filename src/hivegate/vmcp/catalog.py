@@ -15,6 +15,17 @@ made unique across backends:
   clash (a rename would move a prompt out from under policies naming it), as is a prefixed prompt name equal to
   another bare name.
 
+Names are part of authorization (policies name them, calls route by them):
+
+- a tool or prompt name a backend offers, or the name it would be advertised under, that breaks the MCP naming rule
+  (1 to 128 of A-Z, a-z, 0-9, `_`, `-`, `.`) is not advertised: no newlines, look-alikes or 100,000 characters;
+- two backends that would be advertised under one name (a prefixed name equal to another backend's name) are a
+  conflict: neither is advertised, and the log says so (under `manual`, the catalog is refused) — never a silent
+  winner that calls and permits for that name would reach;
+- a name, once advertised, never moves to another backend while the gateway runs (`Owners`);
+- backends whose prefixes begin one another (`github_` and `github_enterprise_`) are refused when the configuration
+  is loaded (`vmcp.config.check_prefixes`).
+
 Resources keep their URIs (a URI is global): a URI offered twice goes to the first backend in priority (or
 configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name.
 """
@@ -30,7 +41,7 @@ from typing import Any
 from hivegate.errors import ConfigError
 from hivegate.vmcp.config import Aggregation, WorkloadTools
 
-__all__ = ["BackendLists", "Catalog", "ConflictError", "Route", "build_catalog"]
+__all__ = ["BackendLists", "Catalog", "ConflictError", "Owners", "Route", "build_catalog", "name_problem"]
 
 logger = logging.getLogger("hivegate.vmcp")
 
@@ -81,17 +92,22 @@ def build_catalog(
     aggregation: Aggregation,
     order: Sequence[str],
     previous: Catalog | None = None,
+    owners: Owners | None = None,
 ) -> Catalog:
     """Merge `lists` (backend → what it offers; absent backends offer nothing) in configuration `order`.
 
     `previous` is the catalog being served, when this one replaces it: under `manual`, a prompt it advertises bare
-    stays bare or the new catalog is refused (`ConflictError`)."""
+    stays bare or the new catalog is refused (`ConflictError`). `owners`: the backend each name was ever advertised
+    for; such a name goes to that backend or to none."""
     ranked = _ranked(order, aggregation)
+    owned = owners or Owners()
     tools = {b: _selected_tools(lists[b].tools, aggregation, b) for b in ranked if b in lists}
     prompts = {b: [(str(p.get("name", "")), p) for p in lists[b].prompts] for b in ranked if b in lists}
-    advertised_tools, tool_routes = _named(tools, aggregation, ranked, "tool")
+    advertised_tools, tool_routes = _named(tools, aggregation, ranked, "tool", owners=owned.tools, log=owned)
     bare = frozenset(previous.prompt_routes) if previous is not None else frozenset()
-    advertised_prompts, prompt_routes = _named(prompts, aggregation, ranked, "prompt", keep_bare=bare)
+    advertised_prompts, prompt_routes = _named(
+        prompts, aggregation, ranked, "prompt", keep_bare=bare, owners=owned.prompts, log=owned
+    )
     resources, resource_routes = _by_key([(b, r, "uri") for b in ranked if b in lists for r in lists[b].resources])
     templates, template_backends = _by_key(
         [(b, t, "uriTemplate") for b in ranked if b in lists for t in lists[b].templates]
@@ -106,6 +122,32 @@ def build_catalog(
         resource_routes=resource_routes,
         template_routes=tuple((template_matcher(t), b) for t, b in template_backends.items()),
     )
+
+
+@dataclass
+class Owners:
+    """The backend each tool and prompt name was first advertised for, kept for the life of the gateway: a backend
+    that starts to offer another's name later (a `list_changed`, a new version) can never take it over, with the
+    calls, arguments and permits that go with it."""
+
+    tools: dict[str, str] = field(default_factory=dict)
+    prompts: dict[str, str] = field(default_factory=dict)
+    logged: dict[str, None] = field(default_factory=dict, repr=False)  # what was said already (bounded)
+
+    def warn_once(self, message: str, *, level: int = logging.WARNING) -> None:
+        """Log `message` the first time it comes (a pool rebuilds its catalog at every health check)."""
+        if message in self.logged:
+            return
+        if len(self.logged) >= 1024:
+            self.logged.pop(next(iter(self.logged)))
+        self.logged[message] = None
+        logger.log(level, "%s", message)
+
+    def record(self, catalog: Catalog) -> None:
+        for name, route in catalog.tool_routes.items():
+            self.tools.setdefault(name, route.backend)
+        for name, route in catalog.prompt_routes.items():
+            self.prompts.setdefault(name, route.backend)
 
 
 def _ranked(order: Sequence[str], aggregation: Aggregation) -> list[str]:
@@ -147,6 +189,8 @@ def _named(
     ranked: Sequence[str],
     kind: str,
     keep_bare: frozenset[str] = frozenset(),
+    owners: Mapping[str, str] | None = None,
+    log: Owners | None = None,
 ) -> tuple[list[Item], dict[str, Route]]:
     """Resolve clashes between backends; returns the advertised items and their routes."""
     holders: dict[str, list[str]] = {}
@@ -156,20 +200,20 @@ def _named(
     strategy = aggregation.conflict_resolution
     if strategy == "manual":
         clashes = {
-            name: owners
-            for name, owners in holders.items()
-            if len(set(owners)) > 1 and (kind == "tool" or name in keep_bare)
+            name: owners_
+            for name, owners_ in holders.items()
+            if len(set(owners_)) > 1 and (kind == "tool" or name in keep_bare)
         }
         if clashes:
-            name, owners = sorted(clashes.items())[0]
+            name, clashing = sorted(clashes.items())[0]
             more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
             raise ConflictError(
-                f"aggregation: {kind} {name!r} is offered by backends {', '.join(sorted(set(owners)))}{more}; "
+                f"aggregation: {kind} {name!r} is offered by backends {', '.join(sorted(set(clashing)))}{more}; "
                 + _HINTS[kind]
             )
     listed = set(aggregation.priority_order)
-    advertised: list[Item] = []
-    routes: dict[str, Route] = {}
+    say = (log or Owners()).warn_once
+    claims: dict[str, list[tuple[str, str, Item]]] = {}  # advertised name → (backend, its own name, item)
     for backend in ranked:
         prefix = aggregation.prefix_format.replace("{workload}", backend)
         for original, item in offered.get(backend, []):
@@ -188,17 +232,58 @@ def _named(
                     name = prefix + shown
             else:
                 name = shown
-            if name in routes and strategy == "manual":
-                raise ConflictError(
-                    f"aggregation: {kind} {name!r} of backend {backend!r} is also the name of backend "
-                    f"{routes[name].backend!r}'s {kind}; " + _HINTS[kind]
-                )
-            if name in routes:  # e.g. a prefixed name equal to another backend's bare name
-                logger.warning("aggregation: %s %r of backend %r hidden: the name is taken", kind, name, backend)
+            problem = name_problem(original) or name_problem(name)
+            if problem is not None:
+                say(f"aggregation: {kind} {name[:80]!r} of backend {backend!r} is not advertised: {problem}")
                 continue
-            routes[name] = Route(backend, original)
-            advertised.append({**item, "name": name})
+            claims.setdefault(name, []).append((backend, original, item))
+    advertised: list[Item] = []
+    routes: dict[str, Route] = {}
+    for name, claimed in claims.items():
+        owner = (owners or {}).get(name)
+        if owner is not None and any(backend != owner for backend, _, _ in claimed):
+            others = sorted({backend for backend, _, _ in claimed if backend != owner})
+            say(
+                f"aggregation: {kind} {name!r} of backend {', '.join(others)} is not advertised: the name was "
+                f"advertised for backend {owner!r} and never moves to another"
+            )
+            claimed = [claim for claim in claimed if claim[0] == owner]
+            if not claimed:
+                continue
+        if len(claimed) > 1:
+            backends = ", ".join(backend for backend, _, _ in claimed)
+            if strategy == "manual":
+                raise ConflictError(
+                    f"aggregation: {kind} {name!r} of backend {claimed[1][0]!r} is also the name of backend "
+                    f"{claimed[0][0]!r}'s {kind}; " + _HINTS[kind]
+                )
+            say(
+                f"aggregation: {kind} {name!r} is the name of backends {backends}: a conflict, so none of them is "
+                f"advertised (calls and policies naming it could reach either); rename one with overrides or change "
+                f"prefixFormat",
+                level=logging.ERROR,
+            )
+            continue
+        backend, original, item = claimed[0]
+        routes[name] = Route(backend, original)
+        advertised.append({**item, "name": name})
     return advertised, routes
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # MCP 2025-11-25, "Tools": tool names
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be advertised (the MCP naming rule for tools, applied to prompts too: 1 to 128 ASCII
+    letters, digits, `_`, `-` and `.`), or None. Names are what policies and clients decide on: no control
+    characters, look-alike letters or unbounded lengths."""
+    if _NAME.fullmatch(name):
+        return None
+    if not name:
+        return "an empty name"
+    if len(name) > 128:
+        return f"a name of {len(name)} characters (at most 128)"
+    return "a name with characters other than A-Z, a-z, 0-9, '_', '-' and '.'"
 
 
 def _by_key(items: Sequence[tuple[str, Item, str]]) -> tuple[list[Item], dict[str, str]]:

@@ -42,6 +42,7 @@ hivegate's additions: `server{host [127.0.0.1], port [4483], path [/mcp]}`, `ses
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -817,6 +818,7 @@ def check_references(cfg: VMCPConfig, where: str = "", *, paths: Mapping[str, st
         check_strategy(strategy, cfg.auth_server, path)
         _check_subject(strategy, cfg, path)
     agg = at("aggregation")
+    check_prefixes(names, cfg.aggregation.prefix_format, f"{agg}.conflictResolutionConfig.prefixFormat")
     for i, name in enumerate(cfg.aggregation.priority_order):
         if name not in known:
             raise ConfigError(f"{agg}.conflictResolutionConfig.priorityOrder[{i}]: no backend named {name!r}")
@@ -846,6 +848,19 @@ def check_references(cfg: VMCPConfig, where: str = "", *, paths: Mapping[str, st
         if server.allowed_audiences and oidc.audience not in server.allowed_audiences:
             raise ConfigError(
                 f"{incoming}: the audience {oidc.audience!r} is not in the authorization server's allowedAudiences"
+            )
+
+
+def check_prefixes(names: Sequence[str], prefix_format: str, where: str) -> None:
+    """No backend's prefix may begin another's: with `{workload}-`, backend `github` advertising
+    `enterprise-create_issue` would take the name of backend `github-enterprise`'s `create_issue`."""
+    prefixes = sorted((prefix_format.replace("{workload}", name), name) for name in names)
+    for (shorter, a), (longer, b) in itertools.pairwise(prefixes):
+        if longer.startswith(shorter):
+            raise ConfigError(
+                f"{where}: the prefix of backend {a!r} ({shorter!r}) begins the prefix of backend {b!r} "
+                f"({longer!r}), so a tool of one could be advertised under a name of the other; rename a backend "
+                "or change prefixFormat"
             )
 
 

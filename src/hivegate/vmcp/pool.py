@@ -29,7 +29,7 @@ from hivegate.backends.transport import TransportFactory
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, ConfigError
 from hivegate.observe.health import tcp_reachable
-from hivegate.vmcp.catalog import BackendLists, Catalog, build_catalog
+from hivegate.vmcp.catalog import BackendLists, Catalog, Owners, build_catalog
 from hivegate.vmcp.config import VMCPConfig
 from hivegate.vmcp.launch import Launched
 
@@ -123,6 +123,7 @@ class BackendPool:
         self.catalog = Catalog()
         self._conflict: str | None = None  # the clash that keeps the catalog as it is, once logged
         self._everything: Catalog | None = None  # every backend's last lists, unhealthy ones too (lazily)
+        self._owners = Owners()  # the backend each name was ever advertised for: names never move
 
     @property
     def names(self) -> Sequence[str]:
@@ -147,6 +148,7 @@ class BackendPool:
         Raises `ConflictError` when `manual` conflict resolution finds a clash."""
         await asyncio.gather(*(self._check(name, startup=True) for name in self._order))
         self.catalog, self._everything = self._build(), None
+        self._owners.record(self.catalog)
         self._health = asyncio.create_task(self._health_loop())
         return [f"{s.name}: {s.last_error}" for s in self.statuses.values() if s.state != "healthy"]
 
@@ -251,6 +253,7 @@ class BackendPool:
             self._conflict = str(exc)
             return
         self._conflict = None
+        self._owners.record(catalog)
         old, self.catalog, self._everything = self.catalog, catalog, None
         if (old.tools, old.prompts, old.resources, old.templates) != (
             catalog.tools,
@@ -286,7 +289,7 @@ class BackendPool:
     def build(self, lists: Mapping[str, BackendLists], previous: Catalog | None = None) -> Catalog:
         """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`), to replace
         `previous` if given."""
-        return build_catalog(lists, self._cfg.aggregation, self._order, previous)
+        return build_catalog(lists, self._cfg.aggregation, self._order, previous, self._owners)
 
     async def list_backend(self, session: BackendSession, capabilities: Mapping[str, Any]) -> BackendLists:
         """Everything `session`'s backend offers (a client session listing a caller-scoped backend)."""

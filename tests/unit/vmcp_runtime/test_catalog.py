@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hivegate.vmcp.catalog import BackendLists, ConflictError, Route, build_catalog, template_matcher
+from hivegate.vmcp.catalog import BackendLists, ConflictError, Owners, Route, build_catalog, template_matcher
 from hivegate.vmcp.config import Aggregation, ToolOverride, WorkloadTools
 
 
@@ -153,15 +153,61 @@ def test_a_backend_without_lists_offers_nothing() -> None:
     assert names(catalog.tools) == ["github_search", "github_create_issue"]
 
 
-def test_a_prefixed_name_equal_to_a_bare_one_is_hidden_not_double_routed() -> None:
+def test_a_prefixed_name_equal_to_a_bare_one_is_a_conflict_never_a_silent_winner(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lists = {"a": BackendLists(tools=tools("b_x")), "b": BackendLists(tools=tools("x"))}
     catalog = build_catalog(lists, Aggregation("priority", priority_order=("a",), prefix_format="{workload}_"), "ab")
     # no clash, so both stay bare: a's "b_x" and b's "x"
     assert catalog.tool_routes == {"b_x": Route("a", "b_x"), "x": Route("b", "x")}
     lists = {"a": BackendLists(tools=tools("b_x", "x")), "b": BackendLists(tools=tools("x"))}
     catalog = build_catalog(lists, Aggregation("priority", priority_order=("a",)), "ab")
-    # b loses "x" to a and would be advertised as "b_x", which a already holds
-    assert catalog.tool_routes == {"b_x": Route("a", "b_x"), "x": Route("a", "x")}
+    # b loses "x" to a and would be advertised as "b_x", which a offers too: neither gets "b_x"
+    assert catalog.tool_routes == {"x": Route("a", "x")}
+    assert "tool 'b_x' is the name of backends a, b: a conflict, so none of them is advertised" in caplog.text
+
+
+def test_a_name_once_advertised_never_moves_to_another_backend(caplog: pytest.LogCaptureFixture) -> None:
+    """The review's attack: with `{workload}-`, backend github starts to offer `enterprise-create_issue`, the name
+    of backend github-enterprise's `create_issue` (the configuration refuses such names; here a list change)."""
+    owners = Owners()
+    before = {"a": BackendLists(tools=tools("x")), "b": BackendLists(tools=tools("y"))}
+    owners.record(build_catalog(before, Aggregation("manual"), "ab", owners=owners))
+    later = {"a": BackendLists(tools=tools("y")), "b": BackendLists()}  # b went away and a now offers "y"
+    catalog = build_catalog(later, Aggregation("manual"), "ab", owners=owners)
+    assert catalog.tool_routes == {}
+    assert "tool 'y' of backend a is not advertised: the name was advertised for backend 'b'" in caplog.text
+    back = {"a": BackendLists(tools=tools("x")), "b": BackendLists(tools=tools("y"))}
+    assert build_catalog(back, Aggregation("manual"), "ab", owners=owners).tool_routes == {
+        "x": Route("a", "x"),
+        "y": Route("b", "y"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "an empty name"),
+        ("x" * 129, "a name of 129 characters (at most 128)"),
+        ("evil\nname", "a name with characters other than A-Z, a-z, 0-9, '_', '-' and '.'"),
+        ("wеather", "a name with characters other than A-Z, a-z, 0-9, '_', '-' and '.'"),  # a Cyrillic "е"
+        ("has space", "a name with characters other than A-Z, a-z, 0-9, '_', '-' and '.'"),
+    ],
+)
+def test_names_breaking_the_mcp_naming_rule_are_never_advertised(
+    name: str, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lists = {"a": BackendLists(tools=tools(name, "ok.name-1_2"), prompts=({"name": name}, {"name": "fine"}))}
+    catalog = build_catalog(lists, Aggregation(), "a")
+    assert names(catalog.tools) == ["a_ok.name-1_2"]
+    assert names(catalog.prompts) == ["a_fine"]
+    assert problem in caplog.text
+
+
+def test_a_name_that_grows_too_long_with_its_prefix_is_not_advertised() -> None:
+    lists = {"a": BackendLists(tools=tools("x" * 128))}
+    assert build_catalog(lists, Aggregation(), "a").tools == ()
+    assert names(build_catalog(lists, Aggregation("manual"), "a").tools) == ["x" * 128]
 
 
 def test_resources_and_templates_keep_their_uris_first_backend_in_priority_wins() -> None:
