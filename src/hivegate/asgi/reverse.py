@@ -180,8 +180,16 @@ class ReverseProxy:
             def seal(event_id: str) -> str:
                 return ids.seal(stream_session, event_id)
 
+            rewriter = EventRewriter(rewrite, seal)
+            if resp.complete:  # a short stream that arrived whole (one answer): sent on as one body, no relay tasks
+                payload = await resp.read()
+                body = rewriter.feed(payload) + rewriter.flush()
+                await send_bytes(send, resp.status, body, out)
+                if calls and body and len(body) <= _SETTLE_LIMIT:
+                    _settle(calls, [m for m in _stream_messages(body) if isinstance(m, dict)])
+                return
             idle = self._stream_idle if method == "GET" else None
-            await self._stream(resp, receive, send, out, EventRewriter(rewrite, seal), idle)
+            await self._stream(resp, receive, send, out, rewriter, idle)
             return
         try:
             async with asyncio.timeout(self._timeout):
@@ -324,6 +332,15 @@ def _answer(payload: bytes, content_type: bytes, request_id: str) -> jsonrpc.Mes
         if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
             return message
     return None
+
+
+def _stream_messages(payload: bytes) -> list[Any]:
+    """The JSON messages of a whole `text/event-stream` body (undecodable events left out)."""
+    found = []
+    for data in _event_data(payload):
+        with contextlib.suppress(ValueError):
+            found.append(jsonrpc.decode(data))
+    return found
 
 
 def _event_data(payload: bytes) -> list[bytes]:

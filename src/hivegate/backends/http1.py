@@ -42,6 +42,11 @@ class HTTP1Response:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[object] | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived already (often, for a short answer: it came with the headers)."""
+        return self._complete
+
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
             if key == name:

@@ -16,6 +16,7 @@ span before the fronts forward the message (the reverse proxy sends it as a `tra
 from __future__ import annotations
 
 import contextvars
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -170,7 +171,7 @@ class Exchange:
 
     @classmethod
     def open(cls, path: str, http_method: str, source: str, user_agent: str | None) -> Exchange:
-        return cls(secrets.token_hex(8), path, http_method, source, user_agent)
+        return cls(_next_request_id(), path, http_method, source, user_agent)
 
     def trace_with(self, tracer: CallTracer, traceparent: str | None, tracestate: str | None) -> None:
         """Trace this exchange's calls with `tracer`, as children of the caller's span if the headers name one."""
@@ -226,6 +227,16 @@ class Exchange:
     def waiting(self) -> bool:
         """Whether a deferred call has no answer yet."""
         return any(c.deferred and c.outcome is None for c in self.calls)
+
+
+_ID_PREFIX = secrets.token_hex(4)  # this process's: ids from replicas do not collide
+_id_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    """A request id unique in this process and, with the random prefix, across processes (16 hex digits). Not a
+    secret, so a counter: `os.urandom` per request was a system call on every request's path."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
 
 @runtime_checkable
