@@ -233,3 +233,19 @@ def test_list_filtering_hides_an_item_whose_forbid_errors() -> None:
     assert authz.filter(okta("u", [], level=5), "call_tool", [("a", None), ("b", None)]) == [True, True]
     assert authz.filter(okta("u", [], level=1), "call_tool", [("a", None)]) == [False]
     assert authz.filter(okta("u", []), "call_tool", [("a", None)]) == [False]  # no `level` claim: the forbid errors
+
+
+def test_remembered_decisions_follow_what_the_policies_read() -> None:
+    authz = authorizer(GUARDED)
+    caller = okta("u", [])
+    for _ in range(3):  # the second and third come from memory, and agree
+        assert authz.decide(caller, "call_tool", "calculator", arguments={"a": 5, "b": 1}).allowed
+        assert not authz.decide(caller, "call_tool", "calculator", arguments={"a": 500, "b": 1}).allowed
+    # an argument the policies do not read does not split the memory, one they read does
+    assert authz.decide(caller, "call_tool", "calculator", arguments={"a": 5, "b": 2}).allowed
+    assert not authz.decide(caller, "call_tool", "calculator", arguments={"a": "5", "b": 1}).allowed
+    # another caller's claims are another caller
+    roles = authorizer(["permit(principal, action, resource) when { principal.claim_level > 2 };"])
+    assert roles.decide(okta("u", [], level=3), "call_tool", "x").allowed
+    assert not roles.decide(okta("u", [], level=1), "call_tool", "x").allowed
+    assert roles.decide(okta("u", [], level=3), "call_tool", "x").allowed
