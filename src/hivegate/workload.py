@@ -180,7 +180,6 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         results = await readiness.results()
         lines.append("health: " + ", ".join(f"{r.name} {r.detail}" for r in results))
 
-    startup.append(first_check)
     settings = GatewaySettings(
         endpoints=endpoints,
         public=public,
@@ -191,6 +190,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         loopback_only=cfg.loopback,
         on_startup=tuple(startup),
         on_shutdown=tuple(shutdown),
+        after_listening=(first_check,),
         observers=observers,
         diagnostics=diagnostics.app if cfg.diagnostics_port is not None else None,
         diagnostics_port=cfg.diagnostics_port,

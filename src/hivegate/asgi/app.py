@@ -53,6 +53,8 @@ class GatewaySettings:
     loopback_only: bool = True
     on_startup: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    # run once the sockets listen, before the start-up summary is printed (a check may need the gateway itself)
+    after_listening: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     observers: Sequence[Observer] = field(default_factory=tuple)  # one that is a `CallTracer` traces each call
     diagnostics: ASGIApp | None = None  # served to connections on `diagnostics_port` only
     diagnostics_port: int | None = None
@@ -72,6 +74,12 @@ class Gateway:
     @property
     def summary(self) -> Sequence[str]:
         return self._settings.summary
+
+    async def listening(self) -> None:
+        """The sockets listen: run what waits for that (e.g. the first readiness check of the start-up summary, which
+        may fetch keys the gateway serves itself)."""
+        for hook in self._settings.after_listening:
+            await hook()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

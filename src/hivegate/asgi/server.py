@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -40,9 +40,11 @@ async def serve(
     log_level: str,
     on_ready: Callable[[], None],
     connections: ConnectionLimits | None = None,
+    listening: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve `app` on one or more bound sockets (the app tells them apart by `scope["server"]`), within
-    `connections` (default limits when None; see `asgi.connections`)."""
+    `connections` (default limits when None; see `asgi.connections`). Once the sockets listen, `listening` runs, then
+    `on_ready`."""
     limits = connections or ConnectionLimits()
     open_files = raise_open_files_limit()
     if not limits.max_connections:
@@ -66,6 +68,8 @@ async def serve(
     async def startup(sockets: list[socket.socket] | None = None) -> None:
         await original_startup(sockets=sockets)
         if not server.should_exit:
+            if listening is not None:
+                await listening()
             on_ready()
 
     server.startup = startup  # type: ignore[method-assign]

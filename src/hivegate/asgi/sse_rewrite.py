@@ -40,6 +40,8 @@ class EventRewriter:
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self._pending and chunk.endswith((b"\n\n", b"\r\r", b"\r\n\r\n")) and self._untouched(chunk):
+            return chunk  # whole events with nothing to rewrite: the common case, passed without parsing
         data = self._pending + chunk
         out: list[bytes] = []
         start = 0
@@ -50,6 +52,12 @@ class EventRewriter:
         if len(self._pending) > _MAX_PENDING:
             raise ValueError("event larger than 16 MiB")
         return b"".join(out)
+
+    def _untouched(self, chunk: bytes) -> bool:
+        """Whether nothing in `chunk` (whole events) could be rewritten: no id to seal, no list to filter."""
+        if self._event_id is not None and b"id:" in chunk:
+            return False
+        return self._rewrite is None or not might_carry_list(chunk)
 
     def flush(self) -> bytes:
         """Whatever is left when the stream ends (an event without its final blank line)."""

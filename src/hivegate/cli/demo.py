@@ -16,11 +16,13 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from hivegate.asgi.http import send_bytes
-from hivegate.asgi.types import Receive, Scope, Send
+from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authn.config import OIDCConfig
 from hivegate.config.run import RunConfig
 
-__all__ = ["demo_command"]
+__all__ = ["INSPECTOR_VERSION", "demo_command"]
+
+INSPECTOR_VERSION = "2.12.0"  # the version tests/tools pins and the e2e tests run: a cached older one may fail
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -64,18 +66,6 @@ def demo_command(args: argparse.Namespace) -> int:
         auth=auth,
         log_level="warning",
     )
-    init = orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "curl", "version": "1"},
-            },
-        }
-    ).decode()
     banner = "\n".join(
         [
             "",
@@ -84,14 +74,62 @@ def demo_command(args: argparse.Namespace) -> int:
             "",
             f"  export TOKEN={token}",
             "",
-            "Try it:",
-            "  curl -si {url}    # no token: 401 with WWW-Authenticate",
-            '  curl -si {url} -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\',
-            f"       -H 'Accept: application/json, text/event-stream' -d '{init}'",
-            "  npx @modelcontextprotocol/inspector --cli {url} --transport http \\",
+            "Try it with curl (no token: 401 with WWW-Authenticate):",
+            "  curl -si {url}",
+            "Open a session, keep its id, then list and call the tools:",
+            *_curl_session("{url}"),
+            "Or with the MCP Inspector (Node 22):",
+            f"  npx -y @modelcontextprotocol/inspector@{INSPECTOR_VERSION} --cli {{url}} --transport http \\",
             '       --header "Authorization: Bearer $TOKEN" --method tools/list',
             "",
             "Press Ctrl+C to stop.",
         ]
     )
-    return serve_config(cfg, sock=sock, public={"/.well-known/jwks.json": jwks_endpoint}, banner=banner)
+    metadata = orjson.dumps(
+        {
+            "issuer": issuer,
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "response_types_supported": [],  # no browser login: the demo's one token is printed at start-up
+            "grant_types_supported": [],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "service_documentation": "hivegate demo: a one-hour token for demo-user is printed at start-up",
+        }
+    )
+
+    async def metadata_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, metadata, [(b"content-type", b"application/json")])
+
+    public: dict[str, ASGIApp] = {
+        "/.well-known/jwks.json": jwks_endpoint,
+        # the issuer the protected-resource metadata names answers for itself (RFC 8414, OpenID Discovery)
+        "/.well-known/oauth-authorization-server": metadata_endpoint,
+        "/.well-known/openid-configuration": metadata_endpoint,
+    }
+    return serve_config(cfg, sock=sock, public=public, banner=banner)
+
+
+def _curl_session(url: str) -> list[str]:
+    """The curl commands of a whole session: initialize (its `Mcp-Session-Id` kept), initialized, list, call."""
+    headers = (
+        '-H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
+        "-H 'Accept: application/json, text/event-stream'"
+    )
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "curl", "version": "1"}},
+    }
+    steps = [
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 2, "b": 40}}},
+    ]
+    lines = [
+        f"  SESSION=$(curl -si {url} {headers} \\",
+        f"       -d '{orjson.dumps(init).decode()}' | sed -n 's/^mcp-session-id: *//Ip' | tr -d '\\r')",
+    ]
+    for step in steps:
+        lines.append(f'  curl -s {url} {headers} -H "Mcp-Session-Id: $SESSION" \\')
+        lines.append(f"       -d '{orjson.dumps(step).decode()}'")
+    return lines

@@ -473,5 +473,5 @@ def serve_config(
             max_connections=cfg.max_connections,
             max_per_address=cfg.max_connections_per_address,
         )
-        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready, connections=limits))
+        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready, connections=limits, listening=app.listening))
     return 0
