@@ -174,7 +174,7 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     for secret in (dev, guest, "Bearer"):
         assert secret not in everything
     json_logs = [json.loads(line) for line in gw.stderr if line.strip()]  # every line, uvicorn's too, is JSON
-    assert any(entry["logger"].startswith("uvicorn") for entry in json_logs)
+    assert any(entry["logger"] == "hivegate.server" for entry in json_logs)  # uvicorn's, at debug
     assert any(entry.get("request_id") == deny["source"]["extra"]["request_id"] for entry in json_logs)
 
 

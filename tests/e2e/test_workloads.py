@@ -162,7 +162,7 @@ def test_background_workloads_from_start_to_removal(cli: CLI) -> None:
     assert "Started server process" not in server_log
     proxy_log = cli.ok("logs", "alpha", "--proxy")
     assert f"hivegate: serving alpha (stdio: {' '.join(fixture_command()[1:])}) at {alpha_url}" in proxy_log
-    assert "Application startup complete" in proxy_log
+    assert "health: backend ok" in proxy_log  # the gateway's own start-up summary, not the server's
     assert "alpha-stderr" not in proxy_log
 
     # --follow prints what is there, then what comes: a second session starts a second server process.

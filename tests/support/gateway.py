@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -76,9 +77,7 @@ async def hivegate_process(
                 if not line:
                     await proc.wait()
                     raise RuntimeError(f"hivegate exited with {proc.returncode}: {' | '.join(stderr[-5:])}")
-                match = _URL.search(line.decode())
-                if match:
-                    url = match.group(1)
+                url = _served_url(line.decode())
         yield RunningGateway(url=url, process=proc, stderr=stderr)
     finally:
         if proc.returncode is None:
@@ -91,6 +90,16 @@ async def hivegate_process(
         drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await drain
+
+
+def _served_url(line: str) -> str | None:
+    """The URL a `hivegate: serving ... at URL` line names, as text or as one JSON line (`--log-format json`)."""
+    if line.startswith("{"):
+        served = json.loads(line)
+        assert served["msg"].startswith("hivegate: serving "), line
+        return str(served["url"])
+    match = _URL.search(line)
+    return match.group(1) if match else None
 
 
 def fixture_command() -> list[str]:

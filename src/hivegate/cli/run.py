@@ -416,7 +416,7 @@ def serve_config(
     """Serve `cfg` in the foreground; returns the process exit code."""
     from hivegate.asgi.connections import ConnectionLimits
     from hivegate.asgi.server import bind, run, serve
-    from hivegate.observe.logs import configure_logging
+    from hivegate.observe.logs import configure_logging, serving_line
     from hivegate.workload import build_gateway
 
     configure_logging(cfg.log_level, cfg.log_format)
@@ -457,12 +457,16 @@ def serve_config(
 
     def ready() -> None:
         what = " ".join(cfg.command) if cfg.command else cfg.url
-        print(f"hivegate: serving {cfg.name} ({cfg.transport}: {what}) at {url}", flush=True)
         lines = list(app.summary)
         if cfg.diagnostics_port is not None:
             lines.append(f"diagnostics: http://{shown}:{cfg.diagnostics_port}/metrics, /health, /readyz")
-        for line in lines:
-            print(f"  {line}", flush=True)
+        message = f"hivegate: serving {cfg.name} ({cfg.transport}: {what}) at {url}"
+        if cfg.log_format == "json":
+            print(serving_line("json", message, name=cfg.name, url=url, summary=lines), flush=True)
+        else:
+            print(message, flush=True)
+            for line in lines:
+                print(f"  {line}", flush=True)
         if banner:
             print(banner.replace("{url}", url), flush=True)
 

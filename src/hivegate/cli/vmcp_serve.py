@@ -18,7 +18,7 @@ logger = logging.getLogger("hivegate.vmcp")
 def serve_command(args: argparse.Namespace) -> int:
     from hivegate.asgi.server import bind, run, serve
     from hivegate.cli.vmcp import load_config
-    from hivegate.observe.logs import configure_logging
+    from hivegate.observe.logs import configure_logging, serving_line
     from hivegate.vmcp.server import build_virtual_server
 
     configure_logging(args.log_level, args.log_format)
@@ -43,7 +43,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         names = ", ".join(f"{s.name} ({s.state})" for s in server.pool.statuses.values())
-        print(f"hivegate: serving virtual MCP server {cfg.name} at {url}", flush=True)
+        message = f"hivegate: serving virtual MCP server {cfg.name} at {url}"
         catalog = server.pool.catalog
         lines = [
             f"backends: {names}",
@@ -52,6 +52,10 @@ def serve_command(args: argparse.Namespace) -> int:
             *server.summary,
             f"status: http://{shown}:{port}/status",
         ]
+        if args.log_format == "json":
+            print(serving_line("json", message, name=cfg.name, url=url, summary=lines), flush=True)
+            return
+        print(message, flush=True)
         for line in lines:
             print(f"  {line}", flush=True)
 

@@ -11,7 +11,7 @@ import orjson
 
 from hivegate.observe.exchange import current_request_id
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "serving_line"]
 
 
 class _RequestId(logging.Filter):
@@ -43,6 +43,29 @@ class _Text(logging.Formatter):
         return f"{text} [request {request_id}]" if request_id else text
 
 
+class _Server(logging.Filter):
+    """uvicorn's own lines are the gateway's (`hivegate.server`); its start-up chatter ("Started server process",
+    "Waiting for application startup") is for `--log-level debug` only."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self._debug = debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.name = "hivegate.server"
+        return record.levelno >= logging.WARNING or self._debug
+
+
+def serving_line(fmt: str, message: str, **fields: Any) -> str:
+    """The start-up line a command prints on standard output once it serves: `message` as text, or for `json` one
+    JSON line with `message` as `msg` and `fields` beside it (so every line the gateway writes is JSON)."""
+    if fmt != "json":
+        return message
+    line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO", "logger": "hivegate",
+            "msg": message, **fields}  # fmt: skip
+    return orjson.dumps(line).decode()
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Root logging to stderr at `level` in `fmt` (`text` or `json`); replaces earlier handlers."""
     handler = logging.StreamHandler(sys.stderr)
@@ -56,3 +79,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    server = logging.getLogger("uvicorn.error")
+    for old_filter in list(server.filters):
+        server.removeFilter(old_filter)
+    server.addFilter(_Server(level.lower() == "debug"))

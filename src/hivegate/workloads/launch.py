@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
+
 from hivegate.workloads.process import start_time, stop_group
 from hivegate.workloads.record import WorkloadError, WorkloadRecord, utc_now
 from hivegate.workloads.store import WorkloadStore
@@ -91,6 +93,21 @@ def launch(store: WorkloadStore, record: WorkloadRecord, *, fresh: bool, timeout
     return record
 
 
+def _serving_url(line: str) -> str | None:
+    """The URL of a `hivegate: serving ... at URL` line, as text or as JSON (`--log-format json`)."""
+    if line.startswith("{"):
+        try:
+            found = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        url = found.get("url") if isinstance(found, dict) else None
+        message = found.get("msg") if isinstance(found, dict) else None
+        ok = isinstance(url, str) and isinstance(message, str) and message.startswith("hivegate: serving ")
+        return url if ok else None
+    match = _SERVING.match(line)
+    return match.group("url") if match else None
+
+
 def _wait_serving(proc: subprocess.Popen[bytes], log: Path, offset: int, timeout: float) -> str:
     """The URL from the child's `hivegate: serving ... at URL` line; StartFailed if it exits or takes too long."""
     deadline = time.monotonic() + timeout
@@ -104,9 +121,9 @@ def _wait_serving(proc: subprocess.Popen[bytes], log: Path, offset: int, timeout
             *complete, pending = pending.split(b"\n")
             for raw in complete:
                 line = raw.decode(errors="replace").rstrip()
-                match = _SERVING.match(line)
-                if match and code is None:
-                    return match.group("url")
+                url = _serving_url(line)
+                if url is not None and code is None:
+                    return url
                 if line:
                     lines.append(line)
             if code is not None:
