@@ -145,7 +145,11 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         endpoints = {"/mcp": proxy.handle}
     else:
         registry = SessionRegistry(
-            ttl=cfg.session_ttl, max_sessions=cfg.max_sessions, max_per_owner=cfg.max_sessions_per_user
+            ttl=cfg.session_ttl,
+            max_sessions=cfg.max_sessions,
+            max_per_owner=cfg.max_sessions_per_user,
+            on_restart=metrics.backend_restarted if metrics is not None else None,
+            output_hint=f"hivegate logs {cfg.name}" if cfg.background else None,
         )
         shutdown.insert(0, registry.close)
         factory = _factory(cfg, credentials)
@@ -235,11 +239,6 @@ def _operations(
         if registry is not None:
             sessions = registry
             metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
-            metrics.gauge(
-                "hivegate_backend_restarts",
-                "Backend restarts over the open sessions",
-                lambda: sum(e.backend.restarts for e in sessions.entries()),
-            )
     if cfg.otel_endpoint is not None:
         from hivegate.observe.tracing import otlp_tracer, traces_url
 

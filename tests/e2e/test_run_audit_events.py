@@ -176,3 +176,31 @@ async def test_prompt_gets_and_resource_reads_of_a_vanished_remote_server_are_au
         assert error["message"].endswith("is unreachable")
         assert "data" not in line
     assert lines[2]["source"]["extra"]["request_id"] == gone_prompt.headers["x-request-id"]
+
+
+async def test_counters_tell_the_truth_restarts_and_refused_notifications(tmp_path: Path) -> None:
+    """`hivegate_backend_restarts_total` counts restarts (and keeps them after the session ends); a
+    `notifications/initialized` the gateway refuses (400: no session) is audited as a failure, not a success."""
+    config, audit_file = audit_file_config(tmp_path)
+    diag = free_port()
+    args = ["--audit-config", str(config), "--diagnostics-port", str(diag), *fixture_command()]
+    async with hivegate_run(args) as gw, httpx.AsyncClient(timeout=30) as http:
+        refused = await http.post(gw.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                                  headers=ACCEPT)  # fmt: skip
+        assert refused.status_code == 400
+        session = await Session(http, gw.url, {}).open()
+        crashed = await session.rpc("tools/call", {"name": "crash", "arguments": {}})
+        assert crashed.json()["error"]["code"] == -32000  # the backend went away mid-call
+
+        async def restarts() -> float:
+            return metric((await http.get(f"http://127.0.0.1:{diag}/metrics")).text, "hivegate_backend_restarts_total")
+
+        async with asyncio.timeout(20):  # restarted with backoff
+            while await restarts() < 1:
+                await asyncio.sleep(0.1)
+        assert (await http.delete(gw.url, headers=session.headers)).status_code == 200
+        assert await restarts() == 1  # a counter: the session that restarted is gone, the restart still counted
+    events = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    notes = [e for e in events if e["target"].get("method") == "notifications/initialized"]
+    assert [e["outcome"] for e in notes] == ["failure", "success"]
+    assert any("went away" in line and "restarting" in line for line in gw.stderr)

@@ -41,7 +41,19 @@ class SessionEntry:
 class SessionRegistry:
     """Sessions are never authentication: each one remembers its owner and only its owner may use it."""
 
-    def __init__(self, *, ttl: float = 7200.0, max_sessions: int = 1000, max_per_owner: int = 50) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = 7200.0,
+        max_sessions: int = 1000,
+        max_per_owner: int = 50,
+        on_restart: Callable[[], None] | None = None,
+        output_hint: str | None = None,
+    ) -> None:
+        """`on_restart`: told whenever a session's backend went away and was started again; `output_hint`: where
+        the backends' output can be read, said when one goes away."""
+        self._on_restart = on_restart
+        self._output_hint = output_hint
         self._ttl = ttl
         self._max = max_sessions
         self._max_per_owner = max_per_owner
@@ -90,7 +102,7 @@ class SessionRegistry:
             self._opening[session_id] = future
         self._reserved += 1
         try:
-            backend = BackendSession(factory, name=name, request_timeout=request_timeout)
+            backend = BackendSession(factory, name=name, request_timeout=request_timeout, on_restart=self._on_restart)
             await backend.start()
             entry = SessionEntry(session_id=session_id or secrets.token_urlsafe(24), owner=owner, backend=backend)
             self._entries[entry.session_id] = entry

@@ -77,8 +77,14 @@ class BackendSession:
         request_timeout: float = 120.0,
         init_timeout: float = 60.0,
         max_backoff: float = 30.0,
+        on_restart: Callable[[], None] | None = None,
+        output_hint: str | None = None,
     ) -> None:
+        """`on_restart` is told each time the backend went away and was started again (a metric counts them);
+        `output_hint` is where its output can be read (`hivegate logs NAME`), said when it goes away."""
         self.name = name
+        self._on_restart = on_restart
+        self._gone_hint = f" (its output: `{output_hint}`)" if output_hint else ""
         self._factory = factory
         self._request_timeout = request_timeout
         self._init_timeout = init_timeout
@@ -145,7 +151,7 @@ class BackendSession:
             if self._closing:
                 return
             self._ready.clear()
-            logger.warning("backend %r went away (%s); restarting", self.name, reason)
+            logger.warning("backend %r went away (%s); restarting%s", self.name, reason, self._gone_hint)
             self._fail_all(f"backend {self.name!r} went away: {reason}")
             await self._transport.close()
             if time.monotonic() - up_since > self._max_backoff:
@@ -156,6 +162,8 @@ class BackendSession:
                 if await self._restart():
                     break
             self.restarts += 1
+            if self._on_restart is not None:
+                self._on_restart()
             up_since = time.monotonic()
             self._ready.set()
             logger.info("backend %r restarted", self.name)

@@ -400,6 +400,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv:
             from hivegate.workloads.logs import route_server_stderr
 
             route_server_stderr(args.workload_server_log)
+            cfg = replace(cfg, background=True)
         return serve_config(cfg)
     from hivegate.cli.workloads import start_in_background
 

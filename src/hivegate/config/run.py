@@ -55,6 +55,7 @@ class RunConfig:
     # --remote-forward-headers(-secret): headers of the gateway's own for the remote backend (values may be secrets)
     forward_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     upstream_inject: str | None = None  # --upstream-inject: the upstream provider whose token of the caller it gets
+    background: bool = False  # runs as a background workload: the server's output is at `hivegate logs NAME`
 
     @property
     def mcp_path(self) -> str:

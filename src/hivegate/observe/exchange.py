@@ -178,7 +178,8 @@ class Exchange:
         self.tracer, self.traceparent, self.tracestate = tracer, traceparent, tracestate
 
     def call(self, message: Message) -> McpCall:
-        """Record a client message; returns the call to settle later (notifications settle at once). When the
+        """Record a client message; returns the call to settle later (a notification, which has no answer, is settled
+        by the HTTP status it got: a `notifications/initialized` refused with 400 is a failure). When the
         exchange is traced, a request's `params` may be replaced by a copy whose `_meta` names the gateway's span
         (`TraceMeta`); the call keeps the params as the caller sent them."""
         method = str(message.get("method", ""))
@@ -199,8 +200,6 @@ class Exchange:
             add = call.trace.sampled and method != "initialize"
             if "id" in message and (add or carries_trace_context(params)):
                 call.propagated = _propagate(message, call.trace)
-        if "id" not in message:
-            call.settle("success")
         self.calls.append(call)
         return call
 

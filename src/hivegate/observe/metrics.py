@@ -9,7 +9,8 @@
   checks (the backend's latency, as the gateway sees it);
 - `hivegate_check_up{check}`: each readiness check (`backend`, `authz policies`, …), 1 passing, 0 failing, run
   when scraped (cached for 2 s);
-- `hivegate_active_sessions`, `hivegate_backend_restarts` (read when scraped);
+- `hivegate_backend_restarts_total`: backends that went away and were started again (a stdio server that exited);
+- `hivegate_active_sessions` (read when scraped);
 - `hivegate_token_grants_total{grant_type, outcome}` from the embedded authorization server.
 Methods outside the MCP vocabulary are counted as `other`, so a client cannot create unbounded label values.
 """
@@ -76,12 +77,17 @@ class Metrics:
         self.backend = Histogram("hivegate_backend_duration_seconds", "Time spent at the backend", ["method"],
                                  buckets=_BUCKETS, registry=r)  # fmt: skip
         self.checks = Gauge("hivegate_check_up", "Readiness checks (1 passing)", ["check"], registry=r)
+        self.restarts = Counter("hivegate_backend_restarts", "Backends that went away and were started again",
+                                registry=r)  # fmt: skip
         self._live: dict[str, tuple[str, Callable[[], float]]] = {}
         r.register(_Live(self._live))
 
     def grant(self, grant_type: str, outcome: str) -> None:
         """One token request at the embedded authorization server (`AuthServerRoutes(on_grant=...)`)."""
         self.grants.labels(grant_type, outcome).inc()
+
+    def backend_restarted(self) -> None:
+        self.restarts.inc()
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when scraped."""

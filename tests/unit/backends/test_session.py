@@ -445,3 +445,18 @@ async def test_with_raise_errors_an_error_while_a_request_goes_out_is_raised_as_
     await session.request(request(2, "ping"), sink, raise_errors=True)  # the session carries on
     assert sink.items[0]["result"] == {"method": "ping"}
     await session.close()
+
+
+async def test_a_restart_is_reported_and_the_log_says_where_the_output_is(caplog: pytest.LogCaptureFixture) -> None:
+    restarted: list[int] = []
+    session = BackendSession(
+        FakeBackend, name="t", on_restart=lambda: restarted.append(1), output_hint="hivegate logs alpha"
+    )
+    await session.start()
+    FakeBackend.instances[-1].die()
+    async with asyncio.timeout(5):
+        while not restarted:
+            await asyncio.sleep(0.01)
+    assert restarted == [1]
+    assert "backend 't' went away (exited); restarting (its output: `hivegate logs alpha`)" in caplog.text
+    await session.close()
