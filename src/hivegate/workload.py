@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +22,8 @@ from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.compose.lifecycle import Lifecycle
+from hivegate.compose.policies import policy_gate
 from hivegate.config.run import RunConfig
 from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
@@ -127,7 +127,12 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
     if cfg.authz_config is not None:
-        gate = _policy_gate(cfg.authz_config, cfg.name, startup, shutdown)
+        from hivegate.authz.store import file_source
+
+        policies = Lifecycle()
+        gate = policy_gate(file_source(cfg.authz_config), cfg.name, policies, watch=True)
+        startup.extend(policies.startup)
+        shutdown.extend(policies.shutdown)
     endpoints: dict[str, Endpoint]
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
@@ -292,39 +297,3 @@ def _auth_summary(cfg: RunConfig, resource_url: str | None, embedded: EmbeddedAu
             lines.append(f"auth: opaque tokens introspected at {auth.introspection_url}")
         return lines
     return [f"auth: {auth.mode} (no token required)"]
-
-
-def _policy_gate(
-    path: str,
-    server_name: str,
-    startup: list[Callable[[], Awaitable[None]]],
-    shutdown: list[Callable[[], Awaitable[None]]],
-) -> McpGate:
-    """Load the policies (a broken file stops start-up) and keep them current: SIGHUP or a changed file reloads."""
-    from hivegate.authz.store import PolicyStore
-
-    store = PolicyStore(path, server_name)
-    tasks: set[asyncio.Future[object]] = set()
-
-    def spawn(coro: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    async def start() -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
-            loop.add_signal_handler(signal.SIGHUP, lambda: spawn(store.reload(reason="SIGHUP")))
-        spawn(store.watch())
-
-    async def stop() -> None:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    startup.append(start)
-    shutdown.append(stop)
-    logger.info("authz: %d Cedar policies loaded from %s", store.current.policy_count, path)
-    return McpGate(store)

@@ -1,58 +1,91 @@
-"""The live policy set of one server, loaded from its file and reloaded on SIGHUP or when the file changes.
+"""The live policy set of one server, loaded from a source (a file, or a configuration that holds policies) and
+reloaded on request (SIGHUP) or when the source's content changes.
 
-A reload compiles the new file off the event loop and then swaps one reference: requests in flight finish with the
-policies they started with, none is dropped. A file that does not load (unreadable, invalid, bad Cedar) leaves the
-old policies in force and logs why.
+A reload compiles the new policies off the event loop and then swaps one reference: requests in flight finish with
+the policies they started with, none is dropped. A source that does not load (unreadable, invalid, bad Cedar)
+leaves the old policies in force and logs why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
+from typing import Protocol
 
 from hivegate.authz.cedar import CedarAuthorizer
-from hivegate.authz.config import load_authz_config
+from hivegate.authz.config import AuthzConfig, load_authz_config
 from hivegate.errors import ConfigError
 
-__all__ = ["PolicyStore"]
+__all__ = ["PolicySource", "PolicyStore", "file_source"]
 
 logger = logging.getLogger("hivegate.authz")
 
 
-class PolicyStore:
-    """Holds `current`, the authorizer compiled from `path` for the MCP server `server_name`."""
+class PolicySource(Protocol):
+    """Where a server's policies come from. `read()` is the content they are loaded from, cheaply (to tell a change;
+    `OSError` when it cannot be read); `load()` that content and the config, or `ConfigError` naming the source.
+    `name` is for the logs."""
 
-    def __init__(self, path: str | Path, server_name: str) -> None:
-        self._path = Path(path)
+    name: str
+
+    def read(self) -> bytes: ...
+
+    def load(self) -> tuple[bytes, AuthzConfig]: ...
+
+
+class _File:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def load(self) -> tuple[bytes, AuthzConfig]:
+        try:
+            raw = self.read()
+        except OSError as exc:
+            raise ConfigError(f"authz config {self.path}: cannot read: {exc.strerror or exc}") from exc
+        return raw, load_authz_config(self.path)  # its errors name the file
+
+
+def file_source(path: str | Path) -> PolicySource:
+    """Policies in a ToolHive authz config file (`--authz-config`), JSON or YAML."""
+    return _File(Path(path))
+
+
+class PolicyStore:
+    """Holds `current`, the authorizer compiled from `source` for the MCP server `server_name`."""
+
+    def __init__(self, source: PolicySource, server_name: str) -> None:
+        self._source = source
         self._server = server_name
         self._lock = asyncio.Lock()
-        digest, authorizer = self._load()  # a broken file at start-up is fatal: raises ConfigError
+        self._rejected: bytes | None = None  # the content of the last source that failed to load (logged once)
+        digest, authorizer = self._load()  # policies that do not load at start-up are fatal: raises ConfigError
         self._digest = digest
-        self._rejected: bytes | None = None  # the content of the last file that failed to load (logged once)
         self.current: CedarAuthorizer = authorizer
         self.reloads = 0
 
     @property
-    def path(self) -> Path:
-        return self._path
+    def source(self) -> PolicySource:
+        return self._source
 
     def _load(self) -> tuple[bytes, CedarAuthorizer]:
         try:
-            raw = self._path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"authz config {self._path}: cannot read: {exc.strerror or exc}") from exc
-        digest = hashlib.sha256(raw).digest()
-        try:
-            cfg = load_authz_config(self._path)  # its errors name the file
-            try:
-                return digest, CedarAuthorizer.from_config(cfg, self._server)
-            except ConfigError as exc:
-                raise ConfigError(f"authz config {self._path}: {exc}") from None
+            raw, cfg = self._source.load()
         except Exception:
-            self._rejected = digest
+            with contextlib.suppress(OSError):
+                self._rejected = hashlib.sha256(self._source.read()).digest()
             raise
+        try:
+            return hashlib.sha256(raw).digest(), CedarAuthorizer.from_config(cfg, self._server)
+        except ConfigError as exc:
+            self._rejected = hashlib.sha256(raw).digest()
+            raise ConfigError(f"authz config {self._source.name}: {exc}") from None
 
     async def reload(self, *, reason: str = "reload requested") -> bool:
         """Compile the file again and swap it in; False (old policies kept, reason logged) when it does not load."""
@@ -62,26 +95,26 @@ class PolicyStore:
             except ConfigError as exc:
                 logger.error("authz: %s; keeping the %d policies in force", exc, self.current.policy_count)
                 return False
-            except Exception as exc:  # anything else in a bad file is the same: keep what works
-                logger.error("authz: reloading %s failed (%s); keeping the policies in force", self._path, exc)
+            except Exception as exc:  # anything else in a bad source is the same: keep what works
+                logger.error("authz: reloading %s failed (%s); keeping the policies in force", self._source.name, exc)
                 return False
             self._digest = digest
             self.current = authorizer
             self.reloads += 1
-            logger.info("authz: %s; %d policies loaded from %s", reason, authorizer.policy_count, self._path)
+            logger.info("authz: %s; %d policies loaded from %s", reason, authorizer.policy_count, self._source.name)
             return True
 
     async def changed(self) -> bool:
-        """Whether the file's content differs from what is loaded (unreadable counts as unchanged)."""
+        """Whether the source's content differs from what is loaded (one that cannot be read counts as unchanged)."""
         try:
-            raw = await asyncio.to_thread(self._path.read_bytes)
+            raw = await asyncio.to_thread(self._source.read)
         except OSError:
             return False
         digest = hashlib.sha256(raw).digest()
         return digest != self._digest and digest != self._rejected
 
     async def watch(self, interval: float = 2.0) -> None:
-        """Reload whenever the file's content changes (polled; editors that replace the file are covered)."""
+        """Reload whenever the source's content changes (polled; editors that replace the file are covered)."""
         while True:
             await asyncio.sleep(interval)
             if await self.changed():

@@ -27,7 +27,8 @@ def serve_command(args: argparse.Namespace) -> int:
         if args.port is not None and not 0 <= args.port <= 65535:
             raise HivegateError(f"--port must be 0..65535 (got {args.port})")
         cfg = replace(cfg, host=args.host or cfg.host, port=cfg.port if args.port is None else args.port)
-        server = build_virtual_server(cfg)
+        host, port = cfg.host, cfg.port
+        server = build_virtual_server(cfg, reload=lambda: replace(load_config(args), host=host, port=port))
     except HivegateError as exc:
         print(f"hivegate vmcp serve: {exc}", file=sys.stderr)
         return 1

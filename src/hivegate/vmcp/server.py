@@ -24,12 +24,14 @@ from hivegate.asgi.streamable import SessionFrontend
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authn.authenticators import build_authenticator
 from hivegate.authserver.storage.base import StorageError
-from hivegate.authz.cedar import CedarAuthorizer
+from hivegate.authz.config import AuthzConfig
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.compose.lifecycle import Lifecycle
+from hivegate.compose.policies import policy_gate
 from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
 from hivegate.observe.audit import Auditor
@@ -89,13 +91,32 @@ def backend_factory(
     return lambda: StreamableClientTransport(target, timeout=timeout, credentials=creds, name=name)
 
 
-class _FixedPolicies:
-    def __init__(self, authorizer: CedarAuthorizer) -> None:
-        self.current = authorizer
+class _ConfiguredPolicies:
+    """`incomingAuth.authz` as a policy source: at start-up the configuration's own; on a reload the policies of
+    the configuration loaded again (`reload`), its other changes left for a restart."""
+
+    def __init__(self, cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | None) -> None:
+        self._first: AuthzConfig | None = cfg.incoming_auth.authz
+        self._reload = reload
+        self.name = "incomingAuth.authz"
+
+    def read(self) -> bytes:
+        return b""  # not watched: reloaded on SIGHUP only
+
+    def load(self) -> tuple[bytes, AuthzConfig]:
+        authz, self._first = self._first, None
+        if authz is None:
+            if self._reload is None:
+                raise ConfigError("incomingAuth.authz: this server's configuration cannot be loaded again")
+            authz = self._reload().incoming_auth.authz
+            if authz is None:
+                raise ConfigError("incomingAuth.authz: gone from the configuration; restart to serve without it")
+        return repr(authz).encode(), authz
 
 
-def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
-    """Everything but the discovery of backends, which `pool.start()` does on the running loop."""
+def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | None = None) -> VirtualServer:
+    """Everything but the discovery of backends, which `pool.start()` does on the running loop. `reload` loads the
+    configuration again (SIGHUP reloads the Cedar policies from it)."""
     startup: list[Callable[[], Awaitable[None]]] = []
     shutdown: list[Callable[[], Awaitable[None]]] = []
     public: dict[str, ASGIApp] = {}
@@ -144,9 +165,11 @@ def build_virtual_server(cfg: VMCPConfig) -> VirtualServer:
     pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
-        authorizer = CedarAuthorizer.from_config(cfg.incoming_auth.authz, cfg.name)
-        gate = McpGate(_FixedPolicies(authorizer))
-        summary.append(f"authz: {authorizer.policy_count} Cedar policies")
+        policies = Lifecycle()
+        gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, policies, watch=False)
+        startup.extend(policies.startup)
+        shutdown.extend(policies.shutdown)
+        summary.append(f"authz: {gate.policy_count} Cedar policies (SIGHUP reloads them)")
     registry = SessionRegistry(
         ttl=cfg.session_storage.ttl, max_sessions=MAX_SESSIONS, max_per_owner=MAX_SESSIONS_PER_USER
     )

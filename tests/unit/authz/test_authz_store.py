@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from authz_helpers import okta
 
-from hivegate.authz.store import PolicyStore
+from hivegate.authz.store import PolicyStore, file_source
 from hivegate.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +32,7 @@ def permit(tool: str) -> str:
 async def test_reload_swaps_in_the_new_policies(tmp_path: Path) -> None:
     path = tmp_path / "authz.json"
     write(path, permit("weather"))
-    store = PolicyStore(path, "srv")
+    store = PolicyStore(file_source(path), "srv")
     assert allows(store, "weather")
     assert not allows(store, "news")
     write(path, permit("news"))
@@ -49,7 +49,7 @@ async def test_a_broken_file_keeps_the_old_policies_and_says_why(
 ) -> None:
     path = tmp_path / "authz.json"
     write(path, permit("weather"))
-    store = PolicyStore(path, "srv")
+    store = PolicyStore(file_source(path), "srv")
     write(path, permit("news"), "permit(principal, action, resource")
     assert await store.changed()
     assert not await store.reload()
@@ -70,15 +70,15 @@ def test_a_broken_file_at_start_up_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "authz.json"
     write(path, permit("weather"), 'permit(principal, action == Action::"call_tool", resource == Tool::weather);')
     with pytest.raises(ConfigError, match=r"cedar\.policies\[1\], line 1, column \d+"):
-        PolicyStore(path, "srv")
+        PolicyStore(file_source(path), "srv")
     with pytest.raises(ConfigError, match="cannot read"):
-        PolicyStore(tmp_path / "missing.json", "srv")
+        PolicyStore(file_source(tmp_path / "missing.json"), "srv")
 
 
 async def test_watch_reloads_when_the_content_changes(tmp_path: Path) -> None:
     path = tmp_path / "authz.yaml"
     path.write_text(f"version: '1'\ntype: cedarv1\ncedar:\n  policies:\n    - '{permit('weather')}'\n")
-    store = PolicyStore(path, "srv")
+    store = PolicyStore(file_source(path), "srv")
     watcher = asyncio.create_task(store.watch(interval=0.02))
     try:
         path.write_text(f"version: '1'\ntype: cedarv1\ncedar:\n  policies:\n    - '{permit('news')}'\n")
