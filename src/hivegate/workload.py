@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -23,11 +22,13 @@ from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.compose.lifecycle import Lifecycle
+from hivegate.compose.operations import Tracing
+from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
 from hivegate.config.run import RunConfig
 from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
-from hivegate.observe.audit import AuditConfig, Auditor, load_audit_config
+from hivegate.observe.audit import AuditConfig, load_audit_config
 from hivegate.observe.exchange import Observer
 from hivegate.observe.health import Readiness, tcp_reachable
 from hivegate.observe.metrics import Metrics
@@ -226,40 +227,20 @@ def _operations(
     authenticator: Authenticator,
 ) -> tuple[list[Observer], _Diagnostics, list[str]]:
     """Audit, metrics, traces and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
-    observers: list[Observer] = []
-    summary: list[str] = []
-    if cfg.enable_audit:
-        audit_cfg = load_audit_config(cfg.audit_config) if cfg.audit_config else AuditConfig()
-        auditor = Auditor(audit_cfg, component=cfg.name, transport=cfg.proxy_mode)
-        auditor.open()
-        observers.append(auditor)
-
-        async def close_audit() -> None:
-            auditor.close()
-
-        shutdown.append(close_audit)
-        summary.append(f"audit: {audit_cfg.log_file or 'standard output'}")
-    if metrics is not None:
-        observers.append(metrics)
-        if registry is not None:
-            sessions = registry
-            metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
+    lifecycle = Lifecycle()
+    audit = (load_audit_config(cfg.audit_config) if cfg.audit_config else AuditConfig()) if cfg.enable_audit else None
+    tracing = None
     if cfg.otel_endpoint is not None:
-        from hivegate.observe.tracing import otlp_tracer, traces_url
-
-        tracer = otlp_tracer(
-            cfg.otel_endpoint,
-            service_name=cfg.otel_service_name or cfg.name,
-            sampling_rate=cfg.otel_sampling_rate,
-            headers=dict(cfg.otel_headers),
-        )
-        observers.append(tracer)
-
-        async def stop_tracing() -> None:  # exports what is queued; bounded by the export timeout
-            await asyncio.to_thread(tracer.shutdown)
-
-        shutdown.append(stop_tracing)
-        summary.append(f"tracing: OTLP/HTTP to {traces_url(cfg.otel_endpoint)} (sampling {cfg.otel_sampling_rate:g})")
+        tracing = Tracing(cfg.otel_endpoint, cfg.otel_service_name or cfg.name, cfg.otel_sampling_rate,
+                          dict(cfg.otel_headers))  # fmt: skip
+    observers = build_observers(
+        lifecycle, component=cfg.name, transport=cfg.proxy_mode, audit=audit, metrics=metrics, tracing=tracing
+    )
+    shutdown.extend(lifecycle.shutdown)
+    summary = lifecycle.summary
+    if metrics is not None and registry is not None:
+        sessions = registry
+        metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
     readiness = Readiness()
     if cfg.transport == "stdio":
         program = cfg.command[0] if cfg.command else ""

@@ -118,7 +118,7 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
         "  backends: k8s (healthy), ops (healthy)",
         "  catalog: 32 tools, 4 prompts, 2 resources (prefix)",
         f"  auth: OIDC issuer {issuer.url}, audience {AUDIENCE}",
-        f"  authz: {len(POLICIES)} Cedar policies",
+        f"  authz: {len(POLICIES)} Cedar policies (SIGHUP reloads them)",
         f"  audit: {audit_file}",
         f"  status: {gateway.base}/status",
     ]  # after "hivegate: serving virtual MCP server e2e at URL", the line the gateway was found by

@@ -9,7 +9,6 @@ and `/api/backends/health` (each backend's state, no URLs or commands), and `/me
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,11 +30,11 @@ from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.compose.lifecycle import Lifecycle
+from hivegate.compose.operations import Tracing
+from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
 from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
-from hivegate.observe.audit import Auditor
-from hivegate.observe.exchange import Observer
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
@@ -188,40 +187,22 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         gate=gate,
         shared=shared,
     )
-    observers: list[Observer] = []
-    if cfg.audit is not None:
-        auditor = Auditor(cfg.audit, component=cfg.name, transport="streamable-http")
-        auditor.open()
-        observers.append(auditor)
-
-        async def close_audit() -> None:
-            auditor.close()
-
-        shutdown.append(close_audit)
-        summary.append(f"audit: {cfg.audit.log_file or 'standard output'}")
-    if metrics is not None:
-        observers.append(metrics)
-        metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
-        metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
+    tracing = None
     if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
-        from hivegate.observe.tracing import otlp_tracer, traces_url
-
         endpoint = cfg.telemetry.endpoint
         if "://" not in endpoint:
             endpoint = f"{'http' if cfg.telemetry.insecure else 'https'}://{endpoint}"
-        tracer = otlp_tracer(
-            endpoint,
-            service_name=cfg.telemetry.service_name or cfg.name,
-            sampling_rate=cfg.telemetry.sampling_rate,
-            headers=dict(cfg.telemetry.headers),
-        )
-        observers.append(tracer)
-
-        async def stop_tracing() -> None:
-            await asyncio.to_thread(tracer.shutdown)
-
-        shutdown.append(stop_tracing)
-        summary.append(f"tracing: OTLP/HTTP to {traces_url(endpoint)}")
+        tracing = Tracing(endpoint, cfg.telemetry.service_name or cfg.name, cfg.telemetry.sampling_rate,
+                          dict(cfg.telemetry.headers))  # fmt: skip
+    operations = Lifecycle()
+    observers = build_observers(
+        operations, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
+    )
+    shutdown.extend(operations.shutdown)
+    summary.extend(operations.summary)
+    if metrics is not None:
+        metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
+        metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
     readiness = Readiness()
     readiness.add("backends", lambda: _backends_ready(pool))
     if authenticator.keys_ready is not None:  # None: no JWT is verified (introspection, local, anonymous)
