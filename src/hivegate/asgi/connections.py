@@ -28,6 +28,7 @@ logger = logging.getLogger("hivegate.connections")
 _REFUSED = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
 _TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _SWEEP = 1.0  # seconds between deadline checks: a timeout is enforced within a second of passing
+_LINGER = 2.0  # seconds a refused connection is drained before it is closed, so the answer is not lost to a reset
 
 
 @dataclass
@@ -85,14 +86,14 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.deadline = 0.0  # loop time by which the client must have sent more; 0: none
         self._reading_body = False
         self._head_started = False  # bytes of a request head arrived (a 408 then answers that request)
+        self._draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         address = self.client[0] if self.client else ""
         if not self.limits.admit(address):
             logger.warning("connection from %s refused: too many connections", address or "?")
-            transport.write(_REFUSED)
-            transport.close()
+            self._answer_and_close(_REFUSED)
             return
         self._address = address
         self._expect(self.limits.header_timeout)
@@ -107,6 +108,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
         if self._reading_body:
             self._expect(self.limits.body_timeout)
         super().data_received(data)
@@ -142,10 +145,23 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self.flow.read_paused:  # the application is not reading: not the client's fault
             self._expect(self.limits.body_timeout)
             return
-        if self._head_started:  # never on an idle keep-alive connection: a client could take it as its answer
-            self.transport.write(_TOO_SLOW)
         logger.info("connection from %s closed: request not received in time", self._address or "?")
-        self.transport.close()
+        # never a 408 on an idle keep-alive connection: a client could take it as the answer to its next request
+        self._answer_and_close(_TOO_SLOW if self._head_started else b"")
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """Send `answer` and close. Closing a socket with unread bytes makes the kernel send a reset, which can
+        discard the answer at the client before it reads it; so the write side is shut first and what the client
+        still sends is read and dropped until it closes or `_LINGER` passes (a lingering close)."""
+        transport = self.transport
+        if answer:
+            transport.write(answer)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._draining = True
+        self.loop.call_later(_LINGER, transport.close)
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpTools]:
