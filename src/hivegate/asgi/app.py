@@ -26,7 +26,7 @@ from hivegate.oauth.metadata import protected_resource_metadata, resource_metada
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
 from hivegate.observe.ratelimit import RateLimitedLog
 from hivegate.outgoing.caller import Caller, current_caller
-from hivegate.pipeline.headers import repeated_header
+from hivegate.pipeline.headers import check_headers
 from hivegate.pipeline.limits import SLOT_KEY, CallerLimits
 
 __all__ = ["Endpoint", "Gateway", "GatewaySettings"]
@@ -170,9 +170,9 @@ class Gateway:
             return
         exchange.auth_duration = time.perf_counter() - started
         exchange.principal = principal
-        repeated = repeated_header(scope["headers"])
-        if repeated is not None:
-            await send_json(send, repeated.status, repeated.answer())
+        bad_headers = check_headers(scope["headers"])
+        if bad_headers is not None:
+            await send_json(send, bad_headers.status, bad_headers.answer())
             return
         limits = self._settings.limits
         stream = scope["method"] == "GET"  # a standalone (or legacy SSE) event stream

@@ -1,4 +1,5 @@
-"""Pipeline stage "parse and validate", for headers: the MCP headers that name state may appear once.
+"""Pipeline stage "parse and validate", for headers: the MCP headers that name state may appear once, and the
+protocol revision a request names must be one the gateway serves.
 
 A request with two `Mcp-Session-Id` headers is ambiguous: the gateway reads one, a backend framework may read the
 other (Starlette, as the MCP SDK uses it, takes the first), so a caller could pass the ownership check with its own
@@ -13,9 +14,10 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from hivegate.core import jsonrpc
+from hivegate.core.protocol import SUPPORTED_VERSIONS
 from hivegate.errors import InvalidMessage
 
-__all__ = ["SINGLE_VALUED", "repeated_header"]
+__all__ = ["SINGLE_VALUED", "check_headers", "repeated_header"]
 
 SINGLE_VALUED: Final[Mapping[bytes, str]] = {  # ASGI's lower-case name → the name the spec spells
     b"mcp-session-id": "Mcp-Session-Id",
@@ -35,4 +37,19 @@ def repeated_header(headers: Iterable[tuple[bytes, bytes]]) -> InvalidMessage | 
                     jsonrpc.INVALID_REQUEST, f"Bad Request: more than one {SINGLE_VALUED[name]} header"
                 )
             seen.add(name)
+    return None
+
+
+def check_headers(headers: Iterable[tuple[bytes, bytes]]) -> InvalidMessage | None:
+    """The error for a request whose MCP headers the gateway refuses, or None: a state header given twice, or an
+    `MCP-Protocol-Version` naming a revision it does not serve (the same answer on every front, before any reaches
+    a backend)."""
+    pairs = list(headers)
+    repeated = repeated_header(pairs)
+    if repeated is not None:
+        return repeated
+    for name, value in pairs:
+        if name == b"mcp-protocol-version" and value.decode("latin-1") not in SUPPORTED_VERSIONS:
+            shown = value.decode("latin-1")[:40]
+            return InvalidMessage(jsonrpc.INVALID_REQUEST, f"Bad Request: Unsupported MCP-Protocol-Version: {shown}")
     return None

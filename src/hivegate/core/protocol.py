@@ -1,0 +1,12 @@
+"""The MCP revisions the gateway serves (spec "Versioning")."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["HANDSHAKE_VERSIONS", "MODERN_VERSIONS", "SUPPORTED_VERSIONS", "VERSION_META"]
+
+HANDSHAKE_VERSIONS: Final = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+MODERN_VERSIONS: Final = frozenset({"2026-07-28"})  # stateless: no initialize, no session, `_meta` on every request
+SUPPORTED_VERSIONS: Final = HANDSHAKE_VERSIONS | MODERN_VERSIONS
+VERSION_META: Final = "io.modelcontextprotocol/protocolVersion"  # where a 2026-07-28 request names its revision
