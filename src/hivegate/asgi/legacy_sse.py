@@ -13,7 +13,7 @@ from hivegate.asgi.hints import learn_tool_hints
 from hivegate.asgi.http import read_inbound, send_bytes, send_jsonrpc_error
 from hivegate.asgi.sinks import QueueSink, pump_stream
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.authz.gate import McpGate, refusal
+from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionLimitError, SessionRegistry
 from hivegate.backends.session import Sink
 from hivegate.backends.transport import TransportFactory
@@ -23,6 +23,7 @@ from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
 from hivegate.pipeline.answers import answer_filter
+from hivegate.pipeline.authorize import admit
 from hivegate.pipeline.limits import SLOT_KEY, Slot
 
 __all__ = ["LegacySSEFrontend"]
@@ -109,24 +110,27 @@ class LegacySSEFrontend:
         call = exchange.call(message) if exchange is not None else None
         if exchange is not None:
             exchange.session_id = session_id
+        gate = self._gate
+
+        async def learn_tools() -> None:
+            assert gate is not None
+            await learn_tool_hints(gate, entry.backend, self._name, self._request_timeout)
+
+        calls = {call.request_id: call} if call is not None and call.request_id is not None else {}
+        admission = await admit(gate, principal, inbound, calls, learn_tools)
+        if not admission.allowed:
+            _, body = admission.answer(inbound)
+            assert isinstance(body, dict)
+            if call is not None:
+                call.answered(body)
+            # Legacy clients read every answer from the stream, and the SDK's client stops sending after any
+            # non-2xx POST: the refusal goes on the stream, the POST is accepted.
+            sink.deliver(body)
+            await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
+            return
         kept: Slot | None = None
         try:
             if jsonrpc.is_request(message):
-                gate = self._gate
-                if gate is not None:
-                    if gate.needs_tool_list(message):
-                        await learn_tool_hints(gate, entry.backend, self._name, self._request_timeout)
-                    verdict = gate.check(principal, message)
-                    if call is not None and verdict.decision is not None:
-                        call.decided(verdict.allowed, verdict.decision.reasons)
-                    if not verdict.allowed:
-                        if call is not None:
-                            call.answered(refusal(verdict, message["id"])[1])
-                        # Legacy clients read every answer from the stream, and the SDK's client stops sending
-                        # after any non-2xx POST: the refusal goes on the stream, the POST is accepted.
-                        sink.deliver(refusal(verdict, message["id"])[1])
-                        await send_bytes(send, 202, b"Accepted", [(b"content-type", b"text/plain")])
-                        return
                 transform = None if gate is None else answer_filter(gate, principal, call)
                 answered = exchange.defer(call) if call is not None and exchange is not None else None
                 slot = scope.get(SLOT_KEY)

@@ -17,7 +17,7 @@ from hivegate.asgi.reverse_sessions import SessionTable
 from hivegate.asgi.sinks import wait_disconnect
 from hivegate.asgi.sse_rewrite import EventRewriter
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.authz.gate import McpGate, refusal
+from hivegate.authz.gate import McpGate
 from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
@@ -27,8 +27,9 @@ from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_o
 from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 from hivegate.pipeline.answers import answer_filter, might_carry_list
+from hivegate.pipeline.authorize import admit
 from hivegate.pipeline.events import EventIds
-from hivegate.pipeline.messages import Inbound, parse_body
+from hivegate.pipeline.messages import parse_body
 
 __all__ = ["ReverseProxy"]
 
@@ -143,10 +144,11 @@ class ReverseProxy:
                     if credential is None:
                         return
                     await self._learn_tools(headers + credential)
-                refused = self._authorize(principal, inbound, calls)
-                if refused is not None:
-                    await send_json(send, *refused)
-                    _settle(calls, refused[1])
+                admission = await admit(self._gate, principal, inbound, _by_id(calls))
+                if not admission.allowed:
+                    status, answer = admission.answer(inbound)
+                    await send_json(send, status, answer)
+                    _settle(calls, answer)
                     return
         if credential is None:
             credential = await self._credential(send, request_id)
@@ -173,7 +175,7 @@ class ReverseProxy:
                 self._sessions.remove(session_id)
         rewrite = None
         if self._gate is not None:  # every answer, on every stream, by what it carries (`pipeline.answers`)
-            rewrite = answer_filter(self._gate, principal, {c.request_id: c for c in calls if c.request_id is not None})
+            rewrite = answer_filter(self._gate, principal, _by_id(calls))
         if (resp.header(b"content-type") or b"").startswith(b"text/event-stream"):
             ids = self._event_ids
 
@@ -234,25 +236,6 @@ class ReverseProxy:
         answer = _answer(payload, resp.header(b"content-type") or b"", _HINTS_ID) if resp.status == 200 else None
         if answer is not None:
             self._gate.learn_tool_list(answer)
-
-    def _authorize(self, principal: Principal, inbound: Inbound, calls: list[McpCall]) -> tuple[int, Any] | None:
-        """The refusal to send instead of forwarding (a batch is forwarded whole or not at all), or None."""
-        gate = self._gate
-        assert gate is not None
-        by_id = {c.request_id: c for c in calls if c.request_id is not None}
-        refusals = []
-        for request in inbound.requests:
-            verdict = gate.check(principal, request)
-            call = by_id.get(request["id"])
-            if call is not None and verdict.decision is not None:
-                call.decided(verdict.allowed, verdict.decision.reasons)
-            if not verdict.allowed:
-                refusals.append(refusal(verdict, request["id"]))
-        if not refusals:
-            return None
-        if inbound.batch:
-            return 403, [body for _, body in refusals]
-        return refusals[0]
 
     async def _stream(
         self,
@@ -393,6 +376,10 @@ async def _unavailable(
     await send_json(send, status, answer)
     for call in calls:
         call.answered({**answer, "id": call.request_id})
+
+
+def _by_id(calls: list[McpCall]) -> dict[jsonrpc.RequestId, McpCall]:
+    return {c.request_id: c for c in calls if c.request_id is not None}
 
 
 def _settle(calls: list[McpCall], answer: Any) -> None:

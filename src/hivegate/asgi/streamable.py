@@ -29,7 +29,7 @@ from hivegate.asgi.http import (
 )
 from hivegate.asgi.sinks import QueueSink, RequestEnded, next_or_disconnect, pump_stream, wait_disconnect
 from hivegate.asgi.types import Receive, Scope, Send
-from hivegate.authz.gate import McpGate, refusal
+from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionEntry, SessionLimitError, SessionRegistry
 from hivegate.backends.session import BackendSession
 from hivegate.backends.shared_sessions import SharedSession, SharedSessions
@@ -37,9 +37,11 @@ from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
+from hivegate.core.protocol import MODERN_VERSIONS, VERSION_META
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import McpCall, exchange_of
 from hivegate.pipeline.answers import answer_filter
+from hivegate.pipeline.authorize import admit
 
 __all__ = ["SessionFrontend", "StreamableLimits"]
 
@@ -47,10 +49,6 @@ logger = logging.getLogger("hivegate.streamable")
 
 SESSION_HEADER = b"mcp-session-id"
 _FIRST_WAIT = 1.0  # seconds before a request's client starts being watched for disconnects
-VERSION_HEADER = b"mcp-protocol-version"
-HANDSHAKE_VERSIONS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
-MODERN_VERSIONS = frozenset({"2026-07-28"})  # stateless: no initialize, no session, `_meta` on every request
-_VERSION_META = "io.modelcontextprotocol/protocolVersion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,30 +99,22 @@ class SessionFrontend:
         inbound = await read_inbound(receive, send, self._limits.max_body)
         if inbound is None:
             return
+        exchange = exchange_of(scope)
+        calls = [exchange.call(m) for m in inbound.messages] if exchange is not None else []
+        by_id = {c.request_id: c for c in calls if c.request_id is not None}
+        admission = await admit(self._gate, principal, inbound, by_id, lambda: self._learn_tools(scope, principal))
+        if not admission.allowed:
+            status, body = admission.answer(inbound)
+            await send_json(send, status, body)
+            for reply in body if isinstance(body, list) else [body]:
+                if (found := by_id.get(reply["id"])) is not None:
+                    found.answered(reply)
+            return
         if inbound.batch:
-            await self._batch(scope, send, principal, list(inbound.messages))
+            await self._batch(scope, send, principal, list(inbound.messages), by_id)
             return
         message = inbound.messages[0]
-        version = get_header(scope, VERSION_HEADER)
-        if version is not None and version not in HANDSHAKE_VERSIONS and version not in MODERN_VERSIONS:
-            await send_jsonrpc_error(
-                send, 400, message.get("id"), jsonrpc.INVALID_REQUEST, f"Unsupported MCP-Protocol-Version: {version}"
-            )
-            return
-        exchange = exchange_of(scope)
-        call = exchange.call(message) if exchange is not None else None
-        if self._gate is not None and jsonrpc.is_request(message):
-            if self._gate.needs_tool_list(message):
-                await self._learn_tools(scope, principal)
-            verdict = self._gate.check(principal, message)
-            if call is not None and verdict.decision is not None:
-                call.decided(verdict.allowed, verdict.decision.reasons)
-            if not verdict.allowed:
-                status, body = refusal(verdict, message["id"])
-                await send_json(send, status, body)
-                if call is not None:
-                    call.answered(body)
-                return
+        call = calls[0] if calls else None
         if message.get("method") == "initialize" and "id" in message:
             await self._initialize(send, principal, message, call)
             return
@@ -149,31 +139,26 @@ class SessionFrontend:
             return
         await send_bytes(send, 202, b"")
 
-    async def _batch(self, scope: Scope, send: Send, principal: Principal, typed: list[jsonrpc.Message]) -> None:
-        """A JSON-RPC batch (allowed by revision 2025-03-26), already validated (no initialize, no id twice):
-        answered with one JSON array of responses."""
+    async def _batch(
+        self,
+        scope: Scope,
+        send: Send,
+        principal: Principal,
+        typed: list[jsonrpc.Message],
+        calls: dict[jsonrpc.RequestId, McpCall],
+    ) -> None:
+        """A JSON-RPC batch (allowed by revision 2025-03-26), already validated (no initialize, no id twice) and
+        admitted whole: answered with one JSON array of responses."""
         entry = await self._session(scope, send, principal, None)
         if entry is None:
             return
         sinks: list[QueueSink] = []
-        refused: list[jsonrpc.Message] = []
-        exchange = exchange_of(scope)
-        calls: dict[jsonrpc.RequestId, McpCall] = {}
         try:
             for message in typed:
-                call = exchange.call(message) if exchange is not None else None
                 if jsonrpc.is_request(message):
-                    if call is not None:
-                        calls[message["id"]] = call
-                    if self._gate is not None:
-                        verdict = self._gate.check(principal, message)
-                        if call is not None and verdict.decision is not None:
-                            call.decided(verdict.allowed, verdict.decision.reasons)
-                        if not verdict.allowed:
-                            refused.append(refusal(verdict, message["id"])[1])
-                            continue
                     sink = QueueSink(streaming=False)
                     sinks.append(sink)
+                    call = calls.get(message["id"])
                     await entry.backend.request(message, sink, transform=self._filter_for(principal, message, call))
                 else:
                     await entry.backend.send(message)
@@ -181,16 +166,14 @@ class SessionFrontend:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
         replies = [reply for reply in [await _final(sink) for sink in sinks] if reply is not None]
-        for reply in refused + replies:
+        for reply in replies:
             found = calls.get(reply.get("id"))  # type: ignore[arg-type]
             if found is not None:
                 found.answered(reply)
-        if not replies and not refused:
+        if not replies:
             await send_bytes(send, 202, b"")
             return
-        # a batch whose every request was refused is answered 403, like a single refused request
-        status = 403 if refused and not sinks else 200
-        await send_json(send, status, refused + replies, _session_headers(entry))
+        await send_json(send, 200, replies, _session_headers(entry))
 
     async def _learn_tools(self, scope: Scope, principal: Principal) -> None:
         """Ask the caller's backend session for its tool list so a call's annotation hints are known (a client may
@@ -478,4 +461,4 @@ def _session_headers(entry: SessionEntry) -> list[tuple[bytes, bytes]]:
 def _is_modern(message: jsonrpc.Message) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and meta.get(_VERSION_META) in MODERN_VERSIONS
+    return isinstance(meta, dict) and meta.get(VERSION_META) in MODERN_VERSIONS

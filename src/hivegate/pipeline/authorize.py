@@ -1,0 +1,65 @@
+"""Pipeline stage "authorization": which messages of a body go on, and the refusal each of the others gets.
+
+Every front hands its parsed body (`messages.Inbound`) here and delivers the outcome its own way: the Streamable
+HTTP fronts answer a refused request (or a batch with one refused request: a batch goes on whole or not at all) in
+the POST's response, the legacy SSE front on its event stream. Each request's decision is recorded on its audited
+call. A `tools/call` decided on tool annotations the gateway has not seen yet first has the front list the tools
+(`learn_tools`), so the decision reads the annotations; a failure leaves them unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from hivegate.authz.gate import McpGate, refusal
+from hivegate.core.jsonrpc import Message, RequestId
+from hivegate.core.principal import Principal
+from hivegate.observe.exchange import McpCall
+from hivegate.pipeline.messages import Inbound
+
+__all__ = ["Admission", "admit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The refusals (request id → HTTP status and JSON-RPC answer) of a body; empty when everything goes on."""
+
+    refusals: Mapping[RequestId, tuple[int, Message]] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return not self.refusals
+
+    def answer(self, inbound: Inbound) -> tuple[int, Message | list[Message]]:
+        """The HTTP status and body a refused POST gets: the one refusal, or for a batch every refusal (403)."""
+        if inbound.batch:
+            return 403, [body for _, body in self.refusals.values()]
+        return next(iter(self.refusals.values()))
+
+
+ALLOW = Admission()
+
+
+async def admit(
+    gate: McpGate | None,
+    principal: Principal,
+    inbound: Inbound,
+    calls: Mapping[RequestId, McpCall],
+    learn_tools: Callable[[], Awaitable[None]] | None = None,
+) -> Admission:
+    """Decide every request of `inbound` for `principal` (`calls`: the audited call of each request id)."""
+    if gate is None:
+        return ALLOW
+    requests = inbound.requests
+    if learn_tools is not None and any(gate.needs_tool_list(m) for m in requests):
+        await learn_tools()
+    refusals: dict[RequestId, tuple[int, Message]] = {}
+    for request in requests:
+        verdict = gate.check(principal, request)
+        call = calls.get(request["id"])
+        if call is not None and verdict.decision is not None:
+            call.decided(verdict.allowed, verdict.decision.reasons)
+        if not verdict.allowed:
+            refusals[request["id"]] = refusal(verdict, request["id"])
+    return Admission(refusals) if refusals else ALLOW
