@@ -703,8 +703,8 @@ async def bench_inprocess(opts: Options, procs: Processes, world: World, report:
     """What the token-exchange gateway does more per call, alone: ``ExchangedToken.headers()`` with the token cached
     (after one real exchange at the STS) against ``NoCredentials.headers()``, each followed by the reverse proxy's
     conversion of the headers to bytes. Timed in this process, so the machine's noise between processes is out."""
-    from hivegate.authn.ssrf import GuardedHTTPClient
     from hivegate.core.principal import Principal
+    from hivegate.httpclient.guard import GuardedHTTPClient
     from hivegate.outgoing.caller import Caller
     from hivegate.outgoing.credentials import ExchangedToken, NoCredentials, caller_token
 

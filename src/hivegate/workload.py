@@ -66,11 +66,11 @@ def _credentials(
         return UpstreamToken(embedded.server.upstream_tokens, cfg.upstream_inject)
     if cfg.token_exchange is None:
         return None
-    from hivegate.authn.ssrf import GuardedHTTPClient
+    from hivegate.httpclient.guard import GuardedHTTPClient
+    from hivegate.httpclient.loopback import uses_http
     from hivegate.vmcp.outgoing import exchanged_token
 
-    loopback_http = urlsplit(cfg.token_exchange.token_url).scheme == "http"
-    http = GuardedHTTPClient(allow_http=loopback_http, allow_private=True, timeout=10.0)
+    http = GuardedHTTPClient(allow_http=uses_http([cfg.token_exchange.token_url]), allow_private=True, timeout=10.0)
     shutdown.append(http.aclose)
     where = "--token-exchange-subject-provider" if cfg.token_exchange.subject_provider_name else "--token-exchange-url"
     return exchanged_token(cfg.token_exchange, embedded, http, where)

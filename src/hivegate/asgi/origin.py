@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-__all__ = ["OriginPolicy"]
+from hivegate.httpclient.loopback import is_loopback_host
 
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+__all__ = ["OriginPolicy"]
 
 
 def _hostname(authority: str) -> str:
@@ -31,7 +31,7 @@ class OriginPolicy:
     def host_ok(self, host: str | None) -> bool:
         if not self._loopback_only or host is None:
             return True
-        return _hostname(host) in _LOOPBACK_NAMES
+        return is_loopback_host(_hostname(host))
 
     def origin_ok(self, origin: str | None, host: str | None) -> bool:
         if origin is None:
@@ -42,6 +42,6 @@ class OriginPolicy:
         if self._allowed:
             return False
         name = (urlsplit(normalized).hostname or "").lower()
-        if name in _LOOPBACK_NAMES:
+        if is_loopback_host(name):
             return True
         return host is not None and name == _hostname(host)

@@ -18,11 +18,11 @@ from hivegate.asgi.sinks import wait_disconnect
 from hivegate.asgi.sse_rewrite import EventRewriter
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate
-from hivegate.backends.http1 import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError, InvalidMessage
+from hivegate.httpclient.pool import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
 from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError

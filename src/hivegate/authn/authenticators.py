@@ -20,10 +20,10 @@ from hivegate.authn.introspection import build_introspector
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier, looks_like_jwt
 from hivegate.authn.kubernetes import apply_kubernetes_defaults, trusted_private_hosts
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.core.ports import Authenticator, TokenVerifier
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
+from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.oauth.bearer import check_b64token, extract_bearer
 
 __all__ = [

@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 from hivegate.errors import FetchError, HivegateError, IssuerMismatchError, UnsafeURLError
+from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 
 # IssuerMismatchError is defined in hivegate.errors and re-exported here, where it is raised.
 __all__ = ["WELL_KNOWN_OPENID", "IssuerMismatchError", "OIDCDiscovery", "discovery_url"]

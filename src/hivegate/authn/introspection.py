@@ -36,9 +36,9 @@ from urllib.parse import quote_plus
 from hivegate.authn import claims as checks
 from hivegate.authn.cache import DeadlineCache, PrincipalCache
 from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
-from hivegate.authn.ssrf import INTROSPECTION_MAX_BYTES, FetchResponse, GuardedHTTPClient
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError, ConfigError, FetchError, UnsafeURLError, invalid_token
+from hivegate.httpclient.guard import INTROSPECTION_MAX_BYTES, FetchResponse, GuardedHTTPClient
 
 __all__ = [
     "GITHUB_ISSUER",

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
-from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 from hivegate.errors import FetchError, UnsafeURLError
+from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 
 __all__ = ["JWKSCache", "KeySource", "PublicKey", "StaticKeys", "parse_jwks"]
 

@@ -28,6 +28,7 @@ from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret
 from hivegate.config.durations import parse_duration
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
+from hivegate.httpclient.loopback import is_loopback_host
 
 __all__ = [
     "AuthServerConfig",
@@ -418,7 +419,7 @@ def _issuer_url(value: str, where: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{where}: must be an absolute https URL, got {value!r}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
     if parts.query or parts.fragment or value.endswith("/"):
         raise ConfigError(f"{where}: must have no query, fragment or trailing slash, got {value!r}")
@@ -429,7 +430,7 @@ def _url(value: str, where: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{where}: must be an absolute http(s) URL, got {value!r}")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
     return value
 
@@ -439,10 +440,6 @@ def _audience(value: str, where: str) -> str:
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
         raise ConfigError(f"{where}: must be an absolute http(s) URL without fragment, got {value!r}")
     return value
-
-
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _human(seconds: float) -> str:

@@ -31,12 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from hivegate.authn.ssrf import GuardedHTTPClient, check_url
 from hivegate.authserver.clients import AuthMethod, Client
 from hivegate.authserver.config import StaticClient
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.storage.base import KeyValueStore
 from hivegate.errors import ConfigError, FetchError, UnsafeURLError
+from hivegate.httpclient.guard import GuardedHTTPClient, check_url
+from hivegate.httpclient.loopback import is_loopback_host
 
 __all__ = ["ClientRegistry", "metadata_cache_ttl", "validate_redirect_uri"]
 
@@ -63,7 +64,6 @@ AUTH_METHODS: tuple[AuthMethod, ...] = ("none", "client_secret_basic", "client_s
 _URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 _TEXT_FIELDS = ("software_id", "software_version")
 _FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob", "about"})
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _NO_CACHE = re.compile(r"(?:^|,)\s*no-(?:store|cache)\s*(?:,|$)", re.IGNORECASE)
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
@@ -99,7 +99,7 @@ def validate_redirect_uri(uri: Any, where: str) -> str:
             raise refuse("must name a host")
         if parts.username is not None or parts.password is not None:
             raise refuse("must not contain user information")
-        if scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        if scheme == "http" and not is_loopback_host(parts.hostname):
             raise refuse("http is only allowed on loopback (127.0.0.1, [::1], localhost); use https")
         return uri
     if "." not in scheme:

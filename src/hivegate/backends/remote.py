@@ -20,6 +20,7 @@ from hivegate.backends.sse_parser import iter_events
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, CredentialRefused, SessionGone
+from hivegate.httpclient.streaming import CONNECT_TIMEOUT, streaming_session
 from hivegate.observe.exchange import TraceMeta
 from hivegate.outgoing.caller import current_caller
 from hivegate.outgoing.credentials import Credentials
@@ -74,7 +75,7 @@ class SseClientTransport:
         self._reason = "connection closed"
 
     async def open(self, on_message: MessageHandler) -> None:
-        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._client = streaming_session()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(on_message, ready))
         try:
@@ -177,7 +178,7 @@ class StreamableClientTransport:
         self._reason = "session ended"
 
     async def open(self, on_message: MessageHandler) -> None:
-        self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._client = streaming_session()
         self._on_message = on_message
 
     def _headers(self) -> dict[str, str]:
@@ -212,7 +213,7 @@ class StreamableClientTransport:
                 self._url,
                 data=orjson.dumps(message),
                 headers={**self._headers(), **_trace_headers(message)},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._timeout),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self._timeout),
                 allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -19,6 +19,7 @@ from hivegate.authn.config import AuthMode, OIDCConfig
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
+from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from hivegate.asgi.types import ASGIApp
@@ -37,10 +38,6 @@ def _derive_name(target: list[str], url: str | None) -> str:
         raw = os.path.basename(words[-1] if len(words) > 1 else words[0])
         raw = raw.rsplit(".", 1)[0] if raw.endswith((".py", ".js", ".mjs", ".ts")) else raw
     return _NAME.sub("-", raw.lower()).strip("-") or "mcp"
-
-
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _duration(value: str, flag: str) -> float:
@@ -286,7 +283,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             "drop --anonymous and --oidc-issuer/--oidc-audience/--oidc-jwks-url/--oidc-introspection-url"
         )
     mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) or embedded else "local")
-    if mode == "local" and not _is_loopback(args.host):
+    if mode == "local" and not is_loopback_host(args.host):
         raise ConfigError(
             f"--host {args.host} without --oidc-issuer would let anyone who can reach it act as the local user; "
             "configure OIDC, or pass --anonymous to accept unauthenticated callers explicitly"

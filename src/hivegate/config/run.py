@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from hivegate.authn.config import OIDCConfig
+from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from hivegate.vmcp.config import TokenExchange
@@ -63,4 +64,4 @@ class RunConfig:
 
     @property
     def loopback(self) -> bool:
-        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+        return is_loopback_host(self.host)

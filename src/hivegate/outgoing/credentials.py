@@ -25,11 +25,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.service import UPSTREAM_TRANSIENT
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.authserver.upstream.exchange import ClientAuth, request_tokens
 from hivegate.errors import AuthenticationError, BackendError
+from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.outgoing.caller import Caller
 
 __all__ = [

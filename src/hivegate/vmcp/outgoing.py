@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import ConfigError
+from hivegate.httpclient.guard import GuardedHTTPClient
+from hivegate.httpclient.loopback import uses_http
 from hivegate.outgoing.credentials import (
     ID_TOKEN_TYPE,
     Credentials,
@@ -38,8 +38,7 @@ def sts_http_client(cfg: VMCPConfig) -> GuardedHTTPClient:
     when a configured STS uses it (the config accepts http on loopback hosts only)."""
     urls = [s.token_url for s in (cfg.outgoing_auth.default, *cfg.outgoing_auth.backends.values())
             if isinstance(s, TokenExchange)]  # fmt: skip
-    allow_http = any(urlsplit(u).scheme == "http" for u in urls)
-    return GuardedHTTPClient(allow_http=allow_http, allow_private=True, timeout=10.0)
+    return GuardedHTTPClient(allow_http=uses_http(urls), allow_private=True, timeout=10.0)
 
 
 def backend_credentials(

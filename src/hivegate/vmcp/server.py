@@ -35,6 +35,7 @@ from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
 from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
+from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
@@ -232,7 +233,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         public_prefixes=prefixes,
         mcp_path=cfg.path,
         resource_url=resource_url,
-        loopback_only=cfg.host in ("127.0.0.1", "::1", "localhost"),
+        loopback_only=is_loopback_host(cfg.host),
         on_startup=tuple(startup),
         on_shutdown=tuple(shutdown),
         observers=observers,

@@ -6,7 +6,7 @@ import pytest
 from authn_idp import LocalIdP, run_idp
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.authn.introspection import RFC7662Introspector
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.core.ports import Authenticator
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError, ConfigError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

@@ -33,8 +33,8 @@ from hivegate.authn.introspection import (
     build_introspector,
 )
 from hivegate.authn.jwks import JWKSCache
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import AuthenticationError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ from joserfc.jwk import OctKey, RSAKey
 
 from hivegate.authn.jwks import JWKSCache, parse_jwks
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import AuthenticationError, FetchError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

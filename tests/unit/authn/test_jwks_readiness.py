@@ -24,7 +24,7 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache, StaticKeys
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.httpclient.guard import GuardedHTTPClient
 from support.backend import closed_port
 from support.webserver import serve_on_loopback
 

@@ -13,8 +13,8 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 import hivegate.authn.jwt as jwt_module
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier, looks_like_jwt
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import AuthenticationError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

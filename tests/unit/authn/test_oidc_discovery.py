@@ -5,12 +5,12 @@ from authn_idp import AUDIENCE, FakeClock, LocalIdP
 from joserfc.jwk import RSAKey
 
 import hivegate.authn.discovery as discovery_module
-import hivegate.authn.ssrf as ssrf_module
+import hivegate.httpclient.guard as ssrf_module
 from hivegate.authn.discovery import OIDCDiscovery, discovery_url
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.errors import AuthenticationError, FetchError, HivegateError, IssuerMismatchError, invalid_token
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from client_registry_support import DocumentServer, FakeClock
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import DEFAULT_SCOPES, StaticClient
 from hivegate.authserver.registration import ClientRegistry, metadata_cache_ttl
 from hivegate.authserver.storage.memory import MemoryStore
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,6 @@ import pytest
 from aiohttp import web
 from client_registry_support import DocumentServer, FakeClock
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver import registration
 from hivegate.authserver.config import DEFAULT_SCOPES, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.errors import OAuthError
@@ -24,6 +23,7 @@ from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
 from hivegate.authserver.service import AuthorizationServer, Params
 from hivegate.authserver.storage.memory import MemoryStore
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

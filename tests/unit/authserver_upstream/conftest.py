@@ -6,7 +6,7 @@ import pytest
 from joserfc.jwk import RSAKey
 from upstream_idp import FakeIdP, run_idp
 
-from hivegate.authn.ssrf import GuardedHTTPClient
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from upstream_idp import CLIENT_ID, CLIENT_SECRET, NONCE, REDIRECT_URI, FakeIdP
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.pkce import challenge_of, new_verifier
 from hivegate.authserver.upstream import (
@@ -21,6 +20,7 @@ from hivegate.authserver.upstream import (
     upstream_http_client,
 )
 from hivegate.errors import ConfigError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 pytestmark = pytest.mark.anyio
 

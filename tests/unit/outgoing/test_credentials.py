@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.upstream.base import UpstreamTokens
 from hivegate.core.principal import Principal
+from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.outgoing import Caller, ExchangedToken, LoginRequired, OutgoingAuthError, StaticHeader, UpstreamToken
 from hivegate.outgoing.credentials import caller_token, upstream_subject
 from support.backend import closed_port

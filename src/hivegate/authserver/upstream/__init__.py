@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import UpstreamConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamProvider, UpstreamTokens
 from hivegate.authserver.upstream.exchange import upstream_http_client
 from hivegate.authserver.upstream.idtoken import IDTokenValidator
 from hivegate.authserver.upstream.oauth2 import OAuth2Upstream
 from hivegate.authserver.upstream.oidc import OIDCUpstream
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 __all__ = [
     "IDTokenValidator",

@@ -8,7 +8,6 @@ failure or timeout is `temporarily_unavailable`. No message ever carries a token
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -19,10 +18,11 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import orjson
 
 from hivegate.authn.introspection import basic_auth
-from hivegate.authn.ssrf import DOCUMENT_MAX_BYTES, FetchResponse, GuardedHTTPClient
 from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.errors import FetchError, UnsafeURLError
+from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, FetchResponse, GuardedHTTPClient
+from hivegate.httpclient.loopback import is_secure_transport, uses_http
 
 __all__ = [
     "AuthMethod",
@@ -47,21 +47,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 def upstream_http_client(upstreams: Iterable[UpstreamConfig], *, timeout: float = 10.0) -> GuardedHTTPClient:
     """The guarded client for upstream calls: private addresses allowed (the URLs are the administrator's), http only
     when some configured URL uses it (the config accepts http on loopback hosts only)."""
-    urls = []
+    urls: list[str | None] = []
     for u in upstreams:
         urls += [u.issuer_url, u.authorization_endpoint, u.token_endpoint]
         urls.append(u.user_info.endpoint_url if u.user_info else None)
-    allow_http = any(url and urlsplit(url).scheme == "http" for url in urls)
-    return GuardedHTTPClient(allow_http=allow_http, allow_private=True, timeout=timeout)
+    return GuardedHTTPClient(allow_http=uses_http(urls), allow_private=True, timeout=timeout)
 
 
 def check_target(url: str, what: str) -> str:
     """`url` if it is https, or http on a loopback host; `server_error` otherwise (a discovered endpoint may not
     lower the transport the configuration allows)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if is_secure_transport(url):
         return url
     raise UpstreamError("server_error", f"the upstream's {what} is not an https URL")
 
@@ -231,12 +227,3 @@ def _expires_at(value: Any, clock: Callable[[], float]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         return None
     return clock() + float(value)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

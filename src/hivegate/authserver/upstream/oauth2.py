@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.authserver.upstream.exchange import (
@@ -28,6 +27,7 @@ from hivegate.authserver.upstream.exchange import (
     with_query,
 )
 from hivegate.errors import ConfigError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 __all__ = ["OAuth2Upstream"]
 

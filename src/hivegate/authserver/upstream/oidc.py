@@ -19,7 +19,6 @@ from typing import Any
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import verify_signature
-from hivegate.authn.ssrf import GuardedHTTPClient
 from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.authserver.upstream.exchange import (
@@ -33,6 +32,7 @@ from hivegate.authserver.upstream.exchange import (
 )
 from hivegate.authserver.upstream.idtoken import IDTokenValidator
 from hivegate.errors import ConfigError, FetchError, IssuerMismatchError, UnsafeURLError
+from hivegate.httpclient.guard import GuardedHTTPClient
 
 __all__ = ["OIDCUpstream"]
 

@@ -1,5 +1,6 @@
-"""The one network boundary of incoming authentication: every discovery, JWKS and introspection fetch goes through
-`GuardedHTTPClient`, which refuses server-side request forgery (OWASP SSRF prevention).
+"""The SSRF guard and the client behind it: every discovery, JWKS, introspection, client metadata document, upstream
+IdP and STS request goes through `GuardedHTTPClient`, which refuses server-side request forgery (OWASP SSRF
+prevention).
 
 Rules: https only (http when `allow_http`); the addresses a host name resolves to must be public unless
 `allow_private` or the host is in `private_hosts`. The address check runs inside the connector's resolver, on the very

@@ -5,8 +5,8 @@ import ipaddress
 import pytest
 from authn_idp import LocalIdP
 
-from hivegate.authn.ssrf import GuardedHTTPClient, check_url, is_public_address
 from hivegate.errors import FetchError, UnsafeURLError
+from hivegate.httpclient.guard import GuardedHTTPClient, check_url, is_public_address
 
 
 @pytest.mark.parametrize(
