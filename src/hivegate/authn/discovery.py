@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import FetchError, HivegateError, IssuerMismatchError, UnsafeURLError
 from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 
@@ -53,24 +54,24 @@ class OIDCDiscovery:
         self._sleep = sleep
         self._metadata: Mapping[str, Any] | None = None
         self._failure: tuple[float, HivegateError] | None = None
-        self._lock = asyncio.Lock()
+        self._fetches: SingleFlight[None, Mapping[str, Any]] = SingleFlight()
 
     async def metadata(self) -> Mapping[str, Any]:
         """The validated provider metadata. Raises `FetchError` (or `UnsafeURLError`) when it cannot be had."""
         if self._metadata is not None:
             return self._metadata
-        async with self._lock:
-            if self._metadata is not None:
-                return self._metadata
-            if self._failure is not None and self._clock() - self._failure[0] < self._retry_after:
-                raise self._failure[1]
-            try:
-                self._metadata = await self._fetch_with_retries()
-            except (FetchError, UnsafeURLError) as exc:
-                self._failure = (self._clock(), exc)
-                raise
-            self._failure = None
-            return self._metadata
+        if self._failure is not None and self._clock() - self._failure[0] < self._retry_after:
+            raise self._failure[1]
+        return await self._fetches.run(None, self._fetch_and_remember)
+
+    async def _fetch_and_remember(self) -> Mapping[str, Any]:
+        try:
+            self._metadata = await self._fetch_with_retries()
+        except (FetchError, UnsafeURLError) as exc:
+            self._failure = (self._clock(), exc)
+            raise
+        self._failure = None
+        return self._metadata
 
     async def jwks_uri(self) -> str:
         """The issuer's `jwks_uri` (section 3, REQUIRED)."""

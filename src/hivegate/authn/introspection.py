@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import logging
 import time
@@ -37,6 +36,7 @@ from hivegate.authn import claims as checks
 from hivegate.authn.cache import DeadlineCache, PrincipalCache
 from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
 from hivegate.core.principal import Principal
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import AuthenticationError, ConfigError, FetchError, UnsafeURLError, invalid_token
 from hivegate.httpclient.guard import INTROSPECTION_MAX_BYTES, FetchResponse, GuardedHTTPClient
 
@@ -92,7 +92,7 @@ class Introspector(ABC):
         self._clock = clock
         self._cache = PrincipalCache(cache_size, clock=clock)
         self._refused: DeadlineCache[bytes, str] = DeadlineCache(cache_size, clock=clock)  # digest -> description
-        self._inflight: dict[bytes, asyncio.Task[Principal | str]] = {}
+        self._checks: SingleFlight[bytes, Principal | str] = SingleFlight()
         self._slots = asyncio.Semaphore(max_concurrency)
 
     def cached(self, token: str) -> Principal | None:
@@ -115,21 +115,10 @@ class Introspector(ABC):
         key = hashlib.sha256(token.encode()).digest()
         outcome: Principal | str | None = self._refused.get(key)
         if outcome is None:
-            task = self._inflight.get(key)
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._check(token, key))
-                self._inflight[key] = task
-                task.add_done_callback(functools.partial(self._landed, key))
-            outcome = await asyncio.shield(task)
+            outcome = await self._checks.run(key, lambda: self._check(token, key))
         if isinstance(outcome, Principal):
             return outcome
         raise invalid_token(outcome)
-
-    def _landed(self, key: bytes, task: asyncio.Task[Principal | str]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here too, so a task whose callers all left is not reported as unhandled
 
     async def _check(self, token: str, key: bytes) -> Principal | str:
         """Ask the endpoint and check its answer: the principal (cached), or why the token is refused."""

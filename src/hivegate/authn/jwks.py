@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import FetchError, UnsafeURLError
 from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, GuardedHTTPClient
 
@@ -101,9 +102,7 @@ class JWKSCache:
         self._keys: dict[str, PublicKey] = {}
         self._loaded_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
-        self._lock = asyncio.Lock()
-        self._refresh: asyncio.Task[None] | None = None  # the background refresh of a stale set, while it runs
-        self._probe: asyncio.Task[None] | None = None  # the fetch a readiness probe started, while it runs
+        self._fetches: SingleFlight[None, None] = SingleFlight()  # one fetch at a time, joined by who needs it
         self._problem: str | None = None  # why the last fetch failed (None: it did not)
 
     async def get(self, kid: str) -> PublicKey | None:
@@ -114,15 +113,12 @@ class JWKSCache:
         """
         key = self._keys.get(kid)
         if key is not None:
-            if self._stale() and self._refresh is None and self._may_fetch():
-                self._refresh = asyncio.get_running_loop().create_task(self._refresh_stale())
+            if self._stale() and None not in self._fetches and self._may_fetch():
+                self._fetches.start(None, self._refresh_stale)
             return key
-        async with self._lock:
-            key = self._keys.get(kid)
-            if key is None and self._may_fetch():
-                await self._fetch_keeping_known_keys()
-                key = self._keys.get(kid)
-        return key
+        if None in self._fetches or self._may_fetch():
+            await self._fetches.run(None, self._fetch_keeping_known_keys)
+        return self._keys.get(kid)
 
     async def ready(self) -> str | None:
         """A readiness check: None when the set has been fetched and holds at least one usable key; otherwise why
@@ -131,10 +127,14 @@ class JWKSCache:
         (refreshing them is `get`'s business)."""
         if self._keys:
             return None
-        if self._probe is None and self._may_fetch():
-            self._probe = asyncio.get_running_loop().create_task(self._probe_fetch())
-        if self._probe is not None:
-            await asyncio.shield(self._probe)
+        if None in self._fetches or self._may_fetch():
+            try:
+                await self._fetches.run(None, self._fetch_keeping_known_keys)
+            except (FetchError, UnsafeURLError):
+                pass  # recorded in `_problem`
+            except Exception as exc:
+                logger.exception("JWKS fetch for a readiness probe failed")
+                self._problem = type(exc).__name__
         if self._keys:
             return None
         if self._problem is not None:
@@ -143,28 +143,11 @@ class JWKSCache:
             return "the JWKS holds no usable signing key"
         return "JWKS not fetched yet"
 
-    async def _probe_fetch(self) -> None:
-        try:
-            async with self._lock:
-                if not self._keys and self._may_fetch():  # a token's unknown kid may have fetched meanwhile
-                    await self._fetch_keeping_known_keys()
-        except (FetchError, UnsafeURLError):
-            pass  # recorded in `_problem`
-        except Exception as exc:  # nobody may await this task: report here rather than as an unretrieved exception
-            logger.exception("JWKS fetch for a readiness probe failed")
-            self._problem = type(exc).__name__
-        finally:
-            self._probe = None
-
     async def _refresh_stale(self) -> None:
         try:
-            async with self._lock:
-                if self._stale() and self._may_fetch():  # an unknown kid may have refetched while we waited
-                    await self._fetch_keeping_known_keys()
-        except Exception:  # nobody awaits this task: report here rather than as an unretrieved exception
+            await self._fetch_keeping_known_keys()
+        except Exception:  # nobody awaits this run: report here
             logger.exception("JWKS background refresh failed")
-        finally:
-            self._refresh = None
 
     async def _fetch_keeping_known_keys(self) -> None:
         try:

@@ -18,7 +18,8 @@ from typing import Any
 
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
-from hivegate.errors import HivegateError
+from hivegate.core.singleflight import SingleFlight
+from hivegate.errors import BackendError, HivegateError
 
 __all__ = ["SessionEntry", "SessionLimitError", "SessionRegistry"]
 
@@ -58,7 +59,7 @@ class SessionRegistry:
         self._max = max_sessions
         self._max_per_owner = max_per_owner
         self._entries: dict[str, SessionEntry] = {}
-        self._opening: dict[str, asyncio.Future[SessionEntry]] = {}
+        self._opening: SingleFlight[str, SessionEntry] = SingleFlight()
         self._reserved = 0
         self._reaper: asyncio.Task[None] | None = None
 
@@ -89,32 +90,30 @@ class SessionRegistry:
 
         Raises `SessionLimitError` when there is no room and `BackendError` when the backend cannot start.
         """
-        if session_id is not None:
-            existing = self.get(session_id, owner)
-            if existing is not None:
-                return existing
-            opening = self._opening.get(session_id)
-            if opening is not None:
-                return await asyncio.shield(opening)
+        if session_id is None:
+            return await self._start(owner, factory, name, request_timeout, secrets.token_urlsafe(24))
+        existing = self.get(session_id, owner)
+        if existing is not None:
+            return existing
+        entry = await self._opening.run(
+            session_id, lambda: self._start(owner, factory, name, request_timeout, session_id)
+        )
+        if entry.owner != owner:  # callers check ownership before opening a fixed id; never hand one over anyway
+            raise BackendError("the session belongs to another caller")
+        return entry
+
+    async def _start(
+        self, owner: str, factory: TransportFactory, name: str, request_timeout: float, session_id: str
+    ) -> SessionEntry:
         await self._make_room(owner)
-        future: asyncio.Future[SessionEntry] = asyncio.get_running_loop().create_future()
-        if session_id is not None:
-            self._opening[session_id] = future
         self._reserved += 1
         try:
             backend = BackendSession(factory, name=name, request_timeout=request_timeout, on_restart=self._on_restart)
             await backend.start()
-            entry = SessionEntry(session_id=session_id or secrets.token_urlsafe(24), owner=owner, backend=backend)
+            entry = SessionEntry(session_id=session_id, owner=owner, backend=backend)
             self._entries[entry.session_id] = entry
-            future.set_result(entry)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, and nobody may be waiting
-            raise
         finally:
             self._reserved -= 1
-            if session_id is not None:
-                self._opening.pop(session_id, None)
         self._start_reaper()
         return entry
 

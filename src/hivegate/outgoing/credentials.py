@@ -18,7 +18,6 @@ No token ever appears in an error message or a log line.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from typing import Protocol
 from hivegate.authserver.service import UPSTREAM_TRANSIENT
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.authserver.upstream.exchange import ClientAuth, request_tokens
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import AuthenticationError, BackendError
 from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.outgoing.caller import Caller
@@ -157,7 +157,7 @@ class ExchangedToken:
         self._header = header_name
         self._clock = clock
         self._cache: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
-        self._inflight: dict[bytes, asyncio.Future[tuple[str, float]]] = {}
+        self._exchanges: SingleFlight[bytes, tuple[str, float]] = SingleFlight()
         self.exchanges = 0  # requests made to the STS (for tests and metrics)
 
     def __repr__(self) -> str:
@@ -176,12 +176,7 @@ class ExchangedToken:
         if cached is not None and cached[1] - RENEW_BEFORE > self._clock():
             self._cache.move_to_end(key)  # least recently used goes first when the cache is full
             return cached[0]
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._exchange(subject_token))
-            self._inflight[key] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(key, None))
-        token, expires_at = await asyncio.shield(pending)
+        token, expires_at = await self._exchanges.run(key, lambda: self._exchange(subject_token))
         self._cache[key] = (token, expires_at)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:

@@ -35,6 +35,7 @@ from hivegate.core.jsonrpc import (
     RequestId,
     error_response,
 )
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import AuthenticationError, BackendError, CredentialRefused
 from hivegate.outgoing.credentials import OutgoingAuthError
 from hivegate.vmcp.catalog import BackendLists, Catalog
@@ -63,7 +64,7 @@ class VirtualTransport:
         self._closed = asyncio.Event()
         self._init: dict[str, Any] | None = None  # the client's initialize params
         self._backends: dict[str, BackendSession] = {}
-        self._opening: dict[str, asyncio.Future[BackendSession]] = {}
+        self._opening: SingleFlight[str, BackendSession] = SingleFlight()
         self._routes: dict[RequestId, str] = {}  # in-flight request id → backend
         self._relabel = itertools.count(1)
         self._asked: dict[str, tuple[str, RequestId]] = {}  # our id for a backend's request → (backend, its id)
@@ -91,8 +92,7 @@ class VirtualTransport:
         self._closed.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for future in self._opening.values():
-            future.cancel()
+        self._opening.cancel()
         sessions, self._backends = list(self._backends.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
@@ -315,21 +315,7 @@ class VirtualTransport:
         session = self._backends.get(backend)
         if session is not None:
             return session
-        opening = self._opening.get(backend)
-        if opening is not None:
-            return await asyncio.shield(opening)
-        future: asyncio.Future[BackendSession] = asyncio.get_running_loop().create_future()
-        self._opening[backend] = future
-        try:
-            session = await self._open(backend)
-            future.set_result(session)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it, and nobody may be waiting
-            raise
-        finally:
-            self._opening.pop(backend, None)
-        return session
+        return await self._opening.run(backend, lambda: self._open(backend))
 
     async def _open(self, backend: str) -> BackendSession:
         timeout = self._pool.timeout_for(backend)
