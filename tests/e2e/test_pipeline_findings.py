@@ -114,7 +114,7 @@ async def test_a_batch_reusing_an_id_is_refused_whole(front: Front, http: httpx.
             {"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
             {"jsonrpc": "2.0", "id": 7, "method": "prompts/list"},
         ]
-        answer = await session.request(batch)
+        answer = await session.request(batch, headers={"mcp-protocol-version": "2025-03-26"})
         assert error_of(answer) == (400, -32600, "Invalid Request: two requests of the batch have the id 7")
 
 
@@ -215,7 +215,7 @@ async def test_a_batch_answer_is_filtered_per_answer(front: Front, http: httpx.A
             {"jsonrpc": "2.0", "id": 7, "method": "tools/list"},
             {"jsonrpc": "2.0", "id": 8, "method": "prompts/list"},
         ]
-        answer = await session.request(batch)
+        answer = await session.request(batch, headers={"mcp-protocol-version": "2025-03-26"})  # the revision of batches
         assert answer.status == 200
         by_id = {reply["id"]: reply for reply in answer.message}
         assert tool_names(by_id[7]) == ALLOWED_TOOLS

@@ -127,9 +127,9 @@ class Answer:
 class RawSession:
     """One client session with a front, by hand-written HTTP requests."""
 
-    front: Front
-    http: httpx.AsyncClient
-    token: str
+    front: Front = field(repr=False)
+    http: httpx.AsyncClient = field(repr=False)
+    token: str = field(repr=False)
     session_id: str | None = None
     messages_url: str | None = None  # legacy SSE: where to POST
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
@@ -143,24 +143,31 @@ class RawSession:
         return headers
 
     async def post(
-        self, body: bytes | Any, headers: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
+        self, body: bytes | Any, headers: Sequence[tuple[str, str]] | Mapping[str, str | None] | None = None
     ) -> httpx.Response:
-        """POST `body` (bytes as they are, anything else as JSON) with the session's headers; `headers` as a list of
-        pairs adds them as sent (a name may repeat)."""
+        """POST `body` (bytes as they are, anything else as JSON) with the session's headers; `headers` as a mapping
+        replaces them (`None` leaves one out), as a list of pairs adds them as sent (a name may repeat)."""
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         url = self.messages_url or self.front.url
         pairs = list(self.headers({"content-type": "application/json"}).items())
         if isinstance(headers, Mapping):
-            pairs = [(k, v) for k, v in pairs if k not in headers] + list(headers.items())
+            pairs = [(k, v) for k, v in pairs if k not in headers]
+            pairs += [(k, v) for k, v in headers.items() if v is not None]
         elif headers is not None:
             pairs += list(headers)
         return await self.http.post(url, content=content, headers=pairs)
 
-    async def request(self, message: Mapping[str, Any] | bytes, *, timeout: float = 30) -> Answer:
+    async def request(
+        self,
+        message: Mapping[str, Any] | Sequence[Any] | bytes,
+        *,
+        headers: Mapping[str, str | None] | None = None,
+        timeout: float = 30,
+    ) -> Answer:
         """Send one message (or a batch, or raw bytes) and wait for the answer the client gets."""
         if isinstance(message, Mapping) and "id" in message and "method" not in message:
             raise ValueError("use post() for responses")
-        resp = await self.post(message)
+        resp = await self.post(message, headers)
         if self.messages_url is None or resp.status_code != 202:
             return Answer(resp.status_code, _body(resp))
         wanted = message.get("id") if isinstance(message, Mapping) else None

@@ -57,8 +57,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_inbound(receive: Receive, send: Send, limit: int) -> Inbound | None:
-    """Read a POST body (at most `limit` bytes) and parse it (the pipeline's parse-and-validate stage). On failure
+async def read_inbound(receive: Receive, send: Send, limit: int, revision: str) -> Inbound | None:
+    """Read a POST body (at most `limit` bytes) and parse it as sent under MCP `revision` (the pipeline's
+    parse-and-validate stage). On failure
     the error is already answered (413, or 400 with the JSON-RPC error) and None comes back; a client that left
     gets no answer."""
     try:
@@ -69,7 +70,7 @@ async def read_inbound(receive: Receive, send: Send, limit: int) -> Inbound | No
     except ClientGone:
         return None
     try:
-        return parse_body(body)
+        return parse_body(body, revision=revision)
     except InvalidMessage as exc:
         await send_json(send, exc.status, exc.answer())
         return None

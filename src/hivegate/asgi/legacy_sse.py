@@ -20,6 +20,7 @@ from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND, Message
 from hivegate.core.principal import Principal
+from hivegate.core.protocol import LEGACY_SSE_VERSION
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
 from hivegate.pipeline.answers import answer_filter
@@ -97,13 +98,9 @@ class LegacySSEFrontend:
         if entry is None or sink is None:
             await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
             return
-        inbound = await read_inbound(receive, send, self._max_body)
+        # this transport is revision 2024-11-05 whatever a header says, and predates batches: parsing refuses them
+        inbound = await read_inbound(receive, send, self._max_body, LEGACY_SSE_VERSION)
         if inbound is None:
-            return
-        if inbound.batch:  # batches came with revision 2025-03-26, after this transport was replaced
-            await send_jsonrpc_error(
-                send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: batches are not accepted on /messages"
-            )
             return
         message = inbound.messages[0]
         exchange = exchange_of(scope)

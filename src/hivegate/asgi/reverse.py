@@ -21,6 +21,7 @@ from hivegate.authz.gate import McpGate
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
+from hivegate.core.protocol import UNDECLARED_VERSION
 from hivegate.errors import AuthenticationError, InvalidMessage
 from hivegate.httpclient.pool import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
@@ -29,6 +30,7 @@ from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 from hivegate.pipeline.answers import answer_filter, might_carry_list
 from hivegate.pipeline.authorize import admit
 from hivegate.pipeline.events import EventIds
+from hivegate.pipeline.headers import protocol_revision
 from hivegate.pipeline.messages import parse_body
 
 __all__ = ["ReverseProxy"]
@@ -126,7 +128,7 @@ class ReverseProxy:
                 return
             try:
                 # the body goes on as bytes: parsing refuses what the backend could read otherwise than the policies
-                inbound = parse_body(body)
+                inbound = parse_body(body, revision=protocol_revision(scope["headers"], undeclared=UNDECLARED_VERSION))
             except InvalidMessage as exc:
                 await send_json(send, exc.status, exc.answer())
                 return

@@ -37,11 +37,12 @@ from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
 from hivegate.core.principal import Principal
-from hivegate.core.protocol import MODERN_VERSIONS, VERSION_META
+from hivegate.core.protocol import MODERN_VERSIONS, UNDECLARED_VERSION, VERSION_META
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import McpCall, exchange_of
 from hivegate.pipeline.answers import answer_filter
 from hivegate.pipeline.authorize import admit
+from hivegate.pipeline.headers import protocol_revision
 
 __all__ = ["SessionFrontend", "StreamableLimits"]
 
@@ -96,7 +97,8 @@ class SessionFrontend:
     # -- POST ------------------------------------------------------------------------------------------------------
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
-        inbound = await read_inbound(receive, send, self._limits.max_body)
+        revision = protocol_revision(scope["headers"], undeclared=UNDECLARED_VERSION)
+        inbound = await read_inbound(receive, send, self._limits.max_body, revision)
         if inbound is None:
             return
         exchange = exchange_of(scope)

@@ -17,7 +17,7 @@ from hivegate.core import jsonrpc
 from hivegate.core.protocol import SUPPORTED_VERSIONS
 from hivegate.errors import InvalidMessage
 
-__all__ = ["SINGLE_VALUED", "check_headers", "repeated_header"]
+__all__ = ["SINGLE_VALUED", "check_headers", "protocol_revision", "repeated_header"]
 
 SINGLE_VALUED: Final[Mapping[bytes, str]] = {  # ASGI's lower-case name → the name the spec spells
     b"mcp-session-id": "Mcp-Session-Id",
@@ -38,6 +38,15 @@ def repeated_header(headers: Iterable[tuple[bytes, bytes]]) -> InvalidMessage | 
                 )
             seen.add(name)
     return None
+
+
+def protocol_revision(headers: Iterable[tuple[bytes, bytes]], *, undeclared: str) -> str:
+    """The MCP revision a request declares in `MCP-Protocol-Version`, or `undeclared` when it declares none (the
+    front's default: 2025-03-26 on Streamable HTTP, as the spec says; 2024-11-05 on the legacy SSE transport)."""
+    for name, value in headers:
+        if name == b"mcp-protocol-version":
+            return value.decode("latin-1")
+    return undeclared
 
 
 def check_headers(headers: Iterable[tuple[bytes, bytes]]) -> InvalidMessage | None:

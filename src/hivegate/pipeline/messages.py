@@ -26,6 +26,7 @@ import orjson
 
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import Message, RequestId
+from hivegate.core.protocol import BATCH_VERSIONS
 from hivegate.errors import InvalidMessage
 
 __all__ = ["MAX_DEPTH", "Inbound", "depth_exceeds", "parse_body"]
@@ -56,8 +57,9 @@ class Inbound:
         return found if isinstance(found, str | int) else None
 
 
-def parse_body(body: bytes, *, max_depth: int = MAX_DEPTH) -> Inbound:
-    """The messages of `body`; raises `InvalidMessage` (HTTP 400, JSON-RPC -32700 or -32600) naming what is wrong."""
+def parse_body(body: bytes, *, revision: str, max_depth: int = MAX_DEPTH) -> Inbound:
+    """The messages of `body`, sent under MCP `revision`; raises `InvalidMessage` (HTTP 400, JSON-RPC -32700 or
+    -32600) naming what is wrong. A batch is refused unless `revision` has batches (2025-03-26 only)."""
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -73,7 +75,12 @@ def parse_body(body: bytes, *, max_depth: int = MAX_DEPTH) -> Inbound:
             jsonrpc.INVALID_REQUEST, f"Invalid Request: key {key[:64]!r} appears twice in one object", request_id
         )
     if isinstance(decoded, list):
-        return Inbound(_batch(decoded), True, body)
+        messages = _batch(decoded)
+        if revision not in BATCH_VERSIONS:
+            raise InvalidMessage(
+                jsonrpc.INVALID_REQUEST, f"Invalid Request: MCP revision {revision[:40]} has no batches"
+            )
+        return Inbound(messages, True, body)
     _check_one(decoded)
     return Inbound((decoded,), False, body)
 

@@ -6,12 +6,16 @@ import orjson
 import pytest
 
 from hivegate.errors import InvalidMessage
-from hivegate.pipeline.messages import MAX_DEPTH, parse_body
+from hivegate.pipeline.messages import MAX_DEPTH, Inbound, parse_body
 
 
-def refused(body: bytes) -> InvalidMessage:
+def parse(body: bytes, revision: str = "2025-03-26") -> Inbound:
+    return parse_body(body, revision=revision)
+
+
+def refused(body: bytes, revision: str = "2025-03-26") -> InvalidMessage:
     with pytest.raises(InvalidMessage) as info:
-        parse_body(body)
+        parse(body, revision)
     assert info.value.status == 400
     return info.value
 
@@ -23,12 +27,12 @@ def nested(depth: int) -> bytes:
 
 
 def test_a_request_a_notification_and_a_response_are_accepted() -> None:
-    inbound = parse_body(b'{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"a"}}')
+    inbound = parse(b'{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"a"}}')
     assert not inbound.batch
     assert inbound.first_id == "x"
     assert [m["method"] for m in inbound.requests] == ["tools/call"]
-    assert parse_body(b'{"jsonrpc":"2.0","method":"notifications/initialized"}').requests == []
-    assert parse_body(b'{"jsonrpc":"2.0","id":7,"result":{}}').requests == []
+    assert parse(b'{"jsonrpc":"2.0","method":"notifications/initialized"}').requests == []
+    assert parse(b'{"jsonrpc":"2.0","id":7,"result":{}}').requests == []
 
 
 @pytest.mark.parametrize(
@@ -49,13 +53,11 @@ def test_a_key_twice_in_one_object_is_refused_at_any_depth(body: bytes, key: str
 
 
 def test_the_same_key_in_two_objects_is_fine() -> None:
-    parse_body(
-        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"a":{"x":1},"b":{"x":1}}}}'
-    )
+    parse(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"a":{"x":1},"b":{"x":1}}}}')
 
 
 def test_nesting_up_to_the_limit_passes_and_one_more_is_refused() -> None:
-    parse_body(nested(MAX_DEPTH))
+    parse(nested(MAX_DEPTH))
     error = refused(nested(MAX_DEPTH + 1))
     assert (error.code, error.message) == (-32600, f"Invalid Request: nested deeper than {MAX_DEPTH}")
 
@@ -70,7 +72,7 @@ def test_absurd_nesting_is_a_clear_error_never_a_recursion_error(depth: int) -> 
 
 def test_many_brackets_inside_strings_are_not_nesting() -> None:
     text = "[" * 500
-    parse_body(
+    parse(
         orjson.dumps(
             {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "arguments": {"t": text}}}
         )
@@ -98,7 +100,7 @@ def test_a_batch_where_two_requests_share_an_id_is_refused() -> None:
 
 
 def test_a_batch_may_answer_the_server_with_an_id_a_request_also_uses() -> None:
-    inbound = parse_body(b'[{"jsonrpc":"2.0","id":7,"method":"tools/list"},{"jsonrpc":"2.0","id":7,"result":{}}]')
+    inbound = parse(b'[{"jsonrpc":"2.0","id":7,"method":"tools/list"},{"jsonrpc":"2.0","id":7,"result":{}}]')
     assert inbound.batch
     assert len(inbound.messages) == 2
     assert inbound.first_id is None
@@ -129,3 +131,16 @@ def test_malformed_bodies_get_the_json_rpc_code_that_names_the_problem(body: byt
 def test_an_invalid_single_request_names_its_id() -> None:
     assert refused(b'{"jsonrpc":"2.0","id":5,"method":3}').answer()["id"] == 5
     assert refused(b'{"id":6,"method":"ping"}').answer()["id"] == 6
+
+
+@pytest.mark.parametrize("revision", ["2024-11-05", "2025-06-18", "2025-11-25", "2026-07-28"])
+def test_a_batch_is_refused_under_a_revision_without_batches(revision: str) -> None:
+    error = refused(b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]', revision)
+    assert error.answer()["error"] == {
+        "code": -32600,
+        "message": f"Invalid Request: MCP revision {revision} has no batches",
+    }
+
+
+def test_a_batch_is_accepted_under_2025_03_26() -> None:
+    assert parse(b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]', "2025-03-26").batch
