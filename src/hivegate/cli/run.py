@@ -23,7 +23,7 @@ from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from hivegate.asgi.types import ASGIApp
-    from hivegate.vmcp.config import TokenExchange
+    from hivegate.vmcp.spec import TokenExchange
 
 __all__ = ["config_from_args", "run_command", "serve_config"]
 
@@ -205,7 +205,7 @@ def _token_exchange(args: argparse.Namespace, mode: AuthMode, embedded: bool) ->
     """`--token-exchange-*`: the remote backend's credential, exchanged per call (RFC 8693)."""
     if args.token_exchange_url is None:
         return None
-    from hivegate.vmcp.config import TOKEN_TYPES, TokenExchange, secure_url
+    from hivegate.vmcp.spec import TOKEN_TYPES, TokenExchange, secure_url
 
     url = secure_url(args.token_exchange_url, "--token-exchange-url")
     provider = args.token_exchange_subject_provider

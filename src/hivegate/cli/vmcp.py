@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hivegate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hivegate.vmcp.config import VMCPConfig
+    from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["add_vmcp_parser", "starter_config", "vmcp_command"]
 
@@ -107,8 +107,8 @@ def starter_config() -> str:
 
 def load_config(args: argparse.Namespace) -> VMCPConfig:
     """The config named by `--config` or `-f` (`ConfigError` names what is wrong)."""
-    from hivegate.vmcp.config import load_vmcp_config
     from hivegate.vmcp.manifests import load_manifests
+    from hivegate.vmcp.spec import load_vmcp_config
 
     if args.config is not None:
         if args.name is not None:

@@ -9,7 +9,7 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
-    from hivegate.vmcp.config import TokenExchange
+    from hivegate.vmcp.spec import TokenExchange
 
 __all__ = ["ProxyMode", "RunConfig", "Transport"]
 

@@ -6,7 +6,7 @@ manifests (`hivegate.vmcp.manifests.load_manifests`); both give a `VMCPConfig`.
 
 from __future__ import annotations
 
-from hivegate.vmcp.config import (
+from hivegate.vmcp.spec import (
     Aggregation,
     BackendAuthStrategy,
     BackendConfig,

@@ -24,7 +24,7 @@ Names are part of authorization (policies name them, calls route by them):
   winner that calls and permits for that name would reach;
 - a name, once advertised, never moves to another backend while the gateway runs (`Owners`);
 - backends whose prefixes begin one another (`github_` and `github_enterprise_`) are refused when the configuration
-  is loaded (`vmcp.config.check_prefixes`).
+  is loaded (`vmcp.spec.check_prefixes`).
 
 Resources keep their URIs (a URI is global): a URI offered twice goes to the first backend in priority (or
 configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name.
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hivegate.errors import ConfigError
-from hivegate.vmcp.config import Aggregation, WorkloadTools
+from hivegate.vmcp.spec import Aggregation, WorkloadTools
 
 __all__ = ["BackendLists", "Catalog", "ConflictError", "Owners", "Route", "build_catalog", "name_problem"]
 

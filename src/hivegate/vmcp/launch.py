@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from hivegate.errors import BackendError
-from hivegate.vmcp.config import BackendConfig
+from hivegate.vmcp.spec import BackendConfig
 
 __all__ = ["Launched", "container_argv", "launched_for"]
 

@@ -75,7 +75,7 @@ from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret
 from hivegate.authz.config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
-from hivegate.vmcp.config import (
+from hivegate.vmcp.spec import (
     BackendAuthStrategy,
     BackendConfig,
     ContainerSpec,

@@ -18,7 +18,7 @@ from hivegate.outgoing.credentials import (
     caller_token,
     upstream_subject,
 )
-from hivegate.vmcp.config import (
+from hivegate.vmcp.spec import (
     BackendConfig,
     HeaderInjection,
     TokenExchange,

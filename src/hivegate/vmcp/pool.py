@@ -30,8 +30,8 @@ from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, ConfigError
 from hivegate.observe.health import tcp_reachable
 from hivegate.vmcp.catalog import BackendLists, Catalog, Owners, build_catalog
-from hivegate.vmcp.config import VMCPConfig
 from hivegate.vmcp.launch import Launched
+from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["BackendPool", "BackendStatus", "CatalogListener"]
 

@@ -39,11 +39,11 @@ from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
-from hivegate.vmcp.config import BackendConfig, VMCPConfig
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
+from hivegate.vmcp.spec import BackendConfig, VMCPConfig
 
 if TYPE_CHECKING:
     from hivegate.authserver.build import EmbeddedAuthServer

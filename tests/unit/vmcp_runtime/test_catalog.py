@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hivegate.vmcp.catalog import BackendLists, ConflictError, Owners, Route, build_catalog, template_matcher
-from hivegate.vmcp.config import Aggregation, ToolOverride, WorkloadTools
+from hivegate.vmcp.spec import Aggregation, ToolOverride, WorkloadTools
 
 
 def tools(*names: str) -> tuple[dict[str, Any], ...]:

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from hivegate.errors import BackendError
-from hivegate.vmcp.config import BackendConfig, ContainerSpec
 from hivegate.vmcp.launch import Launched, container_argv, launched_for
+from hivegate.vmcp.spec import BackendConfig, ContainerSpec
 from support.backend import closed_port, free_port
 
 pytestmark = pytest.mark.anyio

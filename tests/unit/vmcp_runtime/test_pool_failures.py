@@ -20,7 +20,9 @@ from hivegate.core.principal import Principal
 from hivegate.errors import BackendError, CredentialRefused
 from hivegate.outgoing.caller import Caller, current_caller
 from hivegate.outgoing.credentials import OutgoingAuthError
-from hivegate.vmcp.config import (
+from hivegate.vmcp.pool import BackendPool
+from hivegate.vmcp.session import VirtualTransport
+from hivegate.vmcp.spec import (
     BackendConfig,
     CircuitBreaker,
     FailureHandling,
@@ -28,8 +30,6 @@ from hivegate.vmcp.config import (
     Operational,
     VMCPConfig,
 )
-from hivegate.vmcp.pool import BackendPool
-from hivegate.vmcp.session import VirtualTransport
 
 pytestmark = pytest.mark.anyio
 

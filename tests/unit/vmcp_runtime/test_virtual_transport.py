@@ -15,9 +15,9 @@ from hivegate.authn.config import OIDCConfig
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler, Transport
 from hivegate.core.jsonrpc import Message
-from hivegate.vmcp.config import BackendConfig, FailureHandling, IncomingAuth, Operational, VMCPConfig
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
+from hivegate.vmcp.spec import BackendConfig, FailureHandling, IncomingAuth, Operational, VMCPConfig
 
 pytestmark = pytest.mark.anyio
 
