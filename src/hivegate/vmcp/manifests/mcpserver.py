@@ -1,0 +1,142 @@
+"""The backends of a `VirtualMCPServer`: each `MCPServer` of its group becomes a `BackendConfig`.
+
+This module holds `MCPServerMixin`, which reads one `MCPServer` (the command annotation, `spec.url`, or `spec.image`
+run with Docker or Podman, and the environment it gets), and the annotations that steer it.
+
+How an `MCPServer` becomes a backend, first match wins:
+1. annotation `hivegate.dev/command: "<command line>"` (split like a shell would, no shell run): hivegate starts it.
+   With `hivegate.dev/transport` stdio (the default) it speaks MCP on stdin/stdout; with `sse` or
+   `streamable-http` it must listen on `spec.url`.
+2. `spec.url`: a server that is already running (`spec.transport` sse, else streamable-http).
+3. `spec.image`: needs `docker` (or else `podman`) on PATH. stdio (`spec.transport`, default stdio) becomes the
+   stdio backend `docker run -i --rm [-e NAME …] <image> <spec.args>`; sse / streamable-http becomes a container
+   backend (`ContainerSpec`) serving on `spec.mcpPort` (else `targetPort`, `port`, 8080), published on a port the
+   runtime picks. With neither runtime, loading fails naming the resource and these alternatives.
+`spec.env[{name, value}]` and `spec.secrets[{name, key, targetEnvName}]` become the process environment (passed to
+the container as `-e NAME`, never on the command line). The fields that configure ToolHive's per-server proxy and pod
+are accepted and not applied locally, because the vMCP talks to the server directly: `oidcConfig`, `oidcConfigRef`,
+`authzConfig`, `audit`, `telemetry`, `permissionProfile`, `resources`, `podTemplateSpec`, ports and the like. Put
+authentication and Cedar policies on the `VirtualMCPServer`. `toolConfigRef` is not supported yet.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+from hivegate.authserver.secrets import parse_secret_ref
+from hivegate.config.reader import Reader
+from hivegate.errors import ConfigError
+from hivegate.vmcp.manifests.documents import BuilderBase, Doc
+from hivegate.vmcp.spec import BackendConfig, ContainerSpec, backend_name, http_transport, http_url
+
+__all__ = ["COMMAND_ANNOTATION", "TRANSPORT_ANNOTATION", "MCPServerMixin", "command_line_of"]
+
+COMMAND_ANNOTATION = "hivegate.dev/command"
+TRANSPORT_ANNOTATION = "hivegate.dev/transport"
+_SERVER_PROXY_ONLY = ("oidcConfig", "oidcConfigRef", "authzConfig", "audit", "telemetry", "telemetryConfigRef",
+                      "permissionProfile", "resources", "podTemplateSpec", "resourceOverrides", "serviceAccount",
+                      "port", "targetPort", "proxyPort", "mcpPort", "proxyMode", "volumes", "trustProxyHeaders",
+                      "authServerRef", "webhookConfigRef", "replicas", "backendReplicas", "sessionStorage",
+                      "rateLimiting", "endpointPrefix", "sessionAffinity", "imagePullSecrets")  # fmt: skip
+
+
+class MCPServerMixin(BuilderBase):
+    """Turns an `MCPServer` into a backend: started by hivegate, reached at its URL, or run in a container."""
+
+    def _backend(self, doc: Doc) -> BackendConfig:
+        s = Reader(doc.spec, f"{doc.origin}: spec")
+        for key in _SERVER_PROXY_ONLY:
+            s.get(key)
+        s.get("groupRef")
+        s.get("externalAuthConfigRef")  # read by _outgoing
+        if s.get("toolConfigRef") is not None:
+            raise ConfigError(f"{s.at('toolConfigRef')}: MCPToolConfig is not supported yet; use aggregation.tools")
+        name = backend_name(doc.name, f"{doc.origin}: metadata.name")
+        url, image, transport = s.text("url"), s.text("image"), s.text("transport")
+        env = self._environment(s) if command_line_of(doc) is not None or not url else _skip(s, "env", "secrets")
+        args = tuple(s.strings("args"))
+        annotations = doc.annotations
+        command_line = command_line_of(doc)
+        backend: BackendConfig
+        if command_line is not None:
+            where = f"{doc.origin}: metadata.annotations.{COMMAND_ANNOTATION}"
+            try:
+                argv = shlex.split(command_line) if isinstance(command_line, str) else []
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if not argv:
+                raise ConfigError(f"{where}: must be a command line")
+            how = annotations.get(TRANSPORT_ANNOTATION) or "stdio"
+            if how == "stdio":
+                if url:
+                    raise ConfigError(f"{s.at('url')}: not used with a stdio {COMMAND_ANNOTATION}")
+                backend = BackendConfig(name, "stdio", command=argv[0], args=tuple(argv[1:]), env=env)
+            else:
+                at = f"{doc.origin}: metadata.annotations.{TRANSPORT_ANNOTATION}"
+                if not url:
+                    raise ConfigError(f"{s.at('url')}: required: where the {how} server started by the command listens")
+                backend = BackendConfig(
+                    name, http_transport(str(how), at), url=http_url(url, s.at("url")), command=argv[0],
+                    args=tuple(argv[1:]), env=env,
+                )  # fmt: skip
+        elif url:
+            backend = BackendConfig(name, http_transport(transport, s.at("transport")), url=http_url(url, s.at("url")))
+        elif image:
+            backend = self._container(doc, s, image, transport or "stdio", args, env)
+        else:
+            raise ConfigError(f"{s.at('image')}: required (or spec.url, or the annotation {COMMAND_ANNOTATION})")
+        s.done()
+        return backend
+
+    @staticmethod
+    def _container(
+        doc: Doc, s: Reader, image: str, transport: str, args: tuple[str, ...], env: Mapping[str, str]
+    ) -> BackendConfig:
+        runtime = shutil.which("docker") or shutil.which("podman")
+        if runtime is None:
+            raise ConfigError(
+                f"{s.at('image')}: running {image!r} needs docker or podman on PATH, and neither was found; "
+                f"set spec.url to where the server already runs, or the annotation {COMMAND_ANNOTATION} to a local "
+                "command that starts it"
+            )
+        if transport == "stdio":
+            flags = [x for key in env for x in ("-e", key)]
+            return BackendConfig(
+                doc.name, "stdio", command=runtime, args=("run", "-i", "--rm", *flags, image, *args), env=env
+            )
+        port = next((s.get(k) for k in ("mcpPort", "targetPort", "port") if s.get(k) is not None), 8080)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ConfigError(f"{s.where}: the server's port must be a number between 1 and 65535, got {port!r}")
+        container = ContainerSpec(runtime, image, port, args, env)
+        return BackendConfig(doc.name, http_transport(transport, s.at("transport")), container=container)
+
+    def _environment(self, s: Reader) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for i, item in enumerate(s.items("env")):
+            e = Reader(item, f"{s.at('env')}[{i}]")
+            if e.get("valueFrom") is not None:
+                raise ConfigError(f"{e.at('valueFrom')}: not supported; use spec.secrets for Secret values")
+            env[e.text("name", required=True)] = e.text("value")
+            e.done()
+        for i, item in enumerate(s.items("secrets")):
+            at = f"{s.at('secrets')}[{i}]"
+            e = Reader(item, at)
+            ref = {"name": e.text("name", required=True), "key": e.text("key", required=True)}
+            env[e.text("targetEnvName") or ref["key"]] = self._resolver.resolve_text(parse_secret_ref(ref, at), at)
+            e.done()
+        return env
+
+
+def command_line_of(doc: Doc) -> Any:
+    """The `hivegate.dev/command` annotation, or None."""
+    return doc.annotations.get(COMMAND_ANNOTATION)
+
+
+def _skip(r: Reader, *keys: str) -> dict[str, str]:
+    """Mark keys as read that mean nothing for this backend (the environment of a server hivegate does not start)."""
+    for key in keys:
+        r.get(key)
+    return {}
