@@ -38,8 +38,8 @@ from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of
 from hivegate.authserver.revocation import RECHECK, Revocations
 from hivegate.authserver.service import AuthorizationServer, Params, Redirect
-from hivegate.authserver.storage.sqlite import SQLiteStore
 from hivegate.authserver.upstream.base import UpstreamIdentity, UpstreamTokens
+from hivegate.storage.sqlite import SQLiteStore
 
 BENCH_DIR = Path(__file__).resolve().parent
 VERIFIER = "v" * 64

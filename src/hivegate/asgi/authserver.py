@@ -20,8 +20,8 @@ from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.pages import PAGE_HEADERS, consent_page, error_page
 from hivegate.authserver.service import AuthorizationServer, Consent, ErrorPage, Params, Redirect
-from hivegate.authserver.storage.base import StorageError
 from hivegate.core import jsonrpc
+from hivegate.storage.base import StorageError
 
 __all__ = ["AuthServerRoutes"]
 

@@ -14,10 +14,10 @@ from hivegate.authserver.config import AuthServerConfig, load_auth_server_config
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
 from hivegate.authserver.service import AuthorizationServer
-from hivegate.authserver.storage import open_store
 from hivegate.authserver.upstream import build_upstream, upstream_http_client
 from hivegate.config.paths import state_dir
 from hivegate.httpclient.guard import GuardedHTTPClient
+from hivegate.storage import open_store
 
 __all__ = ["EmbeddedAuthServer", "build_embedded_auth_server", "embedded_auth_server"]
 

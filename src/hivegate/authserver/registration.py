@@ -34,10 +34,10 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from hivegate.authserver.clients import AuthMethod, Client
 from hivegate.authserver.config import StaticClient
 from hivegate.authserver.errors import OAuthError
-from hivegate.authserver.storage.base import KeyValueStore
 from hivegate.errors import ConfigError, FetchError, UnsafeURLError
 from hivegate.httpclient.guard import GuardedHTTPClient, check_url
 from hivegate.httpclient.loopback import is_loopback_host
+from hivegate.storage.base import KeyValueStore
 
 __all__ = ["ClientRegistry", "metadata_cache_ttl", "validate_redirect_uri"]
 

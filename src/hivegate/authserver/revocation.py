@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from hivegate.authserver.storage.base import KeyValueStore, StorageError
+from hivegate.storage.base import KeyValueStore, StorageError
 
 __all__ = ["FAMILY_CLAIM", "RECHECK", "Revocations"]
 

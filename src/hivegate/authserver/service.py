@@ -34,8 +34,8 @@ from hivegate.authserver.exchange_grant import TOKEN_EXCHANGE_GRANT, TokenExchan
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of, new_verifier, random_id, valid_challenge, verifier_matches
 from hivegate.authserver.revocation import FAMILY_CLAIM, Revocations
-from hivegate.authserver.storage.base import KeyValueStore, Record
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamProvider, UpstreamTokens
+from hivegate.storage.base import KeyValueStore, Record
 
 __all__ = [
     "REFRESH_GRACE",

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hivegate.authserver.storage.base import KeyValueStore, StorageError
+from hivegate.storage.base import KeyValueStore, StorageError
 
 __all__ = ["SharedSession", "SharedSessions"]
 

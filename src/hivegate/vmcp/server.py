@@ -22,7 +22,6 @@ from hivegate.asgi.http import send_bytes, send_json
 from hivegate.asgi.streamable import SessionFrontend
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authn.authenticators import build_authenticator
-from hivegate.authserver.storage.base import StorageError
 from hivegate.authz.config import AuthzConfig
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
@@ -39,6 +38,7 @@ from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
+from hivegate.storage.base import StorageError
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.pool import BackendPool
@@ -248,7 +248,7 @@ def _shared_sessions(cfg: VMCPConfig) -> SharedSessions | None:
     url = storage.redis_url
     if url is None:
         return None
-    from hivegate.authserver.storage.redis import RedisStore
+    from hivegate.storage.redis import RedisStore
 
     if storage.password is not None:
         parts = urlsplit(url)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from client_registry_support import DocumentServer, FakeClock, serve_documents
 
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.httpclient.guard import GuardedHTTPClient
+from hivegate.storage.memory import MemoryStore
 from support.tls import make_ca_and_server_cert
 
 

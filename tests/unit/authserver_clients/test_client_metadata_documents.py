@@ -14,8 +14,8 @@ from client_registry_support import DocumentServer, FakeClock
 
 from hivegate.authserver.config import DEFAULT_SCOPES, StaticClient
 from hivegate.authserver.registration import ClientRegistry, metadata_cache_ttl
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.httpclient.guard import GuardedHTTPClient
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

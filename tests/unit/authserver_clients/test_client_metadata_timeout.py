@@ -22,8 +22,8 @@ from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
 from hivegate.authserver.service import AuthorizationServer, Params
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.httpclient.guard import GuardedHTTPClient
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from client_registry_support import FakeClock
 from hivegate.authserver.config import DEFAULT_SCOPES
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.registration import ClientRegistry
-from hivegate.authserver.storage.memory import MemoryStore
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from client_registry_support import FakeClock
 from hivegate.authserver.config import DEFAULT_SCOPES, StaticClient
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.registration import ClientRegistry
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.errors import ConfigError
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

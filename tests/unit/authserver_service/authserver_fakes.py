@@ -15,9 +15,9 @@ from hivegate.authserver.clients import Client
 from hivegate.authserver.config import AuthServerConfig, IdentityCheck, Lifespans, UpstreamConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params, Redirect
-from hivegate.authserver.storage.base import KeyValueStore
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.authserver.upstream.base import UpstreamIdentity, UpstreamTokens
+from hivegate.storage.base import KeyValueStore
+from hivegate.storage.memory import MemoryStore
 
 ISSUER = "https://mcp.example.com"
 RESOURCE = "https://mcp.example.com/mcp"

@@ -17,8 +17,8 @@ from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of
 from hivegate.authserver.service import REFRESH_GRACE, AuthorizationServer, Consent, ErrorPage, Params, Redirect
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

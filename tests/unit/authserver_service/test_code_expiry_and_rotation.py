@@ -12,8 +12,8 @@ from hivegate.authn.jwt import JWTVerifier
 from hivegate.authserver.config import Lifespans
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.errors import AuthenticationError
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

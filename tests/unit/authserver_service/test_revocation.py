@@ -9,8 +9,8 @@ import anyio
 import pytest
 
 from hivegate.authserver.revocation import FAMILY_CLAIM, RECHECK, Revocations
-from hivegate.authserver.storage.base import StorageError
-from hivegate.authserver.storage.memory import MemoryStore
+from hivegate.storage.base import StorageError
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

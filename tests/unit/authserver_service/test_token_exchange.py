@@ -18,8 +18,8 @@ from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT, AuthServerConfig, L
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

@@ -21,13 +21,13 @@ from aiohttp import web
 from hivegate.authserver.config import AuthServerConfig, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import UPSTREAM_TRANSIENT, AuthorizationServer
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.authserver.upstream.oauth2 import OAuth2Upstream
 from hivegate.core.principal import Principal
 from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.outgoing import Caller, LoginRequired, OutgoingAuthError, UpstreamToken
 from hivegate.outgoing.credentials import upstream_subject
+from hivegate.storage.memory import MemoryStore
 from support.webserver import serve_on_loopback
 
 pytestmark = pytest.mark.anyio

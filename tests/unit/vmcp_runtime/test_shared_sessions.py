@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hivegate.authserver.storage.base import Record, StorageError
-from hivegate.authserver.storage.memory import MemoryStore
 from hivegate.backends.shared_sessions import ENDED_RECHECK, SharedSession, SharedSessions
 from hivegate.backends.shared_sessions import _key as _digest
+from hivegate.storage.base import Record, StorageError
+from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from hivegate.authserver.storage.base import Record, StorageError
+from hivegate.storage.base import Record, StorageError
 
 __all__ = ["check_namespace", "check_ttl", "decode", "encode"]
 

@@ -8,7 +8,7 @@ operations its security properties rest on.
 Records are JSON objects (`dict[str, Any]`); keys are strings chosen by the caller (hashes, never raw secrets).
 An expired record is absent for every operation. Implementations: `memory` (one process), `sqlite` (a file: survives
 restarts; the embedded default), `redis` (shared by replicas). They all pass one contract suite
-(`tests/unit/authserver/storage_contract.py`).
+(`tests/unit/storage/storage_contract.py`).
 """
 
 from __future__ import annotations

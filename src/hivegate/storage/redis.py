@@ -19,8 +19,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from hivegate.authserver.storage._records import check_namespace, check_ttl, decode, encode
-from hivegate.authserver.storage.base import Record, StorageError
+from hivegate.storage._records import check_namespace, check_ttl, decode, encode
+from hivegate.storage.base import Record, StorageError
 
 __all__ = ["RedisStore"]
 

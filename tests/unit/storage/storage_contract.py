@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from hivegate.authserver.storage import KeyValueStore, Record, StorageError
+from hivegate.storage import KeyValueStore, Record, StorageError
 
 NS = "codes"
 OTHER_NS = "refresh"

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from storage_contract import NS, StoreContract, until_absent
 
-from hivegate.authserver.storage import MemoryStore
+from hivegate.storage import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

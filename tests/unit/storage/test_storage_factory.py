@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import hivegate.authserver.storage as storage
-from hivegate.authserver.storage import MemoryStore, RedisStore, SQLiteStore, open_store
+import hivegate.storage as storage
+from hivegate.storage import MemoryStore, RedisStore, SQLiteStore, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,7 @@ def test_open_store_refuses_what_it_cannot_build(kind: str, arguments: dict[str,
 def test_redis_is_imported_only_for_a_redis_store(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from hivegate.authserver.storage import open_store\n"
+        "from hivegate.storage import open_store\n"
         f"open_store('sqlite', path={str(tmp_path / 'auth.db')!r})\n"
         "open_store('memory')\n"
         "assert 'redis' not in sys.modules, 'redis imported early'\n"

@@ -1,4 +1,5 @@
-"""Storage for the embedded authorization server: one interface (`KeyValueStore`), three implementations.
+"""Storage for the embedded authorization server and the vMCP shared sessions: one interface (`KeyValueStore`),
+three implementations.
 
 `open_store(kind, ...)` builds one from configuration: `memory`, `sqlite` (a file; the default) or `redis` (shared by
 replicas). Only `redis` needs the redis package, imported when asked for.
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hivegate.authserver.storage.base import KeyValueStore, Record, StorageError
-from hivegate.authserver.storage.memory import MemoryStore
-from hivegate.authserver.storage.sqlite import SQLiteStore
+from hivegate.storage.base import KeyValueStore, Record, StorageError
+from hivegate.storage.memory import MemoryStore
+from hivegate.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from hivegate.authserver.storage.redis import RedisStore
+    from hivegate.storage.redis import RedisStore
 
 __all__ = ["KeyValueStore", "MemoryStore", "Record", "RedisStore", "SQLiteStore", "StorageError", "open_store"]
 
@@ -44,7 +45,7 @@ def open_store(
 
 def _redis_store_class() -> type[RedisStore]:
     try:
-        from hivegate.authserver.storage.redis import RedisStore
+        from hivegate.storage.redis import RedisStore
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] == "redis":
             raise ImportError("the redis store needs the redis package: pip install 'redis>=5.0.1'") from exc

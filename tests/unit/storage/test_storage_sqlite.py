@@ -13,8 +13,8 @@ import anyio
 import pytest
 from storage_contract import NS, StoreContract, until_absent
 
-from hivegate.authserver.storage import SQLiteStore, StorageError
-from hivegate.authserver.storage import sqlite as sqlite_module
+from hivegate.storage import SQLiteStore, StorageError
+from hivegate.storage import sqlite as sqlite_module
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +149,7 @@ async def test_two_stores_on_one_file_share_records_and_race_add(tmp_path: Path)
 
 RACER = """
 import asyncio, json, sys
-from hivegate.authserver.storage import SQLiteStore
+from hivegate.storage import SQLiteStore
 
 async def main(path: str, keys: int) -> None:
     store = SQLiteStore(path)

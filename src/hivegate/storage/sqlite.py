@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from hivegate.authserver.storage._records import check_namespace, check_ttl, decode, encode
-from hivegate.authserver.storage.base import Record, StorageError
+from hivegate.storage._records import check_namespace, check_ttl, decode, encode
+from hivegate.storage.base import Record, StorageError
 
 __all__ = ["SQLiteStore"]
 

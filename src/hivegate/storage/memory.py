@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from hivegate.authserver.storage._records import check_namespace, check_ttl, decode, encode
-from hivegate.authserver.storage.base import Record, StorageError
+from hivegate.storage._records import check_namespace, check_ttl, decode, encode
+from hivegate.storage.base import Record, StorageError
 
 __all__ = ["MemoryStore"]
 

@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from storage_contract import NS, StoreContract, until_absent
 
-from hivegate.authserver.storage import RedisStore, StorageError
+from hivegate.storage import RedisStore, StorageError
 from support.backend import closed_port
 from support.redis_server import RedisServer, start_redis
 
