@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from client_registry_support import DocumentServer, FakeClock
 
-from hivegate.authserver import registration
+from hivegate.authserver import client_metadata
 from hivegate.authserver.config import DEFAULT_SCOPES, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
@@ -35,7 +35,7 @@ QUICK = 2.0  # a refusal must come well before the server would have answered
 
 @pytest.fixture(autouse=True)
 def short_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registration, "METADATA_TIMEOUT", LIMIT)
+    monkeypatch.setattr(client_metadata, "METADATA_TIMEOUT", LIMIT)
 
 
 @pytest.fixture
