@@ -357,7 +357,7 @@ async def test_a_revoked_login_cannot_be_exchanged_and_its_exchanged_tokens_go_w
     import hashlib
 
     from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
-    from hivegate.authserver.exchange_grant import ACCESS_TOKEN_TYPE
+    from hivegate.authserver.grants.token_exchange import ACCESS_TOKEN_TYPE
 
     sts = Client("sts-1", (), "static", token_endpoint_auth_method="client_secret_basic",
                  secret_hash=hashlib.sha256(b"s3cret").hexdigest(), grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
@@ -387,7 +387,7 @@ def sts_client() -> Client:
 
 def exchange_form(subject_token: str) -> Params:
     from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
-    from hivegate.authserver.exchange_grant import ACCESS_TOKEN_TYPE
+    from hivegate.authserver.grants.token_exchange import ACCESS_TOKEN_TYPE
 
     return Params.of(grant_type=TOKEN_EXCHANGE_GRANT, subject_token=subject_token,
                      subject_token_type=ACCESS_TOKEN_TYPE, audience=RESOURCE)  # fmt: skip
