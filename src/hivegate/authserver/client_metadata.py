@@ -5,7 +5,7 @@ document at that URL. `ClientRegistry` asks it for such a client id when it is n
 Documents are fetched through the SSRF guard (https only, public addresses only unless `allow_private`, 5 s, at most
 5 KB, redirects not followed) and cached in store namespace `cimd` for their `Cache-Control: max-age` clamped to
 [60 s, 24 h] (1 h without one); a URL that failed is not fetched again for 30 s. Callers asking for the same document
-at the same time share one fetch (`_inflight`), and at most `MAX_METADATA_FETCHES` distinct documents are fetched at
+at the same time share one fetch (`_fetches`), and at most `MAX_METADATA_FETCHES` distinct documents are fetched at
 once. A document describes a public client only (`token_endpoint_auth_method: none`); its fields are checked as a
 registration's (`client_fields`), more leniently for grant and response types.
 """
@@ -13,7 +13,6 @@ registration's (`client_fields`), more leniently for grant and response types.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import re
@@ -23,6 +22,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from hivegate.authserver import client_fields as fields
 from hivegate.authserver.clients import Client
 from hivegate.authserver.errors import OAuthError
+from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import FetchError, UnsafeURLError
 from hivegate.httpclient.guard import GuardedHTTPClient, check_url
 from hivegate.storage.base import KeyValueStore
@@ -68,7 +68,7 @@ class MetadataDocuments:
         self._http = http
         self._allow_private = allow_private
         self._clock = clock
-        self._inflight: dict[str, asyncio.Task[Client | None]] = {}
+        self._fetches: SingleFlight[str, Client | None] = SingleFlight()
         self._fetch_slots = asyncio.Semaphore(MAX_METADATA_FETCHES)
 
     async def get(self, client_id: str) -> Client | None:
@@ -89,18 +89,7 @@ class MetadataDocuments:
         if cached is not None and float(cached.get("until", 0)) > self._clock():
             record = cached.get("client")
             return Client.from_record(record) if isinstance(record, Mapping) else None
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch_metadata(url, key))
-            self._inflight[key] = task
-            task.add_done_callback(functools.partial(self._landed, key))
-        return await asyncio.shield(task)
-
-    def _landed(self, key: str, task: asyncio.Task[Client | None]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved, so a fetch whose callers all left is not reported as unhandled
+        return await self._fetches.run(key, lambda: self._fetch_metadata(url, key))
 
     async def _fetch_metadata(self, url: str, key: str) -> Client | None:
         shown = _without_query(url)

@@ -12,6 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from hivegate.errors import ConfigError
+from hivegate.httpclient.loopback import is_secure_transport
 
 __all__ = ["backend_name", "http_transport", "http_url", "secure_url"]
 
@@ -44,8 +45,6 @@ def http_url(value: str, where: str) -> str:
 def secure_url(value: str, where: str) -> str:
     """An http(s) URL that carries credentials: https, or http on loopback only."""
     http_url(value, where)
-    parts = urlsplit(value)
-    host = parts.hostname or ""
-    if parts.scheme == "http" and not (host in ("localhost", "::1") or host.startswith("127.")):
+    if not is_secure_transport(value):
         raise ConfigError(f"{where}: must be https (http only on loopback), got {value!r}")
     return value
