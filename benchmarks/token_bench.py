@@ -33,11 +33,11 @@ from hivegate.authn.authenticators import BearerAuthenticator
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import JWTVerifier
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import load_auth_server_config
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of
 from hivegate.authserver.revocation import RECHECK, Revocations
 from hivegate.authserver.service import AuthorizationServer, Params, Redirect
+from hivegate.authserver.settings import load_auth_server_config
 from hivegate.authserver.upstream.base import UpstreamIdentity, UpstreamTokens
 from hivegate.storage.sqlite import SQLiteStore
 

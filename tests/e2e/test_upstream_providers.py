@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
-from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.pkce import challenge_of, new_verifier, random_id
+from hivegate.authserver.settings import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream import UpstreamError, UpstreamProvider, build_upstream, upstream_http_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -14,12 +14,12 @@ import getpass
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from hivegate.authn.config import OIDCConfig
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.introspection import build_introspector
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier, looks_like_jwt
 from hivegate.authn.kubernetes import apply_kubernetes_defaults, trusted_private_hosts
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.core.ports import Authenticator, TokenVerifier
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError

@@ -34,7 +34,7 @@ from urllib.parse import quote_plus
 
 from hivegate.authn import claims as checks
 from hivegate.authn.cache import DeadlineCache, PrincipalCache
-from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
+from hivegate.authn.oidc_config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
 from hivegate.core.principal import Principal
 from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import AuthenticationError, ConfigError, FetchError, UnsafeURLError, invalid_token

@@ -10,10 +10,10 @@ from pathlib import Path
 from hivegate.authn.authenticators import BearerAuthenticator
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authserver.config import AuthServerConfig, load_auth_server_config
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
 from hivegate.authserver.service import AuthorizationServer
+from hivegate.authserver.settings import AuthServerConfig, load_auth_server_config
 from hivegate.authserver.upstream import build_upstream, upstream_http_client
 from hivegate.config.paths import state_dir
 from hivegate.httpclient.guard import GuardedHTTPClient

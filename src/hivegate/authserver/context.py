@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hivegate.authserver.config import AuthServerConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
+from hivegate.authserver.settings import AuthServerConfig
 from hivegate.storage.base import KeyValueStore
 
 __all__ = ["CODE_PREFIX", "REFRESH_PREFIX", "ServerContext"]

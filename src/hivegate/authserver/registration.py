@@ -28,8 +28,8 @@ from typing import Any
 from hivegate.authserver import client_fields as fields
 from hivegate.authserver.client_metadata import MetadataDocuments
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import StaticClient
 from hivegate.authserver.errors import OAuthError
+from hivegate.authserver.settings import StaticClient
 from hivegate.errors import ConfigError
 from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.storage.base import KeyValueStore

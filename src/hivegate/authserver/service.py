@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hivegate.authserver.clients import ClientStore
-from hivegate.authserver.config import AuthServerConfig
 from hivegate.authserver.context import ServerContext
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.flow import LoginFlow
@@ -32,6 +31,7 @@ from hivegate.authserver.identity import GROUP_CLAIMS
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.messages import Consent, ErrorPage, Params, Redirect
 from hivegate.authserver.revocation import Revocations
+from hivegate.authserver.settings import AuthServerConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamProvider, UpstreamTokens
 from hivegate.storage.base import KeyValueStore
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hivegate.authz.config import AuthzConfig, CedarConfig, load_authz_config, parse_authz_config
 from hivegate.authz.decision import Decision
 from hivegate.authz.entities import ActionName, EntityError
+from hivegate.authz.policy_config import AuthzConfig, CedarConfig, load_authz_config, parse_authz_config
 
 if TYPE_CHECKING:
     from hivegate.authz.cedar import CedarAuthorizer

@@ -32,7 +32,6 @@ import cedarpy  # the one module allowed to import the Cedar engine
 import orjson
 from cedarpy import _internal
 
-from hivegate.authz.config import AuthzConfig
 from hivegate.authz.decision import Decision
 from hivegate.authz.entities import (
     ACTION_RESOURCE_TYPE,
@@ -47,6 +46,7 @@ from hivegate.authz.entities import (
     request_context,
     resource_entity,
 )
+from hivegate.authz.policy_config import AuthzConfig
 from hivegate.authz.slicing import PolicyIndex, accessed, has_principal_hierarchy, scope_of
 from hivegate.core.principal import Principal
 from hivegate.errors import ConfigError

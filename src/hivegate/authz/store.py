@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hivegate.authz.cedar import CedarAuthorizer
-from hivegate.authz.config import AuthzConfig, load_authz_config
+from hivegate.authz.policy_config import AuthzConfig, load_authz_config
 from hivegate.errors import ConfigError
 
 __all__ = ["PolicySource", "PolicyStore", "file_source"]

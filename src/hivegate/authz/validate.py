@@ -17,7 +17,7 @@ from importlib.resources import files
 from typing import Literal
 
 from hivegate.authz.cedar import compile_policies, validate_against_schema
-from hivegate.authz.config import DEFAULT_GROUP_ENTITY_TYPE, AuthzConfig
+from hivegate.authz.policy_config import DEFAULT_GROUP_ENTITY_TYPE, AuthzConfig
 
 __all__ = ["PolicyProblem", "Severity", "schema_text", "validate_policies"]
 

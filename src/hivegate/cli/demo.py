@@ -17,7 +17,7 @@ from joserfc.jwk import ECKey
 
 from hivegate.asgi.http import send_bytes
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.config.run import RunConfig
 
 __all__ = ["INSPECTOR_VERSION", "demo_command"]
@@ -60,7 +60,7 @@ def demo_command(args: argparse.Namespace) -> int:
     cfg = RunConfig(
         name="demo",
         transport="stdio",
-        command=(sys.executable, "-m", "hivegate.demo.server"),
+        command=(sys.executable, "-m", "hivegate.demo.mcp_server"),
         host=args.host,
         port=port,
         auth=auth,

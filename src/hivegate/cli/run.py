@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from hivegate.authn.config import AuthMode, OIDCConfig
+from hivegate.authn.oidc_config import AuthMode, OIDCConfig
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
@@ -414,8 +414,8 @@ def serve_config(
     """Serve `cfg` in the foreground; returns the process exit code."""
     from hivegate.asgi.connections import ConnectionLimits
     from hivegate.asgi.server import bind, run, serve
+    from hivegate.compose.run_gateway import build_gateway
     from hivegate.observe.logs import configure_logging, serving_line
-    from hivegate.workload import build_gateway
 
     configure_logging(cfg.log_level, cfg.log_format)
     if sock is None:

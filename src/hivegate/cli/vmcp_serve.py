@@ -19,7 +19,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from hivegate.asgi.server import bind, run, serve
     from hivegate.cli.vmcp import load_config
     from hivegate.observe.logs import configure_logging, serving_line
-    from hivegate.vmcp.server import build_virtual_server
+    from hivegate.vmcp.gateway import build_virtual_server
 
     configure_logging(args.log_level, args.log_format)
     try:

@@ -17,10 +17,10 @@ from hivegate.authn.authenticators import (
     build_authenticator,
 )
 from hivegate.authn.cache import DeadlineCache
-from hivegate.authn.config import OIDCConfig
 from hivegate.authn.introspection import RFC7662Introspector
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.core.ports import Authenticator
 from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError, ConfigError

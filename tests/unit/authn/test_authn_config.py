@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
 from hivegate.authn.kubernetes import (
     KUBERNETES_ISSUER,
     KUBERNETES_JWKS_URL,
@@ -13,6 +12,7 @@ from hivegate.authn.kubernetes import (
     apply_kubernetes_defaults,
     trusted_private_hosts,
 )
+from hivegate.authn.oidc_config import GOOGLE_TOKENINFO_URL, OIDCConfig, introspection_kind
 from hivegate.errors import ConfigError
 
 GOOD = OIDCConfig(issuer="https://idp.example", audience="https://gw.example/mcp")

@@ -23,7 +23,6 @@ from authn_idp import (
 )
 from joserfc.jwk import RSAKey
 
-from hivegate.authn.config import GOOGLE_TOKENINFO_URL, OIDCConfig
 from hivegate.authn.introspection import (
     GitHubIntrospector,
     GoogleTokenInfoIntrospector,
@@ -33,6 +32,7 @@ from hivegate.authn.introspection import (
     build_introspector,
 )
 from hivegate.authn.jwks import JWKSCache
+from hivegate.authn.oidc_config import GOOGLE_TOKENINFO_URL, OIDCConfig
 from hivegate.errors import AuthenticationError
 from hivegate.httpclient.guard import GuardedHTTPClient
 

@@ -20,10 +20,10 @@ from hivegate.authn.authenticators import (
     LocalAuthenticator,
     build_authenticator,
 )
-from hivegate.authn.config import OIDCConfig
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache, StaticKeys
 from hivegate.authn.jwt import JWTVerifier
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.httpclient.guard import GuardedHTTPClient
 from support.backend import closed_port
 from support.webserver import serve_on_loopback

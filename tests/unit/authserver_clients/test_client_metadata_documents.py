@@ -13,8 +13,8 @@ from aiohttp import web
 from client_registry_support import DocumentServer, FakeClock
 
 from hivegate.authserver.client_metadata import metadata_cache_ttl
-from hivegate.authserver.config import DEFAULT_SCOPES, StaticClient
 from hivegate.authserver.registration import ClientRegistry
+from hivegate.authserver.settings import DEFAULT_SCOPES, StaticClient
 from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.storage.memory import MemoryStore
 

@@ -17,11 +17,11 @@ from aiohttp import web
 from client_registry_support import DocumentServer, FakeClock
 
 from hivegate.authserver import client_metadata
-from hivegate.authserver.config import DEFAULT_SCOPES, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
 from hivegate.authserver.service import AuthorizationServer, Params
+from hivegate.authserver.settings import DEFAULT_SCOPES, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.httpclient.guard import GuardedHTTPClient
 from hivegate.storage.memory import MemoryStore
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from client_registry_support import FakeClock
 
-from hivegate.authserver.config import DEFAULT_SCOPES
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.registration import ClientRegistry
+from hivegate.authserver.settings import DEFAULT_SCOPES
 from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio

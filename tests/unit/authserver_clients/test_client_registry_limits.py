@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from client_registry_support import FakeClock
 
-from hivegate.authserver.config import DEFAULT_SCOPES, StaticClient
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.registration import ClientRegistry
+from hivegate.authserver.settings import DEFAULT_SCOPES, StaticClient
 from hivegate.errors import ConfigError
 from hivegate.storage.memory import MemoryStore
 

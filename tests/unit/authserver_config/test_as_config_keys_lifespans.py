@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hivegate.authserver.build import build_embedded_auth_server
-from hivegate.authserver.config import Lifespans, load_auth_server_config, parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import Lifespans, load_auth_server_config, parse_auth_server_config
 from hivegate.errors import ConfigError
 
 UPSTREAM = {"name": "okta", "type": "oidc", "oidcConfig": {"clientId": "c", "issuerUrl": "https://idp.example.com"}}

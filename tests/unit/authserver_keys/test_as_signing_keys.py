@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import JWTVerifier
 from hivegate.authserver.build import embedded_auth_server
-from hivegate.authserver.config import AuthServerConfig, StorageConfig, UpstreamConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
+from hivegate.authserver.settings import AuthServerConfig, StorageConfig, UpstreamConfig
 from hivegate.errors import AuthenticationError, ConfigError
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import AuthServerConfig, IdentityCheck, Lifespans, UpstreamConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params, Redirect
+from hivegate.authserver.settings import AuthServerConfig, IdentityCheck, Lifespans, UpstreamConfig
 from hivegate.authserver.upstream.base import UpstreamIdentity, UpstreamTokens
 from hivegate.storage.base import KeyValueStore
 from hivegate.storage.memory import MemoryStore

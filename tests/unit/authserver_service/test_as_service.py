@@ -12,11 +12,11 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.pkce import challenge_of
 from hivegate.authserver.service import REFRESH_GRACE, AuthorizationServer, Consent, ErrorPage, Params, Redirect
+from hivegate.authserver.settings import AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.storage.memory import MemoryStore
 
@@ -356,8 +356,8 @@ async def test_revoking_an_access_token_revokes_its_family_only_for_its_own_clie
 async def test_a_revoked_login_cannot_be_exchanged_and_its_exchanged_tokens_go_with_it() -> None:
     import hashlib
 
-    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
     from hivegate.authserver.grants.token_exchange import ACCESS_TOKEN_TYPE
+    from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT
 
     sts = Client("sts-1", (), "static", token_endpoint_auth_method="client_secret_basic",
                  secret_hash=hashlib.sha256(b"s3cret").hexdigest(), grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
@@ -379,15 +379,15 @@ async def test_a_revoked_login_cannot_be_exchanged_and_its_exchanged_tokens_go_w
 def sts_client() -> Client:
     import hashlib
 
-    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
+    from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT
 
     return Client("sts-1", (), "static", token_endpoint_auth_method="client_secret_basic",
                   secret_hash=hashlib.sha256(b"s3cret").hexdigest(), grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
 
 
 def exchange_form(subject_token: str) -> Params:
-    from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
     from hivegate.authserver.grants.token_exchange import ACCESS_TOKEN_TYPE
+    from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT
 
     return Params.of(grant_type=TOKEN_EXCHANGE_GRANT, subject_token=subject_token,
                      subject_token_type=ACCESS_TOKEN_TYPE, audience=RESOURCE)  # fmt: skip

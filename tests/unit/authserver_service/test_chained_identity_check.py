@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from authserver_fakes import ISSUER, Upstream, claims_of, login, redeem, server
 
-from hivegate.authserver.config import parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import parse_auth_server_config
 from hivegate.errors import ConfigError
 
 pytestmark = pytest.mark.anyio

@@ -9,9 +9,9 @@ from joserfc.jwk import ECKey, OKPKey
 
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import JWTVerifier
-from hivegate.authserver.config import Lifespans
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
+from hivegate.authserver.settings import Lifespans
 from hivegate.errors import AuthenticationError
 from hivegate.storage.memory import MemoryStore
 

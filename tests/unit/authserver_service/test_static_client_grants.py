@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT, parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT, parse_auth_server_config
 from hivegate.errors import ConfigError
 
 UPSTREAM = {"name": "corp", "type": "oidc", "oidcConfig": {"issuerUrl": "https://idp.example.com", "clientId": "c"}}

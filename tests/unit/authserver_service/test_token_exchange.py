@@ -14,10 +14,10 @@ from joserfc.jwk import KeySet, RSAKey
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import verify_signature
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params
+from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT, AuthServerConfig, Lifespans, UpstreamConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.storage.memory import MemoryStore
 

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from upstream_idp import CLIENT_ID, CLIENT_SECRET, NONCE, REDIRECT_URI, FakeIdP
 
-from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.pkce import challenge_of, new_verifier
+from hivegate.authserver.settings import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream import (
     OAuth2Upstream,
     OIDCUpstream,

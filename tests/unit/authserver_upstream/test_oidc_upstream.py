@@ -16,8 +16,8 @@ from joserfc.jwk import RSAKey
 from upstream_idp import CLIENT_ID, CLIENT_SECRET, NONCE, REDIRECT_URI, FakeIdP, b64url, basic, unsigned
 
 from hivegate.authn.discovery import OIDCDiscovery
-from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.pkce import challenge_of, new_verifier
+from hivegate.authserver.settings import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream import OIDCUpstream, UpstreamError
 from hivegate.httpclient.guard import GuardedHTTPClient
 

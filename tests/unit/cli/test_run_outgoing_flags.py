@@ -14,12 +14,12 @@ import pytest
 from hivegate.authserver.upstream.base import UpstreamTokens
 from hivegate.cli.main import build_parser
 from hivegate.cli.run import config_from_args
+from hivegate.compose.run_gateway import _credentials
 from hivegate.config.run import RunConfig
 from hivegate.core.principal import Principal
 from hivegate.errors import ConfigError
 from hivegate.outgoing import Caller, StaticHeader, UpstreamToken
 from hivegate.outgoing.credentials import ExchangedToken
-from hivegate.workload import _credentials
 
 REMOTE = "https://mcp.example.com/mcp"
 OIDC = ("--oidc-issuer", "https://idp.example.com", "--oidc-audience", "mcp")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hivegate.authserver.config import parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import parse_auth_server_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 

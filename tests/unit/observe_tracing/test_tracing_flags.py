@@ -76,7 +76,7 @@ def test_opentelemetry_is_imported_only_when_tracing_is_configured() -> None:
         "    m.main(['run', '--help'])\n"
         "assert not [n for n in sys.modules if n.startswith('opentelemetry')], 'opentelemetry imported early'\n"
         "from hivegate.cli.run import config_from_args\n"
-        "from hivegate.workload import build_gateway\n"
+        "from hivegate.compose.run_gateway import build_gateway\n"
         "cfg = config_from_args(m.build_parser().parse_args(['run', '--', 'x']))\n"
         "build_gateway(cfg)\n"
         "assert not [n for n in sys.modules if n.startswith('opentelemetry')], 'opentelemetry imported untraced'\n"

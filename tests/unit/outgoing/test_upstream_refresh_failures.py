@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hivegate.authserver.config import AuthServerConfig, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import UPSTREAM_TRANSIENT, AuthorizationServer
+from hivegate.authserver.settings import AuthServerConfig, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.authserver.upstream.oauth2 import OAuth2Upstream
 from hivegate.core.principal import Principal

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.authserver.secrets import SecretResolver
-from hivegate.authz.config import AuthzConfig, CedarConfig
+from hivegate.authz.policy_config import AuthzConfig, CedarConfig
 from hivegate.errors import ConfigError
 from hivegate.observe.audit import AuditConfig
 from hivegate.vmcp import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler, Transport
 from hivegate.core.jsonrpc import Message

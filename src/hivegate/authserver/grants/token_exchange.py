@@ -25,11 +25,11 @@ from hivegate.authn.claims import numeric_date
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import verify_signature
 from hivegate.authserver.clients import Client
-from hivegate.authserver.config import TOKEN_EXCHANGE_GRANT
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import SigningKeys
 from hivegate.authserver.pkce import random_id
 from hivegate.authserver.revocation import FAMILY_CLAIM
+from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT
 from hivegate.authserver.upstream.base import UpstreamError
 from hivegate.errors import AuthenticationError
 

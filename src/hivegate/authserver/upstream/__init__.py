@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from hivegate.authserver.config import UpstreamConfig
+from hivegate.authserver.settings import UpstreamConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamProvider, UpstreamTokens
 from hivegate.authserver.upstream.exchange import upstream_http_client
 from hivegate.authserver.upstream.idtoken import IDTokenValidator

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import orjson
 
 from hivegate.authn.introspection import basic_auth
-from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
+from hivegate.authserver.settings import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamTokens
 from hivegate.errors import FetchError, UnsafeURLError
 from hivegate.httpclient.guard import DOCUMENT_MAX_BYTES, FetchResponse, GuardedHTTPClient

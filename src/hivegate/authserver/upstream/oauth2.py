@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from hivegate.authserver.config import UpstreamConfig, UserInfoConfig
+from hivegate.authserver.settings import UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.authserver.upstream.exchange import (
     AuthMethod,

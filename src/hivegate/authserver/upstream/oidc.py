@@ -19,7 +19,7 @@ from typing import Any
 from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import verify_signature
-from hivegate.authserver.config import FieldMapping, UpstreamConfig, UserInfoConfig
+from hivegate.authserver.settings import FieldMapping, UpstreamConfig, UserInfoConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
 from hivegate.authserver.upstream.exchange import (
     AuthMethod,

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from hivegate.authserver.config import AuthServerConfig
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import AuthServerConfig
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec import BackendAuthStrategy
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hivegate.authserver.config import AuthServerConfig, parse_auth_server_config
 from hivegate.authserver.secrets import parse_secret_ref
+from hivegate.authserver.settings import AuthServerConfig, parse_auth_server_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase, Doc

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.authserver.secrets import parse_secret_ref
-from hivegate.authz.config import AuthzConfig, parse_authz_config
+from hivegate.authz.policy_config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase

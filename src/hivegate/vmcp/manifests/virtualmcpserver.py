@@ -39,8 +39,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hivegate.authserver.config import parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver, secret_manifest_data
+from hivegate.authserver.settings import parse_auth_server_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import Doc, find_files, read_documents

@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from hivegate.authn.config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.authserver.secrets import SecretRef, SecretResolver, parse_secret_ref
-from hivegate.authz.config import AuthzConfig, parse_authz_config
+from hivegate.authz.policy_config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec.model import (

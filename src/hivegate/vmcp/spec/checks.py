@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from hivegate.authserver.config import AuthServerConfig
+from hivegate.authserver.settings import AuthServerConfig
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec.model import BackendAuthStrategy, BackendConfig, TokenExchange, UpstreamInject, VMCPConfig
 

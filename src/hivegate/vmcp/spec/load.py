@@ -22,7 +22,7 @@ Keys (defaults in brackets):
 - `incomingAuth`: `type` anonymous | local | oidc; `oidc{issuer, clientId, clientSecretEnv, audience, resource,
   jwksUrl, introspectionUrl, scopes, protectedResourceAllowPrivateIp, insecureAllowHttp}`; `authz{type: cedar | none,
   policies, entitiesJson, groupClaimName, roleClaimName, primaryUpstreamProvider}`.
-- `authServerConfig`: the embedded authorization server, as `hivegate.authserver.config` reads it.
+- `authServerConfig`: the embedded authorization server, as `hivegate.authserver.settings` reads it.
 - `outgoingAuth`: `source` [inline] (`discovered` needs manifests, see `hivegate.vmcp.manifests`), `default` and
   `backends{<backend>: strategy}`. A strategy is `{type, headerInjection | tokenExchange | upstreamInject}` with type
   `unauthenticated`, `headerInjection`, `tokenExchange` or `upstreamInject` (ToolHive's vMCP spellings
@@ -55,8 +55,8 @@ from typing import Any
 
 import yaml
 
-from hivegate.authserver.config import parse_auth_server_config
 from hivegate.authserver.secrets import SecretResolver
+from hivegate.authserver.settings import parse_auth_server_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec.auth import parse_incoming_auth, parse_outgoing_auth

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, TypeAlias
 
-from hivegate.authn.config import OIDCConfig
-from hivegate.authserver.config import AuthServerConfig
-from hivegate.authz.config import AuthzConfig
+from hivegate.authn.oidc_config import OIDCConfig
+from hivegate.authserver.settings import AuthServerConfig
+from hivegate.authz.policy_config import AuthzConfig
 from hivegate.observe.audit import AuditConfig
 
 __all__ = [

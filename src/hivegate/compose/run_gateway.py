@@ -1,4 +1,5 @@
-"""Assemble a gateway for one MCP server from a `RunConfig`: authenticator, backend, endpoints."""
+"""The composition root of `hivegate run`: a gateway for one MCP server from a `RunConfig` (authenticator, backend,
+endpoints); what it shares with `hivegate vmcp serve` is built by the rest of `hivegate.compose`."""
 
 from __future__ import annotations
 

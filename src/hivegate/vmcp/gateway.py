@@ -22,8 +22,8 @@ from hivegate.asgi.http import send_bytes, send_json
 from hivegate.asgi.streamable import SessionFrontend
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authn.authenticators import build_authenticator
-from hivegate.authz.config import AuthzConfig
 from hivegate.authz.gate import McpGate
+from hivegate.authz.policy_config import AuthzConfig
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
