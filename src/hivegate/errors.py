@@ -1,13 +1,19 @@
-"""The hivegate error tree. Each error knows its wire form.
+"""The hivegate error tree: every exception hivegate raises on purpose derives from `HivegateError`, and each is
+listed here (`tests/unit/core/test_error_tree.py` keeps this list complete). Private control-flow exceptions (a
+leading underscore) never leave their module.
 
-- `HivegateError`: base of everything raised on purpose.
+- `HivegateError`: base of everything raised on purpose; the CLI prints one line for any it meets at start-up.
   - `ConfigError`: bad flags or config; the CLI prints the one-line message and exits 2.
+    - `vmcp.catalog.ConflictError`: two backends advertise one name under the configured conflict resolution.
   - `AuthenticationError` (HTTP 401, RFC 6750 section 3.1): `error` is `invalid_request` (no or malformed
     credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive); `invalid_token()`
     builds the latter.
+    - `outgoing.credentials.LoginRequired`: the backend needs an upstream login this caller has not done.
   - `BackendError`: the backend could not answer (dead, unreachable, timed out); becomes a JSON-RPC error.
     - `CredentialRefused`: the backend refused the credential sent with a request (HTTP 401/403): that
       credential's problem (often one caller's), not the backend's health.
+    - `SessionGone`: the backend no longer knows the session; the message was not processed.
+    - `outgoing.credentials.OutgoingAuthError`: the backend's own credential could not be had (STS refused or down).
   - `FetchError`: a fetch made to authenticate callers (OIDC discovery, JWKS, introspection) failed: network error,
     timeout, unexpected HTTP status, oversized or unparseable answer. Never sent to a caller as is: authentication
     logs it and answers `invalid_token`.
@@ -17,6 +23,17 @@
   - `InvalidMessage` (HTTP 400, JSON-RPC -32700 or -32600): a client's body or message the pipeline refuses before
     anything reads it (not JSON, nested too deep, a key twice, not JSON-RPC, a batch reusing an id, a request
     without an id); `answer()` is the JSON-RPC error the client gets.
+  - `httpclient.pool.HTTPClientError`: the reverse proxy's backend connection failed or broke.
+    - `httpclient.pool.HTTPTimeout`: the backend sent no response headers (or stream data) in time.
+  - `authserver.errors.OAuthError`: an OAuth error response of the embedded authorization server (RFC 6749 5.2).
+  - `authserver.upstream.base.UpstreamError`: the upstream identity provider refused or failed.
+  - `storage.base.StorageError`: the key-value store cannot be reached or answered nonsense.
+  - `authz.entities.EntityError` (also a `ValueError`): tool arguments that cannot become Cedar attributes.
+  - `backends.registry.SessionLimitError`: no room for another backend session (HTTP 503).
+  - `asgi.http.BodyTooLarge` (HTTP 413) and `asgi.http.ClientGone` (the client disconnected): reading a body.
+  - `asgi.sinks.RequestEnded`: the client cancelled a request; no answer will come.
+  - `workloads.record.WorkloadError`: a workload record problem, with `NameTaken` and `CorruptRecord`;
+    `workloads.launch.StartFailed`: a background workload did not start.
 """
 
 from __future__ import annotations

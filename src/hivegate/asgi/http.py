@@ -8,7 +8,7 @@ import orjson
 
 from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.core import jsonrpc
-from hivegate.errors import InvalidMessage
+from hivegate.errors import HivegateError, InvalidMessage
 from hivegate.pipeline.messages import Inbound, parse_body
 
 __all__ = [
@@ -26,11 +26,11 @@ __all__ = [
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HivegateError):
+    """The request body is larger than the limit (answered 413)."""
 
 
-class ClientGone(Exception):
+class ClientGone(HivegateError):
     """The HTTP client disconnected."""
 
 

@@ -14,11 +14,12 @@ from hivegate.asgi.http import ClientGone, SSEStream
 from hivegate.asgi.types import Receive, Send
 from hivegate.backends.session import BackendSession
 from hivegate.core.jsonrpc import Message
+from hivegate.errors import HivegateError
 
 __all__ = ["QueueSink", "RequestEnded", "next_or_disconnect", "pump_stream", "wait_disconnect"]
 
 
-class RequestEnded(Exception):
+class RequestEnded(HivegateError):
     """The client cancelled the request: no answer will come."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from hivegate.errors import HivegateError
+
 __all__ = ["OAuthError"]
 
 
-class OAuthError(Exception):
+class OAuthError(HivegateError):
     """`error` is an RFC error code (`invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
     `unsupported_grant_type`, `invalid_scope`, `invalid_target`, `invalid_redirect_uri`, `invalid_client_metadata`,
     `access_denied`, `server_error`, `temporarily_unavailable`, `slow_down`); `status` the HTTP status to answer with;

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from hivegate.core.principal import Principal
+from hivegate.errors import HivegateError
 
 __all__ = [
     "ACTION_RESOURCE_TYPE",
@@ -67,7 +68,7 @@ Json = Any
 Entity = dict[str, Any]
 
 
-class EntityError(ValueError):
+class EntityError(HivegateError, ValueError):
     """A request cannot be turned into Cedar entities (e.g. tool arguments that are not a JSON object)."""
 
 

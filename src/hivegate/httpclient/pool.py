@@ -16,12 +16,14 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from hivegate.errors import HivegateError
+
 __all__ = ["HTTP1Pool", "HTTP1Response", "HTTPClientError", "HTTPTimeout"]
 
 _HIGH_WATER = 256 * 1024
 
 
-class HTTPClientError(Exception):
+class HTTPClientError(HivegateError):
     """The backend could not be reached, broke the connection, or did not answer in time."""
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from hivegate.errors import HivegateError
+
 __all__ = ["KeyValueStore", "Record", "StorageError"]
 
 Record = dict[str, Any]
 
 
-class StorageError(Exception):
+class StorageError(HivegateError):
     """The store cannot be reached or answered nonsense; the message never contains stored values."""
 
 

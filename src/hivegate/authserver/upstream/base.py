@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hivegate.errors import HivegateError
+
 __all__ = ["UpstreamError", "UpstreamIdentity", "UpstreamProvider", "UpstreamTokens"]
 
 
-class UpstreamError(Exception):
+class UpstreamError(HivegateError):
     """The upstream refused or failed. `error` is an OAuth error code (the upstream's, or `server_error` /
     `temporarily_unavailable` for network trouble); `description` is one line fit to show a user (no tokens)."""
 
