@@ -7,6 +7,7 @@ one-hour token for `demo-user`. The gateway verifies that token exactly as it wo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import secrets
 import sys
 import time
@@ -29,6 +30,11 @@ def demo_command(args: argparse.Namespace) -> int:
     from hivegate.asgi.server import bind
     from hivegate.cli.run import serve_config
 
+    if importlib.util.find_spec("mcp") is None:
+        print(
+            "hivegate demo: error: the demo server needs the demo extra: pip install 'hivegate[demo]'", file=sys.stderr
+        )
+        return 2
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:

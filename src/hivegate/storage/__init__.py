@@ -2,13 +2,14 @@
 three implementations.
 
 `open_store(kind, ...)` builds one from configuration: `memory`, `sqlite` (a file; the default) or `redis` (shared by
-replicas). Only `redis` needs the redis package, imported when asked for.
+replicas). Only `redis` needs the redis package (the `redis` extra), imported when asked for.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hivegate.errors import ConfigError
 from hivegate.storage.base import KeyValueStore, Record, StorageError
 from hivegate.storage.memory import MemoryStore
 from hivegate.storage.sqlite import SQLiteStore
@@ -48,7 +49,7 @@ def _redis_store_class() -> type[RedisStore]:
         from hivegate.storage.redis import RedisStore
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] == "redis":
-            raise ImportError("the redis store needs the redis package: pip install 'redis>=5.0.1'") from exc
+            raise ConfigError("storage type redis needs the redis extra: pip install 'hivegate[redis]'") from None
         raise
     return RedisStore
 

@@ -38,7 +38,7 @@ from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
-from hivegate.storage.base import StorageError
+from hivegate.storage import StorageError, open_store
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.pool import BackendPool
@@ -248,16 +248,14 @@ def _shared_sessions(cfg: VMCPConfig) -> SharedSessions | None:
     url = storage.redis_url
     if url is None:
         return None
-    from hivegate.storage.redis import RedisStore
-
     if storage.password is not None:
         parts = urlsplit(url)
         if parts.password is None:
             netloc = f":{quote(storage.password, safe='')}@{parts.netloc}"
             url = urlunsplit(parts._replace(netloc=netloc))
     try:
-        store = RedisStore(url, storage.key_prefix)
-    except ValueError as exc:
+        store = open_store("redis", url=url, key_prefix=storage.key_prefix)
+    except (ValueError, ConfigError) as exc:
         raise ConfigError(f"sessionStorage: {exc}") from None
     return SharedSessions(store, ttl=storage.ttl)
 

@@ -64,3 +64,18 @@ def test_redis_is_imported_only_for_a_redis_store(tmp_path: Path) -> None:
         "assert 'redis' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_redis_without_its_extra_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from hivegate.errors import ConfigError
+    from hivegate.storage import open_store
+
+    for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")] + ["redis"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if the package were not installed
+    monkeypatch.delitem(sys.modules, "hivegate.storage.redis", raising=False)
+    with pytest.raises(
+        ConfigError, match=r"^storage type redis needs the redis extra: pip install 'hivegate\[redis\]'$"
+    ):
+        open_store("redis", url="redis://127.0.0.1:6379/0")
