@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -115,6 +116,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per throughput run (default 3)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="leave the processes on any core")
     parser.add_argument("--rounds", type=int, default=6, help="throughput runs per target, taken in turns (median)")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also run this checkout without Cedar and without authentication, to attribute the cost to stages",
+    )
+    parser.add_argument("--profile", type=Path, help="run this checkout's gateway under cProfile, stats to this file")
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
@@ -138,7 +145,14 @@ def main() -> int:
                 procs, "baseline", [sys.executable, "-m", "hivegate", *gateway_args], env
             )
         own = {"PYTHONPATH": str(BENCH_DIR.parent / "src")}  # as the baseline's: the two start alike
-        gateways["hivegate"] = start_gateway(procs, "hivegate", [sys.executable, "-m", "hivegate", *gateway_args], own)
+        profiler = [str(BENCH_DIR / "profiled.py"), str(args.profile.resolve())] if args.profile else []
+        argv = [sys.executable, *profiler, "-m", "hivegate", *gateway_args]
+        gateways["hivegate"] = start_gateway(procs, "hivegate", argv, own)
+        if args.stages:
+            without_cedar = [a for a in gateway_args if a not in ("--authz-config", str(policy))]
+            without_auth = ["run", "--foreground", "--port", "0", "--anonymous", "--log-level", "warning", backend_url]
+            for name, variant in (("no Cedar", without_cedar), ("no auth", without_auth)):
+                gateways[name] = start_gateway(procs, name, [sys.executable, "-m", "hivegate", *variant], own)
         if args.pin and (os.cpu_count() or 1) >= 2:
             # The backend and this load generator on one core, the gateways on the other: two identical gateways
             # otherwise differ by up to 15% in CPU per call, depending on which core the scheduler puts them on.
@@ -148,8 +162,12 @@ def main() -> int:
                 os.sched_setaffinity(proc.pid, {1})
         targets = [Target("direct", backend_url, asyncio.run(session_headers(backend_url, None)), None)]
         for name, (proc, url) in gateways.items():
-            targets.append(Target(name, url, asyncio.run(session_headers(url, token)), proc))
+            credential = None if name == "no auth" else token
+            targets.append(Target(name, url, asyncio.run(session_headers(url, credential)), proc))
         rows = asyncio.run(measure(targets, args))
+        if args.profile:
+            os.kill(gateways["hivegate"][0].pid, signal.SIGUSR1)  # profiled.py writes the stats
+            time.sleep(1.0)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     answers = "JSON" if args.json else "event-stream"
     print(f"SDK MCPServer over Streamable HTTP ({answers} answers), JWT + Cedar on; 1 connection")

@@ -1,0 +1,26 @@
+"""Run a module under cProfile and write the stats when sent SIGUSR1 (the gateway's own SIGTERM handling ends the
+process before cProfile's exit hook would): `python profiled.py STATS_FILE -m MODULE ARGS...`."""
+
+from __future__ import annotations
+
+import cProfile
+import runpy
+import signal
+import sys
+from types import FrameType
+
+if __name__ == "__main__":
+    stats_file, flag, module, *rest = sys.argv[1:]
+    if flag != "-m":
+        sys.exit("usage: profiled.py STATS_FILE -m MODULE [ARGS...]")
+    profile = cProfile.Profile()
+
+    def dump(signum: int, frame: FrameType | None) -> None:
+        profile.disable()
+        profile.dump_stats(stats_file)
+        profile.enable()
+
+    signal.signal(signal.SIGUSR1, dump)
+    sys.argv = [module, *rest]
+    profile.enable()
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
