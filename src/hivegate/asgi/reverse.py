@@ -283,6 +283,7 @@ class ReverseProxy:
     @staticmethod
     def _watch_disconnect(receive: Receive, resp: HTTP1Response) -> asyncio.Future[Any]:
         """A task that closes `resp` (ending its relay) when the client disconnects."""
+
         def disconnected(done: asyncio.Future[Any]) -> None:
             if not done.cancelled():
                 done.exception()  # retrieved: nobody awaits the watcher

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -44,9 +43,7 @@ __all__ = ["build_gateway"]
 logger = logging.getLogger("hivegate")
 
 
-def _credentials(
-    cfg: RunConfig, embedded: EmbeddedAuthServer | None, shutdown: list[Callable[[], Awaitable[None]]]
-) -> Credentials | None:
+def _credentials(cfg: RunConfig, embedded: EmbeddedAuthServer | None, lifecycle: Lifecycle) -> Credentials | None:
     """The remote backend's own credential (None: none): headers of the gateway's own (`--remote-forward-headers*`),
     the caller's upstream token (`--upstream-inject`) or a token exchanged per caller (`--token-exchange-*`)."""
     from hivegate.outgoing.credentials import StaticHeader, UpstreamToken
@@ -72,7 +69,7 @@ def _credentials(
     from hivegate.vmcp.outgoing import exchanged_token
 
     http = GuardedHTTPClient(allow_http=uses_http([cfg.token_exchange.token_url]), allow_private=True, timeout=10.0)
-    shutdown.append(http.aclose)
+    lifecycle.on_shutdown(http.aclose)
     where = "--token-exchange-subject-provider" if cfg.token_exchange.subject_provider_name else "--token-exchange-url"
     return exchanged_token(cfg.token_exchange, embedded, http, where)
 
@@ -98,14 +95,14 @@ def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> Transpor
 
 def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -> Gateway:
     """The gateway for `cfg`; `public` adds unauthenticated routes (e.g. the demo's JWKS)."""
-    startup: list[Callable[[], Awaitable[None]]] = []
-    shutdown: list[Callable[[], Awaitable[None]]] = []
+    lifecycle = Lifecycle()  # shutdown in reverse order of construction: what is built first is closed last
     public = dict(public or {})
     prefixes: dict[str, ASGIApp] = {}
     authenticator: Authenticator
     embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.auth.resource_url
     metrics = Metrics() if cfg.diagnostics_port is not None else None
+    observers = _observers(cfg, lifecycle, metrics)
     if cfg.auth_server_config is not None:
         from hivegate.asgi.authserver import AuthServerRoutes
         from hivegate.authserver.build import build_embedded_auth_server
@@ -121,20 +118,17 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
         public.update(routes.routes())
         prefixes.update(routes.prefixes())
-        shutdown.append(embedded.aclose)
+        lifecycle.on_shutdown(embedded.aclose)
     else:
         authenticator = build_authenticator(cfg.auth)
-    shutdown.append(authenticator.aclose)
-    credentials = _credentials(cfg, embedded, shutdown)
+    lifecycle.on_shutdown(authenticator.aclose)
+    credentials = _credentials(cfg, embedded, lifecycle)
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
     if cfg.authz_config is not None:
         from hivegate.authz.store import file_source
 
-        policies = Lifecycle()
-        gate = policy_gate(file_source(cfg.authz_config), cfg.name, policies, watch=True)
-        startup.extend(policies.startup)
-        shutdown.extend(policies.shutdown)
+        gate = policy_gate(file_source(cfg.authz_config), cfg.name, lifecycle, watch=True)
     endpoints: dict[str, Endpoint]
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
@@ -148,7 +142,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             sessions=SessionTable(max_sessions=cfg.max_sessions, max_per_owner=cfg.max_sessions_per_user),
             stream_idle_timeout=cfg.stream_idle_timeout,
         )
-        shutdown.append(proxy.aclose)
+        lifecycle.on_shutdown(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
     else:
         registry = SessionRegistry(
@@ -158,7 +152,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             on_restart=metrics.backend_restarted if metrics is not None else None,
             output_hint=f"hivegate logs {cfg.name}" if cfg.background else None,
         )
-        shutdown.insert(0, registry.close)
+        lifecycle.on_shutdown(registry.close)  # first to close: ending sessions still audits and logs
         factory = _factory(cfg, credentials)
         if cfg.proxy_mode == "streamable-http":
             front = SessionFrontend(
@@ -180,11 +174,9 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
-    observers, diagnostics, summary = _operations(
-        cfg, startup, shutdown, registry, embedded, gate, metrics, authenticator
-    )
+    diagnostics = _diagnostics(cfg, lifecycle, registry, embedded, gate, metrics, authenticator)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
-    lines = [*_auth_summary(cfg, resource_url, embedded), *summary]
+    lines = [*_auth_summary(cfg, resource_url, embedded), *lifecycle.summary]
     readiness = diagnostics.readiness
 
     async def first_check() -> None:  # the start-up summary says whether the backend is there
@@ -199,8 +191,8 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         resource_url=resource_url,
         allowed_origins=cfg.allowed_origins,
         loopback_only=cfg.loopback,
-        on_startup=tuple(startup),
-        on_shutdown=tuple(shutdown),
+        on_startup=tuple(lifecycle.startup),
+        on_shutdown=(lifecycle.shutdown,),
         after_listening=(first_check,),
         observers=observers,
         diagnostics=diagnostics.app if cfg.diagnostics_port is not None else None,
@@ -217,28 +209,29 @@ class _Diagnostics:
     app: ASGIApp
 
 
-def _operations(
-    cfg: RunConfig,
-    startup: list[Callable[[], Awaitable[None]]],
-    shutdown: list[Callable[[], Awaitable[None]]],
-    registry: SessionRegistry | None,
-    embedded: EmbeddedAuthServer | None,
-    gate: McpGate | None,
-    metrics: Metrics | None,
-    authenticator: Authenticator,
-) -> tuple[list[Observer], _Diagnostics, list[str]]:
-    """Audit, metrics, traces and readiness checks for `cfg` (an unwritable audit file fails here, at start-up)."""
-    lifecycle = Lifecycle()
+def _observers(cfg: RunConfig, lifecycle: Lifecycle, metrics: Metrics | None) -> list[Observer]:
+    """Audit, metrics and traces for `cfg` (an unwritable audit file fails here, at start-up). Built before
+    everything else, so closed after everything else."""
     audit = (load_audit_config(cfg.audit_config) if cfg.audit_config else AuditConfig()) if cfg.enable_audit else None
     tracing = None
     if cfg.otel_endpoint is not None:
         tracing = Tracing(cfg.otel_endpoint, cfg.otel_service_name or cfg.name, cfg.otel_sampling_rate,
                           dict(cfg.otel_headers))  # fmt: skip
-    observers = build_observers(
+    return build_observers(
         lifecycle, component=cfg.name, transport=cfg.proxy_mode, audit=audit, metrics=metrics, tracing=tracing
     )
-    shutdown.extend(lifecycle.shutdown)
-    summary = lifecycle.summary
+
+
+def _diagnostics(
+    cfg: RunConfig,
+    lifecycle: Lifecycle,
+    registry: SessionRegistry | None,
+    embedded: EmbeddedAuthServer | None,
+    gate: McpGate | None,
+    metrics: Metrics | None,
+    authenticator: Authenticator,
+) -> _Diagnostics:
+    """The readiness checks and the diagnostics app (metrics, `/readyz`) for `cfg`."""
     if metrics is not None and registry is not None:
         sessions = registry
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
@@ -265,8 +258,8 @@ def _operations(
             return None if policies.policy_count >= 0 else "no policies"
 
         readiness.add("authz policies", policies_loaded)
-        summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
-    return observers, _Diagnostics(readiness, DiagnosticsApp(metrics, readiness)), summary
+        lifecycle.summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
+    return _Diagnostics(readiness, DiagnosticsApp(metrics, readiness))
 
 
 def _auth_summary(cfg: RunConfig, resource_url: str | None, embedded: EmbeddedAuthServer | None) -> list[str]:

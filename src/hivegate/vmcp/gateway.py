@@ -10,7 +10,7 @@ and `/api/backends/health` (each backend's state, no URLs or commands), and `/me
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -117,13 +117,24 @@ class _ConfiguredPolicies:
 def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | None = None) -> VirtualServer:
     """Everything but the discovery of backends, which `pool.start()` does on the running loop. `reload` loads the
     configuration again (SIGHUP reloads the Cedar policies from it)."""
-    startup: list[Callable[[], Awaitable[None]]] = []
-    shutdown: list[Callable[[], Awaitable[None]]] = []
+    lifecycle = Lifecycle()  # shutdown in reverse order of construction: what is built first is closed last
     public: dict[str, ASGIApp] = {}
     prefixes: dict[str, ASGIApp] = {}
     summary: list[str] = []
     served_metrics = cfg.telemetry is not None and cfg.telemetry.enable_prometheus_metrics_path
     metrics = Metrics() if served_metrics else None  # nobody can read them otherwise: no cost per request
+    tracing = None
+    if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
+        endpoint = cfg.telemetry.endpoint
+        if "://" not in endpoint:
+            endpoint = f"{'http' if cfg.telemetry.insecure else 'https'}://{endpoint}"
+        tracing = Tracing(endpoint, cfg.telemetry.service_name or cfg.name, cfg.telemetry.sampling_rate,
+                          dict(cfg.telemetry.headers))  # fmt: skip
+    operations = Lifecycle()  # its summary lines come last; its shutdown hooks go on `lifecycle`'s stack
+    observers = build_observers(
+        operations, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
+    )
+    lifecycle.on_shutdown(operations.shutdown)
     authenticator: Authenticator
     embedded: EmbeddedAuthServer | None = None
     resource_url = cfg.incoming_auth.oidc.resource_url
@@ -138,7 +149,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
         public.update(routes.routes())
         prefixes.update(routes.prefixes())
-        shutdown.append(embedded.aclose)
+        lifecycle.on_shutdown(embedded.aclose)
         summary.append(f"auth: embedded authorization server {embedded.server.issuer} (audience {resource_url})")
     else:
         authenticator = build_authenticator(cfg.incoming_auth.oidc)
@@ -147,10 +158,10 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
             summary.append(f"auth: OIDC issuer {oidc.issuer}, audience {oidc.audience}")
         else:
             summary.append(f"auth: {cfg.incoming_auth.type} (no token required)")
-    shutdown.append(authenticator.aclose)
+    lifecycle.on_shutdown(authenticator.aclose)
     launched = {b.name: p for b in cfg.backends if (p := launched_for(b)) is not None}
     sts_http = sts_http_client(cfg)
-    shutdown.append(sts_http.aclose)
+    lifecycle.on_shutdown(sts_http.aclose)
     credentials = {b.name: backend_credentials(cfg, b, embedded, sts_http) for b in cfg.backends}
     factories = {
         b.name: backend_factory(
@@ -165,19 +176,16 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
-        policies = Lifecycle()
-        gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, policies, watch=False)
-        startup.extend(policies.startup)
-        shutdown.extend(policies.shutdown)
+        gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, lifecycle, watch=False)
         summary.append(f"authz: {gate.policy_count} Cedar policies (SIGHUP reloads them)")
     registry = SessionRegistry(
         ttl=cfg.session_storage.ttl, max_sessions=MAX_SESSIONS, max_per_owner=MAX_SESSIONS_PER_USER
     )
-    shutdown.insert(0, registry.close)
-    shutdown.append(pool.close)
+    lifecycle.on_shutdown(registry.close)  # closed before the pool and stores its sessions use
+    lifecycle.on_shutdown(pool.close)
     shared = _shared_sessions(cfg)
     if shared is not None:
-        shutdown.append(shared.aclose)
+        lifecycle.on_shutdown(shared.aclose)
         summary.append(f"sessions: shared in Redis (TTL {cfg.session_storage.ttl:g} s)")
     longest = max([cfg.operational.timeout_for(b.name) for b in cfg.backends] or [cfg.operational.default_timeout])
     front = SessionFrontend(
@@ -188,18 +196,6 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         gate=gate,
         shared=shared,
     )
-    tracing = None
-    if cfg.telemetry is not None and cfg.telemetry.tracing_enabled and cfg.telemetry.endpoint:
-        endpoint = cfg.telemetry.endpoint
-        if "://" not in endpoint:
-            endpoint = f"{'http' if cfg.telemetry.insecure else 'https'}://{endpoint}"
-        tracing = Tracing(endpoint, cfg.telemetry.service_name or cfg.name, cfg.telemetry.sampling_rate,
-                          dict(cfg.telemetry.headers))  # fmt: skip
-    operations = Lifecycle()
-    observers = build_observers(
-        operations, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
-    )
-    shutdown.extend(operations.shutdown)
     summary.extend(operations.summary)
     if metrics is not None:
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
@@ -234,8 +230,8 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         mcp_path=cfg.path,
         resource_url=resource_url,
         loopback_only=is_loopback_host(cfg.host),
-        on_startup=tuple(startup),
-        on_shutdown=tuple(shutdown),
+        on_startup=tuple(lifecycle.startup),
+        on_shutdown=(lifecycle.shutdown,),
         observers=observers,
         summary=summary,
     )

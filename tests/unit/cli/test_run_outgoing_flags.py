@@ -14,6 +14,7 @@ import pytest
 from hivegate.authserver.upstream.base import UpstreamTokens
 from hivegate.cli.main import build_parser
 from hivegate.cli.run import config_from_args
+from hivegate.compose.lifecycle import Lifecycle
 from hivegate.compose.run_gateway import _credentials
 from hivegate.config.run import RunConfig
 from hivegate.core.principal import Principal
@@ -44,7 +45,7 @@ def error(*flags: str, target: tuple[str, ...] = (REMOTE,)) -> str:
 def test_no_outgoing_flags_no_credential() -> None:
     cfg = config()
     assert (cfg.forward_headers, cfg.upstream_inject, cfg.token_exchange) == ((), None, None)
-    assert _credentials(cfg, None, []) is None
+    assert _credentials(cfg, None, Lifecycle()) is None
 
 
 def test_forward_headers_from_the_command_line_a_variable_a_file_and_a_secret_name(
@@ -69,7 +70,7 @@ def test_forward_headers_from_the_command_line_a_variable_a_file_and_a_secret_na
         ("Authorization", "from-a-secret"),
     )
     assert "from-a" not in repr(cfg)
-    credential = _credentials(cfg, None, [])
+    credential = _credentials(cfg, None, Lifecycle())
     assert isinstance(credential, StaticHeader)
     assert not credential.needs_caller
     assert asyncio.run(credential.headers(None)) == dict(cfg.forward_headers)
@@ -213,7 +214,7 @@ def _embedded(tokens: dict[tuple[str, str], UpstreamTokens]) -> Any:
 def test_upstream_inject_sends_the_callers_upstream_token() -> None:
     cfg = config("--upstream-inject", "github", "--auth-server-config", "as.yaml")
     embedded = _embedded({("s-1", "github"): UpstreamTokens(access_token="gh-token")})
-    credential = _credentials(cfg, embedded, [])
+    credential = _credentials(cfg, embedded, Lifecycle())
     assert isinstance(credential, UpstreamToken)
     caller = Caller(Principal("alice", "https://as.example", "jwt", {"tsid": "s-1"}), "own-token")
     assert asyncio.run(credential.headers(caller)) == {"Authorization": "Bearer gh-token"}
@@ -222,7 +223,7 @@ def test_upstream_inject_sends_the_callers_upstream_token() -> None:
 def test_an_upstream_provider_the_authorization_server_lacks_is_an_error_naming_the_flag() -> None:
     cfg = config("--upstream-inject", "entra", "--auth-server-config", "as.yaml")
     with pytest.raises(ConfigError) as caught:
-        _credentials(cfg, _embedded({}), [])
+        _credentials(cfg, _embedded({}), Lifecycle())
     assert str(caught.value) == (
         "--upstream-inject: --auth-server-config has no upstream provider 'entra' (configured: corp, github)"
     )
@@ -243,12 +244,12 @@ def test_token_exchange_subject_provider() -> None:
     cfg = config(*flags, "--token-exchange-subject-provider", "github", "--auth-server-config", "as.yaml")
     assert cfg.token_exchange is not None
     assert cfg.token_exchange.subject_provider_name == "github"
-    shutdown: list[Any] = []
-    assert isinstance(_credentials(cfg, _embedded({}), shutdown), ExchangedToken)
-    asyncio.run(shutdown[0]())  # the STS client
+    lifecycle = Lifecycle()
+    assert isinstance(_credentials(cfg, _embedded({}), lifecycle), ExchangedToken)
+    asyncio.run(lifecycle.shutdown())  # closes the STS client
     unknown = config(*flags, "--token-exchange-subject-provider", "entra", "--auth-server-config", "as.yaml")
     with pytest.raises(ConfigError) as caught:
-        _credentials(unknown, _embedded({}), [])
+        _credentials(unknown, _embedded({}), Lifecycle())
     assert str(caught.value).startswith("--token-exchange-subject-provider: upstream provider 'entra'")
 
 
