@@ -45,7 +45,7 @@ POLICIES = [
     'permit(principal, action == Action::"get_prompt", resource == Prompt::"review");',
     'permit(principal, action == Action::"call_tool", resource == Tool::"open_sockets");',
 ]
-ALLOWED_TOOLS = {"weather", "echo", "open_sockets"}  # what POLICIES let a caller see
+ALLOWED_TOOLS = {"weather", "echo", "calculator", "open_sockets"}  # what POLICIES let a caller see
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,7 @@ class _Caller:
         self.who = who
         self.handles: dict[frozenset[str] | None, Any] = {}
         self.slices: dict[tuple[str, str], _Slice | None] = {}
-        self.decisions: dict[tuple[str, str, bytes], Decision] = {}
+        self.decisions: dict[tuple[str, str, bytes, bool], Decision] = {}
 
 
 class CedarAuthorizer:
@@ -202,6 +202,11 @@ class CedarAuthorizer:
         self._group_type = cedar.group_entity_type
         self._policies = compile_policies(cedar.policies)
         self._forbids = frozenset(p.id for p in self._policies if p.est.get("effect") == "forbid")
+        # forbids that read a tool argument: a list (which has no arguments) is not filtered by their errors
+        self._argument_forbids = frozenset(
+            p.id for p in self._policies
+            if p.id in self._forbids and any(a.startswith("arg_") for a in accessed([p.est]).attrs)
+        )  # fmt: skip
         self.reads_annotations = any(hint in text for text in cedar.policies for hint in ANNOTATION_HINTS)
         base: list[dict[str, Any]] = json.loads(cedar.entities_json)
         self._base_map = {entity_key(e): e for e in base}
@@ -280,8 +285,10 @@ class CedarAuthorizer:
         *,
         arguments: Mapping[str, Any] | None = None,
         annotations: Mapping[str, Any] | None = None,
+        listing: bool = False,
     ) -> Decision:
-        """Decide `action` on the tool, prompt or resource `name`; never raises, denies what it cannot evaluate."""
+        """Decide `action` on the tool, prompt or resource `name`; never raises, denies what it cannot evaluate.
+        `listing`: decided for a list (no arguments), as `filter` decides (see `_evaluate`)."""
         if action not in ACTION_RESOURCE_TYPE:
             return Decision(False, errors=(f"unknown action {action!r}",))
         try:
@@ -296,7 +303,7 @@ class CedarAuthorizer:
         what = resource_entity(action, name, self._server, args=args, annotations=annotations)
         resource = _pruned(what, chosen.attrs)
         context = _keep(request_context(who["attrs"], args), chosen.context)
-        memo = self._memo_key(action, name, resource, context)
+        memo = self._memo_key(action, name, resource, context, listing)
         if memo is not None and (known := caller.decisions.get(memo)) is not None:
             return known
         request = {
@@ -309,7 +316,7 @@ class CedarAuthorizer:
             entities = self._entities(caller, chosen.attrs, [resource])
         except Exception as exc:  # any failure to evaluate is a deny, never a crash
             return Decision(False, errors=(f"cedar evaluation failed: {exc}",))
-        decision = self._evaluate([request], chosen.policies, entities)[0]
+        decision = self._evaluate([request], chosen.policies, entities, listing=listing)[0]
         if memo is not None:
             if len(caller.decisions) >= MAX_DECISIONS_PER_CALLER:
                 caller.decisions.pop(next(iter(caller.decisions)))
@@ -317,8 +324,8 @@ class CedarAuthorizer:
         return decision
 
     def _memo_key(
-        self, action: str, name: str, resource: Mapping[str, Any], context: Mapping[str, Any]
-    ) -> tuple[str, str, bytes] | None:
+        self, action: str, name: str, resource: Mapping[str, Any], context: Mapping[str, Any], listing: bool
+    ) -> tuple[str, str, bytes, bool] | None:
         """What a decision depends on beyond the caller (whose entity is fixed by its exact claims): the resource's
         attributes and the context, as far as the deciding slice reads them. None (not remembered) without slicing,
         or when they are large (a key must stay small)."""
@@ -328,7 +335,7 @@ class CedarAuthorizer:
             reads = orjson.dumps((resource["attrs"], context), option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None
-        return (action, name, reads) if len(reads) <= _MEMO_KEY_LIMIT else None
+        return (action, name, reads, listing) if len(reads) <= _MEMO_KEY_LIMIT else None
 
     def filter(
         self,
@@ -382,10 +389,11 @@ class CedarAuthorizer:
                     }
                 )
             for chosen, indices, requests in batches.values():
-                for i, decision in zip(indices, self._evaluate(requests, chosen.policies, entities), strict=True):
+                decided = self._evaluate(requests, chosen.policies, entities, listing=True)
+                for i, decision in zip(indices, decided, strict=True):
                     allowed[i] = decision.allowed
         for i in leftovers:
-            allowed[i] = self.decide(principal, action, items[i][0], annotations=items[i][1]).allowed
+            allowed[i] = self.decide(principal, action, items[i][0], annotations=items[i][1], listing=True).allowed
         return allowed
 
     def _principal_entity(self, principal: Principal) -> dict[str, Any]:
@@ -444,7 +452,12 @@ class CedarAuthorizer:
         named = (_ERRED.match(error) for error in errors)
         return tuple(m.group(1) for m in named if m is not None and m.group(1) in self._forbids)
 
-    def _evaluate(self, requests: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: Any) -> list[Decision]:
+    def _evaluate(
+        self, requests: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: Any, *, listing: bool = False
+    ) -> list[Decision]:
+        """Cedar's decisions, with a `forbid` that errors counting as a deny (fail closed). When `listing` (a list
+        filter: there are no arguments to read) a `forbid` that reads a tool argument does not hide the item by
+        erroring: each call is decided, strictly, with its arguments."""
         try:
             # an empty context is left out: Cedar reads that as `{}` and skips parsing it (~5 µs)
             encoded = [
@@ -463,6 +476,8 @@ class CedarAuthorizer:
             diagnostics = result.get("diagnostics", {})
             errors = tuple(diagnostics.get("errors", ()))
             failed_forbids = self._forbids_in(errors) if errors else ()
+            if listing:
+                failed_forbids = tuple(f for f in failed_forbids if f not in self._argument_forbids)
             if failed_forbids:
                 decisions.append(Decision(False, failed_forbids, errors))
             elif result.get("decision") == "Allow":

@@ -235,6 +235,20 @@ def test_list_filtering_hides_an_item_whose_forbid_errors() -> None:
     assert authz.filter(okta("u", []), "call_tool", [("a", None)]) == [False]  # no `level` claim: the forbid errors
 
 
+def test_list_filtering_keeps_a_tool_whose_forbid_reads_an_argument() -> None:
+    authz = authorizer(
+        [
+            "permit(principal, action, resource);",
+            'forbid(principal, action == Action::"call_tool", resource) when { resource.arg_a > 100 };',
+        ]
+    )
+    caller = okta("u", [])
+    assert authz.filter(caller, "call_tool", [("calc", None)]) == [True]  # a list has no arguments to read
+    assert authz.decide(caller, "call_tool", "calc", arguments={"a": 5}).allowed
+    assert not authz.decide(caller, "call_tool", "calc", arguments={"a": "500"}).allowed  # the call stays strict
+    assert not authz.decide(caller, "call_tool", "calc").allowed
+
+
 def test_remembered_decisions_follow_what_the_policies_read() -> None:
     authz = authorizer(GUARDED)
     caller = okta("u", [])

@@ -172,6 +172,6 @@ def test_sliced_decisions_equal_full_set(
             ), (texts, caller, action, name, args)
         for list_action in ACTIONS:
             items = [(name, hints) for _, name, _, hints in reqs]
-            want = [full.decide(who, list_action, n, annotations=h).allowed for n, h in items]
+            want = [full.decide(who, list_action, n, annotations=h, listing=True).allowed for n, h in items]
             assert sliced.filter(who, list_action, items) == want
             assert full.filter(who, list_action, items) == want
