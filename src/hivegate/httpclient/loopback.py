@@ -7,6 +7,7 @@ happens to resolve to 127.0.0.1, is not loopback here: its resolution is not our
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -16,8 +17,11 @@ __all__ = ["is_loopback_host", "is_secure_transport", "uses_http"]
 
 def is_loopback_host(host: str | None) -> bool:
     """Whether `host` (a host name or IP literal, brackets allowed) names this machine's loopback interface."""
-    if not host:
-        return False
+    return _is_loopback(host) if host else False
+
+
+@functools.lru_cache(maxsize=256)  # asked per request (the Host header): parsing an address costs ~5 µs
+def _is_loopback(host: str) -> bool:
     name = host.strip("[]").rstrip(".").lower()
     if name == "localhost":
         return True
