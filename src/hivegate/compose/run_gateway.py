@@ -16,17 +16,16 @@ from hivegate.asgi.reverse import ReverseProxy
 from hivegate.asgi.reverse_sessions import SessionTable
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
 from hivegate.asgi.types import ASGIApp
-from hivegate.authn.authenticators import build_authenticator
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.compose.incoming import Incoming, incoming
 from hivegate.compose.lifecycle import Lifecycle
 from hivegate.compose.operations import Tracing
 from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
 from hivegate.config.run import RunConfig
-from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
 from hivegate.observe.audit import AuditConfig, load_audit_config
 from hivegate.observe.exchange import Observer
@@ -98,30 +97,18 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     lifecycle = Lifecycle()  # shutdown in reverse order of construction: what is built first is closed last
     public = dict(public or {})
     prefixes: dict[str, ASGIApp] = {}
-    authenticator: Authenticator
-    embedded: EmbeddedAuthServer | None = None
-    resource_url = cfg.auth.resource_url
     metrics = Metrics() if cfg.diagnostics_port is not None else None
     observers = _observers(cfg, lifecycle, metrics)
+    auth_server = None
     if cfg.auth_server_config is not None:
-        from hivegate.asgi.authserver import AuthServerRoutes
-        from hivegate.authserver.build import build_embedded_auth_server
+        from hivegate.authserver.settings import load_auth_server_config
 
-        embedded = build_embedded_auth_server(
-            cfg.auth_server_config,
-            server_name=cfg.name,
-            mcp_path=cfg.mcp_path,
-            resource_url=cfg.auth.resource_url,
-            scopes=cfg.auth.scopes,
-        )
-        authenticator, resource_url = embedded.authenticator, embedded.resource
-        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
-        public.update(routes.routes())
-        prefixes.update(routes.prefixes())
-        lifecycle.on_shutdown(embedded.aclose)
-    else:
-        authenticator = build_authenticator(cfg.auth)
-    lifecycle.on_shutdown(authenticator.aclose)
+        auth_server = load_auth_server_config(cfg.auth_server_config)
+    entry = incoming(lifecycle, oidc=cfg.auth, auth_server=auth_server, server_name=cfg.name, mcp_path=cfg.mcp_path,
+                     metrics=metrics, scopes=cfg.auth.scopes)  # fmt: skip
+    authenticator, resource_url, embedded = entry.authenticator, entry.resource_url, entry.embedded
+    public.update(entry.routes)
+    prefixes.update(entry.prefixes)
     credentials = _credentials(cfg, embedded, lifecycle)
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
@@ -174,7 +161,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
-    diagnostics = _diagnostics(cfg, lifecycle, registry, embedded, gate, metrics, authenticator)
+    diagnostics = _diagnostics(cfg, lifecycle, registry, entry, gate, metrics)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     lines = [*_auth_summary(cfg, resource_url, embedded), *lifecycle.summary]
     readiness = diagnostics.readiness
@@ -226,10 +213,9 @@ def _diagnostics(
     cfg: RunConfig,
     lifecycle: Lifecycle,
     registry: SessionRegistry | None,
-    embedded: EmbeddedAuthServer | None,
+    entry: Incoming,
     gate: McpGate | None,
     metrics: Metrics | None,
-    authenticator: Authenticator,
 ) -> _Diagnostics:
     """The readiness checks and the diagnostics app (metrics, `/readyz`) for `cfg`."""
     if metrics is not None and registry is not None:
@@ -247,10 +233,7 @@ def _diagnostics(
         parts = urlsplit(cfg.url or "")
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         readiness.add("backend", lambda: tcp_reachable(host, port))
-    if authenticator.keys_ready is not None:  # None: no JWT is verified (introspection, local, anonymous)
-        readiness.add("keys", authenticator.keys_ready)
-    if embedded is not None:
-        readiness.add("authserver storage", embedded.storage_ready)
+    entry.add_checks(readiness)
     if gate is not None:
         policies = gate
 

@@ -21,18 +21,17 @@ from hivegate.asgi.diagnostics import readiness_endpoint
 from hivegate.asgi.http import send_bytes, send_json
 from hivegate.asgi.streamable import SessionFrontend
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
-from hivegate.authn.authenticators import build_authenticator
 from hivegate.authz.gate import McpGate
 from hivegate.authz.policy_config import AuthzConfig
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.transport import Transport, TransportFactory
+from hivegate.compose.incoming import incoming
 from hivegate.compose.lifecycle import Lifecycle
 from hivegate.compose.operations import Tracing
 from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
-from hivegate.core.ports import Authenticator
 from hivegate.errors import ConfigError
 from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
@@ -46,7 +45,7 @@ from hivegate.vmcp.session import VirtualTransport
 from hivegate.vmcp.spec import BackendConfig, VMCPConfig
 
 if TYPE_CHECKING:
-    from hivegate.authserver.build import EmbeddedAuthServer
+    pass
 
 __all__ = ["VirtualServer", "build_virtual_server"]
 
@@ -135,30 +134,19 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         operations, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
     )
     lifecycle.on_shutdown(operations.shutdown)
-    authenticator: Authenticator
-    embedded: EmbeddedAuthServer | None = None
-    resource_url = cfg.incoming_auth.oidc.resource_url
-    if cfg.auth_server is not None:
-        from hivegate.asgi.authserver import AuthServerRoutes
-        from hivegate.authserver.build import embedded_auth_server
-
-        embedded = embedded_auth_server(
-            cfg.auth_server, server_name=cfg.name, mcp_path=cfg.path, resource_url=resource_url
-        )
-        authenticator, resource_url = embedded.authenticator, embedded.resource
-        routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
-        public.update(routes.routes())
-        prefixes.update(routes.prefixes())
-        lifecycle.on_shutdown(embedded.aclose)
+    entry = incoming(lifecycle, oidc=cfg.incoming_auth.oidc, auth_server=cfg.auth_server, server_name=cfg.name,
+                     mcp_path=cfg.path, metrics=metrics)  # fmt: skip
+    authenticator, resource_url, embedded = entry.authenticator, entry.resource_url, entry.embedded
+    public.update(entry.routes)
+    prefixes.update(entry.prefixes)
+    if embedded is not None:
         summary.append(f"auth: embedded authorization server {embedded.server.issuer} (audience {resource_url})")
     else:
-        authenticator = build_authenticator(cfg.incoming_auth.oidc)
         oidc = cfg.incoming_auth.oidc
         if cfg.incoming_auth.type == "oidc":
             summary.append(f"auth: OIDC issuer {oidc.issuer}, audience {oidc.audience}")
         else:
             summary.append(f"auth: {cfg.incoming_auth.type} (no token required)")
-    lifecycle.on_shutdown(authenticator.aclose)
     launched = {b.name: p for b in cfg.backends if (p := launched_for(b)) is not None}
     sts_http = sts_http_client(cfg)
     lifecycle.on_shutdown(sts_http.aclose)
@@ -202,10 +190,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
     readiness = Readiness()
     readiness.add("backends", lambda: _backends_ready(pool))
-    if authenticator.keys_ready is not None:  # None: no JWT is verified (introspection, local, anonymous)
-        readiness.add("keys", authenticator.keys_ready)
-    if embedded is not None:
-        readiness.add("authserver storage", embedded.storage_ready)
+    entry.add_checks(readiness)
     if shared is not None:
         store = shared.store
 
