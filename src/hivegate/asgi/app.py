@@ -19,13 +19,12 @@ from hivegate.asgi.origin import OriginPolicy
 from hivegate.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from hivegate.core import jsonrpc
 from hivegate.core.ports import Authenticator
-from hivegate.core.principal import Principal
 from hivegate.errors import AuthenticationError
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
 from hivegate.observe.ratelimit import RateLimitedLog
-from hivegate.outgoing.caller import Caller, current_caller
+from hivegate.outgoing.caller import Caller
 from hivegate.pipeline.headers import check_headers
 from hivegate.pipeline.limits import SLOT_KEY, CallerLimits
 
@@ -39,7 +38,10 @@ _CORS_EXPOSE_HEADERS = b"mcp-session-id, www-authenticate"
 
 
 class Endpoint(Protocol):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None: ...
+    """An MCP endpoint, called once the request is authenticated, with the caller it is for (the principal and the
+    bearer token it presented), which it passes on to whatever sends messages to a backend on the caller's behalf."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +185,15 @@ class Gateway:
             )
             return
         scope = {**scope, SLOT_KEY: slot}
-        caller = current_caller.set(Caller(principal, _bearer(get_header(scope, b"authorization"))))
+        caller = Caller(principal, _bearer(get_header(scope, b"authorization")))
         try:
-            await endpoint(scope, receive, send, principal)
+            await endpoint(scope, receive, send, caller)
         except AuthenticationError as exc:  # a backend credential needs a new login (upstreamInject)
             if exchange.status is not None:
                 raise
             exchange.auth_error = "login_required"
             await self._unauthorized(scope, send, exc)
         finally:
-            current_caller.reset(caller)
             slot.release()
 
     def _auth_failed(self, exchange: Exchange, exc: AuthenticationError) -> None:

@@ -19,10 +19,10 @@ from hivegate.backends.session import Sink
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND, Message
-from hivegate.core.principal import Principal
 from hivegate.core.protocol import LEGACY_SSE_VERSION
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import exchange_of
+from hivegate.outgoing.caller import Caller
 from hivegate.pipeline.answers import answer_filter
 from hivegate.pipeline.authorize import admit
 from hivegate.pipeline.limits import SLOT_KEY, Slot
@@ -55,13 +55,14 @@ class LegacySSEFrontend:
         self._keepalive = keepalive
         self._streams: dict[str, QueueSink] = {}
 
-    async def handle_stream(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def handle_stream(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """`GET /sse`: open a backend session for `caller`'s principal and stream what it sends."""
         if scope["method"] != "GET":
             await send_bytes(send, 405, b"", [(b"allow", b"GET")])
             return
         try:
             entry = await self._registry.open(
-                principal.key, self._factory, name=self._name, request_timeout=self._request_timeout
+                caller.principal.key, self._factory, name=self._name, request_timeout=self._request_timeout
             )
         except SessionLimitError as exc:
             await send_jsonrpc_error(send, 503, None, BACKEND_UNAVAILABLE, str(exc), [(b"retry-after", b"5")])
@@ -87,10 +88,13 @@ class LegacySSEFrontend:
             self._streams.pop(entry.session_id, None)
             await self._registry.remove(entry.session_id)
 
-    async def handle_message(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def handle_message(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """`POST /messages?session_id=…`: one message of `caller`'s to its session's backend (answers go on the
+        stream)."""
         if scope["method"] != "POST":
             await send_bytes(send, 405, b"", [(b"allow", b"POST")])
             return
+        principal = caller.principal
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         session_id = (query.get("session_id") or [""])[0]
         entry = self._registry.get(session_id, principal.key) if session_id else None
@@ -134,9 +138,9 @@ class LegacySSEFrontend:
                 # audited, and the caller's slot given back, when its answer reaches the stream
                 kept = slot.hand_over() if isinstance(slot, Slot) else None
                 target: Sink = _Settling(sink, message["id"], answered, kept)
-                await entry.backend.request(message, target, transform=transform)
+                await entry.backend.request(message, target, transform=transform, caller=caller)
             else:
-                await entry.backend.send(message)
+                await entry.backend.send(message, caller=caller)
         except BackendError as exc:
             if call is not None:
                 call.deferred = False  # answered here after all

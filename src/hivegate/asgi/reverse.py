@@ -20,12 +20,11 @@ from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
-from hivegate.core.principal import Principal
 from hivegate.core.protocol import UNDECLARED_VERSION
 from hivegate.errors import AuthenticationError, InvalidMessage
 from hivegate.httpclient.pool import HTTP1Pool, HTTP1Response, HTTPClientError, HTTPTimeout
 from hivegate.observe.exchange import McpCall, carries_trace_context, exchange_of
-from hivegate.outgoing.caller import Caller, current_caller
+from hivegate.outgoing.caller import Caller
 from hivegate.outgoing.credentials import Credentials, OutgoingAuthError
 from hivegate.pipeline.answers import answer_filter, might_carry_list
 from hivegate.pipeline.authorize import admit
@@ -79,7 +78,9 @@ class ReverseProxy:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._pool.aclose()
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """Relay one request of `caller`'s (authorized for its principal; with the backend's credential for it)."""
+        principal = caller.principal
         method = scope["method"]
         if method not in ("GET", "POST", "DELETE"):
             await send_bytes(send, 405, b"", [(b"allow", b"GET, POST, DELETE")])
@@ -100,7 +101,7 @@ class ReverseProxy:
                 await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
                 return
             if owner is None:
-                self._opened(session_id, principal)  # unknown here (e.g. after a restart): first user owns it
+                self._opened(session_id, caller)  # unknown here (e.g. after a restart): first user owns it
             elif owner != principal.key:
                 await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
                 return
@@ -142,7 +143,7 @@ class ReverseProxy:
                     body = _trace_context(calls, message, body, headers)
             if self._gate is not None:
                 if any(self._gate.needs_tool_list(m) for m in inbound.requests):
-                    credential = await self._credential(send, request_id)
+                    credential = await self._credential(send, request_id, caller)
                     if credential is None:
                         return
                     await self._learn_tools(headers + credential)
@@ -153,7 +154,7 @@ class ReverseProxy:
                     _settle(calls, answer)
                     return
         if credential is None:
-            credential = await self._credential(send, request_id)
+            credential = await self._credential(send, request_id, caller)
             if credential is None:
                 return
         headers += credential
@@ -172,7 +173,7 @@ class ReverseProxy:
             new_session = resp.header(b"mcp-session-id")
             if new_session is not None and new_session.decode("latin-1") != session_id:
                 stream_session = new_session.decode("latin-1")
-                self._opened(stream_session, principal)
+                self._opened(stream_session, caller)
             if method == "DELETE" and session_id is not None:
                 self._sessions.remove(session_id)
         rewrite = None
@@ -209,12 +210,15 @@ class ReverseProxy:
             with contextlib.suppress(ValueError):
                 _settle(calls, jsonrpc.decode(payload))
 
-    async def _credential(self, send: Send, request_id: jsonrpc.RequestId | None) -> list[tuple[bytes, bytes]] | None:
-        """The backend's own credential as headers, or None once the caller has been told why there is none."""
+    async def _credential(
+        self, send: Send, request_id: jsonrpc.RequestId | None, caller: Caller
+    ) -> list[tuple[bytes, bytes]] | None:
+        """The backend's own credential for `caller` as headers, or None once the caller has been told why there is
+        none."""
         if self._credentials is None:
             return []
         try:
-            extra = await self._credentials.headers(current_caller.get())
+            extra = await self._credentials.headers(caller)
         except OutgoingAuthError as exc:
             await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, str(exc))
             return None
@@ -293,14 +297,14 @@ class ReverseProxy:
         watcher.add_done_callback(disconnected)
         return watcher
 
-    def _opened(self, session_id: str, principal: Principal) -> None:
-        """Record `principal`'s session; sessions ended to make room are deleted at the server, in the background
-        (with the caller's credential for its own, the gateway's own for another's when the credential depends on
-        no caller; otherwise the server's idle expiry ends it)."""
-        caller = current_caller.get()
-        for ended, owner in self._sessions.add(session_id, principal.key):
+    def _opened(self, session_id: str, caller: Caller) -> None:
+        """Record the session of `caller`'s principal; sessions ended to make room are deleted at the server, in the
+        background (with `caller`'s credential for its own, the gateway's own for another's when the credential
+        depends on no caller; otherwise the server's idle expiry ends it)."""
+        owner_key = caller.principal.key
+        for ended, owner in self._sessions.add(session_id, owner_key):
             logger.info("session %s… at %r ended to make room for a new one", ended[:6], self._name)
-            task = asyncio.ensure_future(self._delete_at_backend(ended, caller if owner == principal.key else None))
+            task = asyncio.ensure_future(self._delete_at_backend(ended, caller if owner == owner_key else None))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 

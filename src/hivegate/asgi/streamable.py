@@ -40,6 +40,7 @@ from hivegate.core.principal import Principal
 from hivegate.core.protocol import MODERN_VERSIONS, UNDECLARED_VERSION, VERSION_META
 from hivegate.errors import BackendError
 from hivegate.observe.exchange import McpCall, exchange_of
+from hivegate.outgoing.caller import Caller
 from hivegate.pipeline.answers import answer_filter
 from hivegate.pipeline.authorize import admit
 from hivegate.pipeline.headers import protocol_revision
@@ -83,20 +84,22 @@ class SessionFrontend:
         self._request_timeout = request_timeout
         self._limits = limits or StreamableLimits()
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """Serve one request of `caller`'s (authorized for its principal; sent to the backend for it)."""
         method = scope["method"]
         if method == "POST":
-            await self._post(scope, receive, send, principal)
+            await self._post(scope, receive, send, caller)
         elif method == "GET":
-            await self._get(scope, receive, send, principal)
+            await self._get(scope, receive, send, caller)
         elif method == "DELETE":
-            await self._delete(scope, send, principal)
+            await self._delete(scope, send, caller)
         else:
             await send_bytes(send, 405, b"", [(b"allow", b"GET, POST, DELETE")])
 
     # -- POST ------------------------------------------------------------------------------------------------------
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def _post(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        principal = caller.principal
         revision = protocol_revision(scope["headers"], undeclared=UNDECLARED_VERSION)
         inbound = await read_inbound(receive, send, self._limits.max_body, revision)
         if inbound is None:
@@ -113,29 +116,28 @@ class SessionFrontend:
                     found.answered(reply)
             return
         if inbound.batch:
-            await self._batch(scope, send, principal, list(inbound.messages), by_id)
+            await self._batch(scope, send, caller, list(inbound.messages), by_id)
             return
         message = inbound.messages[0]
         call = calls[0] if calls else None
         if message.get("method") == "initialize" and "id" in message:
-            await self._initialize(send, principal, message, call)
+            await self._initialize(send, caller, message, call)
             return
         if get_header(scope, SESSION_HEADER) is None and jsonrpc.is_request(message) and _is_modern(message):
-            await self._modern(scope, receive, send, principal, message, call)
+            await self._modern(scope, receive, send, caller, message, call)
             return
-        entry = await self._session(scope, send, principal, message.get("id"))
+        entry = await self._session(scope, send, caller, message.get("id"))
         if entry is None:
             return
         if exchange is not None:
             exchange.session_id = entry.session_id
             exchange.client_info = exchange.client_info or entry.client_info
         if jsonrpc.is_request(message):
-            await self._request(
-                scope, receive, send, entry.backend, message, _session_headers(entry), principal, call=call
-            )
+            headers = _session_headers(entry)
+            await self._request(scope, receive, send, entry.backend, message, headers, caller, call=call)
             return
         try:
-            await entry.backend.send(message)
+            await entry.backend.send(message, caller=caller)
         except BackendError as exc:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
@@ -145,13 +147,13 @@ class SessionFrontend:
         self,
         scope: Scope,
         send: Send,
-        principal: Principal,
+        caller: Caller,
         typed: list[jsonrpc.Message],
         calls: dict[jsonrpc.RequestId, McpCall],
     ) -> None:
         """A JSON-RPC batch (allowed by revision 2025-03-26), already validated (no initialize, no id twice) and
         admitted whole: answered with one JSON array of responses."""
-        entry = await self._session(scope, send, principal, None)
+        entry = await self._session(scope, send, caller, None)
         if entry is None:
             return
         sinks: list[QueueSink] = []
@@ -161,9 +163,10 @@ class SessionFrontend:
                     sink = QueueSink(streaming=False)
                     sinks.append(sink)
                     call = calls.get(message["id"])
-                    await entry.backend.request(message, sink, transform=self._filter_for(principal, message, call))
+                    transform = self._filter_for(caller.principal, message, call)
+                    await entry.backend.request(message, sink, transform=transform, caller=caller)
                 else:
-                    await entry.backend.send(message)
+                    await entry.backend.send(message, caller=caller)
         except BackendError as exc:
             await send_jsonrpc_error(send, 502, None, BACKEND_UNAVAILABLE, str(exc))
             return
@@ -194,8 +197,9 @@ class SessionFrontend:
         return answer_filter(self._gate, principal, call)
 
     async def _session(
-        self, scope: Scope, send: Send, principal: Principal, request_id: jsonrpc.RequestId | None
+        self, scope: Scope, send: Send, caller: Caller, request_id: jsonrpc.RequestId | None
     ) -> SessionEntry | None:
+        principal = caller.principal
         session_id = get_header(scope, SESSION_HEADER)
         if session_id is None:
             await send_jsonrpc_error(
@@ -204,7 +208,7 @@ class SessionFrontend:
             return None
         entry = self._registry.get(session_id, principal.key)
         if entry is None and self._shared is not None:
-            entry = await self._resume(send, principal, session_id, request_id)
+            entry = await self._resume(send, caller, session_id, request_id)
             if entry is None:
                 return None
         if entry is None:
@@ -219,13 +223,15 @@ class SessionFrontend:
         return entry
 
     async def _resume(
-        self, send: Send, principal: Principal, session_id: str, request_id: jsonrpc.RequestId | None
+        self, send: Send, caller: Caller, session_id: str, request_id: jsonrpc.RequestId | None
     ) -> SessionEntry | None:
         """Open here a session another replica recorded (only for its owner), replaying the client's initialize.
-        Concurrent requests for one session share one resumption. None: answered already (404 or 502)."""
+        Concurrent requests for one session share one resumption (for the caller of the first). None: answered
+        already (404 or 502)."""
+        principal = caller.principal
         pending = self._resuming.get(session_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._reopen(principal, session_id))
+            pending = asyncio.ensure_future(self._reopen(caller, session_id))
             self._resuming[session_id] = pending
             pending.add_done_callback(lambda _: self._resuming.pop(session_id, None))
         try:
@@ -241,16 +247,17 @@ class SessionFrontend:
             return None
         return entry
 
-    async def _reopen(self, principal: Principal, session_id: str) -> SessionEntry | None:
+    async def _reopen(self, caller: Caller, session_id: str) -> SessionEntry | None:
         assert self._shared is not None
+        owner = caller.principal.key
         record = await self._shared.load(session_id)
-        if record is None or record.owner != principal.key:
+        if record is None or record.owner != owner:
             return None
         entry = await self._registry.open(
-            principal.key, self._factory, name=self._name, request_timeout=self._request_timeout, session_id=session_id
+            owner, self._factory, name=self._name, request_timeout=self._request_timeout, session_id=session_id
         )
         try:
-            await entry.backend.handshake(record.init_params)
+            await entry.backend.handshake(record.init_params, caller=caller)
         except BaseException:
             await self._registry.remove(session_id)
             raise
@@ -277,13 +284,14 @@ class SessionFrontend:
         return None
 
     async def _initialize(
-        self, send: Send, principal: Principal, message: jsonrpc.Message, call: McpCall | None = None
+        self, send: Send, caller: Caller, message: jsonrpc.Message, call: McpCall | None = None
     ) -> None:
+        principal = caller.principal
         entry = await self._open(send, principal, message["id"])
         if entry is None:
             return
         sink = QueueSink(streaming=False)
-        await entry.backend.request(message, sink)
+        await entry.backend.request(message, sink, caller=caller)
         reply = await _final(sink)
         if call is not None:
             call.answered(reply)
@@ -304,16 +312,16 @@ class SessionFrontend:
         scope: Scope,
         receive: Receive,
         send: Send,
-        principal: Principal,
+        caller: Caller,
         message: jsonrpc.Message,
         call: McpCall | None,
     ) -> None:
         """A 2026-07-28 request: self-contained, served by a backend process kept per caller (never shared)."""
-        stateless_id = "stateless-" + hashlib.sha256(principal.key.encode()).hexdigest()
-        entry = await self._open(send, principal, message["id"], session_id=stateless_id)
+        stateless_id = "stateless-" + hashlib.sha256(caller.principal.key.encode()).hexdigest()
+        entry = await self._open(send, caller.principal, message["id"], session_id=stateless_id)
         if entry is not None:
             await self._request(
-                scope, receive, send, entry.backend, message, [], principal, cancel_on_disconnect=True, call=call
+                scope, receive, send, entry.backend, message, [], caller, cancel_on_disconnect=True, call=call
             )
 
     async def _request(
@@ -324,17 +332,18 @@ class SessionFrontend:
         backend: BackendSession,
         message: jsonrpc.Message,
         headers: list[tuple[bytes, bytes]],
-        principal: Principal,
+        caller: Caller,
         *,
         cancel_on_disconnect: bool = False,
         call: McpCall | None = None,
     ) -> None:
-        """Forward one request; answer with JSON, or with SSE once anything but the answer comes first."""
+        """Forward one request of `caller`'s; answer with JSON, or with SSE once anything but the answer comes first."""
         accept = get_header(scope, b"accept") or ""
         sink = QueueSink(streaming="text/event-stream" in accept)
         request_id = message["id"]
         try:
-            await backend.request(message, sink, transform=self._filter_for(principal, message, call))
+            transform = self._filter_for(caller.principal, message, call)
+            await backend.request(message, sink, transform=transform, caller=caller)
         except BackendError as exc:
             await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc))
             return
@@ -391,14 +400,14 @@ class SessionFrontend:
 
     # -- GET and DELETE --------------------------------------------------------------------------------------------
 
-    async def _get(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
+    async def _get(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
         accept = get_header(scope, b"accept") or ""
         if "text/event-stream" not in accept:
             await send_jsonrpc_error(
                 send, 406, None, jsonrpc.INVALID_REQUEST, "Not Acceptable: GET needs Accept: text/event-stream"
             )
             return
-        entry = await self._session(scope, send, principal, None)
+        entry = await self._session(scope, send, caller, None)
         if entry is None:
             return
         sink = QueueSink(streaming=True, per_request=False)
@@ -417,7 +426,8 @@ class SessionFrontend:
             idle=self._limits.stream_idle,
         )
 
-    async def _delete(self, scope: Scope, send: Send, principal: Principal) -> None:
+    async def _delete(self, scope: Scope, send: Send, caller: Caller) -> None:
+        principal = caller.principal
         session_id = get_header(scope, SESSION_HEADER)
         if (
             session_id is not None
@@ -426,7 +436,7 @@ class SessionFrontend:
         ):
             await self._delete_elsewhere(send, principal, session_id)  # no need to open it here only to end it
             return
-        entry = await self._session(scope, send, principal, None)
+        entry = await self._session(scope, send, caller, None)
         if entry is None:
             return
         await send_bytes(send, 200, b"")  # answer first: stopping the backend process can take a moment

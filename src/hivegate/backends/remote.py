@@ -22,7 +22,7 @@ from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, CredentialRefused, SessionGone
 from hivegate.httpclient.streaming import CONNECT_TIMEOUT, streaming_session
 from hivegate.observe.exchange import TraceMeta
-from hivegate.outgoing.caller import current_caller
+from hivegate.outgoing.caller import Caller
 from hivegate.outgoing.credentials import Credentials
 
 __all__ = ["SseClientTransport", "StreamableClientTransport"]
@@ -110,7 +110,8 @@ class SseClientTransport:
                 ready.set_exception(BackendError("stream ended before the endpoint event"))
             self._closed.set()
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
+        """POST one message to the endpoint (`caller` does not matter: the credential is the gateway's own)."""
         client = self._client
         if client is None or self._endpoint is None:
             raise BackendError("SSE backend is not connected")
@@ -152,7 +153,8 @@ class SseClientTransport:
 class StreamableClientTransport:
     """A client session with a Streamable HTTP server: each message is a POST; answers come as JSON or SSE.
 
-    `headers` are sent with every request (a credential of the gateway's own for this backend, never the caller's).
+    `headers` are sent with every request (a credential of the gateway's own for this backend, never the caller's);
+    `credentials` add, to each message, the backend's credential for the caller it is for (`send`'s `caller`).
     """
 
     def __init__(
@@ -189,19 +191,19 @@ class StreamableClientTransport:
             headers["MCP-Protocol-Version"] = self._version
         return headers
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
+        """POST one message with the credential of `caller`, the caller it is for; the gateway's own messages (no
+        caller: a cancellation, a request of its own) reuse the last credential sent."""
         client, on_message = self._client, self._on_message
         if client is None or on_message is None:
             raise BackendError("backend session is closed")
         if self._closed.is_set():  # the message never goes out: it may be sent again on a new session
             raise SessionGone("backend session is closed")
         is_initialize = message.get("method") == "initialize"
-        if self._credentials is not None:
-            # the credential of the caller this message is for; the gateway's own messages (a replayed initialize,
-            # a cancellation after a timeout) reuse the last one
-            caller = current_caller.get()
-            if caller is not None or not self._extra:
-                self._extra = {**self._extra, **await self._credentials.headers(caller)}
+        # the credential of the caller this message is for; the gateway's own messages (a cancellation after a
+        # timeout, a request of its own) reuse the last one
+        if self._credentials is not None and (caller is not None or not self._extra):
+            self._extra = {**self._extra, **await self._credentials.headers(caller)}
 
         def remember(item: Message) -> None:
             if is_initialize and isinstance(item.get("result"), dict):

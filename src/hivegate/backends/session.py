@@ -12,6 +12,10 @@ Routing of what the backend sends:
 
 When the transport dies, in-flight requests get a JSON-RPC error at once, and the transport is re-opened with
 exponential backoff; the client's `initialize` is replayed so the session carries on.
+
+Each message from a client goes to the transport with the caller it is for (`Caller`: whose credential a remote
+backend gets); the messages the gateway sends on its own (cancellations, requests of its own) go with none, and a
+replayed `initialize` with the caller of the `initialize` it replays.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, Protocol
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, INTERNAL_ERROR, Message, RequestId, error_response
 from hivegate.errors import BackendError, SessionGone
+from hivegate.outgoing.caller import Caller
 
 __all__ = ["BackendSession", "Sink"]
 
@@ -102,6 +107,7 @@ class BackendSession:
         self._closed = asyncio.Event()  # set with `_closing`: wakes whoever waits for the backend to be ready
         self._supervisor: asyncio.Task[None] | None = None
         self._init_params: Any = None
+        self._init_caller: Caller | None = None  # who the initialize in `_init_params` was for
         self._background: set[asyncio.Task[None]] = set()
         self._buffer_warned = False
         self.last_used = time.monotonic()
@@ -197,31 +203,36 @@ class BackendSession:
     async def _replay_initialize(self) -> None:
         if self._init_params is None:
             return
-        response = await self._internal_request("initialize", self._init_params, self._init_timeout)
+        caller = self._init_caller
+        response = await self._internal_request("initialize", self._init_params, self._init_timeout, caller)
         _check_initialized(response)
-        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"}, caller)
 
-    async def handshake(self, params: Any) -> Message:
-        """The gateway's own `initialize` (+ `notifications/initialized`), replayed after a restart; returns the
-        backend's answer. Raises `BackendError` (an error answer too) or `TimeoutError`."""
-        self._init_params = params
+    async def handshake(self, params: Any, caller: Caller | None = None) -> Message:
+        """The gateway's own `initialize` (+ `notifications/initialized`) for `caller`, replayed (for the same
+        caller) after a restart; returns the backend's answer. Raises `BackendError` (an error answer too) or
+        `TimeoutError`."""
+        self._init_params, self._init_caller = params, caller
         await self._wait_ready()
-        response = await self._internal_request("initialize", params, self._init_timeout)
+        response = await self._internal_request("initialize", params, self._init_timeout, caller)
         _check_initialized(response)
-        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"}, caller)
         return response
 
     async def ask(self, method: str, params: Any, timeout: float) -> Message:
-        """A request of the gateway's own (its answer never reaches a client); raises `BackendError`/`TimeoutError`."""
+        """A request of the gateway's own, for no caller (its answer never reaches a client); raises `BackendError` or
+        `TimeoutError`."""
         await self._wait_ready()
         return await self._internal_request(method, params, timeout)
 
-    async def _internal_request(self, method: str, params: Any, timeout: float) -> Message:
+    async def _internal_request(
+        self, method: str, params: Any, timeout: float, caller: Caller | None = None
+    ) -> Message:
         gid = next(self._ids)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._internal[gid] = future
         try:
-            await self._send({"jsonrpc": "2.0", "id": gid, "method": method, "params": params})
+            await self._send({"jsonrpc": "2.0", "id": gid, "method": method, "params": params}, caller)
             return await asyncio.wait_for(future, timeout)
         finally:
             self._internal.pop(gid, None)
@@ -235,8 +246,10 @@ class BackendSession:
         *,
         transform: Callable[[Message], Message] | None = None,
         raise_errors: bool = False,
+        caller: Caller | None = None,
     ) -> None:
-        """Forward a client request; its response (and related notifications) will be delivered to `sink`.
+        """Forward a client request for `caller`; its response (and related notifications) will be delivered to
+        `sink`.
 
         `transform` rewrites the backend's response before delivery (list filtering); if it fails, the client gets
         an internal error instead of the unfiltered response.
@@ -257,7 +270,7 @@ class BackendSession:
             if isinstance(meta, dict):
                 token = meta.get("progressToken")
         if method == "initialize":
-            self._init_params = params
+            self._init_params, self._init_caller = params, caller
         pending = _Pending(
             original_id=message["id"], sink=sink, method=method, progress_token=token, transform=transform
         )
@@ -269,7 +282,7 @@ class BackendSession:
         forwarded = dict(message)
         forwarded["id"] = gid
         try:
-            await self._send_or_resend(gid, forwarded, pending)
+            await self._send_or_resend(gid, forwarded, pending, caller)
         except BackendError as exc:
             if not raise_errors:
                 self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, str(exc)))
@@ -279,8 +292,8 @@ class BackendSession:
             self._drop(gid)
             raise
 
-    async def send(self, message: Message) -> None:
-        """Forward a client notification or a client response to a server-initiated request."""
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
+        """Forward a client notification or a client response to a server-initiated request, for `caller`."""
         self.last_used = time.monotonic()
         if message.get("method") == "notifications/cancelled":
             params = message.get("params")
@@ -293,7 +306,7 @@ class BackendSession:
                 if pending is not None:
                     pending.sink.end()  # no answer will come: the waiting HTTP exchange can finish
         await self._wait_ready()
-        await self._send(message)
+        await self._send(message, caller)
 
     async def abandon(self, sink: Sink, *, cancel: bool) -> None:
         """The client behind `sink` went away: route nothing more there.
@@ -332,7 +345,7 @@ class BackendSession:
         if not done:
             raise BackendError(f"backend {self.name!r} is restarting and did not come back in time")
 
-    async def _send_or_resend(self, gid: int, message: Message, pending: _Pending) -> None:
+    async def _send_or_resend(self, gid: int, message: Message, pending: _Pending, caller: Caller | None) -> None:
         """Send a client request; when the backend no longer knows the session (it restarted), the request was not
         processed: send it once more on the session the supervisor opens in its place, unless it was answered (timed
         out) or cancelled meanwhile. The caller gets exactly one answer."""
@@ -340,7 +353,7 @@ class BackendSession:
         pending.sending = True  # before the first send: the session may end (`_fail_all`) while it goes out
         try:
             try:
-                await self._send(message)
+                await self._send(message, caller)
             except SessionGone:
                 if transport is self._transport:
                     self._ready.clear()  # the supervisor has not replaced the transport yet: wait for it
@@ -348,17 +361,18 @@ class BackendSession:
                 if self._pending.get(gid) is not pending:
                     return  # answered already (timed out) or cancelled: it must not run now
                 pending.lost = None  # that session never processed it
-                await self._send(message)
+                await self._send(message, caller)
         finally:
             pending.sending = False
         if pending.lost is not None:  # sent, but the session ended meanwhile: no answer will come
             self._finish(gid, error_response(pending.original_id, BACKEND_UNAVAILABLE, pending.lost))
 
-    async def _send(self, message: Message) -> None:
+    async def _send(self, message: Message, caller: Caller | None = None) -> None:
+        """Send `message` on the current transport, for `caller` (None: a message of the gateway's own)."""
         transport = self._transport
         if transport is None:
             raise BackendError(f"backend {self.name!r} is not running")
-        await transport.send(message)
+        await transport.send(message, caller)
 
     # -- backend to client -----------------------------------------------------------------------------------------
 

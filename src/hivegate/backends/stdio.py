@@ -16,6 +16,7 @@ from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError
 from hivegate.observe.ratelimit import RateLimitedLog
+from hivegate.outgoing.caller import Caller
 
 __all__ = ["StdioTransport"]
 
@@ -120,7 +121,8 @@ class StdioTransport:
                 text = f"{text[:_STDERR_LINE_LIMIT]}… ({len(text) - _STDERR_LINE_LIMIT} characters cut)"
             self._stderr.log(logging.INFO, "%s: %s", self._name, text, extra={"stderr_line": text})
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
+        """Write one message to the process's stdin (`caller` does not matter: a local process gets no credential)."""
         proc = self._proc
         if proc is None or proc.stdin is None or self._closed.is_set():
             raise BackendError(f"backend {self._name!r} is not running")

@@ -6,8 +6,9 @@ The transport answers `initialize`, `ping` and the lists itself (from the pool's
 
 - `tools/call` and `prompts/get` by advertised name, `resources/read`/`subscribe` by URI, `completion/complete` by
   its reference, to the owning backend under that backend's own name;
-- each backend session is opened on first use with the client's own `initialize` parameters, then reused for the
-  life of the client session (never one per call), and closed with it;
+- each backend session is opened on first use with the client's own `initialize` parameters (and the caller of the
+  message that needed it, whose credential a remote backend may need), then reused for the life of the client
+  session (never one per call), and closed with it; each message goes on with the caller it is for;
 - what a backend sends back (progress, logs, server-to-client requests) goes to this client session only; the ids of
   a backend's requests are relabelled so two backends can never collide, and the client's answers go back to the
   backend that asked; `list_changed` from a backend refreshes the shared catalog, and clients hear
@@ -37,6 +38,7 @@ from hivegate.core.jsonrpc import (
 )
 from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import AuthenticationError, BackendError, CredentialRefused
+from hivegate.outgoing.caller import Caller
 from hivegate.outgoing.credentials import OutgoingAuthError
 from hivegate.vmcp.catalog import BackendLists, Catalog
 from hivegate.vmcp.pool import PROTOCOL_VERSION, BackendPool
@@ -96,20 +98,21 @@ class VirtualTransport:
         sessions, self._backends = list(self._backends.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
+        """Answer or route one message of the client's; `caller` goes on to the backend sessions it reaches."""
         if self._closed.is_set():
             raise BackendError(f"virtual MCP server {self._name!r}: session closed")
         method = message.get("method")
         if method is None:
-            await self._client_answer(message)
+            await self._client_answer(message, caller)
         elif "id" in message:
-            await self._request(message)
+            await self._request(message, caller)
         else:
-            await self._notification(message)
+            await self._notification(message, caller)
 
     # -- client requests -------------------------------------------------------------------------------------------
 
-    async def _request(self, message: Message) -> None:
+    async def _request(self, message: Message, caller: Caller | None) -> None:
         method: str = message["method"]
         request_id: RequestId = message["id"]
         params = message.get("params")
@@ -120,7 +123,7 @@ class VirtualTransport:
         elif method == "ping":
             self._reply(request_id, {})
         elif method in _LISTS:
-            await self._list(request_id, method)
+            await self._list(request_id, method, caller)
         elif method == "logging/setLevel":
             level = params.get("level")
             self._log_level = level if isinstance(level, str) else None
@@ -129,11 +132,11 @@ class VirtualTransport:
             self._reply(request_id, {})
         else:
             try:
-                backend, forwarded = self._target(await self._catalog(), method, params)
+                backend, forwarded = self._target(await self._catalog(caller), method, params)
             except _NoRoute as miss:
                 self._error(request_id, *self._miss(miss, method, params))
                 return
-            await self._forward(backend, {**message, "params": forwarded})
+            await self._forward(backend, {**message, "params": forwarded}, caller)
 
     def _target(self, catalog: Catalog, method: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(backend, params in the backend's own names); `_NoRoute` when the request goes nowhere."""
@@ -171,14 +174,14 @@ class VirtualTransport:
                     return BACKEND_UNAVAILABLE, f"backend {backend!r} is unavailable"
         return miss.code, str(miss)
 
-    async def _forward(self, backend: str, message: Message) -> None:
+    async def _forward(self, backend: str, message: Message, caller: Caller | None) -> None:
         request_id: RequestId = message["id"]
         refused = self._pool.refusal(backend)
         if refused is not None:
             self._error(request_id, BACKEND_UNAVAILABLE, refused)
             return
         try:
-            session = await self._session(backend)
+            session = await self._session(backend, caller)
         except (BackendError, TimeoutError, OSError) as exc:
             self._failed(backend, exc)
             reason = str(exc) or type(exc).__name__
@@ -191,7 +194,7 @@ class VirtualTransport:
         try:
             # errors while it goes out are raised here, not answered as a backend's: only here is it known whether
             # the backend failed or this caller's credential did
-            await session.request(message, _Relay(self, backend), raise_errors=True)
+            await session.request(message, _Relay(self, backend), raise_errors=True, caller=caller)
         except BackendError as exc:
             self._routes.pop(request_id, None)
             self._failed(backend, exc)
@@ -209,11 +212,11 @@ class VirtualTransport:
         else:
             self._pool.call_finished(backend, ok=False)
 
-    async def _list(self, request_id: RequestId, method: str) -> None:
+    async def _list(self, request_id: RequestId, method: str, caller: Caller | None) -> None:
         problem = self._pool.list_problem()
         if problem is None:
             try:
-                catalog = await self._catalog()
+                catalog = await self._catalog(caller)
             except BackendError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -222,8 +225,8 @@ class VirtualTransport:
         key, pick = _LISTS[method]
         self._reply(request_id, {key: list(pick(catalog))})
 
-    async def _catalog(self) -> Catalog:
-        """What this session sees: the pool's catalog, plus the caller-scoped backends as this caller lists them."""
+    async def _catalog(self, caller: Caller | None) -> Catalog:
+        """What this session sees: the pool's catalog, plus the caller-scoped backends as `caller` lists them."""
         if not self._pool.caller_scoped:
             return self._pool.catalog
         if self._own_catalog is not None:
@@ -234,7 +237,7 @@ class VirtualTransport:
             for b in self._pool.caller_scoped
             if b not in self._own_lists and self._pool.usable(b) and now - self._own_failed.get(b, -_RELIST) >= _RELIST
         ]
-        found = await asyncio.gather(*(self._list_backend(b) for b in missing), return_exceptions=True)
+        found = await asyncio.gather(*(self._list_backend(b, caller) for b in missing), return_exceptions=True)
         for backend, lists in zip(missing, found, strict=True):
             if isinstance(lists, AuthenticationError):
                 raise lists  # the caller must log in again
@@ -251,8 +254,8 @@ class VirtualTransport:
             self._own_catalog = catalog  # complete: keep it until something changes
         return catalog
 
-    async def _list_backend(self, backend: str) -> BackendLists:
-        session = await self._session(backend)
+    async def _list_backend(self, backend: str, caller: Caller | None) -> BackendLists:
+        session = await self._session(backend, caller)
         return await self._pool.list_backend(session, self._capabilities.get(backend, {}))
 
     def _initialize_result(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,7 +280,7 @@ class VirtualTransport:
 
     # -- client notifications and answers --------------------------------------------------------------------------
 
-    async def _notification(self, message: Message) -> None:
+    async def _notification(self, message: Message, caller: Caller | None) -> None:
         method = message["method"]
         if method == "notifications/initialized":
             return  # each backend session got its own when it opened
@@ -290,13 +293,13 @@ class VirtualTransport:
             session = self._backends.get(backend) if backend is not None else None
             if session is not None:
                 with contextlib.suppress(BackendError):
-                    await session.send(message)
+                    await session.send(message, caller)
             return
         for session in list(self._backends.values()):  # roots/list_changed and the like concern every backend
             with contextlib.suppress(BackendError):
-                await session.send(message)
+                await session.send(message, caller)
 
-    async def _client_answer(self, message: Message) -> None:
+    async def _client_answer(self, message: Message, caller: Caller | None) -> None:
         """The client's answer to a backend's request (sampling, elicitation, roots): back to that backend."""
         ours = message.get("id")
         found = self._asked.pop(ours, None) if isinstance(ours, str) else None
@@ -307,17 +310,19 @@ class VirtualTransport:
         session = self._backends.get(backend)
         if session is not None:
             with contextlib.suppress(BackendError):
-                await session.send({**message, "id": theirs})
+                await session.send({**message, "id": theirs}, caller)
 
     # -- backend sessions ------------------------------------------------------------------------------------------
 
-    async def _session(self, backend: str) -> BackendSession:
+    async def _session(self, backend: str, caller: Caller | None) -> BackendSession:
+        """This client session's session with `backend`, opened for `caller` if there is none yet (concurrent
+        requests share one opening, for the caller of the first)."""
         session = self._backends.get(backend)
         if session is not None:
             return session
-        return await self._opening.run(backend, lambda: self._open(backend))
+        return await self._opening.run(backend, lambda: self._open(backend, caller))
 
-    async def _open(self, backend: str) -> BackendSession:
+    async def _open(self, backend: str, caller: Caller | None) -> BackendSession:
         timeout = self._pool.timeout_for(backend)
         session = BackendSession(self._pool.factory(backend), name=backend, request_timeout=timeout)
         try:
@@ -328,7 +333,7 @@ class VirtualTransport:
                 "capabilities": {},
                 "clientInfo": {"name": f"hivegate-vmcp/{self._name}", "version": __version__},
             }
-            answer = await asyncio.wait_for(session.handshake(params), timeout)
+            answer = await asyncio.wait_for(session.handshake(params, caller=caller), timeout)
         except BaseException:
             with contextlib.suppress(Exception):
                 await session.close()
@@ -345,6 +350,8 @@ class VirtualTransport:
         return session
 
     async def _quiet_ask(self, backend: str, method: str, params: Any) -> None:
+        """A request of the gateway's own to an open backend session (for no caller: a remote backend gets the
+        session's last credential); its failure is no one's concern."""
         session = self._backends.get(backend)
         if session is not None:
             with contextlib.suppress(BackendError, TimeoutError):

@@ -9,6 +9,7 @@ import pytest
 from hivegate.backends.registry import SessionLimitError, SessionRegistry
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
+from hivegate.outgoing.caller import Caller
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +21,7 @@ class SlowStartBackend:
         SlowStartBackend.started += 1
         await asyncio.sleep(0.05)
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         pass
 
     async def wait_closed(self) -> str:

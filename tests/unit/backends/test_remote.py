@@ -1,5 +1,6 @@
 """The remote transports when a send races the transport closing: the message never went out, so the send raises
-`SessionGone` (a new session may take it) rather than a plain `BackendError` or the HTTP client's `RuntimeError`."""
+`SessionGone` (a new session may take it) rather than a plain `BackendError` or the HTTP client's `RuntimeError`;
+and the Streamable HTTP transport sending each message with the credential of the caller passed to `send`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from hivegate.backends.remote import SseClientTransport, StreamableClientTransport
 from hivegate.core.jsonrpc import Message
+from hivegate.core.principal import Principal
 from hivegate.errors import SessionGone
 from hivegate.outgoing import Caller
 from support.webserver import serve_on_loopback
@@ -82,3 +84,48 @@ async def test_an_sse_send_after_the_stream_ended_is_session_gone() -> None:
         with pytest.raises(SessionGone, match=r"SSE backend is not connected"):
             await transport.send(PING)
         await transport.close()
+
+
+class NamingCredential:
+    """A credential that names the caller it was made for (so a test sees whose credential went out)."""
+
+    needs_caller = True
+
+    def __init__(self) -> None:
+        self.asked_for: list[Caller | None] = []
+
+    async def headers(self, caller: Caller | None) -> dict[str, str]:
+        self.asked_for.append(caller)
+        who = caller.principal.subject if caller is not None else "nobody"
+        return {"Authorization": f"Bearer for-{who}"}
+
+
+async def test_a_streamable_send_carries_the_credential_of_the_caller_passed_to_it() -> None:
+    seen: list[tuple[str | None, str | None]] = []  # (method, Authorization) of each POST the backend received
+
+    async def mcp(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append((body.get("method"), request.headers.get("Authorization")))
+        if "id" not in body:
+            return web.Response(status=202)
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": {}})
+
+    alice = Caller(Principal("alice", "https://idp", "jwt"), "alice-token")
+    bob = Caller(Principal("bob", "https://idp", "jwt"), "bob-token")
+    credential = NamingCredential()
+    app = web.Application()
+    app.router.add_post("/mcp", mcp)
+    async with serve_on_loopback(app) as base:
+        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, credentials=credential, name="b")
+        await transport.open(lambda _: None)
+        await transport.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, alice)
+        await transport.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call"}, bob)
+        # a message of the gateway's own (no caller) goes with the last credential sent, the credential is not asked
+        await transport.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}})
+        await transport.close()
+    assert seen == [
+        ("tools/list", "Bearer for-alice"),
+        ("tools/call", "Bearer for-bob"),
+        ("notifications/cancelled", "Bearer for-bob"),
+    ]
+    assert credential.asked_for == [alice, bob]

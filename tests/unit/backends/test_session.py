@@ -11,7 +11,9 @@ import pytest
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler
 from hivegate.core.jsonrpc import Message
+from hivegate.core.principal import Principal
 from hivegate.errors import BackendError, CredentialRefused, SessionGone
+from hivegate.outgoing.caller import Caller
 
 pytestmark = pytest.mark.anyio
 
@@ -23,6 +25,7 @@ class FakeBackend:
 
     def __init__(self, *, fail_open: bool = False) -> None:
         self.sent: list[Message] = []
+        self.callers: list[Caller | None] = []  # who each message in `sent` was for
         self.on_message: MessageHandler | None = None
         self.closed = asyncio.Event()
         self.fail_open = fail_open
@@ -34,10 +37,11 @@ class FakeBackend:
             raise BackendError("cannot start")
         self.on_message = on_message
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         if self.closed.is_set():
             raise BackendError("gone")
         self.sent.append(message)
+        self.callers.append(caller)
         if self.auto_answer and "id" in message and "method" in message:
             assert self.on_message is not None
             self.on_message({"jsonrpc": "2.0", "id": message["id"], "result": {"method": message["method"]}})
@@ -67,9 +71,9 @@ class HeldBackend(FakeBackend):
         self.holding = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         if message.get("method") != "tools/call":
-            await super().send(message)
+            await super().send(message, caller)
             return
         self.holding.set()
         await self.release.wait()
@@ -77,6 +81,7 @@ class HeldBackend(FakeBackend):
             self.closed.set()
             raise SessionGone("backend 't' no longer knows the session (HTTP 404)")
         self.sent.append(message)
+        self.callers.append(caller)
 
 
 def first_then(first: FakeBackend, *, then_fail: bool = False) -> Callable[[], FakeBackend]:
@@ -273,6 +278,27 @@ async def test_death_fails_in_flight_requests_and_restart_replays_initialize() -
     await session.close()
 
 
+async def test_each_message_goes_with_its_caller_and_the_replayed_initialize_with_the_initializers() -> None:
+    alice = Caller(Principal("alice", "iss", "jwt"), "alice-token")
+    session = BackendSession(FakeBackend, name="t")
+    await session.start()
+    await session.request(request(0, "initialize"), ListSink(), caller=alice)
+    first = FakeBackend.instances[0]
+    first.auto_answer = False
+    await session.request(request(1), ListSink(), caller=alice)
+    await session.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+    assert first.callers == [alice, alice, None]  # the gateway's own message (no caller given) goes with none
+    first.die()
+    await until_restarting(session)
+    sink = ListSink()
+    async with asyncio.timeout(5):
+        await session.request(request(2, "tools/list"), sink, caller=alice)
+    second = FakeBackend.instances[1]
+    assert [m.get("method") for m in second.sent] == ["initialize", "notifications/initialized", "tools/list"]
+    assert second.callers == [alice, alice, alice]  # a remote backend's new session needs the caller's credential
+    await session.close()
+
+
 async def test_a_replacement_that_dies_at_once_is_retried_without_waiting_for_the_init_timeout() -> None:
     attempts = 0
 
@@ -417,10 +443,10 @@ async def test_closing_the_session_answers_a_request_waiting_to_be_sent_again_at
 class RefusingBackend(FakeBackend):
     """Refuses every `tools/call` as it goes out (the backend's HTTP 401 to the credential sent with it)."""
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         if message.get("method") == "tools/call":
             raise CredentialRefused("backend 't' refused the gateway's credential (HTTP 401)")
-        await super().send(message)
+        await super().send(message, caller)
 
 
 async def test_an_error_while_a_request_goes_out_is_answered_to_its_sink_by_default() -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from hivegate.backends.remote import StreamableClientTransport
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError
-from hivegate.outgoing import Caller, current_caller
+from hivegate.outgoing import Caller
 from support.webserver import serve_on_loopback
 
 pytestmark = pytest.mark.anyio
@@ -43,11 +43,8 @@ async def test_each_message_carries_the_credential_of_the_caller_it_is_for() -> 
         transport = StreamableClientTransport(f"{base}/mcp", timeout=5, credentials=PerCaller(), name="b")
         got: list[Any] = []
         await transport.open(got.append)
-        token = current_caller.set(Caller(Principal("alice", "iss", "jwt"), "alice-token"))
-        try:
-            await transport.send({"jsonrpc": "2.0", "id": 1, "method": "ping"})
-        finally:
-            current_caller.reset(token)
+        alice = Caller(Principal("alice", "iss", "jwt"), "alice-token")
+        await transport.send({"jsonrpc": "2.0", "id": 1, "method": "ping"}, alice)
         await transport.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
         await transport.close()
     # the gateway's own message (no caller) reuses the session's last credential, never the caller's token

@@ -6,8 +6,6 @@ the front end drives a client session, with in-memory backends."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from hivegate.backends.transport import MessageHandler, Transport
 from hivegate.core.jsonrpc import Message
 from hivegate.core.principal import Principal
 from hivegate.errors import BackendError, CredentialRefused
-from hivegate.outgoing.caller import Caller, current_caller
+from hivegate.outgoing.caller import Caller
 from hivegate.outgoing.credentials import OutgoingAuthError
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
@@ -65,10 +63,10 @@ class _Wire:
             raise BackendError("backend unreachable: ClientConnectorError")
         self._on_message = on_message
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         b = self._backend
         method, rid = message.get("method"), message.get("id")
-        caller = current_caller.get()  # whose credential goes with this message, as a remote transport sends it
+        # `caller`: whose credential goes with this message, as a remote transport sends it
         refused = b.refuse.get(caller.token or "") if caller is not None else None
         if refused is not None and (method == "tools/call" or not b.refuse_calls_only):
             raise refused
@@ -127,15 +125,6 @@ def breaker_pool(backend: Backend) -> BackendPool:
     return pool_of(backend, circuit_breaker=CircuitBreaker(enabled=True, failure_threshold=THRESHOLD, timeout=OPEN_FOR))
 
 
-@contextmanager
-def as_caller(token: str) -> Iterator[None]:
-    reset = current_caller.set(Caller(Principal(subject=token, issuer="https://idp", kind="jwt"), token))
-    try:
-        yield
-    finally:
-        current_caller.reset(reset)
-
-
 class Sink:
     streaming = False
     closed = False
@@ -158,6 +147,7 @@ class Client:
     def __init__(self, pool: BackendPool, token: str) -> None:
         self._pool = pool
         self.token = token
+        self.caller = Caller(Principal(subject=token, issuer="https://idp", kind="jwt"), token)
         self.session = BackendSession(lambda: VirtualTransport(pool, name="team"), name="team")
         self._ids = 0
 
@@ -170,8 +160,8 @@ class Client:
     async def send(self, method: str, params: Any) -> tuple[Any, Sink]:
         self._ids += 1
         sink = Sink()
-        with as_caller(self.token):
-            await self.session.request({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}, sink)
+        message = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}
+        await self.session.request(message, sink, caller=self.caller)
         return self._ids, sink
 
     async def ask(self, method: str, params: Any) -> Message:
@@ -186,9 +176,8 @@ class Client:
         return await self.ask("tools/call", {"name": "alpha_echo", "arguments": {}})
 
     async def cancel(self, rid: Any) -> None:
-        with as_caller(self.token):
-            await self.session.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                                     "params": {"requestId": rid}})  # fmt: skip
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": rid}}
+        await self.session.send(cancel, caller=self.caller)
 
 
 def ok(answer: Message) -> bool:

@@ -15,6 +15,7 @@ from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import MessageHandler, Transport
 from hivegate.core.jsonrpc import Message
+from hivegate.outgoing.caller import Caller
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 from hivegate.vmcp.spec import BackendConfig, FailureHandling, IncomingAuth, Operational, VMCPConfig
@@ -39,7 +40,7 @@ class FakeMCP:
     async def open(self, on_message: MessageHandler) -> None:
         self.on_message = on_message
 
-    async def send(self, message: Message) -> None:
+    async def send(self, message: Message, caller: Caller | None = None) -> None:
         self.received.append(message)
         assert self.on_message is not None
         method, rid = message.get("method"), message.get("id")
