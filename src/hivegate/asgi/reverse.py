@@ -2,6 +2,10 @@
 
 Only an allow-list of request headers goes upstream: the caller's `Authorization` and cookies never do (no token
 passthrough). Session ids the backend hands out are bound to the principal that received them.
+
+Over 400 lines on purpose: one request's way through the proxy (headers, parsing, authorization, the backend call,
+the answer's filter) reads top to bottom here; the session table (`reverse_sessions`) and event rewriting
+(`sse_rewrite`) are apart already.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ POST carries one client message. A request's answer is `application/json` when t
 backend says about it, and switches to `text/event-stream` when a notification or server request comes first (or
 the request runs long), so simple calls stay cheap and streaming calls still stream. GET opens the session's
 standalone stream; DELETE ends the session.
+
+Over 400 lines on purpose: the transport's state machine (POST, GET, DELETE, resumption from the shared store) over
+one session registry; the pipeline's stages it calls live in `hivegate.pipeline`.
 """
 
 from __future__ import annotations

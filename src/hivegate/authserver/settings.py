@@ -11,6 +11,9 @@ hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`
 
 Every HMAC key must have at least 32 bytes. Signing keys are imported when the server is built (`build`), so manifests
 with placeholder keys still load; their errors name the config's `where` (file and path) all the same.
+
+Over 400 lines on purpose: one parser per section of ToolHive's `embeddedAuthServer` spec, in the spec's order, so
+one file format is read in one place.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ exponential backoff; the client's `initialize` is replayed so the session carrie
 Each message from a client goes to the transport with the caller it is for (`Caller`: whose credential a remote
 backend gets); the messages the gateway sends on its own (cancellations, requests of its own) go with none, and a
 replayed `initialize` with the caller of the `initialize` it replays.
+
+Over 400 lines on purpose: request-id mapping, routing, timeouts and restart are one state machine; split, its
+invariants (every request answered exactly once) would span modules.
 """
 
 from __future__ import annotations

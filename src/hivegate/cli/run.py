@@ -1,4 +1,8 @@
-"""`hivegate run`: turn flags into a `RunConfig`, build the gateway, serve it until interrupted."""
+"""`hivegate run`: turn flags into a `RunConfig`, build the gateway, serve it until interrupted.
+
+Over 400 lines on purpose: the translation of ToolHive-compatible flags into one `RunConfig`, flag by flag; the flag
+table itself is `run_args`.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ decides. Only the backend failing counts (unreachable, timed out, an HTTP error,
 for its caller alone (its credential could not be obtained, or the backend answered 401/403) counts neither way.
 
 Client sessions open their own backend sessions (`hivegate.vmcp.session`); the pool only tells them where to go.
+
+Over 400 lines on purpose: discovery, health checks and the circuit breaker read and write one state per backend;
+split, each part would reach into the others'.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ The transport answers `initialize`, `ping` and the lists itself (from the pool's
   a backend's requests are relabelled so two backends can never collide, and the client's answers go back to the
   backend that asked; `list_changed` from a backend refreshes the shared catalog, and clients hear
   `notifications/tools/list_changed` when the catalog changes.
+
+Over 400 lines on purpose: routing in both directions (client to backends, backends to the client) shares one
+id-relabelling state, whose invariants are easier to keep in one place.
 """
 
 from __future__ import annotations
