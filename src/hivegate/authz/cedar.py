@@ -17,7 +17,8 @@ evaluated (an attribute the request lacks, a comparison of values of different t
   argument of another type than its guard expects (`"500"` or `500.5` where `resource.arg_a > 100` compares a
   number) would switch the guard off while the backend still reads the value it forbids. The deciding policies
   (`reasons`) are then the forbids that errored. Guard an optional argument with `has`: `resource has arg_a &&
-  resource.arg_a > 100`.
+  resource.arg_a > 100`. A list filter has no arguments: there a forbid that reads one does not hide the item by
+  erroring (each call is decided with its arguments).
 
 Over 400 lines on purpose: the only module that may import the Cedar engine (ruff bans it elsewhere), so every use
 of the engine stays behind one reviewable boundary.
