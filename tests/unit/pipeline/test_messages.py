@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hivegate.errors import InvalidMessage
 from hivegate.pipeline.messages import MAX_DEPTH, Inbound, parse_body
@@ -144,3 +148,40 @@ def test_a_batch_is_refused_under_a_revision_without_batches(revision: str) -> N
 
 def test_a_batch_is_accepted_under_2025_03_26() -> None:
     assert parse(b'[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]', "2025-03-26").batch
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":1, "a" :2}}',  # a space before the colon
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"s":"x\\":y","a":1,"a":2}}',  # a string holding ":
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"l":[{"k":1},{"k":1,"k":2}]}}',  # in an array
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":1},"params":{"b":2}}',  # at the top
+    ],
+)
+def test_a_repeated_key_is_found_however_the_text_is_laid_out(body: bytes) -> None:
+    assert "appears twice" in refused(body).message
+
+
+def test_strings_that_look_like_keys_are_not_repeated_keys() -> None:
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":"\\"a\\":1","b":"a\\":"}}'
+    assert parse(body).messages[0]["params"]["a"] == '"a":1'
+
+
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers() | st.text(alphabet='a":{ ', max_size=4)),
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : ")]),
+    st.booleans(),
+)
+def test_the_fast_duplicate_check_agrees_with_a_full_parse(
+    params: dict[str, object], seps: tuple[str, str], twice: bool
+) -> None:
+    inner = json.dumps(params, separators=seps)
+    if twice and params:
+        key = next(iter(params))
+        inner = inner[:-1] + f'{seps[0]}"{key}"{seps[1]}0' + "}"
+    body = ('{"jsonrpc":"2.0","id":1,"method":"ping","params":' + inner + "}").encode()
+    if twice and params:
+        assert "appears twice" in refused(body).message
+    else:
+        assert parse(body).messages[0]["params"] == params
