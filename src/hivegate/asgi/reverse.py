@@ -201,8 +201,11 @@ class ReverseProxy:
             await self._stream(resp, receive, send, out, rewriter, idle)
             return
         try:
-            async with asyncio.timeout(self._timeout):
+            if resp.complete:  # arrived with its headers: nothing to wait for
                 payload = await resp.read()
+            else:
+                async with asyncio.timeout(self._timeout):
+                    payload = await resp.read()
         except (HTTPClientError, TimeoutError):
             resp.close()
             await _unavailable(send, calls, 502, request_id, f"backend {self._name!r} broke off")

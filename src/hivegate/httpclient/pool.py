@@ -57,7 +57,10 @@ class HTTP1Response:
 
     async def read(self) -> bytes:
         """The whole body."""
-        parts = [chunk async for chunk in self.iter_chunks()]
+        if self._complete:  # all here already (the usual case for a short answer): no async generator, no waiting
+            parts, self._chunks, self._buffered = list(self._chunks), deque(), 0
+        else:
+            parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self, *, idle: float | None = None) -> AsyncIterator[bytes]:
