@@ -84,8 +84,7 @@ class LoginFlow:
         try:
             if params.one("response_type") != "code":
                 raise OAuthError("unsupported_response_type", "only response_type=code is supported")
-            if not params.one("state"):
-                raise OAuthError("invalid_request", "state is required")
+            params.one("state")  # optional (OAuth 2.1: PKCE protects the code), but not repeated nor oversized
             challenge = params.one("code_challenge")
             if not challenge:
                 raise OAuthError("invalid_request", "PKCE is required: code_challenge is missing")

@@ -115,10 +115,10 @@ def query(url: str) -> dict[str, str]:
 
 
 async def login(
-    s: AuthorizationServer, ups: list[FakeUpstream], *, client: str = "dyn-1", verifier: str = "v" * 50
+    s: AuthorizationServer, ups: list[FakeUpstream], *, client: str = "dyn-1", verifier: str = "v" * 50, **over: str
 ) -> dict[str, str]:
     """Drive a whole login in browser `b-1`; the final redirect's query."""
-    outcome = await s.authorize(authorize_params(client, verifier), "b-1")
+    outcome = await s.authorize(authorize_params(client, verifier, **over), "b-1")
     if isinstance(outcome, Consent):
         outcome = await s.consent(Params.of(login=outcome.login, csrf=outcome.csrf, decision="allow"), "b-1")
     for upstream in ups:
@@ -199,12 +199,22 @@ async def test_bad_authorization_requests_are_redirected_with_the_error(over: di
     assert answer["iss"] == ISSUER
 
 
-async def test_missing_state_and_two_resources_are_refused() -> None:
+async def test_state_is_optional_and_returned_only_when_sent() -> None:
+    # OAuth 2.1 section 7.5.1: with PKCE, state is not needed against CSRF; the TypeScript SDK sends none
+    up = FakeUpstream("okta")
+    s = server(up)
+    answer = await login(s, [up], state="<absent>")
+    assert "state" not in answer
+    assert (await exchange(s, answer["code"]))["token_type"] == "Bearer"
+    assert (await login(s, [up]))["state"] == "client-state"
+    repeated = Params({**authorize_params()._values, "state": ["a", "b"]})
+    refused = await s.authorize(repeated, "b-1")
+    assert isinstance(refused, Redirect)
+    assert query(refused.url)["error"] == "invalid_request"
+
+
+async def test_two_resources_are_refused() -> None:
     s = server()
-    no_state = await s.authorize(authorize_params(state="<absent>"), "b-1")
-    assert isinstance(no_state, Redirect)
-    assert query(no_state.url)["error"] == "invalid_request"
-    assert "state" not in query(no_state.url)
     params = authorize_params()
     two = Params({**params._values, "resource": [RESOURCE, "https://mcp.example.com/other"]})
     outcome = await s.authorize(two, "b-1")
