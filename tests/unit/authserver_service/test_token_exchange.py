@@ -205,3 +205,31 @@ async def test_only_confidential_clients_allowed_the_grant_may_exchange() -> Non
 
 def test_metadata_advertises_the_grant() -> None:
     assert TOKEN_EXCHANGE_GRANT in sts(TrustedIdP()).metadata()["grant_types_supported"]
+
+
+async def test_an_exchange_takes_only_the_scopes_its_subject_holds() -> None:
+    idp = TrustedIdP()
+    s = sts(idp)
+    subject = idp.token(scope="openid email")
+
+    async def scopes_of(**form: str) -> str:
+        answer = await exchange(s, subject_token=subject, **form)
+        return str(claims_of(s, answer["access_token"])["scope"])
+
+    assert await scopes_of() == "openid email"  # without `scope`: what the subject holds
+    assert await scopes_of(scope="email") == "email"  # narrowed
+    for wider in ("openid profile", "offline_access"):  # supported by the server, not held by the subject
+        with pytest.raises(OAuthError) as refused:
+            await exchange(s, subject_token=subject, scope=wider)
+        assert refused.value.error == "invalid_scope"
+        assert "is not held by the subject token" in refused.value.description
+    # Okta and Entra ID write the scopes as a list in `scp`
+    assert (
+        claims_of(s, (await exchange(s, subject_token=idp.token(scp=["openid"])))["access_token"])["scope"] == "openid"
+    )
+    with pytest.raises(OAuthError):
+        await exchange(s, subject_token=idp.token(scp=["openid"]), scope="email")
+    # a subject without scopes gets none, and cannot ask for any
+    assert claims_of(s, (await exchange(s, subject_token=idp.token()))["access_token"])["scope"] == ""
+    with pytest.raises(OAuthError):
+        await exchange(s, subject_token=idp.token(), scope="openid")

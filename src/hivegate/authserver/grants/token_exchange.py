@@ -7,6 +7,10 @@ A confidential client allowed the grant (`grantTypes: [token_exchange]` on a sta
 - JWTs signed by one of its `oidc` upstream providers (`iss` = the upstream's issuer, its JWKS): access tokens and
   JWTs as they are, ID tokens only when issued to this server's client at that upstream.
 
+The new token's scopes are the subject token's (`scope` or `scp`), narrowed to the supported scopes and the client's
+`scope`; a `scope` parameter may only narrow them further (`invalid_scope` otherwise: an exchange never widens what
+the subject could do).
+
 Every subject must be unexpired and name a subject (`sub`). The new token keeps `sub`, `name`, `email` and group
 claims, carries `act: {sub: <client_id>}` (the client acts for the subject), lives at most as long as the subject
 token and the configured access-token lifespan, and comes without a refresh token. `actor_token` is not supported.
@@ -96,7 +100,7 @@ class TokenExchangeGrant:
             raise OAuthError("invalid_request", "only access tokens can be issued (requested_token_type)")
         audience = self._audience(targets)
         subject = await self._subject(token, token_type)
-        scope = self._scope(form.get("scope", ""), subject)
+        scope = self._scope(form.get("scope", ""), subject, client)
         return self._issue(client, subject, audience, scope)
 
     async def own_claims(self, token: str) -> dict[str, Any] | None:
@@ -120,15 +124,27 @@ class TokenExchangeGrant:
             raise OAuthError("invalid_target", "this server does not issue tokens for that audience")
         return wanted[0]
 
-    def _scope(self, asked: str, subject: Mapping[str, Any]) -> list[str]:
-        if asked:
-            scopes = list(dict.fromkeys(asked.split()))
-            unknown = [s for s in scopes if s not in self._scopes]
-            if unknown:
-                raise OAuthError("invalid_scope", f"scope {unknown[0][:60]!r} is not supported")
-            return scopes
-        held = subject.get("scope")
-        return [s for s in held.split() if s in self._scopes] if isinstance(held, str) else []
+    def _scope(self, asked: str, subject: Mapping[str, Any], client: Client) -> list[str]:
+        """The new token's scopes: what the subject token holds (`scope`, or `scp` as Okta and Entra ID write it),
+        narrowed to what this server supports and the client may have; a requested scope outside that is refused,
+        so an exchange never widens what the subject could do."""
+        held = _held_scopes(subject)
+        allowed = [s for s in held if s in self._scopes]
+        if client.scope:
+            permitted = set(client.scope.split())
+            allowed = [s for s in allowed if s in permitted]
+        if not asked:
+            return allowed
+        scopes = list(dict.fromkeys(asked.split()))
+        for scope in scopes:
+            shown = repr(scope[:60])
+            if scope not in self._scopes:
+                raise OAuthError("invalid_scope", f"scope {shown} is not supported")
+            if scope not in held:
+                raise OAuthError("invalid_scope", f"scope {shown} is not held by the subject token")
+            if scope not in allowed:
+                raise OAuthError("invalid_scope", f"scope {shown} is not allowed for this client")
+        return scopes
 
     async def _subject(self, token: str, token_type: str) -> dict[str, Any]:
         issuer = _unverified_issuer(token)
@@ -183,6 +199,17 @@ class TokenExchangeGrant:
             "expires_in": max(0, exp - now),
             "scope": " ".join(scope),
         }
+
+
+def _held_scopes(claims: Mapping[str, Any]) -> list[str]:
+    """The scopes a token holds, in order: `scope` (a space-separated string, RFC 8693 section 4.2) and `scp` (a
+    list or a string, as Okta and Microsoft Entra ID write it)."""
+    found: list[str] = []
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        items = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        found += [item for item in items if isinstance(item, str)]
+    return list(dict.fromkeys(found))
 
 
 def _unverified_issuer(token: str) -> str | None:
