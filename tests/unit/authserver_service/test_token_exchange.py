@@ -233,3 +233,17 @@ async def test_an_exchange_takes_only_the_scopes_its_subject_holds() -> None:
     assert claims_of(s, (await exchange(s, subject_token=idp.token()))["access_token"])["scope"] == ""
     with pytest.raises(OAuthError):
         await exchange(s, subject_token=idp.token(), scope="openid")
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [("nbf", "Token is not valid yet ('nbf')"), ("iat", "Token was issued in the future ('iat')")],
+)
+async def test_a_subject_token_from_the_future_is_refused(claim: str, message: str) -> None:
+    idp = TrustedIdP()
+    s = sts(idp)
+    later = int(time.time()) + 300
+    with pytest.raises(OAuthError) as refused:
+        await exchange(s, subject_token=idp.token(**{claim: later}))
+    assert refused.value.error == "invalid_grant"
+    assert refused.value.description == f"the subject token is not valid: {message}"

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from hivegate.authn.claims import numeric_date
+from hivegate.authn.claims import check_not_before, numeric_date
 from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import verify_signature
 from hivegate.authserver.clients import Client
@@ -70,7 +70,9 @@ class TokenExchangeGrant:
         upstreams: Sequence[TrustedIssuer],
         clock: Callable[[], float],
         revoked: Callable[[Mapping[str, Any]], Awaitable[bool]],
+        clock_skew: float = 0.0,
     ) -> None:
+        """`clock_skew`: seconds of leeway for the subject token's `exp`, `nbf` and `iat`."""
         self._issuer = issuer
         self._keys = keys
         self._own = StaticKeys(keys.jwks())
@@ -80,6 +82,7 @@ class TokenExchangeGrant:
         self._upstreams = {u.issuer: u for u in upstreams if u.issuer}
         self._clock = clock
         self._revoked = revoked
+        self._skew = clock_skew
 
     async def exchange(self, client: Client, form: Mapping[str, str], targets: Sequence[str]) -> dict[str, Any]:
         """The token response for one exchange request (`form`: single-valued parameters; `targets`: every
@@ -167,8 +170,13 @@ class TokenExchangeGrant:
             exp = numeric_date(claims, "exp")
         except AuthenticationError:
             exp = None
-        if exp is None or exp <= self._clock():
+        now = self._clock()
+        if exp is None or exp + self._skew <= now:
             raise OAuthError("invalid_grant", "the subject token has expired (or has no 'exp')")
+        try:
+            check_not_before(claims, now, self._skew)
+        except AuthenticationError as exc:
+            raise OAuthError("invalid_grant", f"the subject token is not valid: {exc.description}") from None
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise OAuthError("invalid_grant", "the subject token names no subject ('sub')")
