@@ -419,20 +419,18 @@ def _secret_text(resolver: SecretResolver, ref: Any, where: str) -> str:
 
 
 def _issuer_url(value: str, where: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{where}: must be an absolute https URL, got {value!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
+    parts = urlsplit(_url(value, where, shown="https"))
     if parts.query or parts.fragment or value.endswith("/"):
         raise ConfigError(f"{where}: must have no query, fragment or trailing slash, got {value!r}")
     return value
 
 
-def _url(value: str, where: str) -> str:
+def _url(value: str, where: str, *, shown: str = "http(s)") -> str:
+    """`value` if it is an absolute http(s) URL, and https unless its host is loopback (`shown` names what is
+    asked for in the message)."""
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{where}: must be an absolute http(s) URL, got {value!r}")
+        raise ConfigError(f"{where}: must be an absolute {shown} URL, got {value!r}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(f"{where}: http is only allowed on loopback (use https), got {value!r}")
     return value

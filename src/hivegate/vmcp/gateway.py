@@ -129,11 +129,9 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
             endpoint = f"{'http' if cfg.telemetry.insecure else 'https'}://{endpoint}"
         tracing = Tracing(endpoint, cfg.telemetry.service_name or cfg.name, cfg.telemetry.sampling_rate,
                           dict(cfg.telemetry.headers))  # fmt: skip
-    operations = Lifecycle()  # its summary lines come last; its shutdown hooks go on `lifecycle`'s stack
-    observers = build_observers(
-        operations, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
+    observers = build_observers(  # built first: closed last; their summary lines are printed last
+        lifecycle, component=cfg.name, transport="streamable-http", audit=cfg.audit, metrics=metrics, tracing=tracing
     )
-    lifecycle.on_shutdown(operations.shutdown)
     entry = incoming(lifecycle, oidc=cfg.incoming_auth.oidc, auth_server=cfg.auth_server, server_name=cfg.name,
                      mcp_path=cfg.path, metrics=metrics)  # fmt: skip
     authenticator, resource_url, embedded = entry.authenticator, entry.resource_url, entry.embedded
@@ -184,7 +182,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         gate=gate,
         shared=shared,
     )
-    summary.extend(operations.summary)
+    summary.extend(lifecycle.summary)
     if metrics is not None:
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(registry))
         metrics.gauge("hivegate_vmcp_backends_healthy", "Backends answering their health checks", pool.healthy_count)
