@@ -37,8 +37,13 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    from hivegate.cli.goflags import GoFlagError, go_style
+
     parser = build_parser()
+    try:
+        args_list = go_style(parser, sys.argv[1:] if argv is None else argv)
+    except GoFlagError as exc:
+        exc.parser.error(str(exc))
     args = parser.parse_args(args_list)
     if args.command == "run":
         from hivegate.cli.run import run_command
