@@ -50,14 +50,18 @@ async def test_a_user_logged_in_at_the_idp_calls_a_tool_through_the_gateway() ->
                 assert prm["resource"] == resource
 
 
-async def test_opaque_tokens_are_checked_by_introspection_at_the_idp() -> None:
+@pytest.mark.parametrize("discovered", [False, True], ids=["introspection-url", "from-discovery"])
+async def test_opaque_tokens_are_checked_by_introspection_at_the_idp(discovered: bool) -> None:
+    """With `--oidc-introspection-url`, or (as in the seeds' `clientId` + `clientSecretRef` example) with only the
+    client's credentials: the endpoint then comes from the issuer's discovery document."""
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
     clients = [MACHINE_CLIENT, web_client("mcp-client", [REDIRECT_URI])]
     async with start_oidc_provider(clients=clients, opaque_resources=[resource]) as idp:
+        where = [] if discovered else ["--oidc-introspection-url", idp.introspection_endpoint]
         args = [
-            "--port", str(port), "--oidc-issuer", idp.issuer, "--oidc-audience", resource,
-            "--oidc-introspection-url", idp.introspection_endpoint, "--oidc-client-id", "hivegate-machine",
+            "--port", str(port), "--oidc-issuer", idp.issuer, "--oidc-audience", resource, *where,
+            "--oidc-client-id", "hivegate-machine",
             "--oidc-insecure-allow-http", "--jwks-allow-private-ip", *fixture_command(),
         ]  # fmt: skip
         async with hivegate_run(args, env={"HIVEGATE_OIDC_CLIENT_SECRET": "machine-secret"}) as gw:

@@ -150,12 +150,19 @@ class BearerAuthenticator:
             await self._http.aclose()
 
 
+def introspects(cfg: OIDCConfig) -> bool:
+    """Whether opaque tokens are introspected: at `--oidc-introspection-url`, or with a client id and secret at the
+    issuer's discovered `introspection_endpoint`."""
+    return bool(cfg.introspection_url or (cfg.client_id and cfg.client_secret))
+
+
 def build_authenticator(cfg: OIDCConfig) -> Authenticator:
     """The authenticator for `cfg`, validated first (`ConfigError` on bad settings). Makes no network request.
 
     In OIDC mode: the client secret may come from `HIVEGATE_OIDC_CLIENT_SECRET`; the in-cluster Kubernetes issuer
     gets its defaults; JWTs are checked against `--oidc-jwks-url` or, when unset, the `jwks_uri` found by OIDC
-    discovery (on first use); opaque tokens go to `--oidc-introspection-url` when set.
+    discovery (on first use); opaque tokens go to `--oidc-introspection-url` when set, or with a client id and secret
+    to the `introspection_endpoint` discovery finds.
     """
     if cfg.mode == "local":
         return LocalAuthenticator()
@@ -172,13 +179,14 @@ def build_authenticator(cfg: OIDCConfig) -> Authenticator:
     )
     jwt_verifier: JWTVerifier | None = None
     jwks: JWKSCache | None = None
+    discovery = OIDCDiscovery(http, cfg.issuer)
     if cfg.audience:
-        jwks_url = cfg.jwks_url or OIDCDiscovery(http, cfg.issuer).jwks_uri
+        jwks_url = cfg.jwks_url or discovery.jwks_uri
         jwks = JWKSCache(http, jwks_url, auth_token_file=cfg.jwks_auth_token_file)
         jwt_verifier = JWTVerifier(
             jwks, issuer=cfg.issuer, audience=cfg.audience, clock_skew=cfg.clock_skew, cache_size=cfg.cache_size
         )
-    introspector = build_introspector(cfg, http) if cfg.introspection_url else None
+    introspector = build_introspector(cfg, http, discovery.introspection_endpoint) if introspects(cfg) else None
     return BearerAuthenticator(
         jwt_verifier=jwt_verifier,
         introspector=introspector,

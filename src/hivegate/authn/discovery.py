@@ -78,6 +78,11 @@ class OIDCDiscovery:
         uri = (await self.metadata())["jwks_uri"]
         return str(uri)  # _validate checked it is a string
 
+    async def introspection_endpoint(self) -> str | None:
+        """The issuer's RFC 7662 `introspection_endpoint` (RFC 8414 section 2), or None when it publishes none."""
+        uri = (await self.metadata()).get("introspection_endpoint")
+        return uri if isinstance(uri, str) and uri else None
+
     async def _fetch_with_retries(self) -> Mapping[str, Any]:
         low, high = self._backoff
         for attempt in range(1, self._attempts + 1):

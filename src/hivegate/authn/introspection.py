@@ -2,7 +2,9 @@
 plus two non-standard dialects picked by URL: Google's tokeninfo and GitHub's "check a token" API.
 
 - RFC 7662: POST form `token`, `token_type_hint=access_token`, HTTP Basic client credentials (form-encoded per
-  RFC 6749 section 2.3.1); `active: false` is an invalid token; `exp` and `iss` are checked when present; when an
+  RFC 6749 section 2.3.1), to `--oidc-introspection-url` or, with a client id and secret and no URL, to the
+  `introspection_endpoint` of the issuer's discovery document (an issuer that publishes none: opaque tokens are
+  refused, saying so); `active: false` is an invalid token; `exp` and `iss` are checked when present; when an
   audience is configured, `aud` must contain it (a token the issuer minted for another resource is refused).
 - Google (`https://oauth2.googleapis.com/tokeninfo`): GET `?access_token=`; `iss` is `https://accounts.google.com`;
   `aud` (the OAuth client id) must equal the configured audience.
@@ -27,7 +29,7 @@ import hashlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -169,12 +171,13 @@ class Introspector(ABC):
 
 
 class RFC7662Introspector(Introspector):
-    """RFC 7662 section 2: POST the token to the introspection endpoint, authenticated as the client."""
+    """RFC 7662 section 2: POST the token to the introspection endpoint, authenticated as the client. `url` is the
+    endpoint, or a function that finds it (discovery), None meaning the issuer has none."""
 
     def __init__(
         self,
         http: GuardedHTTPClient,
-        url: str,
+        url: str | Callable[[], Awaitable[str | None]],
         *,
         client_id: str | None,
         client_secret: str | None,
@@ -189,9 +192,12 @@ class RFC7662Introspector(Introspector):
             self._headers["Authorization"] = basic_auth(client_id, client_secret or "")
 
     async def _introspect(self, token: str) -> dict[str, Any]:
+        url = self._url if isinstance(self._url, str) else await self._url()
+        if url is None:
+            raise invalid_token("Token is not a valid JWT, and the issuer publishes no introspection_endpoint")
         resp = await self._http.fetch(
             "POST",
-            self._url,
+            url,
             headers=self._headers,
             data={"token": token, "token_type_hint": "access_token"},
             max_bytes=INTROSPECTION_MAX_BYTES,
@@ -287,12 +293,18 @@ def _github_claims(body: dict[str, Any]) -> dict[str, Any]:
     return claims
 
 
-def build_introspector(cfg: OIDCConfig, http: GuardedHTTPClient) -> Introspector:
-    """The introspector for `cfg.introspection_url`, its dialect chosen from the URL. Call after `cfg.validate()`."""
+def build_introspector(
+    cfg: OIDCConfig, http: GuardedHTTPClient, discovered: Callable[[], Awaitable[str | None]] | None = None
+) -> Introspector:
+    """The introspector for `cfg.introspection_url`, its dialect chosen from the URL; without one, RFC 7662 at the
+    endpoint `discovered` finds (the issuer's discovery document). Call after `cfg.validate()`."""
     url = cfg.introspection_url
-    if not url:
-        raise ConfigError("--oidc-introspection-url is not set")
     options: dict[str, Any] = {"clock_skew": cfg.clock_skew, "cache_size": cfg.cache_size}
+    if not url:
+        if discovered is None:
+            raise ConfigError("--oidc-introspection-url is not set")
+        return RFC7662Introspector(http, discovered, client_id=cfg.client_id, client_secret=cfg.client_secret,
+                                   issuer=cfg.issuer, audience=cfg.audience, **options)  # fmt: skip
     kind = introspection_kind(url)
     if kind == "google":
         if not cfg.audience:

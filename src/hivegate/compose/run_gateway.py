@@ -16,6 +16,7 @@ from hivegate.asgi.reverse import ReverseProxy
 from hivegate.asgi.reverse_sessions import SessionTable
 from hivegate.asgi.streamable import SessionFrontend, StreamableLimits
 from hivegate.asgi.types import ASGIApp
+from hivegate.authn.authenticators import introspects
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
@@ -253,5 +254,7 @@ def _auth_summary(cfg: RunConfig, resource_url: str | None, embedded: EmbeddedAu
         lines = [f"auth: OIDC issuer {auth.issuer}, audience {auth.audience}"]
         if auth.introspection_url:
             lines.append(f"auth: opaque tokens introspected at {auth.introspection_url}")
+        elif introspects(auth.with_env_secret()):
+            lines.append("auth: opaque tokens introspected at the issuer's introspection_endpoint (discovery)")
         return lines
     return [f"auth: {auth.mode} (no token required)"]

@@ -311,3 +311,15 @@ def test_build_introspector_picks_the_dialect_from_the_url() -> None:
     }
     for url, kind in picks.items():
         assert type(build_introspector(OIDCConfig(introspection_url=url, **base), http)) is kind
+
+
+async def test_an_issuer_without_an_introspection_endpoint_refuses_opaque_tokens_saying_why(
+    http: GuardedHTTPClient,
+) -> None:
+    async def nowhere() -> str | None:
+        return None
+
+    cfg = OIDCConfig(issuer="https://idp.example", audience="aud", client_id="c", client_secret="s")
+    introspector = build_introspector(cfg, http, nowhere)
+    description = await refused(introspector, "opaque-token")
+    assert description == "Token is not a valid JWT, and the issuer publishes no introspection_endpoint"
