@@ -63,6 +63,8 @@ def service_account_token(key: RSAKey, issuer: str, audience: str, namespace: st
 
 
 async def test_service_account_tokens_verified_with_a_private_ca_and_an_authenticated_jwks(tmp_path: Path) -> None:
+    """Also the seed's restriction to one service account (`oidcConfig.kubernetes.{namespace, serviceAccount}`,
+    here `--oidc-k8s-service-account`): another account of the same cluster is refused, saying which."""
     key = RSAKey.generate_key(2048, parameters={"kid": "sa-key", "alg": "RS256"})
     seen: list[str] = []
     token_file = tmp_path / "token"
@@ -71,7 +73,7 @@ async def test_service_account_tokens_verified_with_a_private_ca_and_an_authenti
         args = [
             "--oidc-issuer", issuer, "--oidc-audience", "toolhive", "--oidc-jwks-url", f"{issuer}/openid/v1/jwks",
             "--jwks-auth-token-file", str(token_file), "--thv-ca-bundle", str(ca), "--jwks-allow-private-ip",
-            *fixture_command(),
+            "--oidc-k8s-service-account", "client-apps/mcp-client", *fixture_command(),
         ]  # fmt: skip
         async with hivegate_run(args) as gw:
             caller = service_account_token(key, issuer, "toolhive", "client-apps", "mcp-client")
@@ -84,6 +86,14 @@ async def test_service_account_tokens_verified_with_a_private_ca_and_an_authenti
                 resp = await raw.post(gw.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                       headers={"Authorization": f"Bearer {other}"})  # fmt: skip
                 assert resp.status_code == 401
+                # the seed's restriction: system:serviceaccount:client-apps:mcp-client only
+                intruder = service_account_token(key, issuer, "toolhive", "client-apps", "other-app")
+                resp = await raw.post(gw.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                      headers={"Authorization": f"Bearer {intruder}"})  # fmt: skip
+                assert resp.status_code == 401
+                assert resp.json()["error_description"] == (
+                    "Token is for service account client-apps/other-app; only client-apps/mcp-client may call"
+                )
     assert seen
     assert all(value == f"Bearer {GATEWAY_SA_TOKEN}" for value in seen)
 

@@ -18,7 +18,7 @@ from hivegate.authn.discovery import OIDCDiscovery
 from hivegate.authn.introspection import build_introspector
 from hivegate.authn.jwks import JWKSCache
 from hivegate.authn.jwt import JWTVerifier, looks_like_jwt
-from hivegate.authn.kubernetes import apply_kubernetes_defaults, trusted_private_hosts
+from hivegate.authn.kubernetes import apply_kubernetes_defaults, service_account_check, trusted_private_hosts
 from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.core.ports import Authenticator, TokenVerifier
 from hivegate.core.principal import Principal
@@ -112,12 +112,16 @@ class BearerAuthenticator:
         http: GuardedHTTPClient | None = None,
         revoked: Callable[[Mapping[str, Any]], Awaitable[bool]] | None = None,
         keys_ready: Callable[[], Awaitable[str | None]] | None = None,
+        restrict: Callable[[Principal], None] | None = None,
     ) -> None:
+        """`restrict`: a check every verified principal must pass (raising `AuthenticationError`), e.g. one
+        Kubernetes service account (`kubernetes.service_account_check`)."""
         # the `keys` readiness check (the JWT keys are loaded); none when opaque tokens are introspected as well:
         # tokens can then be validated while the JWKS is unavailable, and some issuers (GitHub) publish none
         self.keys_ready = keys_ready if introspector is None else None
         self._jwt = jwt_verifier
         self._revoked = revoked  # asked per request, after the signature and claims checks (the embedded AS)
+        self._restrict = restrict
         self._introspector = introspector
         self._verifiers = tuple(v for v in (jwt_verifier, introspector) if v is not None)
         self._http = http
@@ -128,6 +132,8 @@ class BearerAuthenticator:
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind `Authorization: Bearer <token>`; `AuthenticationError` when there is none."""
         principal = await self._verified(extract_bearer(authorization, check_syntax=False))
+        if self._restrict is not None:
+            self._restrict(principal)
         if self._revoked is not None and await self._revoked(principal.claims):
             raise AuthenticationError("invalid_token", "Token has been revoked")
         return principal
@@ -195,4 +201,5 @@ def build_authenticator(cfg: OIDCConfig) -> Authenticator:
         authorization_servers=(cfg.issuer,),
         http=http,
         keys_ready=jwks.ready if jwks is not None else None,
+        restrict=service_account_check(cfg.service_account) if cfg.service_account else None,
     )

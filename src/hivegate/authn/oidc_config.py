@@ -25,6 +25,7 @@ __all__ = [
     "IntrospectionKind",
     "OIDCConfig",
     "introspection_kind",
+    "parse_service_account",
 ]
 
 AuthMode = Literal["oidc", "local", "anonymous"]
@@ -66,6 +67,7 @@ class OIDCConfig:
     clock_skew: float = 60.0
     cache_size: int = 10_000
     mode: AuthMode = "oidc"
+    service_account: str | None = None  # NS/NAME (or NS/*, */NAME): only that Kubernetes service account may call
 
     def with_env_secret(self, environ: Mapping[str, str] | None = None) -> OIDCConfig:
         """This config with `client_secret` taken from `HIVEGATE_OIDC_CLIENT_SECRET` when the flag left it unset."""
@@ -109,6 +111,8 @@ class OIDCConfig:
                 raise ConfigError(f"{flag}: no such file: {path}")
         if not 0 <= self.clock_skew <= 600:
             raise ConfigError(f"--oidc-clock-skew must be between 0 and 600 seconds (got {self.clock_skew})")
+        if self.service_account is not None:
+            parse_service_account(self.service_account, "--oidc-k8s-service-account")
         if self.cache_size < 0:
             raise ConfigError(f"cache_size must not be negative (got {self.cache_size})")
 
@@ -118,3 +122,19 @@ class OIDCConfig:
             raise ConfigError(f"{flag} must be an https URL (use --oidc-insecure-allow-http for http)")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{flag} must be an absolute https URL (got {url!r})")
+
+
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1123 label: a namespace
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # RFC 1123 subdomain: a service account
+
+
+def parse_service_account(spec: str, where: str) -> tuple[str, str]:
+    """`NS/NAME`, `NS/*` or `*/NAME` as (namespace, name), `*` meaning any; `ConfigError` naming `where`."""
+    namespace, slash, name = spec.partition("/")
+    if not slash or (namespace, name) == ("*", "*"):
+        raise ConfigError(f"{where}: expected NAMESPACE/NAME (or NAMESPACE/* or */NAME), got {spec!r}")
+    if namespace != "*" and not _LABEL.fullmatch(namespace):
+        raise ConfigError(f"{where}: {namespace!r} is not a Kubernetes namespace name")
+    if name != "*" and not _SUBDOMAIN.fullmatch(name):
+        raise ConfigError(f"{where}: {name!r} is not a Kubernetes service account name")
+    return namespace, name

@@ -287,6 +287,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             "drop --anonymous and --oidc-issuer/--oidc-audience/--oidc-jwks-url/--oidc-introspection-url"
         )
     mode: AuthMode = "anonymous" if args.anonymous else ("oidc" if any(oidc_flags) or embedded else "local")
+    if args.oidc_k8s_service_account and (embedded or not args.oidc_issuer):
+        raise ConfigError(
+            "--oidc-k8s-service-account needs --oidc-issuer (the cluster's, e.g. https://kubernetes.default.svc)"
+        )
     if mode == "local" and not is_loopback_host(args.host):
         raise ConfigError(
             f"--host {args.host} without --oidc-issuer would let anyone who can reach it act as the local user; "
@@ -307,6 +311,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         jwks_auth_token_file=args.jwks_auth_token_file,
         ca_bundle=args.ca_bundle,
         clock_skew=_duration(args.oidc_clock_skew, "--oidc-clock-skew"),
+        service_account=args.oidc_k8s_service_account,
     ).with_env_secret()
     if scopes:
         auth = replace(auth, scopes=scopes)

@@ -109,6 +109,11 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     a.add_argument("--oidc-scopes", default="", metavar="SCOPES", help="comma-separated scopes advertised in metadata")
     a.add_argument("--oidc-insecure-allow-http", action="store_true", help="allow an http:// issuer (development)")
     a.add_argument("--oidc-clock-skew", default="60s", metavar="DURATION", help="leeway for exp/nbf/iat (default 60s)")
+    a.add_argument(
+        "--oidc-k8s-service-account",
+        metavar="NAMESPACE/NAME",
+        help="only this Kubernetes service account may call (NAMESPACE/* for any in a namespace)",
+    )
     a.add_argument("--resource-url", help="this server's canonical resource URL (RFC 9728 `resource`)")
     a.add_argument("--jwks-auth-token-file", help="file whose content is sent as bearer token when fetching the JWKS")
     a.add_argument(

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hivegate.authn.oidc_config import OIDCConfig
+from hivegate.authn.oidc_config import OIDCConfig, parse_service_account
 from hivegate.authserver.secrets import parse_secret_ref
 from hivegate.authz.policy_config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
@@ -26,6 +26,7 @@ from hivegate.vmcp.spec import IncomingAuth, checked_oidc
 __all__ = ["KUBERNETES_ISSUER", "OIDCConfigMixin"]
 
 KUBERNETES_ISSUER = "https://kubernetes.default.svc"
+KUBERNETES_AUDIENCE = "toolhive"  # ToolHive's default audience for service-account tokens
 
 
 class OIDCConfigMixin(BuilderBase):
@@ -90,7 +91,7 @@ class OIDCConfigMixin(BuilderBase):
         else:
             section, at = r.section(kind, required=True), r.at(kind)
         s = Reader(section, at)
-        audience = s.text("audience")
+        audience = s.text("audience") or (KUBERNETES_AUDIENCE if kind == "kubernetes" else "")
         scopes = tuple(s.strings("scopes")) or ("openid",)
         fields = self._oidc_fields(s, at, kubernetes=kind == "kubernetes")
         r.done()
@@ -103,11 +104,13 @@ class OIDCConfigMixin(BuilderBase):
         """The provider fields shared by MCPOIDCConfig and the inline/ConfigMap/kubernetes `oidcConfig` forms."""
         r = data if isinstance(data, Reader) else Reader(data, where)
         if kubernetes:
-            for key in ("serviceAccount", "namespace"):
-                if r.get(key):
-                    raise ConfigError(f"{r.at(key)}: restricting callers to one service account is not supported yet")
+            account, namespace = r.text("serviceAccount"), r.text("namespace")
             r.get("useClusterAuth")  # the authenticator uses the pod's CA and token when it runs in a pod
             fields: dict[str, Any] = {"issuer": r.text("issuer") or KUBERNETES_ISSUER}
+            if account or namespace:  # only that account (in any namespace), or any account of that namespace
+                spec = f"{namespace or '*'}/{account or '*'}"
+                parse_service_account(spec, r.at("serviceAccount" if account else "namespace"))
+                fields["service_account"] = spec
         else:
             fields = {"issuer": r.text("issuer", required=True), "client_id": r.text("clientId") or None}
             ref = r.get("clientSecretRef")

@@ -11,8 +11,10 @@ How the `VirtualMCPServer` maps:
 - `spec.incomingAuth.type` anonymous | oidc (| local). OIDC settings come from `oidcConfigRef{name, audience,
   scopes, resourceUrl}` → an `MCPOIDCConfig` (`inline{issuer, jwksUrl, introspectionUrl, clientId, clientSecretRef,
   jwksAuthTokenPath, jwksAllowPrivateIP, protectedResourceAllowPrivateIP, insecureAllowHTTP}` or
-  `kubernetesServiceAccount{issuer [https://kubernetes.default.svc], jwksUrl, introspectionUrl}`), or from the older
-  inline `oidcConfig{type: inline | kubernetes | configMap, resourceUrl, …}` (`configMap{name, key [oidc.json]}`
+  `kubernetesServiceAccount{issuer [https://kubernetes.default.svc], jwksUrl, introspectionUrl, serviceAccount,
+  namespace}`: with either of the last two, only that service account or namespace may call), or from the older
+  inline `oidcConfig{type: inline | kubernetes | configMap, resourceUrl, …}` (`kubernetes` has the same fields, and
+  `audience` defaults to `toolhive` there, as in ToolHive; `configMap{name, key [oidc.json]}`
   holds the inline fields as JSON). `authzConfig{type: configMap | inline, configMap{name, key [authz.json]},
   inline{policies, entitiesJson, primaryUpstreamProvider}, groupClaimName, roleClaimName}`: a ConfigMap holds a
   ToolHive `cedarv1` authorization config.
