@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -107,13 +108,16 @@ async def test_session_ids_are_bound_to_their_owner() -> None:
             assert resp.status_code == 200
 
 
-async def test_a_backend_that_cannot_start_is_a_jsonrpc_error() -> None:
-    async with hivegate_run(["--", "/nonexistent/mcp-server"]) as gw, httpx.AsyncClient() as http:
+async def test_a_backend_that_cannot_start_is_a_jsonrpc_error(tmp_path: Path) -> None:
+    server = tmp_path / "mcp-server"  # found and executable, but its interpreter is gone: exec fails per session
+    server.write_text("#!/nonexistent/python3\n")
+    server.chmod(0o755)
+    async with hivegate_run(["--", str(server)]) as gw, httpx.AsyncClient() as http:
         resp = await http.post(gw.url, json=INIT, headers=ACCEPT)
         assert resp.status_code == 502
         body = resp.json()
         assert body["id"] == 1
-        assert "/nonexistent/mcp-server" in body["error"]["message"]
+        assert str(server) in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -132,6 +136,11 @@ async def test_a_backend_that_cannot_start_is_a_jsonrpc_error() -> None:
         (["run", "--no-such-flag", "--", "x"], "--no-such-flag"),
         (["run", "--host", "0.0.0.0", "--", "x"], "--anonymous"),
         (["run", "--max-sessions-per-user", "0", "--", "x"], "--max-sessions-per-user"),
+        # what cannot run is refused before anything starts, in the background or not
+        (["run", "fetch"], "command 'fetch' not found on PATH. hivegate runs commands, not ToolHive registry names"),
+        (["run", "--foreground", "docker.io/mcp/everything"], "'docker.io/mcp/everything' looks like a container"),
+        (["run", "--", "/nonexistent/mcp-server"], "command '/nonexistent/mcp-server' not found, or not executable"),
+        (["run", "npx://"], "npx://: name the package to run"),
     ],
 )
 def test_bad_flags_are_one_line_errors_with_exit_code_2(argv: list[str], needle: str) -> None:

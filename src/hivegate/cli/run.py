@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hivegate.authn.oidc_config import AuthMode, OIDCConfig
+from hivegate.cli.run_target import check_command, expand_target
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
@@ -254,7 +255,7 @@ def _token_exchange(args: argparse.Namespace, mode: AuthMode, embedded: bool) ->
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    target: list[str] = list(args.target)
+    target = expand_target(args.target)
     if not target:
         raise ConfigError("nothing to run: give `-- COMMAND [ARGS...]` or a server URL")
     url = target[0] if len(target) == 1 and target[0].startswith(("http://", "https://")) else None
@@ -398,6 +399,8 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv:
     otherwise check the flags here, then start `hivegate run --foreground ARGV` in the background and return."""
     try:
         cfg = config_from_args(args)
+        if cfg.command:
+            check_command(cfg.command, cfg.env)
     except ConfigError as exc:
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return 2
