@@ -144,14 +144,14 @@ def test_background_workloads_from_start_to_removal(cli: CLI) -> None:
     cli.pids.add(first_child)
 
     table = cli.ok("list").splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "URL", "PID", "STARTED"]
+    assert table[0].split() == ["NAME", "STATUS", "READY", "URL", "PID", "STARTED"]
     rows = {line.split()[0]: line.split() for line in table[1:]}
-    assert rows["alpha"][1:4] == ["running", alpha_url, str(alpha_pid)]
-    assert rows["beta"][1:4] == ["running", beta_url, str(beta_pid)]
+    assert rows["alpha"][1:5] == ["running", "ready", alpha_url, str(alpha_pid)]
+    assert rows["beta"][1:5] == ["running", "ready", beta_url, str(beta_pid)]
     listed = cli.listing()
-    assert {name: (w["status"], w["url"], w["pid"]) for name, w in listed.items()} == {
-        "alpha": ("running", alpha_url, alpha_pid),
-        "beta": ("running", beta_url, beta_pid),
+    assert {name: (w["status"], w["url"], w["pid"], w["health"]) for name, w in listed.items()} == {
+        "alpha": ("running", alpha_url, alpha_pid, {"ready": True, "detail": "ready"}),
+        "beta": ("running", beta_url, beta_pid, {"ready": True, "detail": "ready"}),
     }
 
     # Two logs: the server's stderr, and the gateway's own.
@@ -218,7 +218,7 @@ def test_background_workloads_from_start_to_removal(cli: CLI) -> None:
     assert wait_gone(beta_pid)
     assert cli.listing()["beta"]["status"] == "crashed"
     assert json.loads((cli.state / "workloads" / "beta.json").read_text())["status"] == "crashed"
-    assert cli.ok("list").splitlines()[1].split()[:3] == ["beta", "crashed", beta_url]
+    assert cli.ok("list").splitlines()[1].split()[:4] == ["beta", "crashed", "-", beta_url]
     assert wait_gone(beta_child)  # its stdin closed with the gateway
 
     out = cli.ok("restart", "beta")
@@ -267,3 +267,43 @@ def test_an_unreadable_record_is_a_warning_not_a_traceback(cli: CLI) -> None:
     assert "`hivegate rm bad` removes it" in stop.stderr
     assert cli.ok("rm", "bad") == "bad: removed\n"
     assert not (records / "bad.json").exists()
+
+
+def test_a_background_run_never_says_running_for_a_workload_that_cannot_serve(cli: CLI, tmp_path: Path) -> None:
+    """The issuer's keys cannot be fetched: `run` says so and exits 1, the workload stays (it may recover), and
+    `list` shows why it is not ready."""
+    issuer = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    auth = ["--oidc-issuer", issuer, "--oidc-audience", "mcp", "--jwks-allow-private-ip", "--ready-timeout", "1s"]
+    done = cli("run", "--name", "keyless", *auth, *fixture_command())
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    record = cli.listing()["keyless"]
+    cli.pids.add(record["pid"])
+    assert line.startswith(f"hivegate run: error: keyless runs at {record['url']} (pid {record['pid']}) but is not "
+                           "ready after 1s: keys: JWKS unavailable: ")  # fmt: skip
+    assert line.endswith("`hivegate logs keyless --proxy` shows why; `hivegate stop keyless` stops it")
+    assert record["status"] == "running"
+    assert record["health"]["ready"] is False
+    assert record["health"]["detail"].startswith("keys: JWKS unavailable: ")
+    row = cli.ok("list").splitlines()[1].split()
+    assert row[:4] == ["keyless", "running", "no:", "keys:"]
+
+
+def test_restart_leaves_a_workload_running_when_it_could_not_start_again(cli: CLI, tmp_path: Path) -> None:
+    server = tmp_path / "mcp-server"
+    server.write_text("#!/bin/sh\nexec " + " ".join(fixture_command()[1:]) + "\n")
+    server.chmod(0o755)
+    out = cli.ok("run", "--name", "fragile", "--", str(server))
+    pid = int(out.rsplit(" ", 1)[1].rstrip(")\n"))
+    cli.pids.add(pid)
+    server.unlink()  # e.g. a package uninstalled since
+    done = cli("restart", "fragile")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"hivegate restart: error: fragile could not start again, so it is left as it is: command '{server}' not "
+        "found, or not executable\n"
+    )
+    assert not gone(pid)
+    assert cli.listing()["fragile"]["status"] == "running"
+    assert cli.listing()["fragile"]["pid"] == pid

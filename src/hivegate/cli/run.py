@@ -413,7 +413,12 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv:
         return serve_config(cfg)
     from hivegate.cli.workloads import start_in_background
 
-    return start_in_background(cfg, argv)
+    try:
+        ready_timeout = _duration(args.ready_timeout, "--ready-timeout")
+    except ConfigError as exc:
+        print(f"hivegate run: error: {exc}", file=sys.stderr)
+        return 2
+    return start_in_background(cfg, argv, ready_timeout=ready_timeout)
 
 
 def serve_config(

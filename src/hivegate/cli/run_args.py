@@ -38,6 +38,13 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="serve in this process until interrupted (default: start in the background, print the URL and return; "
         "see `hivegate list`, `logs`, `stop`)",
     )
+    g.add_argument(
+        "--ready-timeout",
+        default="15s",
+        metavar="DURATION",
+        help="in the background: how long to wait for the workload to be ready before saying why it is not "
+        "(default 15s)",
+    )
     # Internal: set by the background start for the `--foreground` child it runs (the stdio server's stderr file).
     g.add_argument("--workload-server-log", dest="workload_server_log", metavar="FILE", help=argparse.SUPPRESS)
     g.add_argument(

@@ -52,7 +52,7 @@ def workload_command(args: argparse.Namespace) -> int:
         return exc.code
 
 
-def start_in_background(cfg: RunConfig, argv: Sequence[str]) -> int:
+def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: float = 15.0) -> int:
     """`hivegate run` without `--foreground`: reserve the name, start the gateway detached, wait until it serves."""
     from hivegate.workloads import (
         LIVE,
@@ -112,8 +112,25 @@ def start_in_background(cfg: RunConfig, argv: Sequence[str]) -> int:
     except WorkloadError as exc:
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return exc.code
-    print(f"{record.name}: running at {record.url} (pid {record.pid})")
-    return 0
+    return _report_running("run", record, ready_timeout)
+
+
+def _report_running(command: str, record: WorkloadRecord, timeout: float | None = None) -> int:
+    """Wait until the started workload is ready; say it runs, or why it cannot serve yet (exit 1, left running)."""
+    from hivegate.workloads.health import READY_TIMEOUT, wait_ready
+
+    timeout = READY_TIMEOUT if timeout is None else timeout
+    health = wait_ready(record.url or "", timeout)
+    if health.ready:
+        print(f"{record.name}: running at {record.url} (pid {record.pid})")
+        return 0
+    print(
+        f"hivegate {command}: error: {record.name} runs at {record.url} (pid {record.pid}) but is not ready after "
+        f"{timeout:g}s: {health.detail}. `hivegate logs {record.name} --proxy` shows why; "
+        f"`hivegate stop {record.name}` stops it",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _warn(command: str, warnings: Sequence[str]) -> None:
@@ -151,23 +168,33 @@ def _lookup(store: WorkloadStore, name: str) -> WorkloadRecord:
 def _list(args: argparse.Namespace, store: WorkloadStore) -> int:
     import json
 
+    from hivegate.workloads.health import readiness
+
     records, warnings = store.scan()
     _warn("list", warnings)
     shown = records if args.all else [r for r in records if r.status != "stopped"]
+    health = {r.name: readiness(r.url, timeout=1.0) for r in shown if r.status == "running" and r.url}
     if args.format == "json":
-        print(json.dumps([r.to_dict() for r in shown], indent=2))
+        shown_health = {name: {"ready": h.ready, "detail": h.detail} for name, h in health.items()}
+        print(json.dumps([{**r.to_dict(), "health": shown_health.get(r.name)} for r in shown], indent=2))
         return 0
     if not shown:
         print("no workloads" if args.all else "no running workloads (`hivegate list -a` shows stopped ones)")
         return 0
-    rows = [("NAME", "STATUS", "URL", "PID", "STARTED")]
+    rows = [("NAME", "STATUS", "READY", "URL", "PID", "STARTED")]
     for r in shown:
         live = r.status in ("starting", "running", "stopping")
-        rows.append((r.name, r.status, r.url or "-", str(r.pid) if live else "-", _local_time(r.started_at)))
+        h = health.get(r.name)
+        ready = "-" if h is None else "ready" if h.ready else f"no: {_shorten(h.detail, 60)}"
+        rows.append((r.name, r.status, ready, r.url or "-", str(r.pid) if live else "-", _local_time(r.started_at)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _local_time(iso: str) -> str:
@@ -264,12 +291,34 @@ def _restart(args: argparse.Namespace, store: WorkloadStore) -> int:
     from hivegate.workloads import launch
 
     record = _lookup(store, args.name)
+    _check_can_start(record)
     _stop_one(store, record, 30.0)
     record = (store.get(record.name) or record).with_status("starting")
     store.save(record)
     record = launch(store, record, fresh=False)
-    print(f"{record.name}: running at {record.url} (pid {record.pid})")
-    return 0
+    return _report_running("restart", record)
+
+
+def _check_can_start(record: WorkloadRecord) -> None:
+    """Read the workload's command line again, where it was started, as its start would: a secret, file or command
+    that has gone is found before the running workload is stopped (`WorkloadError`, exit 2)."""
+    from hivegate.cli.goflags import GoFlagError, go_style
+    from hivegate.cli.main import build_parser
+    from hivegate.cli.run import config_from_args
+    from hivegate.cli.run_target import check_command
+    from hivegate.errors import ConfigError
+    from hivegate.workloads import WorkloadError
+
+    parser = build_parser()
+    try:
+        with contextlib.chdir(record.cwd):
+            args = parser.parse_args(go_style(parser, ["run", *record.argv]))
+            cfg = config_from_args(args)
+            if cfg.command:
+                check_command(cfg.command, cfg.env)
+    except (ConfigError, GoFlagError, OSError) as exc:
+        why = f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+        raise WorkloadError(f"{record.name} could not start again, so it is left as it is: {why}", code=2) from None
 
 
 def _rm(args: argparse.Namespace, store: WorkloadStore) -> int:
