@@ -3,7 +3,8 @@
 #   - .venv with hivegate installed editable with its [test] extra;
 #   - redis-server (Debian's package), for the Redis storage tests, when it is not on PATH;
 #   - tests/tools/node_modules from tests/tools/package-lock.json: oidc-provider, the MCP conformance
-#     suite, the MCP Inspector and a Node 22 binary (tests/tools/node_modules/.bin/node) to run them.
+#     suite, the MCP Inspector, the MCP TypeScript SDK and a Node 22 binary (tests/tools/node_modules/.bin/node)
+#     to run them.
 # Idempotent: each part is skipped while the files it was installed from are unchanged, so a second
 # run does nothing and prints nothing. Output of the installers is shown only when one fails.
 # Environment: PYTHON (default python3) is the interpreter the venv is made from.
@@ -70,6 +71,7 @@ node_tools_ok() {
   [ -f "$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] || return 1
   [ -f "$TOOLS/node_modules/conformance-next/dist/index.js" ] || return 1
   [ -f "$TOOLS/node_modules/oidc-provider/package.json" ] || return 1
+  [ -f "$TOOLS/node_modules/@modelcontextprotocol/sdk/package.json" ] || return 1
   [ -f "$TOOLS/node_modules/@modelcontextprotocol/inspector/package.json" ]
 }
 
