@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hivegate.authn.oidc_config import AuthMode, OIDCConfig
+from hivegate.authz.tool_filter import parse_tools
 from hivegate.cli.run_target import check_command, expand_target
+from hivegate.cli.secret_flags import resolve_secret, secret_env
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
@@ -43,6 +45,22 @@ def _derive_name(target: list[str], url: str | None) -> str:
         raw = os.path.basename(words[-1] if len(words) > 1 else words[0])
         raw = raw.rsplit(".", 1)[0] if raw.endswith((".py", ".js", ".mjs", ".ts")) else raw
     return _NAME.sub("-", raw.lower()).strip("-") or "mcp"
+
+
+def _group(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ConfigError(f"--group: {value[:70]!r} is not a group name (lowercase letters, digits, -; at most 63)")
+    return value
+
+
+def _labels(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?", key) or len(value) > 253:
+            raise ConfigError(f"--label {item[:80]!r}: expected KEY=VALUE (a Kubernetes-style label key)")
+        labels[key] = value
+    return tuple(labels.items())
 
 
 def _duration(value: str, flag: str) -> float:
@@ -106,7 +124,6 @@ def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str,
 
 
 SECRET_ENV = "HIVEGATE_TOKEN_EXCHANGE_CLIENT_SECRET"  # noqa: S105 - the variable's name
-HEADER_SECRET_ENV = "HIVEGATE_SECRET_"  # noqa: S105 - a prefix: a bare secret NAME is read from $HIVEGATE_SECRET_<NAME>
 # Headers the gateway or HTTP itself owns (ToolHive's restricted set for --remote-forward-headers, plus MCP's own)
 _RESTRICTED_HEADERS = frozenset({
     "host", "connection", "keep-alive", "te", "trailer", "upgrade", "http2-settings", "proxy-authorization",
@@ -114,7 +131,6 @@ _RESTRICTED_HEADERS = frozenset({
     "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "content-type", "accept", "mcp-session-id",
     "mcp-protocol-version", "last-event-id",
 })  # fmt: skip
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +181,6 @@ def _outgoing(args: argparse.Namespace, transport: str, mode: AuthMode, embedded
 def _forward_headers(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     """`--remote-forward-headers NAME=VALUE` and `--remote-forward-headers-secret NAME=SECRET`, checked; the values
     (secrets resolved) never appear in an error."""
-    from hivegate.authserver.secrets import SecretRef, SecretResolver
-
-    resolver = SecretResolver(base_dir=Path.cwd())
     headers: list[tuple[str, str]] = []
     seen: set[str] = set()
     for flag, items in (("--remote-forward-headers", args.remote_forward_headers),
@@ -186,19 +199,7 @@ def _forward_headers(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
                 raise ConfigError(f"{flag}: the {name} header is given twice")
             seen.add(name.lower())
             if secret:
-                ref = value.strip()
-                kind, colon, rest = ref.partition(":")
-                if colon and kind in ("env", "file"):
-                    if not rest:
-                        raise ConfigError(f"{flag}: {name}={kind}: needs a {'variable' if kind == 'env' else 'path'}")
-                    source = SecretRef(env=rest) if kind == "env" else SecretRef(file=rest)
-                elif ref:
-                    source = SecretRef(env=HEADER_SECRET_ENV + _NOT_ALNUM.sub("_", ref).upper())
-                else:
-                    raise ConfigError(f"{flag}: {name}= needs env:VARIABLE, file:PATH or a secret name")
-                value = resolver.resolve_text(source, f"{flag} {name}")
-                if not value:
-                    raise ConfigError(f"{flag} {name}: {source.describe()} is empty")
+                value = resolve_secret(value, f"{flag} {name}")
             value = value.strip()
             if any(not (" " <= c <= "~" or c == "\t") for c in value):
                 raise ConfigError(f"{flag}: the value of {name} must be printable ASCII on one line")
@@ -277,6 +278,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if not sep or not key:
             raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
         env[key] = value
+    if args.secret:
+        if url is not None:
+            raise ConfigError("--secret sets the stdio server's environment; a remote server has none here")
+        env.update(secret_env(args.secret))
     origins = tuple(o.strip() for group in args.allowed_origins for o in group.split(",") if o.strip())
     oidc_flags = [args.oidc_issuer, args.oidc_audience, args.oidc_jwks_url, args.oidc_introspection_url]
     if args.anonymous and any(oidc_flags):
@@ -379,6 +384,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         read_body_timeout=read_body,
         log_level=args.log_level,
         authz_config=args.authz_config,
+        tools=parse_tools(args.tools),
+        group=_group(args.group),
+        labels=_labels(args.label),
         auth_server_config=args.auth_server_config,
         audit_config=args.audit_config,
         enable_audit=args.enable_audit or args.audit_config is not None,
@@ -405,6 +413,10 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv:
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return 2
     if args.foreground or argv is None:
+        if not args.workload_server_log and (args.label or args.group != "default"):
+            flag = "--label" if args.label else "--group"
+            print(f"hivegate run: warning: {flag} labels a background workload; in the foreground it is not used",
+                  file=sys.stderr)  # fmt: skip
         if args.workload_server_log:
             from hivegate.workloads.logs import route_server_stderr
 

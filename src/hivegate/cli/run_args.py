@@ -20,7 +20,14 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     g = p.add_argument_group("serving")
     g.add_argument("--name", help="workload name (default: derived from the command or URL)")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=0, help="port to listen on (default: a free port; the URL is printed)")
+    g.add_argument(
+        "--port",
+        "--proxy-port",
+        dest="port",
+        type=int,
+        default=0,
+        help="port to listen on (default: a free port; the URL is printed); --proxy-port is thv's name for it",
+    )
     g.add_argument(
         "--proxy-mode",
         choices=("streamable-http", "sse"),
@@ -49,6 +56,25 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--workload-server-log", dest="workload_server_log", metavar="FILE", help=argparse.SUPPRESS)
     g.add_argument(
         "-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="environment for the stdio child"
+    )
+    g.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME,target=ENV",
+        help="put a secret in the stdio server's environment: NAME is env:VARIABLE, file:PATH or a secret name read "
+        "from $HIVEGATE_SECRET_<NAME>",
+    )
+    g.add_argument(
+        "--tools",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="only these tools can be listed and called (a Cedar policy added to --authz-config's)",
+    )
+    g.add_argument("--group", default="default", help="the workload's group (default `default`; see `list --group`)")
+    g.add_argument(
+        "-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="a label on the workload (repeatable)"
     )
     g.add_argument(
         "--allowed-origins",

@@ -24,6 +24,7 @@ def add_workload_parsers(sub: Any) -> None:
     p = sub.add_parser("list", help="list the workloads started by `hivegate run` (running and crashed ones)")
     p.add_argument("-a", "--all", action="store_true", help="include stopped workloads")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.add_argument("--group", help="only the workloads of this group (`hivegate run --group`)")
     p = sub.add_parser("logs", help="print a workload's logs: its MCP server's stderr, or with --proxy the gateway's")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the workload stops")
@@ -103,6 +104,8 @@ def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: f
             proxy_log=str(proxy_log),
             server_log=str(server_log),
             pid_start=start_time(me),
+            group=cfg.group,
+            labels=cfg.labels,
         )
         store.create(record)
         record = launch(store, record, fresh=True)
@@ -173,6 +176,8 @@ def _list(args: argparse.Namespace, store: WorkloadStore) -> int:
     records, warnings = store.scan()
     _warn("list", warnings)
     shown = records if args.all else [r for r in records if r.status != "stopped"]
+    if args.group is not None:
+        shown = [r for r in shown if r.group == args.group]
     health = {r.name: readiness(r.url, timeout=1.0) for r in shown if r.status == "running" and r.url}
     if args.format == "json":
         shown_health = {name: {"ready": h.ready, "detail": h.detail} for name, h in health.items()}

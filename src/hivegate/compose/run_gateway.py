@@ -113,10 +113,15 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     credentials = _credentials(cfg, embedded, lifecycle)
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
-    if cfg.authz_config is not None:
+    if cfg.authz_config is not None or cfg.tools:
         from hivegate.authz.store import file_source
+        from hivegate.authz.tool_filter import tool_filter_source
 
-        gate = policy_gate(file_source(cfg.authz_config), cfg.name, lifecycle, watch=True)
+        source = file_source(cfg.authz_config) if cfg.authz_config is not None else None
+        if cfg.tools:
+            source = tool_filter_source(source, cfg.tools)
+        assert source is not None
+        gate = policy_gate(source, cfg.name, lifecycle, watch=True)
     endpoints: dict[str, Endpoint]
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
@@ -242,7 +247,10 @@ def _diagnostics(
             return None if policies.policy_count >= 0 else "no policies"
 
         readiness.add("authz policies", policies_loaded)
-        lifecycle.summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
+        if cfg.authz_config is not None:
+            lifecycle.summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
+        if cfg.tools:
+            lifecycle.summary.append(f"tools: only {', '.join(cfg.tools)} (--tools)")
     return _Diagnostics(readiness, DiagnosticsApp(metrics, readiness))
 
 

@@ -43,6 +43,9 @@ class RunConfig:
     read_body_timeout: float = 30.0
     log_level: str = "info"
     authz_config: str | None = None
+    tools: tuple[str, ...] = ()  # --tools: only these tools can be listed and called (empty: no filter)
+    group: str = "default"  # --group: the workload's group (recorded for `list --group`)
+    labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE: recorded on the workload
     auth_server_config: str | None = None
     audit_config: str | None = None
     enable_audit: bool = False

@@ -76,6 +76,8 @@ class WorkloadRecord:
     proxy_log: str
     server_log: str
     pid_start: int | None = None
+    group: str = "default"  # `--group`, as in ToolHive (`list --group` shows one group)
+    labels: tuple[tuple[str, str], ...] = ()  # `--label KEY=VALUE`
 
     def with_status(self, status: Status) -> WorkloadRecord:
         return replace(self, status=status)
@@ -83,6 +85,7 @@ class WorkloadRecord:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["argv"] = list(self.argv)
+        data["labels"] = dict(self.labels)
         return data
 
     def to_json(self) -> bytes:
@@ -112,6 +115,8 @@ class WorkloadRecord:
                 proxy_log=_field(data, "proxy_log", str),
                 server_log=_field(data, "server_log", str),
                 pid_start=_optional(data, "pid_start", int),
+                group=_optional(data, "group", str) or "default",  # records written before groups have none
+                labels=tuple((_optional(data, "labels", dict) or {}).items()),
             )
         except (KeyError, TypeError) as exc:
             raise CorruptRecord(str(exc).strip("'\"")) from None
@@ -119,6 +124,8 @@ class WorkloadRecord:
             raise CorruptRecord(f"unknown status {record.status!r}")
         if not all(isinstance(arg, str) for arg in record.argv):
             raise CorruptRecord("argv: expected a list of strings")
+        if not all(isinstance(key, str) and isinstance(value, str) for key, value in record.labels):
+            raise CorruptRecord("labels: expected an object of strings")
         return record
 
 

@@ -111,9 +111,12 @@ def test_a_relative_secret_file_is_read_from_the_working_directory(
         ),
         (
             ("--remote-forward-headers-secret", "X-Key="),
-            "--remote-forward-headers-secret: X-Key= needs env:VARIABLE, file:PATH or a secret name",
+            "--remote-forward-headers-secret X-Key: needs env:VARIABLE, file:PATH or a secret name",
         ),
-        (("--remote-forward-headers-secret", "X-Key=env:"), "--remote-forward-headers-secret: X-Key=env: needs"),
+        (
+            ("--remote-forward-headers-secret", "X-Key=env:"),
+            "--remote-forward-headers-secret X-Key: env: needs a variable",
+        ),
         (
             ("--remote-forward-headers-secret", "X-Key=env:E2E_NOT_SET_ANYWHERE"),
             "--remote-forward-headers-secret X-Key: environment variable E2E_NOT_SET_ANYWHERE is not set",
