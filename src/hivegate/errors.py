@@ -5,6 +5,8 @@ leading underscore) never leave their module.
 - `HivegateError`: base of everything raised on purpose; the CLI prints one line for any it meets at start-up.
   - `ConfigError`: bad flags or config; the CLI prints the one-line message and exits 2.
     - `vmcp.catalog.ConflictError`: two backends advertise one name under the configured conflict resolution.
+    - `cli.goflags.GoFlagError`: a command-line argument that cannot mean what it says (a Go-style boolean value
+      that is not one, a flag quoted together with its value).
   - `AuthenticationError` (HTTP 401, RFC 6750 section 3.1): `error` is `invalid_request` (no or malformed
     credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive); `invalid_token()`
     builds the latter.

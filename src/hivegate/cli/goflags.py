@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from hivegate.errors import ConfigError
+
 __all__ = ["GoFlagError", "go_style"]
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
-class GoFlagError(ValueError):
+class GoFlagError(ConfigError):
     """A command-line argument that cannot mean what it says; the message is one line for `parser.error` of the
     (sub)command that was reading it."""
 

@@ -13,12 +13,17 @@ _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `90s`, `30m`, `2h`, `1h30m`, `500ms` → seconds. Raises ValueError naming the value."""
+    """`90s`, `30m`, `2h`, `1h30m`, `500ms` → seconds; `0` alone needs no unit (as Go's `time.ParseDuration`, which
+    ToolHive's configs are written for). Raises ValueError naming the value."""
     value = text.strip()
+    if value == "0":
+        return 0.0
     try:
-        return float(value)
+        float(value)
     except ValueError:
         pass
+    else:
+        raise ValueError(f"invalid duration {text!r}: give a unit (e.g. {value}s, {value}m)")
     pos, total = 0, 0.0
     for match in _DURATION.finditer(value):
         if match.start() != pos:

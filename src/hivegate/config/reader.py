@@ -1,18 +1,48 @@
 """Strict, typed reading of one mapping of a config file: every error names the field's path.
 
 A `Reader` hands out a mapping's values by kind (`text`, `flag`, `integer`, `duration`, `section`, `items`, …) and
-remembers the keys it handed out; `done()` then rejects any key nobody read as `<path>.<key>: unknown field`.
+remembers the keys it handed out; `done()` then rejects any key nobody read as `<path>.<key>: unknown field`, with
+the nearest key that was read as a suggestion (`(did you mean 'issuerUrl'?)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hivegate.config.durations import parse_duration
 from hivegate.errors import ConfigError
 
-__all__ = ["Reader"]
+__all__ = ["Reader", "did_you_mean"]
+
+
+def did_you_mean(key: str, valid: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the valid key a misspelt `key` most likely meant: the same but for case, or at
+    most two edits away (a transposition is one); nothing when none is that close."""
+    folded = key.lower()
+    best: tuple[int, str] | None = None
+    for choice in sorted(valid):
+        distance = 0 if choice.lower() == folded else _edits(folded, choice.lower())
+        if distance <= min(2, len(key) // 3) and (best is None or distance < best[0]):
+            best = (distance, choice)
+    return f" (did you mean {best[1]!r}?)" if best else ""
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
 
 
 class Reader:
@@ -86,7 +116,7 @@ class Reader:
         return value
 
     def duration(self, key: str, *, default: float, positive: bool = False) -> float:
-        """A Go-style duration string ("30s", "1h30m"); a bare number is seconds."""
+        """A Go-style duration string ("30s", "1h30m"); a bare number other than 0 is an error asking for a unit."""
         value = self.get(key)
         if value is None or value == "":
             return default
@@ -142,4 +172,4 @@ class Reader:
         if self._sort_unknown:
             unknown.sort()
         if unknown:
-            raise ConfigError(f"{self.at(unknown[0])}: unknown field")
+            raise ConfigError(f"{self.at(unknown[0])}: unknown field{did_you_mean(unknown[0], self._seen)}")

@@ -34,6 +34,7 @@ from typing import IO, Any
 import orjson
 import yaml
 
+from hivegate.config.reader import did_you_mean
 from hivegate.errors import ConfigError
 from hivegate.observe.exchange import Exchange, McpCall
 
@@ -99,7 +100,7 @@ def load_audit_config(path: str | Path) -> AuditConfig:
         raise ConfigError(f"audit config {p}: must be a mapping")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise ConfigError(f"audit config {p}: {unknown[0]}: unknown field")
+        raise ConfigError(f"audit config {p}: {unknown[0]}: unknown field{did_you_mean(str(unknown[0]), _KEYS)}")
 
     def strings(key: str) -> frozenset[str]:
         value = data.get(key) or []

@@ -21,7 +21,7 @@ def test_unknown_keys_first_written_or_first_sorted() -> None:
 
 
 def test_known_reports_a_misspelt_key_before_a_missing_one() -> None:
-    with pytest.raises(ConfigError, match=r"^nmae: unknown field$"):
+    with pytest.raises(ConfigError, match=r"^nmae: unknown field \(did you mean 'name'\?\)$"):
         Reader({"nmae": "x"}, "", known=("name",))
     r = Reader({"name": "x"}, "", known=("name",))
     assert r.text("name", required=True) == "x"
@@ -52,3 +52,19 @@ def test_auth_server_config_names_the_alphabetically_first_unknown_key(tmp_path:
     spec = {"issuer": "https://as.example.com", "upstreamProviders": [upstream], "zz": 1, "aa": 2}
     with pytest.raises(ConfigError, match=r"^embeddedAuthServer\.aa: unknown field$"):
         parse_auth_server_config(spec, resolver=SecretResolver(base_dir=tmp_path))
+
+
+def test_a_misspelt_key_suggests_the_key_meant_and_only_a_close_one() -> None:
+    def unknown(key: str, *valid: str) -> str:
+        r = Reader({key: 1}, "spec")
+        for name in valid:
+            r.get(name)
+        with pytest.raises(ConfigError) as info:
+            r.done()
+        return str(info.value)
+
+    assert unknown("issuerURL", "issuerUrl", "clientId") == "spec.issuerURL: unknown field (did you mean 'issuerUrl'?)"
+    assert unknown("cleintId", "issuerUrl", "clientId") == "spec.cleintId: unknown field (did you mean 'clientId'?)"
+    assert unknown("audiance", "audience") == "spec.audiance: unknown field (did you mean 'audience'?)"
+    assert unknown("idTokenLifespan", "accessTokenLifespan") == "spec.idTokenLifespan: unknown field"
+    assert unknown("x", "y") == "spec.x: unknown field"

@@ -34,7 +34,9 @@ def test_durations_and_sizes() -> None:
     assert parse_duration("2h") == 7200
     assert parse_duration("1h30m") == 5400
     assert parse_duration("500ms") == 0.5
-    assert parse_duration("42") == 42
+    assert parse_duration("0") == 0
+    with pytest.raises(ValueError, match=r"^invalid duration '42': give a unit \(e.g. 42s, 42m\)$"):
+        parse_duration("42")
     assert parse_size("4MiB") == 4 * 1024 * 1024
     assert parse_size("512kb") == 512_000
     with pytest.raises(ValueError, match="soon"):

@@ -40,9 +40,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     (
         "unknown key, nested",
         lambda d: d.update(aggregation={"tools": [{"workload": "github"}, {"workload": "kubernetes", "filtr": ["x"]}]}),
-        "aggregation.tools[1].filtr: unknown field",
+        "aggregation.tools[1].filtr: unknown field (did you mean 'filter'?)",
     ),
-    ("unknown key, top level", lambda d: d.update(backend=[]), "backend: unknown field"),
+    ("unknown key, top level", lambda d: d.update(backend=[]), "backend: unknown field (did you mean 'backends'?)"),
     (
         "unknown key, deep in operational",
         lambda d: d.update(operational={"failureHandling": {"circuitBreaker": {"treshold": 3}}}),
@@ -92,7 +92,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
     (
         "tokenExchange with a misspelt tokenUrl",
         strategy("github", {"type": "tokenExchange", "tokenExchange": {"tokenURL": "https://sts.example.com"}}),
-        "outgoingAuth.backends.github.tokenExchange.tokenURL: unknown field",
+        "outgoingAuth.backends.github.tokenExchange.tokenURL: unknown field (did you mean 'tokenUrl'?)",
     ),
     (
         "tokenExchange over plain http",
