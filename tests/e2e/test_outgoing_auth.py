@@ -41,8 +41,16 @@ UPSTREAM_API = "https://upstream-api.example"  # the audience of the provider's 
 
 
 def auth_server(
-    port: int, client: str, tmp: Path, extra: dict[str, Any] | None = None, *, offline: bool = True
+    port: int,
+    client: str,
+    tmp: Path,
+    extra: dict[str, Any] | None = None,
+    *,
+    offline: bool = True,
+    accepted: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """An embedded authorization server's config; `accepted`: the audiences of upstream access tokens it exchanges
+    besides its own client's."""
     key = tmp / f"{client}-signing.pem"
     key.write_bytes(ECKey.generate_key("P-256").as_pem(private=True))
     return {
@@ -59,6 +67,7 @@ def auth_server(
                     "clientId": client,
                     "clientSecretRef": {"env": f"E2E_{client.upper().replace('-', '_')}_SECRET"},
                     "scopes": ["openid", "profile", "email", *(["offline_access"] if offline else [])],
+                    **({"tokenExchange": {"acceptedAudiences": list(accepted)}} if accepted else {}),
                 },
             }
         ],
@@ -104,7 +113,8 @@ async def world(tmp_path: Path, *, access_ttl: int = 3600, offline: bool = True)
                       "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
         spies = await stack.enter_async_context(_spies())
         audiences = [f"http://127.0.0.1:{pb}/mcp", spies[0]]  # B issues exchanged tokens for itself and a spy
-        b_doc = auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client], "allowedAudiences": audiences})
+        b_doc = auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client], "allowedAudiences": audiences},
+                            accepted=(UPSTREAM_API,))  # A's upstream tokens are for the upstream's API  # fmt: skip
         b_config.write_text(with_issuer(b_doc, idp.issuer))
         b_args = ["--port", str(pb), "--auth-server-config", str(b_config), "--name", "b",
                   "--diagnostics-port", str(b_diagnostics), "--", sys.executable, FIXTURE]  # fmt: skip
@@ -286,7 +296,10 @@ async def test_hivegate_run_exchanges_the_callers_token_for_its_remote_backend(t
                       "clientSecretRef": {"env": "E2E_STS_CLIENT_SECRET"}}  # fmt: skip
         b_config = tmp_path / "b-auth.yaml"
         b_config.write_text(
-            with_issuer(auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client]}), idp.issuer)
+            with_issuer(
+                auth_server(pb, "gateway-b-as", tmp_path, {"clients": [sts_client]}, accepted=("https://a.example",)),
+                idp.issuer,
+            )
         )
         b_args = ["--port", str(pb), "--auth-server-config", str(b_config), "--", sys.executable, FIXTURE]
         async with hivegate_run(b_args, env=env) as b:

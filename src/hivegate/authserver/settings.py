@@ -6,8 +6,11 @@
 
 hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`, `clients` (static clients),
 `requireConsent` (default true), `storage.type: sqlite` (the default, with `storage.sqlite.path`),
-`storage.redis.url` / `storage.redis.keyPrefix` for a plain Redis URL, and `upstreamProviders[].identityCheck`
-(`email`, the default, or `none`): how a chained upstream's user is checked against the first upstream's.
+`storage.redis.url` / `storage.redis.keyPrefix` for a plain Redis URL, `upstreamProviders[].identityCheck`
+(`email`, the default, or `none`): how a chained upstream's user is checked against the first upstream's, and
+`upstreamProviders[].oidcConfig.tokenExchange.acceptedAudiences`: the audiences (besides this server's own `clientId`
+at that upstream) an upstream access token may name to be exchanged here (RFC 8693; see
+`grants.subject_token`). ID tokens are never accepted by audience: only those issued to `clientId`.
 
 Every HMAC key must have at least 32 bytes. Signing keys are imported when the server is built (`build`), so manifests
 with placeholder keys still load; their errors name the config's `where` (file and path) all the same.
@@ -102,6 +105,9 @@ class UpstreamConfig:
     # a chained upstream (not the first): `email` = its verified email must equal the first upstream's, and a leg
     # without one is refused; `none` = linked without a check (the operator vouches for it)
     identity_check: IdentityCheck = "email"
+    # `oidcConfig.tokenExchange.acceptedAudiences`: an upstream access token naming one of these in `aud` may be
+    # exchanged (besides those meant for `client_id`)
+    accepted_audiences: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +288,7 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
     if kind == "oidc":
         upstream = UpstreamConfig(
             **common,
+            accepted_audiences=_token_exchange(s.section("tokenExchange"), f"{at}.tokenExchange"),
             issuer_url=_url(s.text("issuerUrl", required=True), f"{at}.issuerUrl"),
             scopes=tuple(s.strings("scopes")) or ("openid", "offline_access"),
             user_info=_user_info(s.section("userInfoOverride"), f"{at}.userInfoOverride")
@@ -299,6 +306,14 @@ def _upstream(data: Any, where: str, resolver: SecretResolver) -> UpstreamConfig
     s.done()
     r.done()
     return upstream
+
+
+def _token_exchange(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """`acceptedAudiences`: any strings (an API's URL, or a client id as Entra ID and Keycloak write `aud`)."""
+    r = Reader(data, where, sort_unknown=True)
+    audiences = tuple(dict.fromkeys(r.strings("acceptedAudiences")))
+    r.done()
+    return audiences
 
 
 def _user_info(data: Mapping[str, Any], where: str) -> UserInfoConfig:

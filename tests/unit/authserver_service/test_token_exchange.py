@@ -18,13 +18,15 @@ from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params
 from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT, AuthServerConfig, Lifespans, UpstreamConfig
-from hivegate.authserver.upstream.base import UpstreamError, UpstreamIdentity, UpstreamTokens
+from hivegate.authserver.upstream.base import UpstreamIdentity, UpstreamTokens
+from hivegate.authserver.upstream.idtoken import IDTokenValidator
 from hivegate.storage.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 
 ISSUER = "https://sts.example.com"
 IDP = "https://idp.example.com"
+API = "https://api.example.com"  # an API of the IdP's whose tokens the server accepts
 BACKEND = "https://backend.example.com/mcp"
 OTHER = "https://other.example.com/mcp"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
@@ -43,31 +45,32 @@ class Clients:
 
 
 class TrustedIdP:
-    """An upstream OpenID provider whose tokens are signed with a real RSA key."""
+    """An upstream OpenID provider whose tokens are signed with a real RSA key; this server is its client
+    `sts-client`, and access tokens for `API` are accepted too. `token()` makes an access token for `API`."""
 
     name = "corp"
+    client_id = "sts-client"
 
-    def __init__(self) -> None:
+    def __init__(self, *, accepted: tuple[str, ...] = (API,), clock_skew: float = 60.0) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "idp-1", "alg": "RS256"})
         self._keys = StaticKeys({"keys": [self.key.as_dict(private=False)]})
+        self.accepted_audiences = accepted
+        self._id_tokens = IDTokenValidator(self._keys, issuer=IDP, client_id=self.client_id, clock_skew=clock_skew)
 
     @property
     def issuer(self) -> str:
         return IDP
 
-    def token(self, **claims: Any) -> str:
+    def token(self, header: dict[str, Any] | None = None, **claims: Any) -> str:
         now = int(time.time())
-        body = {"iss": IDP, "sub": "alice", "aud": "gateway-a-at-idp", "iat": now, "exp": now + 600, **claims}
-        return jwt.encode({"alg": "RS256", "kid": "idp-1"}, body, self.key)
+        body = {"iss": IDP, "sub": "alice", "aud": API, "iat": now, "exp": now + 600, **claims}
+        return jwt.encode({"alg": "RS256", "kid": "idp-1", **(header or {})}, body, self.key)
 
     async def signed_claims(self, token: str) -> dict[str, Any]:
         return await verify_signature(token, self._keys)
 
-    async def id_token_claims(self, token: str) -> dict[str, Any]:
-        claims = await verify_signature(token, self._keys)
-        if claims.get("aud") != "sts-client":
-            raise UpstreamError("server_error", "not for us")
-        return claims
+    def check_id_token(self, claims: dict[str, Any]) -> None:
+        self._id_tokens.check(claims, nonce=None)
 
     async def authorization_url(self, *, state: str, code_challenge: str, nonce: str, redirect_uri: str) -> str:
         raise NotImplementedError

@@ -4,16 +4,21 @@ A confidential client allowed the grant (`grantTypes: [token_exchange]` on a sta
 `subject_token` and gets an access token of this server for one of its allowed audiences. Trusted subjects:
 
 - access tokens this server issued (its own keys, `iss` = its issuer), for any of its audiences;
-- JWTs signed by one of its `oidc` upstream providers (`iss` = the upstream's issuer, its JWKS): access tokens and
-  JWTs as they are, ID tokens only when issued to this server's client at that upstream.
+- JWTs signed by one of its `oidc` upstream providers (`iss` = the upstream's issuer, its JWKS) and meant for this
+  server: access tokens for this server's client at that upstream or one of its `tokenExchange.acceptedAudiences`,
+  ID tokens only when issued to this server's client there. Whether a token is an ID token is decided from the token,
+  whatever `subject_token_type` says (`subject_token`); one labelled `id_token` that is not one is refused.
 
 The new token's scopes are the subject token's (`scope` or `scp`), narrowed to the supported scopes and the client's
 `scope`; a `scope` parameter may only narrow them further (`invalid_scope` otherwise: an exchange never widens what
 the subject could do).
 
-Every subject must be unexpired and name a subject (`sub`). The new token keeps `sub`, `name`, `email` and group
-claims, carries `act: {sub: <client_id>}` (the client acts for the subject), lives at most as long as the subject
-token and the configured access-token lifespan, and comes without a refresh token. `actor_token` is not supported.
+Every subject must be unexpired, not from the future (`nbf`, `iat`), all give or take the configured clock skew,
+and name a subject (`sub`). Every refusal is an RFC 6749 / RFC 8693 error whose description names the rule.
+
+The new token keeps `sub`, `name`, `email` and group claims, carries `act: {sub: <client_id>}` (the client acts for
+the subject), lives at most as long as the subject token and the configured access-token lifespan, and comes without
+a refresh token. `actor_token` is not supported.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import verify_signature
 from hivegate.authserver.clients import Client
 from hivegate.authserver.errors import OAuthError
+from hivegate.authserver.grants.subject_token import AudienceRule, is_id_token
 from hivegate.authserver.keys import SigningKeys
 from hivegate.authserver.pkce import random_id
 from hivegate.authserver.revocation import FAMILY_CLAIM
@@ -53,9 +59,23 @@ class TrustedIssuer(Protocol):
     @property
     def issuer(self) -> str: ...
 
-    async def signed_claims(self, token: str) -> dict[str, Any]: ...
+    @property
+    def client_id(self) -> str:
+        """This server's client id at the upstream."""
+        ...
 
-    async def id_token_claims(self, token: str) -> dict[str, Any]: ...
+    @property
+    def accepted_audiences(self) -> Sequence[str]:
+        """Other audiences its access tokens may name to be exchanged here."""
+        ...
+
+    async def signed_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a JWT it signed (`AuthenticationError` otherwise); no claim checked."""
+        ...
+
+    def check_id_token(self, claims: dict[str, Any]) -> None:
+        """`UpstreamError` unless `claims` are an ID token's issued to this server's client."""
+        ...
 
 
 class TokenExchangeGrant:
@@ -152,20 +172,21 @@ class TokenExchangeGrant:
     async def _subject(self, token: str, token_type: str) -> dict[str, Any]:
         issuer = _unverified_issuer(token)
         try:
-            if issuer == self._issuer and token_type != ID_TOKEN_TYPE:
+            if issuer == self._issuer:
                 claims = await verify_signature(token, self._own)
+                if token_type == ID_TOKEN_TYPE:
+                    raise OAuthError("invalid_request", "subject_token_type is id_token, but the subject token is "
+                                     "an access token of this server")  # fmt: skip
                 if await self._revoked(claims):
                     raise OAuthError("invalid_grant", "the subject token has been revoked")
             elif issuer in self._upstreams:
                 upstream = self._upstreams[issuer]
-                if token_type == ID_TOKEN_TYPE:
-                    claims = await upstream.id_token_claims(token)
-                else:
-                    claims = await upstream.signed_claims(token)
+                claims = await upstream.signed_claims(token)
+                _meant_for_us(upstream, _jose_header(token), claims, token_type)
             else:
                 raise OAuthError("invalid_grant", "the subject token's issuer is not trusted by this server")
-        except (AuthenticationError, UpstreamError):
-            raise OAuthError("invalid_grant", "the subject token is not valid") from None
+        except AuthenticationError as exc:
+            raise OAuthError("invalid_grant", f"the subject token is not valid: {exc.description}") from None
         try:
             exp = numeric_date(claims, "exp")
         except AuthenticationError:
@@ -209,6 +230,26 @@ class TokenExchangeGrant:
         }
 
 
+def _meant_for_us(upstream: TrustedIssuer, header: Mapping[str, Any], claims: dict[str, Any], token_type: str) -> None:
+    """`OAuthError` unless an upstream's verified token may be exchanged here (see `subject_token`)."""
+    if is_id_token(header, claims):
+        try:
+            upstream.check_id_token(claims)
+        except UpstreamError as exc:
+            reason = exc.description.removeprefix("the upstream's ID token is not valid: ")
+            raise OAuthError(
+                "invalid_grant",
+                f"the subject token is an ID token not valid for this server ({reason}): only ID tokens issued to "
+                f"our client {upstream.client_id!r} at the upstream are exchanged",
+            ) from None
+        return
+    if token_type == ID_TOKEN_TYPE:
+        raise OAuthError("invalid_request", "subject_token_type is id_token, but the subject token is an access token")
+    refusal = AudienceRule(upstream.client_id, upstream.accepted_audiences).refusal(claims)
+    if refusal is not None:
+        raise OAuthError("invalid_grant", refusal)
+
+
 def _held_scopes(claims: Mapping[str, Any]) -> list[str]:
     """The scopes a token holds, in order: `scope` (a space-separated string, RFC 8693 section 4.2) and `scp` (a
     list or a string, as Okta and Microsoft Entra ID write it)."""
@@ -222,12 +263,21 @@ def _held_scopes(claims: Mapping[str, Any]) -> list[str]:
 
 def _unverified_issuer(token: str) -> str | None:
     """The `iss` a JWT claims, to pick the keys it must verify with (nothing is trusted yet)."""
+    issuer = _segment(token, 1).get("iss")
+    return issuer if isinstance(issuer, str) else None
+
+
+def _jose_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a JWT (trusted once its signature, which covers it, has verified)."""
+    return _segment(token, 0)
+
+
+def _segment(token: str, index: int) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return {}
     try:
-        payload = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        value = orjson.loads(base64.urlsafe_b64decode(parts[index] + "=" * (-len(parts[index]) % 4)))
     except (ValueError, binascii.Error):
-        return None
-    issuer = payload.get("iss") if isinstance(payload, dict) else None
-    return issuer if isinstance(issuer, str) else None
+        return {}
+    return value if isinstance(value, dict) else {}

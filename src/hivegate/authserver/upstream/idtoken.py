@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hivegate.authn.claims import audience_contains, numeric_date
-from hivegate.authn.jwks import JWKSCache
+from hivegate.authn.jwks import KeySource
 from hivegate.authn.jwt import verify_signature
 from hivegate.authserver.upstream.base import UpstreamError
 from hivegate.errors import AuthenticationError, FetchError, UnsafeURLError
@@ -32,7 +32,7 @@ class IDTokenValidator:
 
     def __init__(
         self,
-        jwks: JWKSCache,
+        jwks: KeySource,
         *,
         issuer: str,
         client_id: str,
@@ -53,11 +53,16 @@ class IDTokenValidator:
         except AuthenticationError as exc:
             if isinstance(exc.__cause__, FetchError | UnsafeURLError):
                 raise UpstreamError("temporarily_unavailable", "the upstream's signing keys are unavailable") from None
-            raise _invalid(exc.description[:1].lower() + exc.description[1:]) from None
-        self._check(claims, nonce)
+            raise _logged(_invalid(exc.description[:1].lower() + exc.description[1:])) from None
+        try:
+            self.check(claims, nonce=nonce)
+        except UpstreamError as exc:
+            raise _logged(exc) from None
         return claims
 
-    def _check(self, claims: dict[str, Any], nonce: str | None) -> None:
+    def check(self, claims: dict[str, Any], *, nonce: str | None) -> None:
+        """The checks after the signature's (`UpstreamError` naming the first that fails; nothing is logged, so a
+        caller that refuses many tokens can bound its own log)."""
         if claims.get("iss") != self._issuer:
             raise _invalid("its issuer ('iss') is not the upstream's")
         aud = claims.get("aud")
@@ -87,5 +92,9 @@ class IDTokenValidator:
 
 
 def _invalid(reason: str) -> UpstreamError:
-    logger.warning("refusing an upstream ID token: %s", reason)
     return UpstreamError("server_error", f"the upstream's ID token is not valid: {reason}")
+
+
+def _logged(error: UpstreamError) -> UpstreamError:
+    logger.warning("refusing an upstream ID token: %s", error.description)
+    return error

@@ -134,14 +134,24 @@ class OIDCUpstream:
     def issuer(self) -> str:
         return self._config.issuer_url or ""
 
+    @property
+    def client_id(self) -> str:
+        """This server's client id at the upstream."""
+        return self._config.client_id
+
+    @property
+    def accepted_audiences(self) -> tuple[str, ...]:
+        """`tokenExchange.acceptedAudiences`: other audiences an exchanged access token may name."""
+        return self._config.accepted_audiences
+
     async def signed_claims(self, token: str) -> dict[str, Any]:
         """The claims of a JWT this upstream signed (its JWKS, an asymmetric algorithm); nothing else is checked.
         `AuthenticationError` when the signature does not verify."""
         return await verify_signature(token, self._jwks)
 
-    async def id_token_claims(self, token: str) -> dict[str, Any]:
-        """The claims of an ID token this upstream issued to our client (`UpstreamError` when not valid)."""
-        return await self._id_tokens.validate(token, nonce=None)
+    def check_id_token(self, claims: dict[str, Any]) -> None:
+        """`UpstreamError` unless verified `claims` are those of an ID token issued to our client (no nonce)."""
+        self._id_tokens.check(claims, nonce=None)
 
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client belongs to the caller."""
