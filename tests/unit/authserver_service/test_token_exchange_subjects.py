@@ -1,12 +1,13 @@
 """RFC 8693 token exchange: an upstream subject token must be meant for this server, an ID token is recognised by
-what it is whatever the caller labels it."""
+what it is whatever the caller labels it, and every refusal is logged, boundedly, without the token."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
-from test_token_exchange import ACCESS, API, ID_TOKEN, TrustedIdP, claims_of, exchange, sts
+from test_token_exchange import ACCESS, API, ID_TOKEN, IDP, ISSUER, TrustedIdP, claims_of, exchange, sts
 
 from hivegate.authserver.errors import OAuthError
 
@@ -95,3 +96,50 @@ async def test_its_own_access_token_labelled_id_token_is_refused() -> None:
     with pytest.raises(OAuthError) as refused:
         await exchange(s, subject_token=own, subject_token_type=ID_TOKEN)
     assert refused.value.error == "invalid_request"
+
+
+async def test_a_refusal_is_logged_with_client_and_subject_never_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    idp = TrustedIdP()
+    s = sts(idp)
+    caplog.set_level(logging.INFO, logger="hivegate.authserver")
+    foreign = idp.token(aud="https://payments.example")
+    with pytest.raises(OAuthError):
+        await exchange(s, subject_token=foreign)
+    with pytest.raises(OAuthError):
+        await exchange(s, subject_token=idp.token(), audience="https://unknown.example/mcp")  # before verification
+    with pytest.raises(OAuthError):
+        await exchange(s, subject_token=idp.token(scope="openid"), scope="email")
+    lines = [r for r in caplog.records if r.name == "hivegate.authserver"]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (
+            logging.WARNING,
+            "token exchange refused: client 'gateway-a', subject sub='alice': invalid_grant: the subject token is not "
+            "meant for this server (aud 'https://payments.example'; expected our client 'sts-client' at the upstream "
+            "or one of its tokenExchange.acceptedAudiences)",
+        ),
+        (
+            logging.WARNING,
+            f"token exchange refused: client 'gateway-a', subject iss={IDP!r} (unverified): invalid_target: this "
+            "server does not issue tokens for that audience",
+        ),
+        (
+            logging.WARNING,
+            "token exchange refused: client 'gateway-a', subject sub='alice': invalid_scope: scope 'email' is not held "
+            "by the subject token",
+        ),
+    ]
+    assert foreign not in caplog.text
+    assert foreign.split(".")[1] not in caplog.text
+
+
+async def test_a_flood_of_refusals_is_logged_at_a_bounded_rate(caplog: pytest.LogCaptureFixture) -> None:
+    idp = TrustedIdP()
+    s = sts(idp)
+    caplog.set_level(logging.INFO, logger="hivegate.authserver")
+    token = idp.token()
+    for _ in range(200):
+        with pytest.raises(OAuthError):
+            await exchange(s, subject_token=token, audience="https://unknown.example/mcp")
+    written = [r for r in caplog.records if r.name == "hivegate.authserver"]
+    assert 20 <= len(written) < 40  # a burst of 20, then 5 a second
+    assert all(ISSUER not in r.getMessage() for r in written)

@@ -14,7 +14,9 @@ The new token's scopes are the subject token's (`scope` or `scp`), narrowed to t
 the subject could do).
 
 Every subject must be unexpired, not from the future (`nbf`, `iat`), all give or take the configured clock skew,
-and name a subject (`sub`). Every refusal is an RFC 6749 / RFC 8693 error whose description names the rule.
+and name a subject (`sub`). Every refusal is an RFC 6749 / RFC 8693 error whose description names the rule, and is
+logged (logger `hivegate.authserver`, at a bounded rate) with the client and the subject (`sub` once the token is
+verified, else the issuer it claims), never the token.
 
 The new token keeps `sub`, `name`, `email` and group claims, carries `act: {sub: <client_id>}` (the client acts for
 the subject), lives at most as long as the subject token and the configured access-token lifespan, and comes without
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,6 +45,7 @@ from hivegate.authserver.revocation import FAMILY_CLAIM
 from hivegate.authserver.settings import TOKEN_EXCHANGE_GRANT
 from hivegate.authserver.upstream.base import UpstreamError
 from hivegate.errors import AuthenticationError
+from hivegate.observe.ratelimit import RateLimitedLog
 
 __all__ = ["ACCESS_TOKEN_TYPE", "TOKEN_EXCHANGE_GRANT", "TokenExchangeGrant", "TrustedIssuer"]
 
@@ -50,6 +54,8 @@ JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 SUBJECT_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TYPE, ID_TOKEN_TYPE})
 CARRIED_CLAIMS = ("name", "email", "preferred_username", "groups", "roles", "cognito:groups", "realm_access")
+
+logger = logging.getLogger("hivegate.authserver")
 
 
 @runtime_checkable
@@ -103,10 +109,28 @@ class TokenExchangeGrant:
         self._clock = clock
         self._revoked = revoked
         self._skew = clock_skew
+        self._refusals = RateLimitedLog(logger, rate=5.0, burst=20)
 
     async def exchange(self, client: Client, form: Mapping[str, str], targets: Sequence[str]) -> dict[str, Any]:
         """The token response for one exchange request (`form`: single-valued parameters; `targets`: every
-        `audience` and `resource` given); `OAuthError` otherwise."""
+        `audience` and `resource` given); `OAuthError` otherwise, logged."""
+        who = _Subject(form.get("subject_token", ""))
+        try:
+            return await self._exchange(client, form, targets, who)
+        except OAuthError as exc:
+            self._refusals.log(
+                logging.WARNING,
+                "token exchange refused: client %r, subject %s: %s: %s",
+                client.client_id,
+                who,
+                exc.error,
+                exc.description,
+            )
+            raise
+
+    async def _exchange(
+        self, client: Client, form: Mapping[str, str], targets: Sequence[str], who: _Subject
+    ) -> dict[str, Any]:
         if client.public:
             raise OAuthError("unauthorized_client", "token exchange needs a confidential client")
         if TOKEN_EXCHANGE_GRANT not in client.grant_types:
@@ -122,7 +146,7 @@ class TokenExchangeGrant:
         if requested not in ("", ACCESS_TOKEN_TYPE, JWT_TYPE):
             raise OAuthError("invalid_request", "only access tokens can be issued (requested_token_type)")
         audience = self._audience(targets)
-        subject = await self._subject(token, token_type)
+        subject = await self._subject(token, token_type, who)
         scope = self._scope(form.get("scope", ""), subject, client)
         return self._issue(client, subject, audience, scope)
 
@@ -169,11 +193,11 @@ class TokenExchangeGrant:
                 raise OAuthError("invalid_scope", f"scope {shown} is not allowed for this client")
         return scopes
 
-    async def _subject(self, token: str, token_type: str) -> dict[str, Any]:
+    async def _subject(self, token: str, token_type: str, who: _Subject) -> dict[str, Any]:
         issuer = _unverified_issuer(token)
         try:
             if issuer == self._issuer:
-                claims = await verify_signature(token, self._own)
+                claims = who.verified(await verify_signature(token, self._own))
                 if token_type == ID_TOKEN_TYPE:
                     raise OAuthError("invalid_request", "subject_token_type is id_token, but the subject token is "
                                      "an access token of this server")  # fmt: skip
@@ -181,7 +205,7 @@ class TokenExchangeGrant:
                     raise OAuthError("invalid_grant", "the subject token has been revoked")
             elif issuer in self._upstreams:
                 upstream = self._upstreams[issuer]
-                claims = await upstream.signed_claims(token)
+                claims = who.verified(await upstream.signed_claims(token))
                 _meant_for_us(upstream, _jose_header(token), claims, token_type)
             else:
                 raise OAuthError("invalid_grant", "the subject token's issuer is not trusted by this server")
@@ -248,6 +272,27 @@ def _meant_for_us(upstream: TrustedIssuer, header: Mapping[str, Any], claims: di
     refusal = AudienceRule(upstream.client_id, upstream.accepted_audiences).refusal(claims)
     if refusal is not None:
         raise OAuthError("invalid_grant", refusal)
+
+
+class _Subject:
+    """Whom a refusal is about, for the log: the verified `sub` once known, else the issuer the token claims."""
+
+    __slots__ = ("issuer", "sub")
+
+    def __init__(self, token: str) -> None:
+        self.sub: str | None = None
+        self.issuer = _unverified_issuer(token)
+
+    def verified(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """`claims`, whose signature has verified: their `sub` names the subject from now on."""
+        sub = claims.get("sub")
+        self.sub = sub if isinstance(sub, str) and sub else None
+        return claims
+
+    def __str__(self) -> str:
+        if self.sub is not None:
+            return f"sub={self.sub[:120]!r}"
+        return f"iss={self.issuer[:120]!r} (unverified)" if self.issuer else "unknown"
 
 
 def _held_scopes(claims: Mapping[str, Any]) -> list[str]:
