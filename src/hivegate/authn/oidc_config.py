@@ -109,12 +109,17 @@ class OIDCConfig:
         for path, flag in ((self.jwks_auth_token_file, "--jwks-auth-token-file"), (self.ca_bundle, "--ca-bundle")):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{flag}: no such file: {path}")
-        if not 0 <= self.clock_skew <= 600:
-            raise ConfigError(f"--oidc-clock-skew must be between 0 and 600 seconds (got {self.clock_skew})")
+        self.check_clock_skew()
         if self.service_account is not None:
             parse_service_account(self.service_account, "--oidc-k8s-service-account")
         if self.cache_size < 0:
             raise ConfigError(f"cache_size must not be negative (got {self.cache_size})")
+
+    def check_clock_skew(self) -> None:
+        """`ConfigError` unless the skew is 0 to 600 seconds (checked with the embedded authorization server too,
+        whose tokens it applies to)."""
+        if not 0 <= self.clock_skew <= 600:
+            raise ConfigError(f"--oidc-clock-skew must be between 0 and 600 seconds (got {self.clock_skew})")
 
     def _check_url(self, url: str, flag: str) -> None:
         parts = urlsplit(url)

@@ -1,8 +1,12 @@
-"""Assemble the embedded authorization server from its config file, and the authenticator for its own tokens."""
+"""Assemble the embedded authorization server from its config file, and the authenticator for its own tokens.
+
+`clock_skew` (`--oidc-clock-skew`, default 60 s) is the leeway for every token the server checks: its own access
+tokens on incoming requests, subject tokens of token exchange, and its upstreams' ID tokens."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +49,13 @@ class EmbeddedAuthServer:
 
 
 def build_embedded_auth_server(
-    path: str, *, server_name: str, mcp_path: str, resource_url: str | None, scopes: tuple[str, ...] = ()
+    path: str,
+    *,
+    server_name: str,
+    mcp_path: str,
+    resource_url: str | None,
+    scopes: tuple[str, ...] = (),
+    clock_skew: float = 60.0,
 ) -> EmbeddedAuthServer:
     """Load `path` and build the server; `ConfigError` names what is wrong. Nothing is connected yet."""
     return embedded_auth_server(
@@ -54,13 +64,21 @@ def build_embedded_auth_server(
         mcp_path=mcp_path,
         resource_url=resource_url,
         scopes=scopes,
+        clock_skew=clock_skew,
     )
 
 
 def embedded_auth_server(
-    cfg: AuthServerConfig, *, server_name: str, mcp_path: str, resource_url: str | None, scopes: tuple[str, ...] = ()
+    cfg: AuthServerConfig,
+    *,
+    server_name: str,
+    mcp_path: str,
+    resource_url: str | None,
+    scopes: tuple[str, ...] = (),
+    clock_skew: float = 60.0,
+    clock: Callable[[], float] = time.time,
 ) -> EmbeddedAuthServer:
-    """The server for an already loaded `cfg` (e.g. a vMCP config's `authServerConfig`)."""
+    """The server for an already loaded `cfg` (e.g. a vMCP config's `authServerConfig`); `clock` for tests."""
     resource = resource_url or f"{cfg.issuer}{mcp_path}"
     audiences = cfg.allowed_audiences or (resource,)
     keys = SigningKeys.from_pems(cfg.signing_keys, where=f"{cfg.where}.signingKeySecretRefs")  # errors name the file
@@ -79,12 +97,20 @@ def embedded_auth_server(
     upstream_http = upstream_http_client(cfg.upstreams)
     metadata_http = GuardedHTTPClient()  # client metadata documents: public https only (user input: SSRF)
     clients = ClientRegistry(store, static=cfg.clients, scopes_supported=cfg.scopes_supported, http=metadata_http)
-    upstreams = [build_upstream(u, upstream_http) for u in cfg.upstreams]
+    upstreams = [build_upstream(u, upstream_http, clock_skew=clock_skew) for u in cfg.upstreams]
     server = AuthorizationServer(
-        cfg, keys=keys, hmac_keys=hmac_keys, store=store, clients=clients, upstreams=upstreams, audiences=audiences
+        cfg,
+        keys=keys,
+        hmac_keys=hmac_keys,
+        store=store,
+        clients=clients,
+        upstreams=upstreams,
+        audiences=audiences,
+        clock=clock,
+        clock_skew=clock_skew,
     )
     own_keys = StaticKeys(keys.jwks())
-    verifier = JWTVerifier(own_keys, issuer=cfg.issuer, audience=resource)
+    verifier = JWTVerifier(own_keys, issuer=cfg.issuer, audience=resource, clock_skew=clock_skew, clock=clock)
     authenticator = BearerAuthenticator(
         jwt_verifier=verifier,
         introspector=None,

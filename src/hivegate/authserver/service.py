@@ -63,7 +63,10 @@ class AuthorizationServer:
         upstreams: Sequence[UpstreamProvider],
         audiences: Sequence[str],
         clock: Callable[[], float] = time.time,
+        clock_skew: float = 60.0,
     ) -> None:
+        """`clock_skew`: seconds of leeway for the `exp`, `nbf` and `iat` of the tokens it checks (token exchange's
+        subject tokens; `--oidc-clock-skew`)."""
         if not audiences:
             raise ValueError("at least one allowed audience is needed")
         self.cfg = cfg
@@ -86,6 +89,7 @@ class AuthorizationServer:
             upstreams=[u for u in upstreams if isinstance(u, TrustedIssuer)],
             clock=clock,
             revoked=revocations.claims_revoked,
+            clock_skew=clock_skew,
         )
         self._flow = LoginFlow(self._ctx, clients=clients, upstreams=self._upstreams, audiences=self.audiences)
         issuer = TokenIssuer(self._ctx)

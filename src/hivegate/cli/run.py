@@ -323,6 +323,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         auth = replace(auth, scopes=scopes)
     if not embedded:
         auth.validate()
+    else:
+        auth.check_clock_skew()  # the embedded server's tokens are checked with it
     try:
         max_body = parse_size(args.max_body_size)
     except ValueError as exc:

@@ -141,7 +141,12 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     a.add_argument("--oidc-client-secret", help="client secret for introspection (or env HIVEGATE_OIDC_CLIENT_SECRET)")
     a.add_argument("--oidc-scopes", default="", metavar="SCOPES", help="comma-separated scopes advertised in metadata")
     a.add_argument("--oidc-insecure-allow-http", action="store_true", help="allow an http:// issuer (development)")
-    a.add_argument("--oidc-clock-skew", default="60s", metavar="DURATION", help="leeway for exp/nbf/iat (default 60s)")
+    a.add_argument(
+        "--oidc-clock-skew",
+        default="60s",
+        metavar="DURATION",
+        help="leeway for exp/nbf/iat of every token checked, the embedded authorization server's too (default 60s)",
+    )
     a.add_argument(
         "--oidc-k8s-service-account",
         metavar="NAMESPACE/NAME",

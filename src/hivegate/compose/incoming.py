@@ -51,7 +51,8 @@ def incoming(
     metrics: Metrics | None,
     scopes: tuple[str, ...] = (),
 ) -> Incoming:
-    """The embedded authorization server for `auth_server`, else an authenticator for `oidc`; closed at shutdown."""
+    """The embedded authorization server for `auth_server`, else an authenticator for `oidc`; closed at shutdown.
+    `oidc.clock_skew` applies to the embedded server's tokens too."""
     if auth_server is None:
         authenticator = build_authenticator(oidc)
         lifecycle.on_shutdown(authenticator.aclose)
@@ -60,7 +61,12 @@ def incoming(
     from hivegate.authserver.build import embedded_auth_server
 
     embedded = embedded_auth_server(
-        auth_server, server_name=server_name, mcp_path=mcp_path, resource_url=oidc.resource_url, scopes=scopes
+        auth_server,
+        server_name=server_name,
+        mcp_path=mcp_path,
+        resource_url=oidc.resource_url,
+        scopes=scopes,
+        clock_skew=oidc.clock_skew,
     )
     lifecycle.on_shutdown(embedded.aclose)
     lifecycle.on_shutdown(embedded.authenticator.aclose)

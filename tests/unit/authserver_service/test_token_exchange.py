@@ -90,7 +90,7 @@ class TrustedIdP:
 SECRET = "s3cret-for-gateway-a"
 
 
-def sts(idp: TrustedIdP) -> AuthorizationServer:
+def sts(idp: TrustedIdP, *, clock_skew: float = 60.0) -> AuthorizationServer:
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
     gateway = Client("gateway-a", (), "static", token_endpoint_auth_method="client_secret_basic",
                      secret_hash=digest, grant_types=(TOKEN_EXCHANGE_GRANT,))  # fmt: skip
@@ -109,6 +109,7 @@ def sts(idp: TrustedIdP) -> AuthorizationServer:
         clients=Clients(gateway, other),
         upstreams=[idp],
         audiences=[BACKEND, OTHER],
+        clock_skew=clock_skew,
     )
 
 
@@ -185,7 +186,7 @@ async def test_bad_exchanges_get_the_rfc_error(subject: str, form: dict[str, str
         "foreign": jwt.encode(
             {"alg": "RS256", "kid": "x"}, {"iss": "https://evil.example", "sub": "a", "exp": now + 60}, other_key
         ),
-        "expired": idp.token(exp=now - 5),
+        "expired": idp.token(exp=now - 61),  # past the default skew of 60 s
         "forged": jwt.encode({"alg": "RS256", "kid": "idp-1"}, {"iss": IDP, "sub": "a", "exp": now + 60}, other_key),
     }
     with pytest.raises(OAuthError) as refused:

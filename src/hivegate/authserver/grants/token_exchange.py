@@ -96,7 +96,7 @@ class TokenExchangeGrant:
         upstreams: Sequence[TrustedIssuer],
         clock: Callable[[], float],
         revoked: Callable[[Mapping[str, Any]], Awaitable[bool]],
-        clock_skew: float = 0.0,
+        clock_skew: float = 60.0,
     ) -> None:
         """`clock_skew`: seconds of leeway for the subject token's `exp`, `nbf` and `iat`."""
         self._issuer = issuer

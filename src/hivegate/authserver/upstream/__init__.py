@@ -25,8 +25,9 @@ __all__ = [
 ]
 
 
-def build_upstream(config: UpstreamConfig, http: GuardedHTTPClient) -> UpstreamProvider:
-    """The provider for one configured upstream (`type: oidc` or `type: oauth2`)."""
+def build_upstream(config: UpstreamConfig, http: GuardedHTTPClient, *, clock_skew: float = 60.0) -> UpstreamProvider:
+    """The provider for one configured upstream (`type: oidc` or `type: oauth2`); `clock_skew`: seconds of leeway
+    for the `exp` and `iat` of its ID tokens."""
     if config.type == "oidc":
-        return OIDCUpstream(config, http)
+        return OIDCUpstream(config, http, clock_skew=clock_skew)
     return OAuth2Upstream(config, http)
