@@ -19,8 +19,10 @@ from hivegate.asgi.http import BodyTooLarge, ClientGone, get_header, read_body, 
 from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authserver.errors import OAuthError
 from hivegate.authserver.pages import PAGE_HEADERS, consent_page, error_page
+from hivegate.authserver.registration_access import RegistrationAccess
 from hivegate.authserver.service import AuthorizationServer, Consent, ErrorPage, Params, Redirect
 from hivegate.core import jsonrpc
+from hivegate.oauth.bearer import www_authenticate
 from hivegate.storage.base import StorageError
 
 __all__ = ["AuthServerRoutes"]
@@ -45,10 +47,18 @@ _GRANT_LABELS = {
 class AuthServerRoutes:
     """The authorization server's ASGI routes, to mount as public (unauthenticated) routes of the gateway."""
 
-    def __init__(self, server: AuthorizationServer, *, on_grant: Callable[[str, str], None] | None = None) -> None:
-        """`on_grant(grant_type, outcome)` is told of every token request (outcome `success` or the OAuth error)."""
+    def __init__(
+        self,
+        server: AuthorizationServer,
+        *,
+        on_grant: Callable[[str, str], None] | None = None,
+        registration: RegistrationAccess | None = None,
+    ) -> None:
+        """`on_grant(grant_type, outcome)` is told of every token request (outcome `success` or the OAuth error);
+        `registration` decides who may register clients (anyone when None)."""
         self._server = server
         self._on_grant = on_grant
+        self._registration = registration
         secure = urlsplit(server.issuer).scheme == "https"
         self._cookie = "__Host-hivegate_login" if secure else "hivegate_login"
         self._cookie_attrs = "; Path=/; HttpOnly; SameSite=Lax; Max-Age=600" + ("; Secure" if secure else "")
@@ -213,7 +223,10 @@ class AuthServerRoutes:
         if not await _method(scope, send, "POST"):
             return
         content_type = (get_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        remote = str((scope.get("client") or ("unknown", 0))[0])
         try:
+            if self._registration is not None:  # before the body is read: a refused caller costs nothing more
+                await self._registration.check(get_header(scope, b"authorization"), remote=remote)
             if content_type != "application/json":
                 raise OAuthError("invalid_client_metadata", "the registration request must be application/json")
             try:
@@ -225,8 +238,7 @@ class AuthServerRoutes:
                 metadata = jsonrpc.decode(body)
             except ValueError:
                 raise OAuthError("invalid_client_metadata", "the request body is not valid JSON") from None
-            remote = (scope.get("client") or ("unknown", 0))[0]
-            _, response = await self._server.clients.register(metadata, remote=str(remote))
+            _, response = await self._server.clients.register(metadata, remote=remote)
         except OAuthError as exc:
             await _oauth_error(send, exc)
             return
@@ -289,6 +301,9 @@ async def _oauth_error(send: Send, exc: OAuthError, *, basic: bool = False) -> N
     headers = list(_NO_STORE)
     if exc.status == 401 and basic:
         headers.append((b"www-authenticate", b'Basic realm="hivegate"'))
+    elif exc.status == 401 and exc.error == "invalid_token":  # RFC 6750 section 3.1, as RFC 7591 section 3 asks
+        challenge = www_authenticate(error=exc.error, error_description=exc.description)
+        headers.append((b"www-authenticate", challenge.encode("latin-1", "replace")))
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     await send_json(send, exc.status, exc.body(), headers)

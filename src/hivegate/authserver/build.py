@@ -16,6 +16,7 @@ from hivegate.authn.jwks import StaticKeys
 from hivegate.authn.jwt import JWTVerifier
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.registration import ClientRegistry
+from hivegate.authserver.registration_access import RegistrationAccess
 from hivegate.authserver.service import AuthorizationServer
 from hivegate.authserver.settings import AuthServerConfig, load_auth_server_config
 from hivegate.authserver.upstream import build_upstream, upstream_http_client
@@ -34,6 +35,7 @@ class EmbeddedAuthServer:
     authenticator: BearerAuthenticator
     resource: str
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    registration: RegistrationAccess | None = None  # who may register clients (RFC 7591 initial access tokens)
 
     async def storage_ready(self) -> str | None:
         """A readiness check: None when the storage answers (`StorageError` otherwise)."""
@@ -121,7 +123,8 @@ def embedded_auth_server(
         keys_ready=own_keys.ready,
     )
     closers: list[Callable[[], Awaitable[None]]] = [upstream_http.aclose, metadata_http.aclose, store.aclose]
-    return EmbeddedAuthServer(server, authenticator, resource, closers)
+    registration = RegistrationAccess(cfg.registration, verify=authenticator.authenticate)
+    return EmbeddedAuthServer(server, authenticator, resource, closers, registration)
 
 
 def _advertised_scopes(cfg: AuthServerConfig) -> tuple[str, ...]:

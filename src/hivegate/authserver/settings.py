@@ -10,7 +10,12 @@ hivegate's additions to ToolHive's fields: `allowedAudiences`, `scopesSupported`
 (`email`, the default, or `none`): how a chained upstream's user is checked against the first upstream's, and
 `upstreamProviders[].oidcConfig.tokenExchange.acceptedAudiences`: the audiences (besides this server's own `clientId`
 at that upstream) an upstream access token may name to be exchanged here (RFC 8693; see
-`grants.subject_token`). ID tokens are never accepted by audience: only those issued to `clientId`.
+`grants.subject_token`). ID tokens are never accepted by audience: only those issued to `clientId`;
+`registration`: protected dynamic client registration (RFC 7591 section 3, "initial access token"). With
+`registration.initialAccessTokenSecretRefs` (secret references, each at least 32 bytes; several while rotating) and/or
+`registration.allowRegistrationScope: true` (an access token of this server carrying the scope `client:register`,
+which must then be in `scopesSupported`), `POST /oauth/register` needs `Authorization: Bearer <one of them>`. Static
+clients and client ID metadata documents need no registration and work as before.
 
 Every HMAC key must have at least 32 bytes. Signing keys are imported when the server is built (`build`), so manifests
 with placeholder keys still load; their errors name the config's `where` (file and path) all the same.
@@ -40,6 +45,7 @@ __all__ = [
     "AuthServerConfig",
     "FieldMapping",
     "Lifespans",
+    "RegistrationConfig",
     "StaticClient",
     "StorageConfig",
     "UpstreamConfig",
@@ -57,6 +63,8 @@ _RESERVED_PARAMS = frozenset(
     {"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "nonce"}
 )
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
+REGISTRATION_SCOPE = "client:register"
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 section 2.1: what a Bearer header can carry
 # (default, minimum, maximum) seconds, as ToolHive bounds them
 _LIFESPANS = {
     "accessTokenLifespan": (3600.0, 60.0, 86400.0),
@@ -128,6 +136,19 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationConfig:
+    """Who may register clients at `/oauth/register`: anyone (the default), or a caller presenting one of
+    `initial_access_tokens` or, with `allow_registration_scope`, a token of this server carrying `client:register`."""
+
+    initial_access_tokens: tuple[str, ...] = field(default=(), repr=False)
+    allow_registration_scope: bool = False
+
+    @property
+    def protected(self) -> bool:
+        return bool(self.initial_access_tokens) or self.allow_registration_scope
+
+
+@dataclass(frozen=True, slots=True)
 class AuthServerConfig:
     issuer: str
     upstreams: tuple[UpstreamConfig, ...]
@@ -140,6 +161,7 @@ class AuthServerConfig:
     clients: tuple[StaticClient, ...] = ()
     require_consent: bool = True
     storage: StorageConfig = field(default_factory=StorageConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     where: str = field(default="embeddedAuthServer", compare=False)  # file and path, for errors found later (keys)
 
     @property
@@ -241,6 +263,9 @@ def parse_auth_server_config(
         clients=clients,
         require_consent=consent,
         storage=_storage(r.section("storage"), f"{where}.storage", resolver),
+        registration=_registration(r.section("registration"), f"{where}.registration", resolver, scopes)
+        if r.has("registration")
+        else RegistrationConfig(),
         where=where,
     )
     r.done()
@@ -420,6 +445,28 @@ def _storage(data: Mapping[str, Any], where: str, resolver: SecretResolver) -> S
         raise ConfigError(f"{where}.redis.url: required when storage.type is redis")
     r.done()
     return StorageConfig(type=kind, path=path, redis_url=url, key_prefix=prefix)  # type: ignore[arg-type]
+
+
+def _registration(
+    data: Mapping[str, Any], where: str, resolver: SecretResolver, scopes: tuple[str, ...]
+) -> RegistrationConfig:
+    r = Reader(data, where, sort_unknown=True)
+    tokens = []
+    for i, ref in enumerate(r.items("initialAccessTokenSecretRefs", max_items=5)):
+        at = f"{where}.initialAccessTokenSecretRefs[{i}]"
+        token = _secret_text(resolver, ref, at).strip()
+        if len(token.encode()) < 32:
+            raise ConfigError(f"{at}: an initial access token must be at least 32 bytes (got {len(token.encode())})")
+        if not _B64TOKEN.fullmatch(token):
+            raise ConfigError(f"{at}: must be sendable as a Bearer token (letters, digits and -._~+/ then = padding)")
+        tokens.append(token)
+    allow_scope = r.flag("allowRegistrationScope", default=False)
+    r.done()
+    if allow_scope and REGISTRATION_SCOPE not in scopes:
+        raise ConfigError(f"{where}.allowRegistrationScope: add {REGISTRATION_SCOPE} to scopesSupported")
+    if not tokens and not allow_scope:
+        raise ConfigError(f"{where}: give initialAccessTokenSecretRefs or allowRegistrationScope: true")
+    return RegistrationConfig(tuple(tokens), allow_scope)
 
 
 def _secret(resolver: SecretResolver, ref: Any, where: str) -> bytes:

@@ -70,5 +70,6 @@ def incoming(
     )
     lifecycle.on_shutdown(embedded.aclose)
     lifecycle.on_shutdown(embedded.authenticator.aclose)
-    routes = AuthServerRoutes(embedded.server, on_grant=metrics.grant if metrics is not None else None)
+    on_grant = metrics.grant if metrics is not None else None
+    routes = AuthServerRoutes(embedded.server, on_grant=on_grant, registration=embedded.registration)
     return Incoming(embedded.authenticator, embedded.resource, embedded, routes.routes(), routes.prefixes())

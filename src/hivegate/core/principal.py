@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Principal", "TokenKind"]
+__all__ = ["Principal", "TokenKind", "held_scopes"]
 
 TokenKind = Literal["jwt", "opaque", "local", "anonymous"]
 
@@ -22,6 +22,22 @@ class Principal:
     expires_at: float | None = None
 
     @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes the token grants (`held_scopes` of its claims)."""
+        return held_scopes(self.claims)
+
+    @property
     def key(self) -> str:
         """A stable identity key (issuer + subject) used to bind sessions to their owner."""
         return f"{self.issuer}\x00{self.subject}"
+
+
+def held_scopes(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scopes a token holds, in order, each once: `scope` (a space-separated string, RFC 9068 section 2.2.3,
+    RFC 8693 section 4.2) and `scp` (a list or a string, as Okta and Microsoft Entra ID write it)."""
+    found: list[str] = []
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        items = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        found += [item for item in items if isinstance(item, str)]
+    return tuple(dict.fromkeys(found))
