@@ -11,6 +11,8 @@ leading underscore) never leave their module.
     credentials) or `invalid_token` (expired, wrong issuer/audience, bad signature, inactive); `invalid_token()`
     builds the latter.
     - `outgoing.credentials.LoginRequired`: the backend needs an upstream login this caller has not done.
+  - `InsufficientScope` (HTTP 403, RFC 6750 section 3.1 `insufficient_scope`): the token lacks scopes a call needs
+    (`requiredScopes`); `scope` is what to ask for, `answer` the JSON-RPC body (MCP authorization, step-up).
   - `BackendError`: the backend could not answer (dead, unreachable, timed out); becomes a JSON-RPC error.
     - `CredentialRefused`: the backend refused the credential sent with a request (HTTP 401/403): that
       credential's problem (often one caller's), not the backend's health.
@@ -49,6 +51,7 @@ __all__ = [
     "CredentialRefused",
     "FetchError",
     "HivegateError",
+    "InsufficientScope",
     "InvalidMessage",
     "IssuerMismatchError",
     "UnsafeURLError",
@@ -78,6 +81,20 @@ class AuthenticationError(HivegateError):
 def invalid_token(description: str) -> AuthenticationError:
     """`AuthenticationError("invalid_token", description)`: a token was sent but is not valid (RFC 6750 section 3.1)."""
     return AuthenticationError("invalid_token", description)
+
+
+class InsufficientScope(HivegateError):
+    """The token lacks scopes a call needs (HTTP 403, `WWW-Authenticate: Bearer error="insufficient_scope"`).
+
+    `scope` is the space-separated scopes to ask for (those the refused calls need, then those the token holds);
+    `answer` is the JSON-RPC error (or, for a batch, the list of errors) the client gets as the body."""
+
+    status_code = 403
+
+    def __init__(self, scope: str, answer: Any) -> None:
+        super().__init__(f"insufficient scope: {scope}")
+        self.scope = scope
+        self.answer = answer
 
 
 class BackendError(HivegateError):

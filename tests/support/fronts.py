@@ -28,7 +28,7 @@ import yaml
 
 from support.backend import fixture_http_server
 from support.gateway import FIXTURE, RunningGateway, hivegate_run, hivegate_vmcp
-from support.issuer import LocalIssuer
+from support.issuer import LocalIssuer, local_issuer
 
 FrontKind = Literal["stdio", "remote", "sse", "vmcp"]
 FRONTS: tuple[FrontKind, ...] = ("stdio", "remote", "sse", "vmcp")
@@ -61,8 +61,14 @@ class Front:
         return "\n".join(self.gateway.stderr)
 
 
-def _write_authz(path: Path, policies: Sequence[str]) -> Path:
-    doc = {"version": "1.0", "type": "cedarv1", "cedar": {"policies": list(policies), "entities_json": "[]"}}
+def _write_authz(path: Path, policies: Sequence[str], required_scopes: Mapping[str, list[str]] | None) -> Path:
+    doc: dict[str, Any] = {
+        "version": "1.0",
+        "type": "cedarv1",
+        "cedar": {"policies": list(policies), "entities_json": "[]"},
+    }
+    if required_scopes:
+        doc["requiredScopes"] = dict(required_scopes)
     path.write_text(json.dumps(doc))
     return path
 
@@ -76,11 +82,13 @@ async def start_front(
     *,
     http_mode: str = "--http",
     extra: Sequence[str] = (),
+    required_scopes: Mapping[str, list[str]] | None = None,
 ) -> AsyncIterator[Front]:
-    """One front as a real gateway process (and, for `remote`, the fixture as a real HTTP server)."""
+    """One front as a real gateway process (and, for `remote`, the fixture as a real HTTP server); `required_scopes`
+    is the authz config's `requiredScopes`."""
     directory.mkdir(parents=True, exist_ok=True)
     call_log = directory / "calls.jsonl"
-    authz = _write_authz(directory / "authz.json", policies)
+    authz = _write_authz(directory / "authz.json", policies, required_scopes)
     oidc = ["--oidc-issuer", issuer.url, "--oidc-audience", AUDIENCE, "--oidc-jwks-url", issuer.jwks_url,
             "--oidc-insecure-allow-http", "--jwks-allow-private-ip", "--authz-config", str(authz)]  # fmt: skip
     stdio = ["-e", f"FIXTURE_CALL_LOG={call_log}", "--", sys.executable, FIXTURE]
@@ -105,13 +113,24 @@ async def start_front(
                     "type": "oidc",
                     "oidc": {"issuer": issuer.url, "audience": AUDIENCE, "jwksUrl": issuer.jwks_url,
                              "insecureAllowHttp": True, "protectedResourceAllowPrivateIp": True},
-                    "authz": {"type": "cedar", "policies": list(policies)},
+                    "authz": {"type": "cedar", "policies": list(policies),
+                              **({"requiredScopes": dict(required_scopes)} if required_scopes else {})},
                 },
             }  # fmt: skip
             path = directory / "vmcp.yaml"
             path.write_text(yaml.safe_dump(config))
             gateway = await stack.enter_async_context(hivegate_vmcp(["--config", str(path), "--port", "0", *extra]))
         yield Front(kind, gateway, issuer, call_log)
+
+
+@asynccontextmanager
+async def checked_front(
+    kind: FrontKind, directory: Path, policies: Sequence[str], **options: Any
+) -> AsyncIterator[Front]:
+    """`start_front` with an issuer of its own; on the way out, the gateway must have logged no traceback."""
+    async with local_issuer() as issuer, start_front(kind, directory, issuer, policies, **options) as started:
+        yield started
+        assert "Traceback" not in started.stderr()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from hivegate.asgi.origin import OriginPolicy
 from hivegate.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from hivegate.core import jsonrpc
 from hivegate.core.ports import Authenticator
-from hivegate.errors import AuthenticationError
+from hivegate.errors import AuthenticationError, InsufficientScope
 from hivegate.oauth.bearer import www_authenticate
 from hivegate.oauth.metadata import protected_resource_metadata, resource_metadata_url
 from hivegate.observe.exchange import EXCHANGE_KEY, CallTracer, Exchange, Observer, Outcome, current_request_id
@@ -193,6 +193,10 @@ class Gateway:
                 raise
             exchange.auth_error = "login_required"
             await self._unauthorized(scope, send, exc)
+        except InsufficientScope as exc:  # the authorization stage: the token lacks scopes a call needs
+            if exchange.status is not None:
+                raise
+            await self._insufficient_scope(scope, send, exc)
         finally:
             slot.release()
 
@@ -271,6 +275,16 @@ class Gateway:
         )
         body = {"error": exc.error, "error_description": exc.description}
         await send_json(send, 401, body, [(b"www-authenticate", challenge.encode("latin-1", "replace"))])
+
+    async def _insufficient_scope(self, scope: Scope, send: Send, exc: InsufficientScope) -> None:
+        """RFC 6750 section 3.1, as the MCP authorization spec's step-up asks: 403 with the scopes to ask for."""
+        challenge = www_authenticate(
+            resource_metadata=self._metadata_url(scope) if self._auth.authorization_servers else None,
+            scope=exc.scope,
+            error="insufficient_scope",
+            error_description="the token lacks a scope this call needs",
+        )
+        await send_json(send, 403, exc.answer, [(b"www-authenticate", challenge.encode("latin-1", "replace"))])
 
     # -- lifespan ----------------------------------------------------------------------------------------------
 

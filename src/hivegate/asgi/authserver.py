@@ -161,6 +161,7 @@ class AuthServerRoutes:
                 client_id=outcome.client.client_id,
                 redirect_uri=outcome.redirect_uri,
                 upstream=outcome.upstream,
+                scopes=outcome.scopes,
             )
             await send_bytes(send, 200, page, [*PAGE_HEADERS, *extra])
 

@@ -115,7 +115,8 @@ class LoginFlow:
         }
         await self._ctx.store.put("login", login_id, record, LOGIN_TTL)
         if self._ctx.cfg.require_consent and client.source != "static":
-            return Consent(login_id, self._csrf(login_id, browser), client, redirect_uri, self._upstreams[0].name)
+            csrf = self._csrf(login_id, browser)
+            return Consent(login_id, csrf, client, redirect_uri, self._upstreams[0].name, tuple(scope))
         return await self._to_upstream(login_id, record)
 
     async def consent(self, form: Params, browser: str | None) -> Redirect | ErrorPage:
@@ -256,15 +257,17 @@ class LoginFlow:
         return hmac.new(self._csrf_key, f"{login_id}.{browser}".encode(), hashlib.sha256).hexdigest()
 
     def _scopes(self, requested: str | None, client: Client) -> list[str]:
+        """The login's scopes: those requested, each one supported; without `scope`, the client's registered ones.
+        A registered `scope` is the default, not a limit: clients register themselves with whatever scope they like,
+        so a limit would protect nothing, and would stop a client asking for more later (MCP step-up, where the
+        client keeps its registration and asks for the scopes of an `insufficient_scope` challenge)."""
         allowed = set(self._ctx.cfg.scopes_supported)
-        if client.scope:
-            allowed &= set(client.scope.split())
         if not requested:
             return sorted(set(client.scope.split()) & allowed) if client.scope else []
         scopes = list(dict.fromkeys(requested.split()))
         unknown = [s for s in scopes if s not in allowed]
         if unknown:
-            raise OAuthError("invalid_scope", f"scope {unknown[0]!r} is not allowed for this client")
+            raise OAuthError("invalid_scope", f"scope {unknown[0][:60]!r} is not supported")
         return scopes
 
     def _resource(self, resources: Sequence[str]) -> str:

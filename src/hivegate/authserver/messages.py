@@ -37,6 +37,7 @@ class Consent:
     client: Client
     redirect_uri: str
     upstream: str
+    scopes: tuple[str, ...] = ()  # what the client asks for, shown to the person
 
 
 class Params:

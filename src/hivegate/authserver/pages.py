@@ -36,16 +36,27 @@ def _page(title: str, body: str) -> bytes:
 
 
 def consent_page(
-    *, action: str, login: str, csrf: str, client_name: str, client_id: str, redirect_uri: str, upstream: str
+    *,
+    action: str,
+    login: str,
+    csrf: str,
+    client_name: str,
+    client_id: str,
+    redirect_uri: str,
+    upstream: str,
+    scopes: tuple[str, ...] = (),
 ) -> bytes:
-    """Ask whether `client` may sign in on the person's behalf; posts `login`, `csrf` and `decision` to `action`."""
+    """Ask whether `client` may sign in on the person's behalf, with `scopes`; posts `login`, `csrf` and `decision`
+    to `action`."""
     shown = client_name or client_id
+    asked = " ".join(f"<code>{escape(s)}</code>" for s in scopes) if scopes else "no particular scope"
     return _page(
         "Allow access?",
         f"<h1>Allow <code>{escape(shown)}</code> to access this MCP server as you?</h1>"
         f"<p>The application registered itself as <code>{escape(shown)}</code> (client id "
         f"<code>{escape(client_id)}</code>). After you sign in with <strong>{escape(upstream)}</strong>, it will be "
         f"sent to <code>{escape(redirect_uri)}</code> with access to this server.</p>"
+        f"<p>It asks for: {asked}.</p>"
         "<p>Only continue if you started this sign-in yourself and recognise the application.</p>"
         f'<form method="post" action="{escape(action)}">'
         f'<input type="hidden" name="login" value="{escape(login)}">'

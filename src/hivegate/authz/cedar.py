@@ -212,6 +212,7 @@ class CedarAuthorizer:
             if p.id in self._forbids and any(a.startswith("arg_") for a in accessed([p.est]).attrs)
         )  # fmt: skip
         self.reads_annotations = any(hint in text for text in cedar.policies for hint in ANNOTATION_HINTS)
+        self.required_scopes = cfg.required_scopes  # loaded and reloaded with the policies; checked by `McpGate`
         base: list[dict[str, Any]] = json.loads(cedar.entities_json)
         self._base_map = {entity_key(e): e for e in base}
         try:

@@ -13,6 +13,9 @@ Transport-free: the gateway's fronts hand it parsed JSON-RPC messages.
   answer replayed on a stream, or one whose id was reused, is never shown whole.
 - Anything else (e.g. `tasks/*`, or a client sending `elicitation/create`) is denied: its verdict carries a deny
   `Decision` that no policy made (no reasons), so the audit trail records the denial.
+- A call the policies allow on a tool, prompt or resource that has `requiredScopes` (`policy_config`) is refused
+  when the token lacks any of them: the verdict's `scopes` name them all, for the `insufficient_scope` challenge
+  (MCP authorization, step-up). Lists still show the item: the caller can ask for the scopes.
 
 A filtered list answer can be summarised for the audit trail (`filter_answer(…, on_filtered)`): how many items were
 kept and how many withheld, never the items themselves.
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from hivegate.authz.decision import Decision
-from hivegate.authz.entities import ANNOTATION_HINTS, ActionName
+from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ANNOTATION_HINTS, ActionName
 from hivegate.core.jsonrpc import INVALID_PARAMS, Message, RequestId
 from hivegate.core.principal import Principal
 
@@ -85,7 +88,8 @@ class Verdict:
 
     `action`/`resource` are set when a Cedar decision was made (`decision`); a method the gateway never lets
     through has a deny `decision` with no reasons and no action. `invalid` is a JSON-RPC "Invalid params" message
-    when the request is too malformed to decide (answered -32602, never forwarded).
+    when the request is too malformed to decide (answered -32602, never forwarded). `scopes` are the scopes the call
+    needs when it is refused only because the token lacks some of them (`insufficient_scope`).
     """
 
     allowed: bool
@@ -93,6 +97,7 @@ class Verdict:
     resource: str | None = None
     decision: Decision | None = None
     invalid: str | None = None
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,8 @@ def refusal(verdict: Verdict, request_id: RequestId | None) -> tuple[int, Messag
     """The HTTP status and JSON-RPC error for a request `verdict` refuses: 400 Invalid params, else 403."""
     if verdict.invalid is not None:
         return 400, {"jsonrpc": "2.0", "id": request_id, "error": {"code": INVALID_PARAMS, "message": verdict.invalid}}
+    if verdict.scopes:
+        return 403, denial(request_id, f"Insufficient scope: this call needs {' '.join(verdict.scopes)}")
     return 403, denial(request_id)
 
 
@@ -178,10 +185,10 @@ class McpGate:
             arguments=arguments,
             annotations=self._annotations.get(name) if action == "call_tool" else None,
         )
-        self._emit(principal, method, action, name, decision)
         if not decision.allowed and any(e.startswith("arguments too large") for e in decision.errors):
+            self._emit(principal, method, action, name, decision)
             return Verdict(False, action, name, decision, invalid=f"Invalid params: {decision.errors[0]}")
-        return Verdict(decision.allowed, action, name, decision)
+        return self._scoped(principal, method, action, name, decision)
 
     def _completion(self, principal: Principal, params: Any) -> Verdict:
         ref = params.get("ref") if isinstance(params, dict) else None
@@ -191,8 +198,21 @@ class McpGate:
             return Verdict(False, invalid="Invalid params: completion/complete needs params.ref (a prompt or resource)")
         action, key = target
         decision = self._source.current.decide(principal, action, ref[key])
-        self._emit(principal, "completion/complete", action, ref[key], decision)
-        return Verdict(decision.allowed, action, ref[key], decision)
+        return self._scoped(principal, "completion/complete", action, ref[key], decision)
+
+    def _scoped(self, principal: Principal, method: str, action: ActionName, name: str, decision: Decision) -> Verdict:
+        """The verdict on a decided call: Cedar's, unless it allows and the token lacks a scope the target requires
+        (then refused, naming every scope it requires)."""
+        required = (
+            self._source.current.required_scopes.get((ACTION_RESOURCE_TYPE[action], name)) if decision.allowed else None
+        )
+        if required and not set(required) <= set(principal.scopes):
+            lacking = f"insufficient scope: needs {' '.join(required)}"
+            decision = Decision(False, decision.reasons, (*decision.errors, lacking))
+            self._emit(principal, method, action, name, decision)
+            return Verdict(False, action, name, decision, scopes=required)
+        self._emit(principal, method, action, name, decision)
+        return Verdict(decision.allowed, action, name, decision)
 
     # -- lists -----------------------------------------------------------------------------------------------------
 

@@ -4,13 +4,19 @@ JSON, or YAML when the file name ends in `.yaml`/`.yml`. Decoding is strict: an 
 an unknown `type` or an empty policy list raises `ConfigError` with a one-line message naming the field. Policy
 *syntax* is checked when the policies are compiled (`CedarAuthorizer.from_config`), which names the policy index
 and the line and column of the error.
+
+hivegate's addition beside `cedar`: `requiredScopes`, the OAuth scopes a token must carry to use a tool, prompt or
+resource, keyed by its Cedar entity (`Tool::"delete_namespace"`, `Prompt::"name"`, `Resource::"<exact uri>"`):
+`{"requiredScopes": {"Tool::\"delete_namespace\"": ["mcp:admin"]}}`. A call Cedar allows whose token lacks one
+of them is refused with `insufficient_scope`, so the client can ask for them (MCP authorization, step-up).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,9 @@ from hivegate.errors import ConfigError
 __all__ = ["DEFAULT_GROUP_ENTITY_TYPE", "AuthzConfig", "CedarConfig", "load_authz_config", "parse_authz_config"]
 
 DEFAULT_GROUP_ENTITY_TYPE = "THVGroup"
-_TOP_KEYS = frozenset({"version", "type", "cedar"})
+_TOP_KEYS = frozenset({"version", "type", "cedar", "requiredScopes"})
+_ENTITY_REF = re.compile(r'(Tool|Prompt|Resource)::"((?:[^"\\]|\\.)*)"')
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 section 3.3
 _CEDAR_KEYS = frozenset({"policies", "entities_json", "group_claim_name", "role_claim_name", "group_entity_type"})
 
 
@@ -38,11 +46,13 @@ class CedarConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuthzConfig:
-    """A whole authorization config file. Only `type: cedarv1` is supported."""
+    """A whole authorization config file. Only `type: cedarv1` is supported. `required_scopes` maps a Cedar entity
+    (`("Tool", "delete_namespace")`) to the scopes a token needs to use it."""
 
     version: str
     cedar: CedarConfig
     type: str = "cedarv1"
+    required_scopes: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 def load_authz_config(path: str | Path) -> AuthzConfig:
@@ -96,7 +106,35 @@ def parse_authz_config(data: Any, *, source: str = "authz config") -> AuthzConfi
             role_claim_name=_string(cedar, "role_claim_name", source),
             group_entity_type=_string(cedar, "group_entity_type", source) or DEFAULT_GROUP_ENTITY_TYPE,
         ),
+        required_scopes=_required_scopes(data.get("requiredScopes"), source),
     )
+
+
+def _required_scopes(section: Any, source: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    """`requiredScopes`: `{'Tool::"name"': [scope, ...]}` → `{("Tool", "name"): (scope, ...)}`."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f'{source}: requiredScopes must be an object like {{"Tool::\\"name\\"": ["scope"]}}')
+    required: dict[tuple[str, str], tuple[str, ...]] = {}
+    for key, scopes in section.items():
+        at = f"requiredScopes[{json.dumps(key) if isinstance(key, str) else repr(key)}]"
+        match = _ENTITY_REF.fullmatch(key) if isinstance(key, str) else None
+        if match is None:
+            raise ConfigError(f'{source}: {at}: the key must be Tool::"<name>", Prompt::"<name>" or Resource::"<uri>"')
+        name = re.sub(r"\\(.)", r"\1", match.group(2))  # Cedar string escapes: \" and \\
+        if not name:
+            raise ConfigError(f"{source}: {at}: the name must not be empty")
+        if not isinstance(scopes, list) or not scopes:
+            raise ConfigError(f"{source}: {at} must be a non-empty list of scopes")
+        for i, scope in enumerate(scopes):
+            if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
+                raise ConfigError(f"{source}: {at}[{i}] must be a scope (RFC 6749 section 3.3), got {scope!r}")
+        entity = (match.group(1), name)
+        if entity in required:
+            raise ConfigError(f"{source}: {at}: {match.group(1)} {name!r} is listed twice")
+        required[entity] = tuple(dict.fromkeys(scopes))
+    return required
 
 
 def _reject_unknown(section: Mapping[Any, Any], allowed: frozenset[str], source: str, prefix: str) -> None:

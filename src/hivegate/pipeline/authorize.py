@@ -5,6 +5,11 @@ HTTP fronts answer a refused request (or a batch with one refused request: a bat
 the POST's response, the legacy SSE front on its event stream. Each request's decision is recorded on its audited
 call. A `tools/call` decided on tool annotations the gateway has not seen yet first has the front list the tools
 (`learn_tools`), so the decision reads the annotations; a failure leaves them unknown.
+
+When every refusal of a body is for scopes the token lacks (`requiredScopes`), asking for them would let it through:
+`admit` raises `InsufficientScope` instead, on every front alike, and the gateway answers HTTP 403 with the
+`insufficient_scope` challenge (MCP authorization, "Scope Challenge Handling") whose `scope` lists the scopes the
+calls need and those the token has. A body with any other refusal is answered as before.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from hivegate.authz.gate import McpGate, refusal
 from hivegate.core.jsonrpc import Message, RequestId
 from hivegate.core.principal import Principal
+from hivegate.errors import InsufficientScope
 from hivegate.observe.exchange import McpCall
 from hivegate.pipeline.messages import Inbound
 
@@ -55,6 +61,8 @@ async def admit(
     if learn_tools is not None and any(gate.needs_tool_list(m) for m in requests):
         await learn_tools()
     refusals: dict[RequestId, tuple[int, Message]] = {}
+    needed: list[str] = []
+    step_up = True  # every refusal is for missing scopes
     for request in requests:
         verdict = gate.check(principal, request)
         call = calls.get(request["id"])
@@ -62,4 +70,15 @@ async def admit(
             call.decided(verdict.allowed, verdict.decision.reasons)
         if not verdict.allowed:
             refusals[request["id"]] = refusal(verdict, request["id"])
-    return Admission(refusals) if refusals else ALLOW
+            needed += verdict.scopes
+            step_up = step_up and bool(verdict.scopes)
+    if not refusals:
+        return ALLOW
+    admission = Admission(refusals)
+    if step_up:
+        _, answer = admission.answer(inbound)
+        for reply in answer if isinstance(answer, list) else [answer]:
+            if (found := calls.get(reply["id"])) is not None:
+                found.answered(reply)
+        raise InsufficientScope(" ".join(dict.fromkeys([*needed, *principal.scopes])), answer)
+    return admission

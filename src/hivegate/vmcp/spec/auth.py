@@ -131,6 +131,7 @@ def parse_authz(data: Any, where: str) -> tuple[AuthzConfig | None, str | None]:
         "role_claim_name": r.text("roleClaimName"),
     }
     primary = r.text("primaryUpstreamProvider") or None
+    required = r.get("requiredScopes")  # hivegate's: scopes a token needs per tool, prompt or resource
     r.done()
     if kind == "none":
         if policies:
@@ -138,7 +139,8 @@ def parse_authz(data: Any, where: str) -> tuple[AuthzConfig | None, str | None]:
         return None, primary
     if not policies:
         raise ConfigError(f"{r.at('policies')}: at least one policy is required when type is cedar")
-    return parse_authz_config({"version": "1.0", "type": "cedarv1", "cedar": cedar}, source=where), primary
+    doc = {"version": "1.0", "type": "cedarv1", "cedar": cedar, "requiredScopes": required}
+    return parse_authz_config(doc, source=where), primary
 
 
 def parse_outgoing_auth(
