@@ -32,7 +32,10 @@ def test_accepted_audiences_are_read_in_order_without_repeats() -> None:
 @pytest.mark.parametrize(
     ("oidc", "message"),
     [
-        ({"tokenExchange": {"acceptedAudience": ["x"]}}, f"{AT}.tokenExchange.acceptedAudience: unknown field"),
+        (
+            {"tokenExchange": {"acceptedAudience": ["x"]}},
+            f"{AT}.tokenExchange.acceptedAudience: unknown field (did you mean 'acceptedAudiences'?)",
+        ),
         ({"tokenExchange": {"acceptedAudiences": "x"}}, f"{AT}.tokenExchange.acceptedAudiences: must be a list"),
         (
             {"tokenExchange": {"acceptedAudiences": [""]}},
