@@ -157,6 +157,17 @@ async def redeem(
     return await http.post(f"{base}/oauth/token", data=form)
 
 
+async def log_in(http: httpx.AsyncClient, base: str) -> tuple[str, dict[str, Any]]:
+    """A newly registered client's whole login: (its client id, the token response)."""
+    registered = await register(http, base)
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+    code, verifier = await login(base, client_id)
+    tokens = await redeem(http, base, client_id, code, verifier)
+    assert tokens.status_code == 200, tokens.text
+    return client_id, tokens.json()
+
+
 async def refresh(http: httpx.AsyncClient, base: str, client_id: str, token: str) -> httpx.Response:
     form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": token}
     return await http.post(f"{base}/oauth/token", data=form)

@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
-from e2e.test_embedded_auth_server_flows import login, redeem, register
+from e2e.test_embedded_auth_server_flows import log_in
 from e2e.test_outgoing_auth import UPSTREAM_API, auth_server, claims_of, with_issuer
 from support.backend import fixture_http_server, free_port
 from support.gateway import RunningGateway, hivegate_run
@@ -103,14 +103,8 @@ async def upstream_inject_gateway(
         config.write_text(with_issuer(auth_server(port, "run-inject-as", tmp_path, offline=offline), idp.issuer))
         args = ["--port", str(port), "--auth-server-config", str(config), "--upstream-inject", "corp", backend]
         async with hivegate_run(args, env=env) as gw, httpx.AsyncClient(timeout=10) as http:
-            base = f"http://127.0.0.1:{port}"
-            registered = await register(http, base)
-            assert registered.status_code == 201, registered.text
-            client_id = registered.json()["client_id"]
-            code, verifier = await login(base, client_id)
-            tokens = await redeem(http, base, client_id, code, verifier)
-            assert tokens.status_code == 200, tokens.text
-            yield idp, gw, tokens.json()["access_token"]
+            _, tokens = await log_in(http, f"http://127.0.0.1:{port}")
+            yield idp, gw, tokens["access_token"]
 
 
 async def test_upstream_inject_sends_the_callers_upstream_token_and_never_the_gateways(tmp_path: Path) -> None:

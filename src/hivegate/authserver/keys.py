@@ -9,7 +9,8 @@ twice) is a one-line `ConfigError` naming its entry, with joserfc's warnings abo
 Opaque tokens (authorization codes, refresh tokens) are `<prefix>_<random>.<mac>`: 32 random bytes and an
 HMAC-SHA256 over prefix and random, truncated to 16 bytes. A forged or mistyped token is refused before storage is
 consulted; stores are keyed by a SHA-256 of the random part, so a leaked store holds no usable token. The first HMAC
-key mints, every key verifies (rotation).
+key mints, every key verifies (rotation). The same secrets also give, through HKDF-SHA256 (RFC 5869), the keys that
+seal credentials in the store (`sealing`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwt
 from joserfc.errors import SecurityWarning, UnsupportedAlgorithmError
 from joserfc.jwa import JWSAlgModel
@@ -161,6 +164,10 @@ class HMACKeys:
     def derive(self, purpose: bytes) -> bytes:
         """A key for another purpose, derived from the current HMAC key."""
         return hmac.new(self._keys[0], b"hivegate derive: " + purpose, hashlib.sha256).digest()
+
+    def hkdf(self, info: bytes) -> tuple[bytes, ...]:
+        """One 32-byte key per configured secret (the current one first) for the purpose `info` (RFC 5869, no salt)."""
+        return tuple(HKDF(hashes.SHA256(), 32, None, info).derive(key) for key in self._keys)
 
     def mint(self, prefix: str) -> OpaqueToken:
         raw = secrets.token_bytes(32)

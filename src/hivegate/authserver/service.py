@@ -20,7 +20,7 @@ from typing import Any
 from hivegate.authserver.clients import ClientStore
 from hivegate.authserver.context import ServerContext
 from hivegate.authserver.errors import OAuthError
-from hivegate.authserver.flow import LoginFlow
+from hivegate.authserver.flow import LOGIN_TTL, LoginFlow
 from hivegate.authserver.grants.authorization_code import AuthorizationCodeGrant
 from hivegate.authserver.grants.client_auth import authenticate_client
 from hivegate.authserver.grants.issue import TokenIssuer
@@ -31,6 +31,7 @@ from hivegate.authserver.identity import GROUP_CLAIMS
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.messages import Consent, ErrorPage, Params, Redirect
 from hivegate.authserver.revocation import Revocations
+from hivegate.authserver.sealing import SealedStore, Sealer
 from hivegate.authserver.settings import AuthServerConfig
 from hivegate.authserver.upstream.base import UpstreamError, UpstreamProvider, UpstreamTokens
 from hivegate.storage.base import KeyValueStore
@@ -76,8 +77,10 @@ class AuthorizationServer:
         self._upstream_by_name = {u.name: u for u in upstreams}
         self.audiences = tuple(audiences)
         self.issuer = cfg.issuer
-        self._ctx = ServerContext(cfg=cfg, keys=keys, hmac=hmac_keys, store=store, clock=clock)
         lifespans = cfg.lifespans
+        sealer = Sealer.from_hmac_keys(hmac_keys)
+        sealed = SealedStore(store, sealer, {"session": lifespans.refresh, "login": LOGIN_TTL})
+        self._ctx = ServerContext(cfg=cfg, keys=keys, hmac=hmac_keys, store=sealed, sealer=sealer, clock=clock)
         revocations = Revocations(store, ttl=max(lifespans.refresh, lifespans.access), remember=lifespans.access)
         self._revocations = revocations
         self._exchange = TokenExchangeGrant(
