@@ -2,10 +2,12 @@
 only (hivegate, oidc-provider, redis-server, a header-recording MCP server):
 
 - after a login through the real upstream, no upstream token is in clear in SQLite or Redis, and `--upstream-inject`
-  still hands the backend the upstream's access token (the store's records are sealed, `authserver.sealing`)."""
+  still hands the backend the upstream's access token (the store's records are sealed, `authserver.sealing`);
+- 20 concurrent refreshes of one refresh token at `/oauth/token` give one successor, which works."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -19,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
-from e2e.test_embedded_auth_server_flows import log_in
+from e2e.test_embedded_auth_server_flows import log_in, refresh
 from e2e.test_outgoing_auth import UPSTREAM_API, auth_server, claims_of, with_issuer
 from e2e.test_run_outgoing_flags import seen_headers
 from support.backend import fixture_http_server, free_port
@@ -93,3 +95,19 @@ async def test_no_upstream_token_is_stored_in_clear(tmp_path: Path, kind: str) -
     for name in (b'"access_token":', b'"refresh_token":', b'"id_token":', b'"verifier":'):
         assert name not in raw  # not even the fields of a token record or of a pending login
     assert tokens["refresh_token"].encode() not in raw  # our own refresh token: only its hash is a key
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_concurrent_refreshes_of_one_token_give_one_successor(tmp_path: Path, kind: str) -> None:
+    async with gateway(tmp_path, kind) as s, httpx.AsyncClient(timeout=30) as http:
+        client_id, tokens = await log_in(http, s.base)
+        answers = await asyncio.gather(*(refresh(http, s.base, client_id, tokens["refresh_token"]) for _ in range(20)))
+        assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
+        successors = {a.json()["refresh_token"] for a in answers}
+        assert len(successors) == 1
+        (successor,) = successors
+        for answer in answers:
+            assert (await seen_headers(s.gateway.url, answer.json()["access_token"]))["authorization"]
+        again = await refresh(http, s.base, client_id, successor)
+        assert again.status_code == 200, again.text
+        assert again.json()["refresh_token"] not in (successor, tokens["refresh_token"])

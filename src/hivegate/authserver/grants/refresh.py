@@ -1,13 +1,16 @@
 """The refresh token grant (RFC 6749 section 6): `RefreshGrant.refresh` rotates a refresh token into new tokens of
 the same family, for the same or fewer scopes, while the login's session lasts.
 
-Refresh tokens are opaque and HMAC-protected (`keys.HMACKeys`); the store keys them by hash. They rotate: presenting
-a rotated one again revokes its whole family, except within `REFRESH_GRACE` seconds (concurrent refreshes by one
-client both succeed instead of logging the user out).
+Refresh tokens are opaque and HMAC-protected (`keys.HMACKeys`); the store keys them by hash. They rotate, and the
+chain never forks (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2): the first use of a token marks it used (an
+atomic `add` in namespace `refresh-used`) together with its one successor, sealed (`sealing`) for that mark's key.
+Presenting it again within `REFRESH_GRACE` seconds (concurrent refreshes by one client) returns that same successor
+with a new access token; presenting it later revokes the whole family, the successor included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hivegate.authserver.clients import Client
@@ -20,7 +23,7 @@ from hivegate.authserver.revocation import Revocations
 
 __all__ = ["REFRESH_GRACE", "RefreshGrant"]
 
-REFRESH_GRACE = 10.0  # seconds a rotated refresh token is still honoured (concurrent refreshes)
+REFRESH_GRACE = 10.0  # seconds a rotated refresh token still gives its successor (concurrent refreshes)
 
 
 class RefreshGrant:
@@ -51,14 +54,43 @@ class RefreshGrant:
             raise OAuthError("invalid_target", "only one resource may be requested")
         if resources and resources[0] != grant["resource"]:
             raise OAuthError("invalid_target", "resource differs from the one authorized")
-        now = self._ctx.clock()
-        if not await self._ctx.store.add("refresh-used", lookup, {"at": now}, self._ctx.cfg.lifespans.refresh):
-            used = await self._ctx.store.get("refresh-used", lookup)
-            if used is None or now - float(used["at"]) > REFRESH_GRACE:
-                await revoke_family(self._revocations, grant, "refresh token reused")
-                raise OAuthError("invalid_grant", "the refresh token was already used; the session is revoked")
         session = await self._ctx.store.get("session", grant["session_id"])
         if session is None:
-            raise OAuthError("invalid_grant", "the session of this refresh token has ended")
+            raise OAuthError("invalid_grant", "the session of this refresh token has ended; log in again")
+        renewed = {**grant, "scope": scope, "claims": session["claims"]}
+        successor = await self._rotate(client, lookup, grant, renewed)
         await self._ctx.store.put("session", grant["session_id"], session, self._ctx.cfg.lifespans.refresh)
-        return await self._issuer.issue(client, {**grant, "scope": scope, "claims": session["claims"]}, grant["family"])
+        response = self._issuer.access(client, renewed, grant["family"])
+        if successor is not None:
+            response["refresh_token"] = successor
+        return response
+
+    async def _rotate(
+        self, client: Client, lookup: str, grant: Mapping[str, Any], renewed: Mapping[str, Any]
+    ) -> str | None:
+        """Mark the presented token used and give its one successor (None for a client no longer allowed refresh
+        tokens): a new one on first use, the same one again within the grace window; a use after the window revokes
+        the family."""
+        ctx = self._ctx
+        now = ctx.clock()
+        ttl = ctx.cfg.lifespans.refresh
+        successor = ctx.hmac.mint(REFRESH_PREFIX) if "refresh_token" in client.grant_types else None
+        mark: dict[str, Any] = {"at": now}
+        if successor is not None:
+            # stored before the mark, so whoever reads the mark can hand the successor out at once
+            await self._issuer.keep_refresh(successor, client, renewed, grant["family"])
+            mark["successor"] = ctx.sealer.seal("refresh-used", lookup, successor.token)
+        if await ctx.store.add("refresh-used", lookup, mark, ttl):
+            return None if successor is None else successor.token
+        if successor is not None:
+            await ctx.store.delete("refresh", successor.lookup)  # lost the race: never handed out
+        used = await ctx.store.get("refresh-used", lookup)
+        if used is None or now - float(used["at"]) > REFRESH_GRACE:
+            await revoke_family(self._revocations, grant, "refresh token reused")
+            raise OAuthError("invalid_grant", "the refresh token was already used; the session is revoked")
+        if "successor" not in used:
+            return None
+        opened = ctx.sealer.open("refresh-used", lookup, used["successor"])
+        if opened is None or not isinstance(opened[0], str):
+            raise OAuthError("invalid_grant", "the refresh token was already used")
+        return opened[0]
