@@ -67,8 +67,8 @@ class StandInUpstream:
             "alice", "Alice", None, claims
         )
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
-        return UpstreamTokens("upstream-at-2")
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
+        return UpstreamTokens("upstream-at-2"), None
 
     async def aclose(self) -> None:
         pass

@@ -122,6 +122,13 @@ class OIDCProvider:
     def discovery_url(self) -> str:
         return f"{self.issuer}/.well-known/openid-configuration"
 
+    async def set_account(self, account: str, claims: Mapping[str, Any] | None) -> None:
+        """Change an account's claims from now on (None: the account is gone, its grants stop working)."""
+        async with httpx.AsyncClient() as http:
+            body = json.dumps(claims)  # `json=None` would send no body at all
+            response = await http.put(f"{self.issuer}/test/accounts/{account}", content=body)
+            response.raise_for_status()
+
     async def jwks(self) -> dict[str, Any]:
         async with httpx.AsyncClient() as http:
             response = await http.get(self.jwks_uri)

@@ -60,7 +60,7 @@ class Stored:
 
 
 @asynccontextmanager
-async def gateway(tmp_path: Path, kind: str) -> AsyncIterator[Stored]:
+async def gateway(tmp_path: Path, kind: str, *, access_ttl: int = 3600) -> AsyncIterator[Stored]:
     """oidc-provider as the upstream, `hivegate run --auth-server-config … --upstream-inject corp` in front of a header
     recorder, its store in SQLite or in a real Redis."""
     port = free_port()
@@ -72,10 +72,14 @@ async def gateway(tmp_path: Path, kind: str) -> AsyncIterator[Stored]:
             storage: dict[str, Any] = {"type": "redis", "redis": {"url": redis_url, "keyPrefix": PREFIX}}
         else:
             storage = {"type": "sqlite", "sqlite": {"path": str(tmp_path / "as.db")}}
-        idp = await stack.enter_async_context(start_oidc_provider(clients=[client], default_resource=UPSTREAM_API))
+        idp = await stack.enter_async_context(
+            start_oidc_provider(clients=[client], default_resource=UPSTREAM_API, access_token_ttl=access_ttl)
+        )
         backend = await stack.enter_async_context(fixture_http_server())
         config = tmp_path / "as.yaml"
-        config.write_text(with_issuer(auth_server(port, CLIENT, tmp_path, {"storage": storage}), idp.issuer))
+        doc = auth_server(port, CLIENT, tmp_path, {"storage": storage})
+        doc["upstreamProviders"][0]["oidcConfig"]["additionalAuthorizationParams"] = {"prompt": "consent"}  # offline
+        config.write_text(with_issuer(doc, idp.issuer))
         args = ["--port", str(port), "--auth-server-config", str(config), "--upstream-inject", "corp", backend]
         gw = await stack.enter_async_context(hivegate_run(args, env=ENV))
         yield Stored(idp, gw, f"http://127.0.0.1:{port}", storage, redis_url)

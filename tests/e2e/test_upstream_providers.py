@@ -101,8 +101,10 @@ async def test_oidc_upstream_logs_alice_in_and_refreshes() -> None:
             callback["code"], code_verifier=verifier, nonce=nonce, redirect_uri=REDIRECT_URI
         )
         assert tokens.refresh_token is not None
-        fresh = await upstream.refresh(tokens.refresh_token)
+        fresh, refreshed = await upstream.refresh(tokens.refresh_token)
 
+    assert refreshed is not None  # who the refreshed ID token says the user is
+    assert (refreshed.subject, refreshed.claims["groups"]) == ("alice", ["mcp-developers"])
     assert identity.subject == "alice"
     assert identity.name == "Alice Example"
     assert identity.email == "alice@example.com"
@@ -127,9 +129,9 @@ async def test_public_oidc_client_gets_rotated_refresh_tokens() -> None:
             callback["code"], code_verifier=verifier, nonce=nonce, redirect_uri=REDIRECT_URI
         )
         assert tokens.refresh_token is not None
-        fresh = await upstream.refresh(tokens.refresh_token)
+        fresh, _ = await upstream.refresh(tokens.refresh_token)
         assert fresh.refresh_token is not None
-        newer = await upstream.refresh(fresh.refresh_token)
+        newer, _ = await upstream.refresh(fresh.refresh_token)
         with pytest.raises(UpstreamError) as reused:  # the rotated-out token is dead
             await upstream.refresh(tokens.refresh_token)
 
@@ -183,7 +185,7 @@ async def test_oauth2_upstream_reads_the_user_from_userinfo() -> None:
             callback["code"], code_verifier=verifier, nonce="unused", redirect_uri=REDIRECT_URI
         )
         assert tokens.refresh_token is not None
-        fresh = await upstream.refresh(tokens.refresh_token)
+        fresh, _ = await upstream.refresh(tokens.refresh_token)
 
     assert identity.subject == "alice"
     assert identity.name == "Alice Example"

@@ -225,6 +225,7 @@ class LoginFlow:
             "subject": first["subject"],
             "claims": claims,
             "client_id": record["client_id"],
+            "identity_upstream": self._upstreams[0].name,  # whose refreshed ID tokens update `claims`
             "upstream_tokens": record["upstream_tokens"],
             "created_at": now,
         }

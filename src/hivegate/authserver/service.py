@@ -7,12 +7,11 @@ Transport-free: the ASGI layer (`hivegate.asgi.authserver`) turns HTTP into call
 grants of the token endpoint (`grants.authorization_code`, `grants.refresh`, `grants.token_exchange`, minting in
 `grants.issue`), client authentication (`grants.client_auth`) and revocation (`grants.revoke`, kept by
 `revocation`). What stays here: the server's metadata, dispatching token requests by grant type, and the upstream
-tokens of a session for the backends.
+tokens of a session for the backends (kept by `upstream_links`).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,7 +32,8 @@ from hivegate.authserver.messages import Consent, ErrorPage, Params, Redirect
 from hivegate.authserver.revocation import Revocations
 from hivegate.authserver.sealing import SealedStore, Sealer
 from hivegate.authserver.settings import AuthServerConfig
-from hivegate.authserver.upstream.base import UpstreamError, UpstreamProvider, UpstreamTokens
+from hivegate.authserver.upstream.base import UpstreamProvider, UpstreamTokens
+from hivegate.authserver.upstream_links import UPSTREAM_TRANSIENT, UpstreamLinks
 from hivegate.storage.base import KeyValueStore
 
 __all__ = [
@@ -45,11 +45,6 @@ __all__ = [
     "Params",
     "Redirect",
 ]
-
-logger = logging.getLogger("hivegate.authserver")
-
-# refresh errors that say the upstream could not be reached (network, timeout, HTTP 5xx), not that the grant is bad
-UPSTREAM_TRANSIENT = frozenset({"temporarily_unavailable", "server_error"})
 
 
 class AuthorizationServer:
@@ -74,7 +69,6 @@ class AuthorizationServer:
         self.keys = keys
         self.clients = clients
         self._upstreams = list(upstreams)
-        self._upstream_by_name = {u.name: u for u in upstreams}
         self.audiences = tuple(audiences)
         self.issuer = cfg.issuer
         lifespans = cfg.lifespans
@@ -97,7 +91,8 @@ class AuthorizationServer:
         self._flow = LoginFlow(self._ctx, clients=clients, upstreams=self._upstreams, audiences=self.audiences)
         issuer = TokenIssuer(self._ctx)
         self._code = AuthorizationCodeGrant(self._ctx, issuer=issuer, revocations=revocations)
-        self._refresh = RefreshGrant(self._ctx, issuer=issuer, revocations=revocations)
+        self._links = UpstreamLinks(self._ctx, self._upstreams)
+        self._refresh = RefreshGrant(self._ctx, issuer=issuer, revocations=revocations, links=self._links)
         self._revocation = TokenRevocation(self._ctx, revocations=revocations, exchange=self._exchange)
 
     @property
@@ -194,34 +189,12 @@ class AuthorizationServer:
     # -- upstream tokens for backends ------------------------------------------------------------------------------
 
     async def upstream_tokens(self, session_id: str, provider: str) -> UpstreamTokens | None:
-        """The session's tokens from `provider`, refreshed first when expired; None when there are none, or when
-        they cannot be refreshed (no refresh token, or the upstream refused it, e.g. `invalid_grant`): the user must
-        log in again. When the upstream cannot be reached (a network failure, a timeout, an HTTP 5xx,
-        `temporarily_unavailable`: see `UPSTREAM_TRANSIENT`) the `UpstreamError` is raised instead: the login is
-        still good, only this attempt failed."""
-        session = await self._ctx.store.get("session", session_id)
-        if session is None:
-            return None
-        record = session["upstream_tokens"].get(provider)
-        if record is None:
-            return None
-        tokens = UpstreamTokens.from_record(record)
-        if tokens.expires_at is None or tokens.expires_at - 30 > self._ctx.clock():
-            return tokens
-        upstream = self._upstream_by_name.get(provider)
-        if upstream is None or not tokens.refresh_token:
-            return None
-        try:
-            fresh = await upstream.refresh(tokens.refresh_token)
-        except UpstreamError as exc:
-            if exc.error in UPSTREAM_TRANSIENT:
-                logger.warning("upstream %r refresh failed, upstream unavailable: %s", provider, exc)
-                raise
-            logger.info("upstream %r refresh refused: %s", provider, exc.error)
-            return None
-        session["upstream_tokens"][provider] = fresh.to_record()
-        await self._ctx.store.put("session", session_id, session, self.cfg.lifespans.refresh)
-        return fresh
+        """The session's tokens from `provider`, refreshed first when expired (and the session's claims with them);
+        None when there are none, or when they cannot be refreshed (no refresh token, or the upstream refused it,
+        e.g. `invalid_grant`: the link ends, the user must log in again). When the upstream cannot be reached (a
+        network failure, a timeout, an HTTP 5xx, `temporarily_unavailable`: see `UPSTREAM_TRANSIENT`) the
+        `UpstreamError` is raised instead: the login is still good, only this attempt failed. See `upstream_links`."""
+        return await self._links.tokens(session_id, provider)
 
     async def ready(self) -> None:
         """Raise `StorageError` when the store cannot be used."""

@@ -17,7 +17,8 @@
 //   request's login_hint) and grants everything asked for, so the authorization-code flow is a chain
 //   of plain redirects ending at the client's redirect_uri;
 // - a default scope for authorization requests that carry none;
-// - account claims (email, name, groups, ...) in the ID token, at userinfo and in access tokens.
+// - account claims (email, name, groups, ...) in the ID token, at userinfo and in access tokens;
+//   PUT /test/accounts/:id changes them (or, with null, removes the account) while it runs.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -152,6 +153,22 @@ function buildProvider(config, issuer) {
       ctx.query = { ...ctx.query, scope: config.defaultScope };
     }
     await next();
+  });
+
+  // Tests change an account while the provider runs: PUT /test/accounts/:id with its claims as JSON (null: gone).
+  provider.use(async (ctx, next) => {
+    const match = ctx.method === 'PUT' ? ctx.path.match(/^\/test\/accounts\/([^/]+)$/) : null;
+    if (!match) {
+      await next();
+      return;
+    }
+    let body = '';
+    for await (const chunk of ctx.req) body += chunk;
+    const claims = JSON.parse(body);
+    const id = decodeURIComponent(match[1]);
+    if (claims === null) delete config.accounts[id];
+    else config.accounts[id] = claims;
+    ctx.status = 204;
   });
 
   // The non-interactive login and consent.

@@ -47,7 +47,7 @@ class Upstream:
         claims = {"sub": self.subject, **({"email": self.email} if self.email else {}), **self.claims}
         return UpstreamTokens(f"{self.name}-access"), UpstreamIdentity(self.subject, None, self.email, claims)
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
         raise NotImplementedError
 
     async def aclose(self) -> None:

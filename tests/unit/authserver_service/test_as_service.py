@@ -52,10 +52,10 @@ class FakeUpstream:
         identity = UpstreamIdentity(self.subject, "Alice", self.email, {"sub": self.subject, **self.claims})
         return tokens, identity
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
         self.refreshed += 1
         return UpstreamTokens(f"{self.name}-access-{self.refreshed}", refresh_token=refresh_token,
-                              expires_at=time.time() + 3600)  # fmt: skip
+                              expires_at=time.time() + 3600), None  # fmt: skip
 
     async def aclose(self) -> None:
         pass

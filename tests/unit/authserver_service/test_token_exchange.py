@@ -80,7 +80,7 @@ class TrustedIdP:
     ) -> tuple[UpstreamTokens, UpstreamIdentity]:
         raise NotImplementedError
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
         raise NotImplementedError
 
     async def aclose(self) -> None:

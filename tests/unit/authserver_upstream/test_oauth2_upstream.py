@@ -188,12 +188,13 @@ async def test_refresh_keeps_or_replaces_the_refresh_token(idp: FakeIdP, http: G
     tokens, _ = await login(provider)
     assert tokens.refresh_token is not None
 
-    rotated = await provider.refresh(tokens.refresh_token)
+    rotated, identity = await provider.refresh(tokens.refresh_token)
     idp.rotate = False
-    kept = await provider.refresh(tokens.refresh_token)
+    kept, _ = await provider.refresh(tokens.refresh_token)
 
     assert rotated.refresh_token not in (tokens.refresh_token, None)
     assert kept.refresh_token == tokens.refresh_token
+    assert identity is None  # no ID token: the login's claims stand
     assert kept.access_token != rotated.access_token
     assert idp.seen("/token")[-1].form["grant_type"] == "refresh_token"
 

@@ -383,13 +383,47 @@ async def test_refresh_with_rotation_returns_the_new_refresh_token(idp: FakeIdP,
     assert tokens.refresh_token is not None
     idp.nonce = None  # a refreshed ID token need not carry the nonce
 
-    fresh = await provider.refresh(tokens.refresh_token)
+    fresh, identity = await provider.refresh(tokens.refresh_token)
 
+    assert identity is not None
+    assert identity.subject == "alice"
     assert fresh.access_token not in (tokens.access_token, None)
     assert fresh.refresh_token not in (tokens.refresh_token, None)
     assert fresh.refresh_token == idp.issued[-2]
     assert fresh.id_token == idp.issued[-1]
     assert idp.seen("/token")[-1].form == {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+
+
+async def test_a_refreshed_id_token_says_who_the_user_is_now(idp: FakeIdP, http: GuardedHTTPClient) -> None:
+    provider = upstream(idp, http)
+    tokens, _ = await login(idp, provider)
+    assert tokens.refresh_token is not None
+    idp.nonce = None
+    idp.id_claims = {"groups": ["mcp-admins"], "roles": ["owner"]}
+    idp.userinfo = {"sub": "alice", "email": "alice@new.example"}
+
+    _, identity = await provider.refresh(tokens.refresh_token)
+
+    assert identity is not None
+    assert identity.claims["groups"] == ["mcp-admins"]
+    assert identity.claims["roles"] == ["owner"]
+    assert identity.email == "alice@new.example"  # userinfo merged over the ID token, as at login
+    assert identity.name == "Alice IdToken"
+
+
+async def test_a_refresh_whose_userinfo_fails_keeps_the_tokens_and_the_claims(
+    idp: FakeIdP, http: GuardedHTTPClient
+) -> None:
+    provider = upstream(idp, http)
+    tokens, _ = await login(idp, provider)
+    assert tokens.refresh_token is not None
+    idp.nonce = None
+    idp.userinfo = {"sub": "mallory"}
+
+    fresh, identity = await provider.refresh(tokens.refresh_token)
+
+    assert fresh.access_token != tokens.access_token
+    assert identity is None
 
 
 async def test_refresh_without_rotation_keeps_the_refresh_token(idp: FakeIdP, http: GuardedHTTPClient) -> None:
@@ -399,11 +433,12 @@ async def test_refresh_without_rotation_keeps_the_refresh_token(idp: FakeIdP, ht
     tokens, _ = await login(idp, provider)
     assert tokens.refresh_token is not None
 
-    fresh = await provider.refresh(tokens.refresh_token)
+    fresh, identity = await provider.refresh(tokens.refresh_token)
 
     assert fresh.access_token != tokens.access_token
     assert fresh.refresh_token == tokens.refresh_token
     assert fresh.id_token is None
+    assert identity is None  # no new ID token: nothing new about the user
 
 
 async def test_refresh_validates_a_new_id_token(idp: FakeIdP, http: GuardedHTTPClient) -> None:

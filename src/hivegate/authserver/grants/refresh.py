@@ -1,5 +1,7 @@
 """The refresh token grant (RFC 6749 section 6): `RefreshGrant.refresh` rotates a refresh token into new tokens of
-the same family, for the same or fewer scopes, while the login's session lasts.
+the same family, for the same or fewer scopes, while the login's session lasts. Expired upstream tokens of the
+session are refreshed first, and the access token carries the user's claims as the upstream now states them
+(`upstream_links`); an upstream that refuses ends the session (`invalid_grant`: log in again).
 
 Refresh tokens are opaque and HMAC-protected (`keys.HMACKeys`); the store keys them by hash. They rotate, and the
 chain never forks (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2): the first use of a token marks it used (an
@@ -20,6 +22,7 @@ from hivegate.authserver.grants.issue import TokenIssuer
 from hivegate.authserver.grants.revoke import revoke_family
 from hivegate.authserver.messages import Params
 from hivegate.authserver.revocation import Revocations
+from hivegate.authserver.upstream_links import UpstreamLinks
 
 __all__ = ["REFRESH_GRACE", "RefreshGrant"]
 
@@ -27,10 +30,13 @@ REFRESH_GRACE = 10.0  # seconds a rotated refresh token still gives its successo
 
 
 class RefreshGrant:
-    def __init__(self, ctx: ServerContext, *, issuer: TokenIssuer, revocations: Revocations) -> None:
+    def __init__(
+        self, ctx: ServerContext, *, issuer: TokenIssuer, revocations: Revocations, links: UpstreamLinks
+    ) -> None:
         self._ctx = ctx
         self._issuer = issuer
         self._revocations = revocations
+        self._links = links
 
     async def refresh(self, client: Client, form: Params) -> dict[str, Any]:
         lookup = self._ctx.hmac.check(REFRESH_PREFIX, form.one("refresh_token"))
@@ -57,6 +63,7 @@ class RefreshGrant:
         session = await self._ctx.store.get("session", grant["session_id"])
         if session is None:
             raise OAuthError("invalid_grant", "the session of this refresh token has ended; log in again")
+        session = await self._links.fresh_session(grant["session_id"], session)  # before the token is used up
         renewed = {**grant, "scope": scope, "claims": session["claims"]}
         successor = await self._rotate(client, lookup, grant, renewed)
         await self._ctx.store.put("session", grant["session_id"], session, self._ctx.cfg.lifespans.refresh)

@@ -82,8 +82,9 @@ class UpstreamProvider(Protocol):
         """Redeem the upstream's authorization code; validate the ID token (oidc) and read userinfo."""
         ...
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
-        """New tokens from a refresh token (the old refresh token is kept if the upstream does not rotate it)."""
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
+        """New tokens from a refresh token (the old refresh token is kept if the upstream does not rotate it), and
+        who a new ID token says the user is (validated; None when the answer has none)."""
         ...
 
     async def aclose(self) -> None: ...

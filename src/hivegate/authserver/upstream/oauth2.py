@@ -93,11 +93,12 @@ class OAuth2Upstream:
             raise UpstreamError("access_denied", f"the upstream's user info names no user (looked for: {fields})")
         return tokens, UpstreamIdentity(subject=subject, name=name, email=email, claims=claims)
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
-        """New tokens (RFC 6749 section 6); the old refresh token is kept when no new one is sent."""
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
+        """New tokens (RFC 6749 section 6); the old refresh token is kept when no new one is sent. No identity: there
+        is no ID token, so the login's claims stand."""
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         tokens = await request_tokens(self._http, self._token_endpoint, form, self._client, clock=self._clock)
-        return tokens if tokens.refresh_token is not None else replace(tokens, refresh_token=refresh_token)
+        return (tokens if tokens.refresh_token is not None else replace(tokens, refresh_token=refresh_token)), None
 
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client belongs to the caller."""

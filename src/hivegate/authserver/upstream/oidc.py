@@ -114,21 +114,29 @@ class OIDCUpstream:
         info = self._userinfo_config(endpoints)
         if info is not None:
             claims.update(await self._userinfo(info, tokens.access_token, id_claims["sub"]))
-        mapping = self._config.user_info.field_mapping if self._config.user_info else FieldMapping()
-        _, name, email = identity_fields(claims, mapping)
-        return tokens, UpstreamIdentity(subject=id_claims["sub"], name=name, email=email, claims=claims)
+        return tokens, self._identity(id_claims["sub"], claims)
 
-    async def refresh(self, refresh_token: str) -> UpstreamTokens:
-        """New tokens (section 12); a refreshed ID token is validated (without a nonce), and the old refresh token
-        is kept when the upstream does not send a new one."""
+    async def refresh(self, refresh_token: str) -> tuple[UpstreamTokens, UpstreamIdentity | None]:
+        """New tokens (section 12), and who the refreshed ID token says the user is (its claims merged with
+        userinfo's, as at login; None without a new ID token, or when userinfo fails: the login's claims stand). The
+        ID token is validated without a nonce; the old refresh token is kept when the upstream sends no new one."""
         endpoints = await self._metadata()
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         tokens = await request_tokens(self._http, endpoints.token, form, self._auth(endpoints), clock=self._clock)
-        if tokens.id_token is not None:
-            await self._id_tokens.validate(tokens.id_token, nonce=None)
         if tokens.refresh_token is None:
             tokens = replace(tokens, refresh_token=refresh_token)
-        return tokens
+        if tokens.id_token is None:
+            return tokens, None
+        id_claims = await self._id_tokens.validate(tokens.id_token, nonce=None)
+        claims = dict(id_claims)
+        info = self._userinfo_config(endpoints)
+        if info is not None:
+            try:
+                claims.update(await self._userinfo(info, tokens.access_token, id_claims["sub"]))
+            except UpstreamError as exc:  # the new tokens are good: keep them, with the claims the login had
+                logger.warning("upstream %r: userinfo failed after a refresh (%s); claims kept", self.name, exc.error)
+                return tokens, None
+        return tokens, self._identity(id_claims["sub"], claims)
 
     @property
     def issuer(self) -> str:
@@ -157,6 +165,11 @@ class OIDCUpstream:
         """Nothing to release: the HTTP client belongs to the caller."""
 
     # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _identity(self, subject: str, claims: dict[str, Any]) -> UpstreamIdentity:
+        mapping = self._config.user_info.field_mapping if self._config.user_info else FieldMapping()
+        _, name, email = identity_fields(claims, mapping)
+        return UpstreamIdentity(subject=subject, name=name, email=email, claims=claims)
 
     def _auth(self, endpoints: _Endpoints) -> ClientAuth:
         return ClientAuth(self._config.client_id, self._config.client_secret, endpoints.auth_method)
