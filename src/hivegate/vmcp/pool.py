@@ -27,13 +27,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from hivegate import __version__
+from hivegate.backends.launched import Launched
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, ConfigError
 from hivegate.observe.health import tcp_reachable
 from hivegate.vmcp.catalog import BackendLists, Catalog, Owners, build_catalog
-from hivegate.vmcp.launch import Launched
 from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["BackendPool", "BackendStatus", "CatalogListener"]

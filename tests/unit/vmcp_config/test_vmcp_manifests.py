@@ -87,6 +87,11 @@ spec:
 """
 
 
+# What every stdio image backend gets: no network, a read-only root with a writable /tmp, no capabilities.
+CONFINED = ("--network", "none", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt",
+            "no-new-privileges")  # fmt: skip
+
+
 @pytest.fixture
 def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A `docker` on a PATH of its own: the loader finds a container runtime whatever this machine has."""
@@ -214,11 +219,13 @@ def test_seed_002_engineering_tools(fake_docker: str) -> None:
     cfg = load_manifests([DATA / "seed_002.yaml"])
     assert cfg.name == "engineering-tools"
     github, kubernetes = cfg.backends
+    args = ("run", "--rm", "-i", "--label", "hivegate.workload=github", *CONFINED,
+            "-e", "GITHUB_TOOLSETS", "ghcr.io/github/github-mcp-server", "stdio")  # fmt: skip
     assert github == BackendConfig(
         "github",
         "stdio",
         command=fake_docker,
-        args=("run", "-i", "--rm", "-e", "GITHUB_TOOLSETS", "ghcr.io/github/github-mcp-server", "stdio"),
+        args=args,
         env={"GITHUB_TOOLSETS": "repos,issues"},
     )
     assert kubernetes.container == ContainerSpec(fake_docker, "ghcr.io/containers/kubernetes-mcp-server", 8080)
@@ -351,13 +358,9 @@ spec:
     assert "ghp_secret" not in " ".join(backend.args)
     assert "ghp_secret" not in repr(cfg)
     assert backend.args == (
-        "run",
-        "-i",
-        "--rm",
-        "-e",
-        "GITHUB_PERSONAL_ACCESS_TOKEN",
-        "ghcr.io/github/github-mcp-server",
-    )
+        "run", "--rm", "-i", "--label", "hivegate.workload=github", *CONFINED,
+        "-e", "GITHUB_PERSONAL_ACCESS_TOKEN", "ghcr.io/github/github-mcp-server",
+    )  # fmt: skip
 
 
 def test_podman_is_used_when_docker_is_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
+from hivegate.backends.container import ContainerRun, run_argv
+from hivegate.backends.launched import Launched
 from hivegate.errors import BackendError
-from hivegate.vmcp.launch import Launched, container_argv, launched_for
+from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.spec import BackendConfig, ContainerSpec
 from support.backend import closed_port, free_port
 
@@ -15,8 +17,10 @@ pytestmark = pytest.mark.anyio
 
 
 def test_a_container_is_published_on_loopback_and_gets_env_by_name_only() -> None:
-    argv = container_argv("docker", "ghcr.io/x/y:1", 40001, 8080, ["TOKEN"], ["serve", "--http"])
-    assert argv == ["docker", "run", "--rm", "--init", "-p", "127.0.0.1:40001:8080",
+    run = ContainerRun("docker", "ghcr.io/x/y:1", ("serve", "--http"), ("TOKEN",), stdio=False, port=8080)
+    argv = run_argv(run, host_port=40001)
+    assert argv == ["docker", "run", "--rm", "--init", "-p", "127.0.0.1:40001:8080", "--read-only", "--tmpfs", "/tmp",
+                    "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                     "-e", "TOKEN", "ghcr.io/x/y:1", "serve", "--http"]  # fmt: skip
 
 

@@ -9,7 +9,9 @@ How an `MCPServer` becomes a backend, first match wins:
    `streamable-http` it must listen on `spec.url`.
 2. `spec.url`: a server that is already running (`spec.transport` sse, else streamable-http).
 3. `spec.image`: needs `docker` (or else `podman`) on PATH. stdio (`spec.transport`, default stdio) becomes the
-   stdio backend `docker run -i --rm [-e NAME …] <image> <spec.args>`; sse / streamable-http becomes a container
+   stdio backend `docker run -i --rm --network none … [-e NAME …] <image> <spec.args>` (the command line of
+   `hivegate.backends.container`: read-only root, no network, as ToolHive's `none` profile); sse / streamable-http
+   becomes a container
    backend (`ContainerSpec`) serving on `spec.mcpPort` (else `targetPort`, `port`, 8080), published on a port the
    runtime picks. With neither runtime, loading fails naming the resource and these alternatives.
 `spec.env[{name, value}]` and `spec.secrets[{name, key, targetEnvName}]` become the process environment (passed to
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hivegate.authserver.secrets import parse_secret_ref
+from hivegate.backends.container import WORKLOAD_LABEL, ContainerRun, run_argv
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase, Doc
@@ -103,10 +106,9 @@ class MCPServerMixin(BuilderBase):
                 "command that starts it"
             )
         if transport == "stdio":
-            flags = [x for key in env for x in ("-e", key)]
-            return BackendConfig(
-                doc.name, "stdio", command=runtime, args=("run", "-i", "--rm", *flags, image, *args), env=env
-            )
+            run = ContainerRun(runtime, image, args, tuple(env), network="none")
+            argv = run_argv(run, labels=[(WORKLOAD_LABEL, doc.name)])
+            return BackendConfig(doc.name, "stdio", command=runtime, args=tuple(argv[1:]), env=env)
         port = next((s.get(k) for k in ("mcpPort", "targetPort", "port") if s.get(k) is not None), 8080)
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ConfigError(f"{s.where}: the server's port must be a number between 1 and 65535, got {port!r}")
