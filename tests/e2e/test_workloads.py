@@ -16,20 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from support.gateway import fixture_command
+from support.mcp_calls import call_tool
 
 pytestmark = [pytest.mark.e2e]
-
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}},
-}
 
 
 class CLI:
@@ -100,16 +92,9 @@ def in_group(pgid: int) -> list[int]:
 
 
 def whoami(url: str) -> int:
-    """Open an MCP session on `url` (a new stdio server process) and ask that process for its pid."""
-    with httpx.Client(timeout=30) as http:
-        resp = http.post(url, json=INIT, headers=ACCEPT)
-        assert resp.status_code == 200, resp.text
-        headers = {**ACCEPT, "Mcp-Session-Id": resp.headers["mcp-session-id"]}
-        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        assert http.post(url, json=note, headers=headers).status_code == 202
-        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
-        resp = http.post(url, json=call, headers=headers)
-        return int(resp.json()["result"]["content"][0]["text"])
+    """Open an MCP session on `url` (a new stdio server process) and ask that process for its pid; the session
+    stays open."""
+    return int(call_tool(url, "whoami", {}, end=False))
 
 
 @pytest.fixture
