@@ -137,8 +137,7 @@ async def test_a_backend_that_cannot_start_is_a_jsonrpc_error(tmp_path: Path) ->
         (["run", "--host", "0.0.0.0", "--", "x"], "--anonymous"),
         (["run", "--max-sessions-per-user", "0", "--", "x"], "--max-sessions-per-user"),
         # what cannot run is refused before anything starts, in the background or not
-        (["run", "fetch"], "command 'fetch' not found on PATH. hivegate runs commands, not ToolHive registry names"),
-        (["run", "--foreground", "docker.io/mcp/everything"], "'docker.io/mcp/everything' looks like a container"),
+        (["run", "fetch"], "command 'fetch' not found on PATH. hivegate runs commands and images, not ToolHive"),
         (["run", "--", "/nonexistent/mcp-server"], "command '/nonexistent/mcp-server' not found, or not executable"),
         (["run", "npx://"], "npx://: name the package to run"),
     ],

@@ -46,6 +46,7 @@ class StdioTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self._reason = "not started"
+        self.signalled = False  # close() had to signal the process: it did not exit when its stdin closed
         # a server flooding stderr must not flood the gateway's log (or disk): 100 lines, then 20 a second
         self._stderr = RateLimitedLog(server_stderr, rate=20.0, burst=100)
 
@@ -145,6 +146,7 @@ class StdioTransport:
             try:
                 await asyncio.wait_for(proc.wait(), 2.0)
             except TimeoutError:
+                self.signalled = True
                 _signal_group(proc, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(proc.wait(), 3.0)

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from hivegate.authn.oidc_config import AuthMode, OIDCConfig
 from hivegate.authz.tool_filter import parse_tools
-from hivegate.cli.run_target import check_command, expand_target
+from hivegate.cli.run_container import container_run, refuse_container_flags
+from hivegate.cli.run_target import check_command, expand_target, is_image
 from hivegate.cli.secret_flags import resolve_secret, secret_env
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
@@ -37,9 +38,11 @@ __all__ = ["config_from_args", "run_command", "serve_config"]
 _NAME = re.compile(r"[^a-z0-9-]+")
 
 
-def _derive_name(target: list[str], url: str | None) -> str:
+def _derive_name(target: list[str], url: str | None, image: bool = False) -> str:
     if url is not None:
         raw = urlsplit(url).hostname or "remote"
+    elif image:  # docker.io/mcp/everything:1.2 is `everything`, as in ToolHive
+        raw = target[0].rsplit("/", 1)[-1].split("@")[0].split(":")[0]
     else:
         words = [w for w in target if not w.startswith("-")]
         raw = os.path.basename(words[-1] if len(words) > 1 else words[0])
@@ -260,6 +263,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if not target:
         raise ConfigError("nothing to run: give `-- COMMAND [ARGS...]` or a server URL")
     url = target[0] if len(target) == 1 and target[0].startswith(("http://", "https://")) else None
+    env: dict[str, str] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    image = target[0] if url is None and is_image(target[0], env) else None
     transport: Transport
     if url is not None:
         transport = args.transport or "streamable-http"
@@ -270,18 +280,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"invalid server URL {url!r}")
     else:
         transport = args.transport or "stdio"
-        if transport != "stdio":
-            raise ConfigError(f"--transport {transport} needs a server URL, not a command")
-    env: dict[str, str] = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env {item!r}: expected KEY=VALUE")
-        env[key] = value
+        if transport != "stdio" and image is None:
+            raise ConfigError(f"--transport {transport} needs a server URL or a container image, not a command")
     if args.secret:
         if url is not None:
             raise ConfigError("--secret sets the stdio server's environment; a remote server has none here")
         env.update(secret_env(args.secret))
+    container = None
+    if image is not None:
+        container = container_run(args, image, tuple(target[1:]), tuple(env), transport)
+    else:
+        refuse_container_flags(args, url or f"the command {target[0]!r}")
     origins = tuple(o.strip() for group in args.allowed_origins for o in group.split(",") if o.strip())
     oidc_flags = [args.oidc_issuer, args.oidc_audience, args.oidc_jwks_url, args.oidc_introspection_url]
     if args.anonymous and any(oidc_flags):
@@ -362,10 +371,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
     outgoing = _outgoing(args, transport, mode, embedded)
     return RunConfig(
-        name=args.name or _derive_name(target, url),
+        name=args.name or _derive_name(target, url, image=container is not None),
         transport=transport,
-        command=() if url else tuple(target),
+        command=() if url or container else tuple(target),
         url=url,
+        container=container,
         env=env,
         host=args.host,
         port=args.port,
@@ -485,7 +495,7 @@ def serve_config(
         )
 
     def ready() -> None:
-        what = " ".join(cfg.command) if cfg.command else cfg.url
+        what = " ".join(cfg.command) if cfg.command else cfg.container.image if cfg.container else cfg.url
         lines = list(app.summary)
         if cfg.diagnostics_port is not None:
             lines.append(f"diagnostics: http://{shown}:{cfg.diagnostics_port}/metrics, /health, /readyz")

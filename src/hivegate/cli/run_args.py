@@ -11,12 +11,17 @@ __all__ = ["add_run_parser"]
 def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "run",
-        help="put an MCP server (a stdio command or a remote URL) behind an authenticated endpoint",
-        usage="hivegate run [OPTIONS] (-- COMMAND [ARGS...] | URL)",
-        description="Run a stdio MCP server as a child process, or front a remote MCP server, and serve it over "
-        "MCP Streamable HTTP (or legacy SSE) with authentication.",
+        help="put an MCP server (a stdio command, a container image or a remote URL) behind an authenticated endpoint",
+        usage="hivegate run [OPTIONS] (-- COMMAND [ARGS...] | IMAGE [-- ARGS...] | URL)",
+        description="Run a stdio MCP server as a child process or in a container (Docker or Podman), or front a "
+        "remote MCP server, and serve it over MCP Streamable HTTP (or legacy SSE) with authentication.",
     )
-    p.add_argument("target", nargs="*", metavar="COMMAND|URL", help="`-- COMMAND [ARGS...]` or a remote server URL")
+    p.add_argument(
+        "target",
+        nargs="*",
+        metavar="COMMAND|IMAGE|URL",
+        help="`-- COMMAND [ARGS...]`, a container image (e.g. docker.io/mcp/everything) or a remote server URL",
+    )
     g = p.add_argument_group("serving")
     g.add_argument("--name", help="workload name (default: derived from the command or URL)")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -131,6 +136,31 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="an event stream that carries nothing for this long is closed; the client reconnects (default 5m)",
     )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    c = p.add_argument_group(
+        "container images (a stdio server gets a container per client session, with no network unless allowed)"
+    )
+    c.add_argument("--runtime", choices=("docker", "podman"), help="container runtime (default: docker, else podman)")
+    c.add_argument(
+        "-v",
+        "--volume",
+        action="append",
+        default=[],
+        metavar="HOST:CONTAINER[:ro]",
+        help="bind a host path into the container (repeatable)",
+    )
+    c.add_argument("--network", metavar="NAME", help="the container's network (default: none for stdio servers)")
+    c.add_argument(
+        "--permission-profile",
+        metavar="none|network|FILE",
+        help="ToolHive permission profile: none (default for stdio), network, or a JSON file (read/write mounts, "
+        "network.outbound.insecure_allow_all)",
+    )
+    c.add_argument(
+        "--target-port",
+        type=int,
+        metavar="PORT",
+        help="the port the image's HTTP server listens on (--transport streamable-http or sse; default 8080)",
+    )
     a = p.add_argument_group("authentication (OIDC); without these flags the caller is the local OS user")
     a.add_argument("--anonymous", action="store_true", help="accept every caller as `anonymous` (development only)")
     a.add_argument("--oidc-issuer", help="issuer URL; tokens' iss must equal it")

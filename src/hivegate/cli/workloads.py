@@ -240,6 +240,7 @@ def _stop_one(store: WorkloadStore, record: WorkloadRecord, timeout: float) -> b
 
     if record.status not in LIVE:
         if record.status != "stopped":
+            _remove_containers(record)  # a gateway that crashed did not remove its containers
             store.save(record.with_status("stopped"))
         return False
     if record.pid is None or record.pgid is None:
@@ -247,8 +248,25 @@ def _stop_one(store: WorkloadStore, record: WorkloadRecord, timeout: float) -> b
     store.save(record.with_status("stopping"))
     if not stop_group(record.pid, record.pgid, record.pid_start, timeout):
         raise WorkloadError(f"{record.name!r}: processes of group {record.pgid} did not exit")
+    _remove_containers(record)  # what the gateway could not remove itself, e.g. when it had to be killed
     store.save(record.with_status("stopped"))
     return True
+
+
+def _remove_containers(record: WorkloadRecord) -> None:
+    """Remove the containers of a container image's workload, found by its gateway's label."""
+    from hivegate.backends.container import GATEWAY_LABEL, remove_labelled
+    from hivegate.compose.run_container import gateway_id
+    from hivegate.workloads import WorkloadError
+
+    if record.pid is None:
+        return
+    try:
+        cfg = _config_of(record)
+    except WorkloadError:
+        return  # its command line no longer reads (a runtime or file gone): nothing to go by
+    if cfg.container is not None:
+        remove_labelled(cfg.container.runtime, GATEWAY_LABEL, gateway_id(record.pid, record.pid_start))
 
 
 def _timeout(text: str) -> float:
@@ -307,6 +325,16 @@ def _restart(args: argparse.Namespace, store: WorkloadStore) -> int:
 def _check_can_start(record: WorkloadRecord) -> None:
     """Read the workload's command line again, where it was started, as its start would: a secret, file or command
     that has gone is found before the running workload is stopped (`WorkloadError`, exit 2)."""
+    from hivegate.workloads import WorkloadError
+
+    try:
+        _config_of(record)
+    except WorkloadError as exc:
+        raise WorkloadError(f"{record.name} could not start again, so it is left as it is: {exc}", code=2) from None
+
+
+def _config_of(record: WorkloadRecord) -> RunConfig:
+    """The workload's configuration, read from its command line where it was started (`WorkloadError` why not)."""
     from hivegate.cli.goflags import GoFlagError, go_style
     from hivegate.cli.main import build_parser
     from hivegate.cli.run import config_from_args
@@ -322,8 +350,8 @@ def _check_can_start(record: WorkloadRecord) -> None:
             if cfg.command:
                 check_command(cfg.command, cfg.env)
     except (ConfigError, GoFlagError, OSError) as exc:
-        why = f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
-        raise WorkloadError(f"{record.name} could not start again, so it is left as it is: {why}", code=2) from None
+        raise WorkloadError(f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)) from None
+    return cfg
 
 
 def _rm(args: argparse.Namespace, store: WorkloadStore) -> int:

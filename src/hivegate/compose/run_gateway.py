@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -75,6 +76,10 @@ def _credentials(cfg: RunConfig, embedded: EmbeddedAuthServer | None, lifecycle:
 
 
 def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> TransportFactory:
+    if cfg.transport == "stdio" and cfg.container is not None:
+        from hivegate.compose.run_container import stdio_factory
+
+        return stdio_factory(cfg, cfg.container)
     if cfg.transport == "stdio":
         command, env, name = cfg.command, cfg.env, cfg.name
 
@@ -122,6 +127,11 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             source = tool_filter_source(source, cfg.tools)
         assert source is not None
         gate = policy_gate(source, cfg.name, lifecycle, watch=True)
+    container_ready = None
+    if cfg.container is not None:
+        from hivegate.compose.run_container import container_backend
+
+        cfg, container_ready = container_backend(cfg, lifecycle)  # removes the containers after the sessions end
     endpoints: dict[str, Endpoint]
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
@@ -167,7 +177,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 gate=gate,
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
-    diagnostics = _diagnostics(cfg, lifecycle, registry, entry, gate, metrics)
+    diagnostics = _diagnostics(cfg, lifecycle, registry, entry, gate, metrics, container_ready)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     lines = [*_auth_summary(cfg, resource_url, embedded), *lifecycle.summary]
     readiness = diagnostics.readiness
@@ -222,13 +232,16 @@ def _diagnostics(
     entry: Incoming,
     gate: McpGate | None,
     metrics: Metrics | None,
+    container_ready: Callable[[], Awaitable[str | None]] | None,
 ) -> _Diagnostics:
     """The readiness checks and the diagnostics app (metrics, `/readyz`) for `cfg`."""
     if metrics is not None and registry is not None:
         sessions = registry
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
     readiness = Readiness()
-    if cfg.transport == "stdio":
+    if container_ready is not None:
+        readiness.add("backend", container_ready)
+    elif cfg.transport == "stdio":
         program = cfg.command[0] if cfg.command else ""
 
         async def command_found() -> str | None:

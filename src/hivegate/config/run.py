@@ -1,4 +1,5 @@
-"""What `hivegate run` runs: one MCP server (a stdio command or a remote URL) behind one authenticated endpoint."""
+"""What `hivegate run` runs: one MCP server (a stdio command, a container image or a remote URL) behind one
+authenticated endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
+    from hivegate.backends.container import ContainerRun
     from hivegate.vmcp.spec import TokenExchange
 
 __all__ = ["ProxyMode", "RunConfig", "Transport"]
@@ -22,7 +24,8 @@ class RunConfig:
     name: str
     transport: Transport
     command: tuple[str, ...] = ()
-    url: str | None = None
+    url: str | None = None  # None for an image's HTTP server: the gateway publishes it on a port it picks
+    container: ContainerRun | None = None  # an image: stdio (a container per session) or HTTP (one container)
     env: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 0

@@ -36,11 +36,9 @@ def test_a_command_on_the_servers_path_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("program", "message"),
     [
-        ("fetch", "command 'fetch' not found on PATH. hivegate runs commands, not ToolHive registry names: give the "
-                  "server's command after --, e.g. `hivegate run -- uvx mcp-server-fetch`"),
-        ("ghcr.io/stackloklabs/weather-mcp/server:1.0", "'ghcr.io/stackloklabs/weather-mcp/server:1.0' looks like a "
-         "container image; hivegate cannot run images yet"),
-        ("mcp/everything", "'mcp/everything' looks like a container image"),
+        ("fetch", "command 'fetch' not found on PATH. hivegate runs commands and images, not ToolHive registry "
+                  "names: give the server's command after --, e.g. `hivegate run -- uvx mcp-server-fetch`, or its "
+                  "image with a registry or tag, e.g. docker.io/mcp/fetch or fetch:latest"),
         ("./server.py", "command './server.py' not found, or not executable"),
         ("uvx", "command 'uvx' not found on PATH: install it to run uvx:// packages"),
     ],
