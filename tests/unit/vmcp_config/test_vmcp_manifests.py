@@ -470,9 +470,9 @@ ERRORS = [
         "m.yaml:doc2 VirtualMCPServer/v: spec.groupRef: no MCPServer in namespace default has groupRef 'g'",
     ),
     (
-        "a ToolHive kind hivegate does not read",
+        "a ToolHive kind vmcp serve does not read",
         "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPRemoteProxy\nmetadata: {name: r}\nspec: {}",
-        "m.yaml:doc3 MCPRemoteProxy: not supported yet",
+        "m.yaml:doc3 MCPRemoteProxy/r: not supported by vmcp serve yet (`hivegate run -f` runs it on its own)",
     ),
     (
         "an MCPServer name that is not a DNS label",

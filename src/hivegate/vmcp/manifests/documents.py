@@ -6,11 +6,14 @@
 what the readers found so far) and the lookups by kind and name they share; the reader of each kind is a subclass
 of it in that kind's module, and `virtualmcpserver` combines them.
 
-Kinds read (any `toolhive.stacklok.dev/*` version): `VirtualMCPServer`, `MCPGroup`, `MCPServer`,
-`MCPExternalAuthConfig`, `MCPOIDCConfig`, plus `ConfigMap` and `Secret`. Other ToolHive kinds (`MCPRemoteProxy`,
-`MCPToolConfig`, …) are an error ("not supported yet"); other Kubernetes kinds (`ServiceAccount`, `Deployment`, `Pod`,
-…) are skipped. References resolve within the referring resource's namespace (`default` when unset); only the
-resources a `VirtualMCPServer` reaches are interpreted.
+Kinds read (any `toolhive.stacklok.dev/*` version): `VirtualMCPServer`, `MCPGroup`, `MCPServer`, `MCPRemoteProxy`,
+`MCPExternalAuthConfig`, `MCPOIDCConfig`, plus `ConfigMap` and `Secret`. Other ToolHive kinds (`MCPToolConfig`, …)
+are an error ("not supported yet"); other Kubernetes kinds (`ServiceAccount`, `Deployment`, `Pod`, …) are skipped.
+References resolve within the referring resource's namespace (`default` when unset); only the resources a
+`VirtualMCPServer` (or, for `hivegate run -f`, an `MCPServer`/`MCPRemoteProxy`) reaches are interpreted.
+
+Below a folder, names starting with a dot are skipped: a ConfigMap mounted in a pod holds each file twice, as
+`NAME` and under its `..<timestamp>/` (and `..data/`) folder.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from hivegate.vmcp.spec import BackendAuthStrategy
 __all__ = ["TOOLHIVE_API", "BuilderBase", "Doc", "find_files", "read_documents"]
 
 TOOLHIVE_API = "toolhive.stacklok.dev/"
-_KINDS = frozenset(
-    {"VirtualMCPServer", "MCPGroup", "MCPServer", "MCPExternalAuthConfig", "MCPOIDCConfig", "ConfigMap", "Secret"}
-)
+_KINDS = frozenset({"VirtualMCPServer", "MCPGroup", "MCPServer", "MCPRemoteProxy", "MCPExternalAuthConfig",
+                    "MCPOIDCConfig", "ConfigMap", "Secret"})  # fmt: skip
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -62,7 +64,13 @@ def find_files(paths: Sequence[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _SUFFIXES)
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in _SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
             if not found:
                 raise ConfigError(f"{path}: no .yaml, .yml or .json files in this folder")
             yield from found

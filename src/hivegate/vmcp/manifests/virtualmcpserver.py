@@ -80,6 +80,9 @@ def load_manifests(
     """Read the manifests in `paths` (files or folders) and build the `VirtualMCPServer` there (`name` picks one)."""
     files = list(find_files(paths))
     docs = [doc for file in files for doc in read_documents(file)]
+    for doc in docs:
+        if doc.kind == "MCPRemoteProxy":
+            raise ConfigError(f"{doc.origin}: not supported by vmcp serve yet (`hivegate run -f` runs it on its own)")
     index: dict[tuple[str, str, str], Doc] = {}
     for doc in docs:
         key = (doc.kind, doc.namespace, doc.name)
