@@ -1,5 +1,6 @@
 """The live policy set of one server, loaded from a source (a file, or a configuration that holds policies) and
-reloaded on request (SIGHUP) or when the source's content changes.
+reloaded on request (SIGHUP) or when the source's content changes. `config_source` holds policies already read
+(e.g. an `MCPServer`'s `authzConfig` in a manifest): they do not change while the process runs.
 
 A reload compiles the new policies off the event loop and then swaps one reference: requests in flight finish with
 the policies they started with, none is dropped. A source that does not load (unreadable, invalid, bad Cedar)
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +22,7 @@ from hivegate.authz.cedar import CedarAuthorizer
 from hivegate.authz.policy_config import AuthzConfig, load_authz_config
 from hivegate.errors import ConfigError
 
-__all__ = ["PolicySource", "PolicyStore", "file_source"]
+__all__ = ["PolicySource", "PolicyStore", "config_source", "file_source"]
 
 logger = logging.getLogger("hivegate.authz")
 
@@ -55,6 +58,24 @@ class _File:
 def file_source(path: str | Path) -> PolicySource:
     """Policies in a ToolHive authz config file (`--authz-config`), JSON or YAML."""
     return _File(Path(path))
+
+
+class _Config:
+    def __init__(self, config: AuthzConfig, name: str) -> None:
+        self._config = config
+        self._raw = json.dumps(asdict(config), sort_keys=True).encode()
+        self.name = name
+
+    def read(self) -> bytes:
+        return self._raw
+
+    def load(self) -> tuple[bytes, AuthzConfig]:
+        return self._raw, self._config
+
+
+def config_source(config: AuthzConfig, name: str) -> PolicySource:
+    """Policies already read into `config`; `name` says where from (e.g. the manifest, document and field)."""
+    return _Config(config, name)
 
 
 class PolicyStore:

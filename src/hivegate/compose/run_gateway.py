@@ -105,8 +105,8 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     prefixes: dict[str, ASGIApp] = {}
     metrics = Metrics() if cfg.diagnostics_port is not None else None
     observers = _observers(cfg, lifecycle, metrics)
-    auth_server = None
-    if cfg.auth_server_config is not None:
+    auth_server = cfg.auth_server
+    if auth_server is None and cfg.auth_server_config is not None:
         from hivegate.authserver.settings import load_auth_server_config
 
         auth_server = load_auth_server_config(cfg.auth_server_config)
@@ -118,15 +118,19 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     credentials = _credentials(cfg, embedded, lifecycle)
     registry: SessionRegistry | None = None
     gate: McpGate | None = None
-    if cfg.authz_config is not None or cfg.tools:
-        from hivegate.authz.store import file_source
+    if cfg.authz_config is not None or cfg.authz is not None or cfg.tools:
+        from hivegate.authz.store import PolicySource, config_source, file_source
         from hivegate.authz.tool_filter import tool_filter_source
 
-        source = file_source(cfg.authz_config) if cfg.authz_config is not None else None
+        source: PolicySource | None = None
+        if cfg.authz_config is not None:
+            source = file_source(cfg.authz_config)
+        elif cfg.authz is not None:
+            source = config_source(cfg.authz, cfg.authz_source)
         if cfg.tools:
             source = tool_filter_source(source, cfg.tools)
         assert source is not None
-        gate = policy_gate(source, cfg.name, lifecycle, watch=True)
+        gate = policy_gate(source, cfg.name, lifecycle, watch=cfg.authz_config is not None)
     container_ready = None
     if cfg.container is not None:
         from hivegate.compose.run_container import container_backend
@@ -260,8 +264,9 @@ def _diagnostics(
             return None if policies.policy_count >= 0 else "no policies"
 
         readiness.add("authz policies", policies_loaded)
-        if cfg.authz_config is not None:
-            lifecycle.summary.append(f"authz: {gate.policy_count} Cedar policies from {cfg.authz_config}")
+        if cfg.authz_config is not None or cfg.authz is not None:
+            origin = cfg.authz_config or cfg.authz_source
+            lifecycle.summary.append(f"authz: {gate.policy_count} Cedar policies from {origin}")
         if cfg.tools:
             lifecycle.summary.append(f"tools: only {', '.join(cfg.tools)} (--tools)")
     return _Diagnostics(readiness, DiagnosticsApp(metrics, readiness))

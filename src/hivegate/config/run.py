@@ -10,6 +10,8 @@ from hivegate.authn.oidc_config import OIDCConfig
 from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
+    from hivegate.authserver.settings import AuthServerConfig
+    from hivegate.authz.policy_config import AuthzConfig
     from hivegate.backends.container import ContainerRun
     from hivegate.vmcp.spec import TokenExchange
 
@@ -46,10 +48,13 @@ class RunConfig:
     read_body_timeout: float = 30.0
     log_level: str = "info"
     authz_config: str | None = None
+    authz: AuthzConfig | None = None  # policies already read (`run -f`: the manifest's authzConfig), not a file
+    authz_source: str = ""  # where `authz` comes from, for the logs
     tools: tuple[str, ...] = ()  # --tools: only these tools can be listed and called (empty: no filter)
     group: str = "default"  # --group: the workload's group (recorded for `list --group`)
     labels: tuple[tuple[str, str], ...] = ()  # --label KEY=VALUE: recorded on the workload
     auth_server_config: str | None = None
+    auth_server: AuthServerConfig | None = field(default=None, repr=False)  # already read (`run -f`), not a file
     audit_config: str | None = None
     enable_audit: bool = False
     diagnostics_port: int | None = None  # None: no diagnostics listener

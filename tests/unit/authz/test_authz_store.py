@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from authz_helpers import okta
 
-from hivegate.authz.store import PolicyStore, file_source
+from hivegate.authz.policy_config import AuthzConfig, CedarConfig
+from hivegate.authz.store import PolicyStore, config_source, file_source
 from hivegate.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
@@ -88,3 +89,17 @@ async def test_watch_reloads_when_the_content_changes(tmp_path: Path) -> None:
         assert not allows(store, "weather")
     finally:
         watcher.cancel()
+
+
+async def test_policies_held_in_memory_load_and_never_change() -> None:
+    """An `MCPServer`'s `authzConfig`, read with its manifest (`hivegate run -f`)."""
+    config = AuthzConfig(version="1.0", cedar=CedarConfig(policies=(permit("weather"),)))
+    store = PolicyStore(config_source(config, "m.yaml:doc1 MCPServer/s: spec.authzConfig"), "srv")
+    assert allows(store, "weather")
+    assert not allows(store, "news")
+    assert store.source.name == "m.yaml:doc1 MCPServer/s: spec.authzConfig"
+    assert not await store.changed()
+    bad = AuthzConfig(version="1.0", cedar=CedarConfig(policies=("permit(principal, action",)))
+    with pytest.raises(ConfigError) as err:
+        PolicyStore(config_source(bad, "m.yaml:doc1 MCPServer/s: spec.authzConfig"), "srv")
+    assert str(err.value).startswith("authz config m.yaml:doc1 MCPServer/s: spec.authzConfig: ")
