@@ -417,6 +417,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """`hivegate run`. With `--foreground` (or without `argv`, the words that followed `run`) serve in this process;
     otherwise check the flags here, then start `hivegate run --foreground ARGV` in the background and return."""
+    if args.file or args.resource:
+        from hivegate.cli.run_file import run_file_command
+
+        return run_file_command(args, argv)
     try:
         cfg = config_from_args(args)
         if cfg.command:

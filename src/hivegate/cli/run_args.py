@@ -12,9 +12,10 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="put an MCP server (a stdio command, a container image or a remote URL) behind an authenticated endpoint",
-        usage="hivegate run [OPTIONS] (-- COMMAND [ARGS...] | IMAGE [-- ARGS...] | URL)",
+        usage="hivegate run [OPTIONS] (-- COMMAND [ARGS...] | IMAGE [-- ARGS...] | URL | -f FILE_OR_DIR)",
         description="Run a stdio MCP server as a child process or in a container (Docker or Podman), or front a "
-        "remote MCP server, and serve it over MCP Streamable HTTP (or legacy SSE) with authentication.",
+        "remote MCP server, and serve it over MCP Streamable HTTP (or legacy SSE) with authentication; or run "
+        "the MCPServer / MCPRemoteProxy manifests given with -f.",
     )
     p.add_argument(
         "target",
@@ -22,6 +23,17 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="COMMAND|IMAGE|URL",
         help="`-- COMMAND [ARGS...]`, a container image (e.g. docker.io/mcp/everything) or a remote server URL",
     )
+    p.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        metavar="FILE_OR_DIR",
+        help="run the MCPServer / MCPRemoteProxy manifests here (repeatable; a folder: its *.yaml, *.yml, *.json), "
+        "with their Secrets and ConfigMaps; one background workload each (ToolHive's `thv run -f` is --foreground)",
+    )
+    # Internal: the background start of several resources runs one `--foreground` child per resource.
+    p.add_argument("--resource", metavar="NAME", help=argparse.SUPPRESS)
     g = p.add_argument_group("serving")
     g.add_argument("--name", help="workload name (default: derived from the command or URL)")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

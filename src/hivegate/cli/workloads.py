@@ -346,9 +346,14 @@ def _config_of(record: WorkloadRecord) -> RunConfig:
     try:
         with contextlib.chdir(record.cwd):
             args = parser.parse_args(go_style(parser, ["run", *record.argv]))
-            cfg = config_from_args(args)
-            if cfg.command:
-                check_command(cfg.command, cfg.env)
+            if args.file:  # `run -f`: the manifest's resource, checked as its start checks it
+                from hivegate.cli.run_file import file_configs
+
+                file_configs(args, record.argv, foreground=True)
+            else:
+                cfg = config_from_args(args)
+                if cfg.command:
+                    check_command(cfg.command, cfg.env)
     except (ConfigError, GoFlagError, OSError) as exc:
         raise WorkloadError(f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)) from None
     return cfg

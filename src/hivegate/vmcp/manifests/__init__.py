@@ -12,7 +12,8 @@ A map of the package, one module per kind:
 - `group`: the `MCPGroup` a `VirtualMCPServer` names, and the group of each `MCPServer`;
 - `mcpserver`: how an `MCPServer` becomes a backend (a command annotation, a URL or a container image);
 - `externalauth`: `spec.outgoingAuth` and the `MCPExternalAuthConfig`s it reaches;
-- `oidcconfig`: `spec.incomingAuth`, the `MCPOIDCConfig` it names and its Cedar policies.
+- `oidcconfig`: `spec.incomingAuth`, the `MCPOIDCConfig` it names and its Cedar policies;
+- `standalone` and `proxyfields`: one `MCPServer` or `MCPRemoteProxy` as its own gateway (`hivegate run -f`).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class OIDCConfigMixin(BuilderBase):
         r.done()
         cfg = OIDCConfig(audience=audience or None, scopes=scopes, resource_url=resource, **fields)
         if not cfg.audience:
-            raise ConfigError(f"{at}.audience: required (tokens must be checked to be issued for this vMCP)")
+            raise ConfigError(f"{at}.audience: required (tokens must be checked to be issued for this server)")
         return checked_oidc(cfg, where)
 
     def _oidc_fields(self, data: Any, where: str, *, kubernetes: bool) -> dict[str, Any]:
