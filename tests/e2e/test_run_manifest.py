@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from e2e.test_embedded_auth_server import Browser, MemoryTokens, embedded_setup, sdk_client
 from support.backend import fixture_http_server
 from support.gateway import FIXTURE, hivegate_run
 from support.issuer import LocalIssuer, local_issuer
@@ -187,6 +188,47 @@ async def test_remote_proxy_in_front_of_an_http_server(tmp_path: Path) -> None:
             assert (seen["x-tenant-id"], seen["x-api-key"]) == ("acme", "s3cr3t-api-key")
             assert "authorization" not in seen  # the caller's token stays with the gateway
         assert "s3cr3t-api-key" not in "\n".join(gw.stderr)
+
+
+async def test_seed_mcpserver_with_the_embedded_authorization_server(tmp_path: Path) -> None:
+    """seeds/001's `weather-server-embedded` (step 5) beside the MCPExternalAuthConfig of `embedded_setup` (a real
+    OpenID provider upstream). Stand-ins: the command annotation, and the local issuer and resource URL in place of
+    `https://mcp.example.com`. The SDK client logs in through the gateway's own authorization server."""
+    async with embedded_setup(tmp_path) as setup:
+        server = f"""
+---
+apiVersion: toolhive.stacklok.dev/v1alpha1
+kind: MCPServer
+metadata:
+  name: weather-server-embedded
+  annotations:
+    hivegate.dev/command: "{COMMAND}"
+spec:
+  image: ghcr.io/stackloklabs/weather-mcp/server
+  transport: streamable-http
+  port: 8080
+  permissionProfile:
+    type: builtin
+    name: network
+  # Reference the embedded authorization server configuration
+  externalAuthConfigRef:
+    name: embedded-auth-server
+  # Validate JWTs issued by the embedded authorization server
+  oidcConfig:
+    type: inline
+    resourceUrl: '{setup.issuer}/mcp'
+    inline:
+      issuer: '{setup.issuer}'
+"""
+        setup.config.write_text(setup.config.read_text() + server)
+        async with hivegate_run(["-f", str(setup.config), "--port", str(setup.port)], env=setup.env) as gw:
+            assert call(gw.url, None, "echo", {"text": "x"}).status_code == 401
+            browser, storage = Browser(), MemoryTokens()
+            async with sdk_client(gw.url, browser, storage) as client:
+                result = await client.call_tool("echo", {"text": "logged in"})
+                assert result.content[0].text == "logged in"  # type: ignore[union-attr]
+            assert storage.tokens is not None
+            assert call(gw.url, storage.tokens.access_token, "weather").status_code == 200
 
 
 # -- in the background, and misuse --------------------------------------------------------------------------------
