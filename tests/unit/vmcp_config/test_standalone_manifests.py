@@ -180,10 +180,26 @@ def test_the_folder_of_a_mounted_configmap_is_read_once(tmp_path: Path) -> None:
     assert [d.name for d in read_servers([folder]).servers] == ["s"]
 
 
+HEADER_CONFIG = """---
+apiVersion: toolhive.stacklok.dev/v1beta1
+kind: MCPExternalAuthConfig
+metadata: {name: hdr}
+spec:
+  type: headerInjection
+  headerInjection: {headerName: X-API-Key, valueSecretRef: {name: api, key: k}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: api}
+stringData: {k: v1}
+"""
+
+
 @pytest.mark.parametrize(
     ("spec", "error"),
     [
         ("  replica: 2\n", "spec.replica: unknown field"),
+        ("  headerForward: {addPlaintextHeaders: {X-A: b}}\n", "spec.headerForward: unknown field (of MCPServer)"),
         ("  volumes: [{name: data}]\n", "spec.volumes: not supported yet"),
         ("  telemetryConfigRef: {name: otel}\n",
          "spec.telemetryConfigRef: MCPTelemetryConfig is not supported yet; use telemetry"),
@@ -193,8 +209,8 @@ def test_the_folder_of_a_mounted_configmap_is_read_once(tmp_path: Path) -> None:
         ("  proxyPort: 70000\n", "spec.proxyPort: must be between 0 and 65535, got 70000"),
         ("  oidcConfig: {type: kubernetes, kubernetes: {}}\n  oidcConfigRef: {name: x, audience: y}\n",
          "spec.oidcConfigRef: give oidcConfig or oidcConfigRef, not both"),
-        ("  headerForward: {addPlaintextHeaders: {X-A: b}}\n",
-         "spec.headerForward: a stdio server has no HTTP requests to authenticate"),
+        ("  externalAuthConfigRef: {name: hdr}\n",
+         "spec.externalAuthConfigRef: a stdio server has no HTTP requests to authenticate"),
         ("  telemetry: {openTelemetry: {enabled: true, metrics: {enabled: true}}}\n",
          "spec.telemetry.openTelemetry.metrics.enabled: OTLP metrics are not exported; use telemetry.prometheus"),
         ("  telemetry: {openTelemetry: {enabled: true, tracing: {enabled: true}}}\n",
@@ -208,7 +224,7 @@ def test_the_folder_of_a_mounted_configmap_is_read_once(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_errors_name_the_field(tmp_path: Path, spec: str, error: str) -> None:
     with pytest.raises(ConfigError) as err:
-        one(tmp_path, spec)
+        one(tmp_path, spec, extra=HEADER_CONFIG)
     assert str(err.value) == f"m.yaml:doc1 MCPServer/s: {error}"
 
 
@@ -275,3 +291,22 @@ def test_secrets_not_in_the_manifests_come_from_files_or_the_environment(
         f"m.yaml:doc1 MCPServer/s: spec.secrets[0]: secret gone/k not found (set HIVEGATE_SECRET_GONE_K, or create "
         f"{secrets}/gone/k)"
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "headers"),
+    [
+        (HEADER_CONFIG, (("X-API-Key", "v1"),)),
+        ("---\napiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPExternalAuthConfig\nmetadata: {name: hdr}\n"
+         "spec: {type: bearerToken, bearerToken: {tokenSecretRef: {name: api, key: k}}}\n---\napiVersion: v1\n"
+         "kind: Secret\nmetadata: {name: api}\nstringData: {k: t0k}\n", (("Authorization", "Bearer t0k"),)),
+        ("---\napiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPExternalAuthConfig\nmetadata: {name: hdr}\n"
+         "spec: {type: unauthenticated}\n", ()),
+    ],
+)  # fmt: skip
+def test_header_configs_are_the_remote_backends_headers(
+    tmp_path: Path, config: str, headers: tuple[tuple[str, str], ...]
+) -> None:
+    proxy = one(tmp_path, "  remoteUrl: https://tools.example.com/mcp\n  externalAuthConfigRef: {name: hdr}\n",
+                kind="MCPRemoteProxy", extra=config)  # fmt: skip
+    assert (proxy.forward_headers, proxy.token_exchange, proxy.upstream_inject) == (headers, None, None)

@@ -53,6 +53,11 @@ __all__ = ["RUNNABLE", "ManifestServer", "Manifests", "build_server", "read_serv
 
 RUNNABLE = ("MCPServer", "MCPRemoteProxy")
 _BACKEND_KEYS = ("image", "url", "transport", "args", "env", "secrets", "mcpPort", "targetPort")
+# the fields of one kind that the other does not have
+_NOT_OF = {
+    "MCPServer": ("remoteUrl", "remoteURL", "allowPrivateEndpoint", "headerForward"),
+    "MCPRemoteProxy": (*_BACKEND_KEYS, "port", "proxyMode", "tools", "backendReplicas", "permissionProfile"),
+}
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _OWN_HEADERS = frozenset({"host", "connection", "content-length", "transfer-encoding", "content-type", "accept",
                           "mcp-session-id", "mcp-protocol-version", "upgrade", "te", "trailer"})  # fmt: skip
@@ -126,6 +131,9 @@ class _Builder(MCPServerMixin, ExternalAuthMixin, OIDCConfigMixin):
         self._ns = doc.namespace
         spec = Reader(doc.spec, f"{doc.origin}: spec")
         warnings: list[str] = []
+        for key in _NOT_OF[doc.kind]:
+            if spec.has(key):
+                raise ConfigError(f"{spec.at(key)}: unknown field (of {doc.kind})")
         proxyfields.not_supported(spec)
         proxyfields.cluster_only(spec, warnings)
         fields = {str(k) for k, v in (doc.spec or {}).items() if v not in (None, "", {}, [])}
