@@ -324,7 +324,8 @@ def test_two_mcpservers_in_the_background_are_two_workloads(tmp_path: Path, stat
          "-f/--file: the manifest names the server; drop the command or URL after the flags"),
         (["-f", "m.yaml"], "spec:\n  toolConfigRef: {name: filter}\n",
          "m.yaml:doc1 MCPServer/s: spec.toolConfigRef: MCPToolConfig is not supported yet"),
-        (["-f", "m.yaml"], "spec:\n  replica: 2\n", "m.yaml:doc1 MCPServer/s: spec.replica: unknown field"),
+        (["-f", "m.yaml"], "spec:\n  replica: 2\n",
+         "m.yaml:doc1 MCPServer/s: spec.replica: unknown field (did you mean 'replicas'?)"),
         (["-f", "m.yaml"], "spec:\n  permissionProfile: {type: builtin, name: none}\n",
          "m.yaml:doc1 MCPServer/s: spec.permissionProfile: only {type: builtin, name: network} can run here "
          "(not enforced yet)"),

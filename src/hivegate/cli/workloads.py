@@ -349,7 +349,8 @@ def _config_of(record: WorkloadRecord) -> RunConfig:
             if args.file:  # `run -f`: the manifest's resource, checked as its start checks it
                 from hivegate.cli.run_file import file_configs
 
-                file_configs(args, record.argv, foreground=True)
+                _, configs = file_configs(args, record.argv, foreground=True)
+                cfg = configs[0]
             else:
                 cfg = config_from_args(args)
                 if cfg.command:

@@ -198,7 +198,7 @@ stringData: {k: v1}
 @pytest.mark.parametrize(
     ("spec", "error"),
     [
-        ("  replica: 2\n", "spec.replica: unknown field"),
+        ("  replica: 2\n", "spec.replica: unknown field (did you mean 'replicas'?)"),
         ("  headerForward: {addPlaintextHeaders: {X-A: b}}\n", "spec.headerForward: unknown field (of MCPServer)"),
         ("  volumes: [{name: data}]\n", "spec.volumes: not supported yet"),
         ("  telemetryConfigRef: {name: otel}\n",

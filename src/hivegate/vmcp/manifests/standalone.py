@@ -56,7 +56,14 @@ _BACKEND_KEYS = ("image", "url", "transport", "args", "env", "secrets", "mcpPort
 # the fields of one kind that the other does not have
 _NOT_OF = {
     "MCPServer": ("remoteUrl", "remoteURL", "allowPrivateEndpoint", "headerForward"),
-    "MCPRemoteProxy": (*_BACKEND_KEYS, "port", "proxyMode", "tools", "backendReplicas", "permissionProfile"),
+    "MCPRemoteProxy": (
+        *(k for k in _BACKEND_KEYS if k != "transport"),
+        "port",
+        "proxyMode",
+        "tools",
+        "backendReplicas",
+        "permissionProfile",
+    ),
 }
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _OWN_HEADERS = frozenset({"host", "connection", "content-length", "transfer-encoding", "content-type", "accept",
