@@ -1,5 +1,6 @@
 """HTTP for the embedded authorization server: RFC 8414 metadata, JWKS, authorize, consent, callback, token,
-registration (RFC 7591) and revocation (RFC 7009). Logic lives in `hivegate.authserver.service`.
+registration (RFC 7591), revocation (RFC 7009) and introspection (RFC 7662). Logic lives in
+`hivegate.authserver.service`.
 
 OAuth errors are JSON `{error, error_description}` with `Cache-Control: no-store`; errors a browser sees before the
 client is trusted are HTML pages, never redirects. The login cookie that binds a login to its browser is
@@ -75,6 +76,7 @@ class AuthServerRoutes:
             "/oauth/token": self._guard(self._token),
             "/oauth/register": self._guard(self._register),
             "/oauth/revoke": self._guard(self._revoke),
+            "/oauth/introspect": self._guard(self._introspect),
         }
 
     def prefixes(self) -> dict[str, ASGIApp]:
@@ -183,6 +185,9 @@ class AuthServerRoutes:
     async def _revoke(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._json_endpoint(scope, receive, send, self._revoke_answer)
 
+    async def _introspect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._json_endpoint(scope, receive, send, self._introspect_answer)
+
     async def _token_answer(self, scope: Scope, form: Params) -> tuple[int, object]:
         outcome = "server_error"
         try:
@@ -200,6 +205,9 @@ class AuthServerRoutes:
     async def _revoke_answer(self, scope: Scope, form: Params) -> tuple[int, object]:
         await self._server.revoke(form, _basic(scope))
         return 200, {}
+
+    async def _introspect_answer(self, scope: Scope, form: Params) -> tuple[int, object]:
+        return 200, await self._server.introspect(form, _basic(scope))
 
     async def _json_endpoint(
         self,

@@ -1,13 +1,14 @@
-"""The authorization server's logic: authorization code flow with PKCE, upstream logins, tokens, refresh, revocation.
+"""The authorization server's logic: authorization code flow with PKCE, upstream logins, tokens, refresh, revocation,
+introspection.
 
 Transport-free: the ASGI layer (`hivegate.asgi.authserver`) turns HTTP into calls here and outcomes into responses.
 
 `AuthorizationServer` is the one object callers hold; it composes the parts, which share a `context.ServerContext`
 (config, keys, store, clock): the browser-facing login (`flow`: authorize, consent, the upstreams' callbacks), the
 grants of the token endpoint (`grants.authorization_code`, `grants.refresh`, `grants.token_exchange`, minting in
-`grants.issue`), client authentication (`grants.client_auth`) and revocation (`grants.revoke`, kept by
-`revocation`). What stays here: the server's metadata, dispatching token requests by grant type, and the upstream
-tokens of a session for the backends (kept by `upstream_links`).
+`grants.issue`), client authentication (`grants.client_auth`), revocation (`grants.revoke`, kept by
+`revocation`) and introspection (`introspection`). What stays here: the server's metadata, dispatching token
+requests by grant type, and the upstream tokens of a session for the backends (kept by `upstream_links`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hivegate.authserver.grants.refresh import REFRESH_GRACE, RefreshGrant
 from hivegate.authserver.grants.revoke import TokenRevocation
 from hivegate.authserver.grants.token_exchange import TOKEN_EXCHANGE_GRANT, TokenExchangeGrant, TrustedIssuer
 from hivegate.authserver.identity import GROUP_CLAIMS
+from hivegate.authserver.introspection import TokenIntrospection
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.messages import Consent, ErrorPage, Params, Redirect
 from hivegate.authserver.revocation import Revocations
@@ -94,6 +96,7 @@ class AuthorizationServer:
         self._links = UpstreamLinks(self._ctx, self._upstreams)
         self._refresh = RefreshGrant(self._ctx, issuer=issuer, revocations=revocations, links=self._links)
         self._revocation = TokenRevocation(self._ctx, revocations=revocations, exchange=self._exchange)
+        self._introspection = TokenIntrospection(self._ctx, revocations=revocations, exchange=self._exchange)
 
     @property
     def _clock(self) -> Callable[[], float]:
@@ -126,6 +129,8 @@ class AuthorizationServer:
             "grant_types_supported": ["authorization_code", "refresh_token", TOKEN_EXCHANGE_GRANT],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(self.cfg.scopes_supported),
             "authorization_response_iss_parameter_supported": True,
@@ -185,6 +190,18 @@ class AuthorizationServer:
         if not token:
             raise OAuthError("invalid_request", "token is required")
         await self._revocation.revoke(client, token)
+
+    # -- /oauth/introspect (RFC 7662) ------------------------------------------------------------------------------
+
+    async def introspect(self, form: Params, basic: tuple[str, str] | None) -> dict[str, Any]:
+        """Whether a token of this server is active, and its claims; `{"active": false}` for anything else. Only
+        confidential clients may ask, and a client registered at run time only about its own tokens (see
+        `introspection`)."""
+        client = await authenticate_client(self.clients, form, basic)
+        token = form.one("token")
+        if not token:
+            raise OAuthError("invalid_request", "token is required")
+        return await self._introspection.introspect(client, token, form.one("token_type_hint"))
 
     # -- upstream tokens for backends ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from hivegate.authserver.clients import Client
+from hivegate.authserver.clients import Client, ClientStore
 from hivegate.authserver.keys import HMACKeys, SigningKeys
 from hivegate.authserver.service import AuthorizationServer, Params, Redirect
 from hivegate.authserver.settings import AuthServerConfig, IdentityCheck, Lifespans, UpstreamConfig
@@ -71,6 +71,7 @@ def server(
     store: KeyValueStore | None = None,
     lifespans: Lifespans | None = None,
     clock: Callable[[], float] | None = None,
+    clients: ClientStore | None = None,
 ) -> AuthorizationServer:
     ups = ups or (Upstream("okta"),)
     configs = tuple(
@@ -83,7 +84,7 @@ def server(
         keys=keys or SigningKeys.from_pems([]),
         hmac_keys=hmac_keys or HMACKeys.from_config([b"k" * 32]),
         store=store if store is not None else MemoryStore(),  # an empty MemoryStore is falsy
-        clients=StaticClients(),
+        clients=clients or StaticClients(),
         upstreams=ups,
         audiences=[RESOURCE],
         **({"clock": clock} if clock is not None else {}),
