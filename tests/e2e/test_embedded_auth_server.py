@@ -38,6 +38,7 @@ class Browser:
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10))
     landed: dict[str, str] | None = None
     consents: int = 0
+    consent_pages: list[str] = field(default_factory=list)
 
     async def visit(self, url: str) -> None:
         for _ in range(20):
@@ -47,6 +48,7 @@ class Browser:
             response = await self.client.get(url)
             if response.status_code == 200 and 'action="/oauth/consent"' in response.text:
                 self.consents += 1
+                self.consent_pages.append(response.text)
                 form = dict(re.findall(r'name="(login|csrf)" value="([^"]*)"', response.text))
                 form = {k: unescape(v) for k, v in form.items()}
                 base = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
@@ -167,12 +169,18 @@ def run_args(setup: Setup, *extra: str) -> list[str]:
 
 
 async def test_an_sdk_client_logs_in_through_the_embedded_server_and_calls_a_tool(tmp_path: Path) -> None:
-    async with embedded_setup(tmp_path) as setup, hivegate_run(run_args(setup), env=setup.env) as gw:
+    async with (
+        embedded_setup(tmp_path) as setup,
+        hivegate_run(run_args(setup, "--name", "e2e-tools"), env=setup.env) as gw,
+    ):
         browser, storage = Browser(), MemoryTokens()
         async with sdk_client(gw.url, browser, storage) as client:
             result = await client.call_tool("echo", {"text": "logged in"})
             assert result.content[0].text == "logged in"  # type: ignore[union-attr]
         assert browser.consents == 1  # a newly registered client is shown the consent page
+        page = browser.consent_pages[0]
+        assert f"MCP server: <strong>e2e-tools</strong> at <code>{gw.url}</code>" in page  # what the token is for
+        assert "<code>e2e agent</code>" in page  # the client's name
         assert storage.client is not None
         assert storage.tokens is not None
         assert storage.tokens.refresh_token is not None

@@ -153,19 +153,11 @@ class AuthServerRoutes:
             location = outcome.url.encode("latin-1", "replace")
             await send_bytes(send, 302, b"", [(b"location", location), *_NO_STORE, *extra])
         elif isinstance(outcome, ErrorPage):
-            await send_bytes(send, outcome.status, error_page(outcome.title, outcome.message), [*PAGE_HEADERS, *extra])
+            logger.warning("authserver: error page %r (reference %s) for client %r: %s", outcome.title,
+                           outcome.reference, outcome.client_id[:200] or None, outcome.message)  # fmt: skip
+            await send_bytes(send, outcome.status, error_page(outcome), [*PAGE_HEADERS, *extra])
         else:
-            page = consent_page(
-                action="/oauth/consent",
-                login=outcome.login,
-                csrf=outcome.csrf,
-                client_name=outcome.client.client_name,
-                client_id=outcome.client.client_id,
-                redirect_uri=outcome.redirect_uri,
-                upstream=outcome.upstream,
-                scopes=outcome.scopes,
-            )
-            await send_bytes(send, 200, page, [*PAGE_HEADERS, *extra])
+            await send_bytes(send, 200, consent_page(outcome, action="/oauth/consent"), [*PAGE_HEADERS, *extra])
 
     def _browser(self, scope: Scope) -> str | None:
         header = get_header(scope, b"cookie")
@@ -267,7 +259,7 @@ class AuthServerRoutes:
             except (UnicodeDecodeError, ValueError):
                 problem = "the request body is not a valid form"
         if page:
-            await send_bytes(send, 400, error_page("Invalid request", problem.capitalize() + "."), PAGE_HEADERS)
+            await self._outcome(send, ErrorPage(400, "Invalid request", problem.capitalize() + ".", "report-app"))
         else:
             await _oauth_error(send, OAuthError("invalid_request", problem))
         return None

@@ -110,6 +110,7 @@ def embedded_auth_server(
         audiences=audiences,
         clock=clock,
         clock_skew=clock_skew,
+        name=server_name,
     )
     own_keys = StaticKeys(keys.jwks())
     verifier = JWTVerifier(own_keys, issuer=cfg.issuer, audience=resource, clock_skew=clock_skew, clock=clock)

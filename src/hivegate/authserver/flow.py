@@ -34,6 +34,7 @@ __all__ = ["LOGIN_TTL", "LoginFlow"]
 logger = logging.getLogger("hivegate.authserver")
 
 LOGIN_TTL = 600.0  # a login must finish within ten minutes
+_EXPIRED = "This sign-in has expired (it must be finished within ten minutes) or was already used."
 
 
 def _hash(value: str) -> str:
@@ -48,8 +49,11 @@ class LoginFlow:
         clients: ClientStore,
         upstreams: Sequence[UpstreamProvider],
         audiences: tuple[str, ...],
+        server_name: str = "",
     ) -> None:
+        """`server_name` names this MCP server on the consent page (the resource's host when empty)."""
         self._ctx = ctx
+        self._server_name = server_name
         self._clients = clients
         self._upstreams = list(upstreams)
         self._audiences = audiences
@@ -62,19 +66,19 @@ class LoginFlow:
         try:
             client_id, redirect_uri = params.one("client_id"), params.one("redirect_uri")
         except OAuthError as exc:
-            return ErrorPage(400, "Invalid request", exc.description)
+            return ErrorPage(400, "Invalid request", exc.description, "report-app")
         if not client_id:
-            return ErrorPage(400, "Invalid request", "The request has no client_id.")
+            return ErrorPage(400, "Invalid request", "The request has no client_id.", "report-app")
         client = await self._clients.get(client_id)
         if client is None:
-            return ErrorPage(400, "Unknown application", "This application is not registered with this server.")
+            message = "This application is not registered with this server (or its registration has expired)."
+            return ErrorPage(400, "Unknown application", message, "unknown-app", client_id)
         redirect_given = bool(redirect_uri)
         if not redirect_uri and len(client.redirect_uris) == 1:
             redirect_uri = client.redirect_uris[0]
         if redirect_uri not in client.redirect_uris:
-            return ErrorPage(
-                400, "Invalid redirect URI", "The redirect URI does not exactly match one registered for this client."
-            )
+            message = "The redirect URI does not exactly match one registered for this client."
+            return ErrorPage(400, "Invalid redirect URI", message, "report-app", client_id)
         states = params.many("state")
         state = states[0] if len(states) == 1 and len(states[0]) <= MAX_PARAM else ""
 
@@ -115,8 +119,9 @@ class LoginFlow:
         }
         await self._ctx.store.put("login", login_id, record, LOGIN_TTL)
         if self._ctx.cfg.require_consent and client.source != "static":
+            name = self._server_name or urlsplit(resource).hostname or resource
             csrf = self._csrf(login_id, browser)
-            return Consent(login_id, csrf, client, redirect_uri, self._upstreams[0].name, tuple(scope))
+            return Consent(login_id, csrf, client, redirect_uri, self._upstreams[0].name, name, resource, tuple(scope))
         return await self._to_upstream(login_id, record)
 
     async def consent(self, form: Params, browser: str | None) -> Redirect | ErrorPage:
@@ -127,13 +132,14 @@ class LoginFlow:
             return ErrorPage(400, "Invalid request", exc.description)
         record = await self._ctx.store.get("login", login_id) if login_id else None
         if record is None:
-            return ErrorPage(400, "Sign-in expired", "This sign-in has expired or was already used. Start again.")
+            return ErrorPage(400, "Sign-in expired", _EXPIRED)
         if (
             browser is None
             or not hmac.compare_digest(record["browser"], _hash(browser))
             or not hmac.compare_digest(csrf, self._csrf(login_id, browser))
         ):
-            return ErrorPage(403, "Request refused", "This consent form was not shown in this browser.")
+            message = "This consent form was not shown in this browser."
+            return ErrorPage(403, "Request refused", message, "same-browser", record["client_id"])
         if decision != "allow":
             await self._ctx.store.delete("login", login_id)
             return self._client_redirect(
@@ -153,13 +159,15 @@ class LoginFlow:
         login_id, _, leg_text = state_param.partition(".")
         record = await self._ctx.store.take("login", login_id) if login_id else None  # one callback per leg
         if record is None:
-            return ErrorPage(400, "Sign-in expired", "This sign-in has expired or was already used. Start again.")
+            return ErrorPage(400, "Sign-in expired", _EXPIRED)
         if browser is None or not hmac.compare_digest(record["browser"], _hash(browser)):
             await self._ctx.store.put("login", login_id, record, LOGIN_TTL)  # still the rightful browser's to finish
-            return ErrorPage(403, "Request refused", "This sign-in was started in another browser.")
+            message = "This sign-in was started in another browser."
+            return ErrorPage(403, "Request refused", message, "same-browser", record["client_id"])
         leg = record["leg"]
         if leg_text != str(leg):
-            return ErrorPage(400, "Sign-in expired", "This sign-in step was already completed. Start again.")
+            message = "This sign-in step was already completed."
+            return ErrorPage(400, "Sign-in expired", message, "restart", record["client_id"])
         upstream = self._upstreams[leg]
         redirect_uri, state = record["redirect_uri"], record["state"]
         if error or not code:

@@ -62,9 +62,11 @@ class AuthorizationServer:
         audiences: Sequence[str],
         clock: Callable[[], float] = time.time,
         clock_skew: float = 60.0,
+        name: str = "",
     ) -> None:
         """`clock_skew`: seconds of leeway for the `exp`, `nbf` and `iat` of the tokens it checks (token exchange's
-        subject tokens; `--oidc-clock-skew`)."""
+        subject tokens; `--oidc-clock-skew`). `name`: this MCP server's name, shown on the consent page (the
+        resource's host when empty)."""
         if not audiences:
             raise ValueError("at least one allowed audience is needed")
         self.cfg = cfg
@@ -90,7 +92,9 @@ class AuthorizationServer:
             revoked=revocations.claims_revoked,
             clock_skew=clock_skew,
         )
-        self._flow = LoginFlow(self._ctx, clients=clients, upstreams=self._upstreams, audiences=self.audiences)
+        self._flow = LoginFlow(
+            self._ctx, clients=clients, upstreams=self._upstreams, audiences=self.audiences, server_name=name
+        )
         issuer = TokenIssuer(self._ctx)
         self._code = AuthorizationCodeGrant(self._ctx, issuer=issuer, revocations=revocations)
         self._links = UpstreamLinks(self._ctx, self._upstreams)

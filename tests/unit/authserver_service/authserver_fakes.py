@@ -55,10 +55,13 @@ class Upstream:
 
 
 class StaticClients:
-    """One static (pre-registered) client, so logins skip the consent page."""
+    """One static (pre-registered) client, so logins skip the consent page, and any `others`."""
+
+    def __init__(self, *others: Client) -> None:
+        self._clients = {c.client_id: c for c in (Client(CLIENT, (APP,), "static"), *others)}
 
     async def get(self, client_id: str) -> Client | None:
-        return Client(CLIENT, (APP,), "static") if client_id == CLIENT else None
+        return self._clients.get(client_id)
 
     async def register(self, metadata: Any, *, remote: str) -> tuple[Client, dict[str, Any]]:
         raise NotImplementedError
@@ -72,6 +75,7 @@ def server(
     lifespans: Lifespans | None = None,
     clock: Callable[[], float] | None = None,
     clients: ClientStore | None = None,
+    name: str = "",
 ) -> AuthorizationServer:
     ups = ups or (Upstream("okta"),)
     configs = tuple(
@@ -88,6 +92,7 @@ def server(
         upstreams=ups,
         audiences=[RESOURCE],
         **({"clock": clock} if clock is not None else {}),
+        name=name,
     )
 
 
