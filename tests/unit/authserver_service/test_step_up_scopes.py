@@ -59,8 +59,7 @@ async def test_a_registered_client_can_ask_for_more_than_it_registered_with() ->
     consent = await authorize(s, "openid offline_access mcp:admin")
     assert isinstance(consent, Consent)
     assert consent.scopes == ("openid", "offline_access", "mcp:admin")
-    shown = {"client_name": "agent", "client_id": "dyn-1", "redirect_uri": APP, "upstream": "okta"}
-    page = consent_page(action="/oauth/consent", login="l", csrf="c", scopes=consent.scopes, **shown).decode()
+    page = consent_page(consent, action="/oauth/consent").decode()
     assert "<code>mcp:admin</code>" in page
 
     upstream = await s.consent(form(login=consent.login, csrf=consent.csrf, decision="allow"), "b-1")
