@@ -28,6 +28,7 @@ from hivegate.vmcp.spec import (
     Operational,
     VMCPConfig,
 )
+from support.sinks import Sink
 
 pytestmark = pytest.mark.anyio
 
@@ -125,22 +126,6 @@ def breaker_pool(backend: Backend) -> BackendPool:
     return pool_of(backend, circuit_breaker=CircuitBreaker(enabled=True, failure_threshold=THRESHOLD, timeout=OPEN_FOR))
 
 
-class Sink:
-    streaming = False
-    closed = False
-
-    def __init__(self) -> None:
-        self.items: list[Message] = []
-        self.event = asyncio.Event()
-
-    def deliver(self, message: Message) -> None:
-        self.items.append(message)
-        self.event.set()
-
-    def end(self) -> None:
-        self.event.set()
-
-
 class Client:
     """One caller's session with the virtual MCP server, as the front end drives it."""
 
@@ -159,7 +144,7 @@ class Client:
 
     async def send(self, method: str, params: Any) -> tuple[Any, Sink]:
         self._ids += 1
-        sink = Sink()
+        sink = Sink(streaming=False)
         message = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}
         await self.session.request(message, sink, caller=self.caller)
         return self._ids, sink

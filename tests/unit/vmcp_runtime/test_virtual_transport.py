@@ -19,6 +19,7 @@ from hivegate.outgoing.caller import Caller
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 from hivegate.vmcp.spec import BackendConfig, FailureHandling, IncomingAuth, Operational, VMCPConfig
+from support.sinks import Sink
 
 pytestmark = pytest.mark.anyio
 
@@ -78,27 +79,6 @@ class FakeMCP:
 
     async def close(self) -> None:
         self.closed.set()
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.streaming = True
-        self.closed = False
-        self.items: list[Message] = []
-        self.event = asyncio.Event()
-
-    def deliver(self, message: Message) -> None:
-        self.items.append(message)
-        self.event.set()
-
-    def end(self) -> None:
-        self.event.set()
-
-    async def next(self) -> Message:
-        while not self.items:
-            self.event.clear()
-            await asyncio.wait_for(self.event.wait(), 5)
-        return self.items.pop(0)
 
 
 class World:
