@@ -121,13 +121,16 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
         authz = cfg.incoming_auth.authz
-        if authz is not None:
-            from hivegate.authz.cedar import compile_policies
+        from hivegate.authz.cedar import compile_policies
 
-            try:
-                compile_policies(authz.cedar.policies)
-            except ConfigError as exc:
-                raise ConfigError(f"incomingAuth.authz: {exc}") from None
+        checked = [("incomingAuth.authz", authz)]  # the vMCP's policies, then each MCPServer's own
+        checked += [(f"{b.own_auth.where}.authzConfig", b.own_auth.authz) for b in cfg.backends if b.own_auth]
+        for where, config in checked:
+            if config is not None:
+                try:
+                    compile_policies(config.cedar.policies)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
     except ConfigError as exc:
         print(f"hivegate vmcp validate: {exc}", file=sys.stderr)
         return 1

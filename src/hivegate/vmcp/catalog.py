@@ -78,6 +78,7 @@ class Catalog:
     prompt_routes: Mapping[str, Route] = field(default_factory=dict)
     resource_routes: Mapping[str, str] = field(default_factory=dict)  # uri → backend
     template_routes: tuple[tuple[re.Pattern[str], str], ...] = ()  # (matcher, backend), in priority order
+    template_owners: Mapping[str, str] = field(default_factory=dict)  # advertised uriTemplate → backend
 
     def resource_backend(self, uri: str) -> str | None:
         """The backend serving `uri`: an exact resource first, then the first matching template."""
@@ -121,6 +122,7 @@ def build_catalog(
         prompt_routes=prompt_routes,
         resource_routes=resource_routes,
         template_routes=tuple((template_matcher(t), b) for t, b in template_backends.items()),
+        template_owners=template_backends,
     )
 
 

@@ -2,9 +2,10 @@
 
 The MCP endpoint is the same `SessionFrontend` as `hivegate run`'s, over a `VirtualTransport` per client session.
 Beside it, unauthenticated: `/health` and `/ping` (alive), `/readyz` (at least one backend healthy, all of them under
-`partialFailureMode: fail`; the keys that incoming JWTs are verified with loaded; the stores reachable), `/status`
-and `/api/backends/health` (each backend's state, no URLs or commands), and `/metrics` (readiness checks included as
-`hivegate_check_up`) when `telemetry.enablePrometheusMetricsPath` is set.
+`partialFailureMode: fail`; the keys that incoming JWTs, and those of backends with their own `oidcConfig`, are
+verified with loaded; the stores reachable), `/status` and `/api/backends/health` (each backend's state, no URLs or
+commands), and `/metrics` (readiness checks included as `hivegate_check_up`) when
+`telemetry.enablePrometheusMetricsPath` is set.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHead
 from hivegate.storage import StorageError, open_store
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
+from hivegate.vmcp.ownproxy import OwnProxy
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 from hivegate.vmcp.spec import BackendConfig, VMCPConfig
+from hivegate.vmcp.spec.checks import verified_by_vmcp
 
 if TYPE_CHECKING:
     pass
@@ -158,7 +161,15 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         )
         for b in cfg.backends
     }
-    scoped = frozenset(name for name, c in credentials.items() if c.needs_caller)
+    proxies: dict[str, OwnProxy] = {}
+    for b in cfg.backends:
+        if b.own_auth is not None:
+            callers_own = verified_by_vmcp(b.own_auth, cfg.auth_server)
+            proxies[b.name] = proxy = OwnProxy(b.name, b.own_auth, credentials[b.name], callers_own=callers_own)
+            lifecycle.on_shutdown(proxy.authenticator.aclose)
+            summary.append(proxy.summary)
+    # a stdio backend's credential is for its own proxy's checks alone: it is never sent, so never listed per caller
+    scoped = frozenset(b.name for b in cfg.backends if credentials[b.name].needs_caller and b.kind != "stdio")
     pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
@@ -176,7 +187,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     longest = max([cfg.operational.timeout_for(b.name) for b in cfg.backends] or [cfg.operational.default_timeout])
     front = SessionFrontend(
         name=cfg.name,
-        factory=lambda: VirtualTransport(pool, name=cfg.name),
+        factory=lambda: VirtualTransport(pool, name=cfg.name, proxies=proxies),
         registry=registry,
         request_timeout=longest + 5.0,
         gate=gate,
@@ -189,6 +200,9 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     readiness = Readiness()
     readiness.add("backends", lambda: _backends_ready(pool))
     entry.add_checks(readiness)
+    for name, proxy in proxies.items():
+        if proxy.authenticator.keys_ready is not None:
+            readiness.add(f"keys of backend {name}", proxy.authenticator.keys_ready)
     if shared is not None:
         store = shared.store
 

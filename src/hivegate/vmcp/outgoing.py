@@ -49,7 +49,8 @@ def backend_credentials(
     where = f"outgoingAuth: backend {backend.name!r}"
     if isinstance(strategy, Unauthenticated):
         return NoCredentials()
-    if backend.kind == "stdio":
+    if backend.kind == "stdio" and (backend.own_auth is None or backend.own_auth.oidc is None):
+        # with an oidcConfig of its own the credential is for that proxy's checks (`ownproxy`), and goes no further
         raise ConfigError(f"{where} is a stdio command: {strategy.TYPE} needs an HTTP backend")
     if isinstance(strategy, HeaderInjection):
         return StaticHeader(strategy.header_name, strategy.header_value)

@@ -6,6 +6,8 @@ The transport answers `initialize`, `ping` and the lists itself (from the pool's
 
 - `tools/call` and `prompts/get` by advertised name, `resources/read`/`subscribe` by URI, `completion/complete` by
   its reference, to the owning backend under that backend's own name;
+- a backend with its own `oidcConfig`/`authzConfig` (an `MCPServer`'s) is first checked as its own proxy would
+  (`ownproxy`): the request, in that backend's names, and what it contributes to lists;
 - each backend session is opened on first use with the client's own `initialize` parameters (and the caller of the
   message that needed it, whose credential a remote backend may need), then reused for the life of the client
   session (never one per call), and closed with it; each message goes on with the caller it is for;
@@ -44,6 +46,7 @@ from hivegate.errors import AuthenticationError, BackendError, CredentialRefused
 from hivegate.outgoing.caller import Caller
 from hivegate.outgoing.credentials import OutgoingAuthError
 from hivegate.vmcp.catalog import BackendLists, Catalog
+from hivegate.vmcp.ownproxy import OwnProxy, visible
 from hivegate.vmcp.pool import PROTOCOL_VERSION, BackendPool
 
 __all__ = ["VirtualTransport"]
@@ -62,9 +65,10 @@ _BY_URI = frozenset({"resources/read", "resources/subscribe", "resources/unsubsc
 
 
 class VirtualTransport:
-    def __init__(self, pool: BackendPool, *, name: str) -> None:
+    def __init__(self, pool: BackendPool, *, name: str, proxies: Mapping[str, OwnProxy] | None = None) -> None:
         self._pool = pool
         self._name = name
+        self._proxies = proxies or {}  # backends with their own proxy's checks
         self._on_message: MessageHandler | None = None
         self._closed = asyncio.Event()
         self._init: dict[str, Any] | None = None  # the client's initialize params
@@ -179,6 +183,9 @@ class VirtualTransport:
 
     async def _forward(self, backend: str, message: Message, caller: Caller | None) -> None:
         request_id: RequestId = message["id"]
+        proxy = self._proxies.get(backend)
+        if proxy is not None and not await self._admitted(proxy, message, caller):
+            return
         refused = self._pool.refusal(backend)
         if refused is not None:
             self._error(request_id, BACKEND_UNAVAILABLE, refused)
@@ -207,6 +214,21 @@ class VirtualTransport:
             self._pool.call_inconclusive(backend)
             raise
 
+    async def _admitted(self, proxy: OwnProxy, message: Message, caller: Caller | None) -> bool:
+        """Whether the backend's own proxy lets `message` through; if not, the client has its refusal."""
+        try:
+            denied = await proxy.admit(message, caller, lambda: self._lists_of(proxy.name).tools)
+        except (CredentialRefused, OutgoingAuthError) as exc:
+            text = str(exc) if isinstance(exc, CredentialRefused) else f"backend {proxy.name!r}: {exc}"
+            self._error(message["id"], BACKEND_UNAVAILABLE, text)
+            return False
+        if denied is not None:
+            self._emit(denied)
+        return denied is None
+
+    def _lists_of(self, backend: str) -> BackendLists:
+        return self._own_lists.get(backend) or self._pool.shared_lists().get(backend) or BackendLists()
+
     def _failed(self, backend: str, exc: BaseException) -> None:
         """A call that did not reach `backend`: a failure of the backend's (circuit breaker), unless it failed for
         this caller alone (a credential that could not be obtained or that the backend refused)."""
@@ -226,7 +248,10 @@ class VirtualTransport:
             self._error(request_id, BACKEND_UNAVAILABLE, problem)
             return
         key, pick = _LISTS[method]
-        self._reply(request_id, {key: list(pick(catalog))})
+        items = list(pick(catalog))
+        if self._proxies:
+            items = await visible(self._proxies, method, items, catalog, caller)
+        self._reply(request_id, {key: items})
 
     async def _catalog(self, caller: Caller | None) -> Catalog:
         """What this session sees: the pool's catalog, plus the caller-scoped backends as `caller` lists them."""

@@ -116,6 +116,33 @@ def test_validate_compiles_the_cedar_policies(tmp_path: Path, capsys: pytest.Cap
     assert err[0].startswith("hivegate vmcp validate: incomingAuth.authz: cedar.policies[0], line 1, column")
 
 
+def test_validate_compiles_each_mcpservers_own_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "m.yaml").write_text("""
+apiVersion: toolhive.stacklok.dev/v1beta1
+kind: VirtualMCPServer
+metadata: {name: hub}
+spec: {groupRef: {name: g}, incomingAuth: {type: anonymous}}
+---
+apiVersion: toolhive.stacklok.dev/v1beta1
+kind: MCPGroup
+metadata: {name: g}
+---
+apiVersion: toolhive.stacklok.dev/v1beta1
+kind: MCPServer
+metadata: {name: tools}
+spec:
+  groupRef: g
+  url: 'http://127.0.0.1:1/mcp'
+  authzConfig: {type: inline, inline: {policies: ['permit(principal, action, resource)']}}
+""")
+    code, _, err = run(["validate", "-f", str(tmp_path)], capsys)
+    assert code == 1
+    assert len(err) == 1
+    assert err[0].startswith(
+        "hivegate vmcp validate: m.yaml:doc3 MCPServer/tools: spec.authzConfig: cedar.policies[0], line 1, column"
+    )
+
+
 def test_validate_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         run(["validate"], capsys)

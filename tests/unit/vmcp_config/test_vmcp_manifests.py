@@ -44,7 +44,25 @@ spec:
     authzConfig:
       type: configMap
       configMap: {name: authz-config, key: authz-config.json}
-  outgoingAuth: {source: discovered}
+  outgoingAuth:
+    source: discovered
+    backends:  # the servers with an oidcConfig of their own get a bearer token (the embedded one: discovered)
+      weather-server-external: &bearer {type: externalAuthConfigRef, externalAuthConfigRef: {name: weather-bearer}}
+      weather-server-k8s: *bearer
+      weather-server-shared-oidc: *bearer
+      weather-server-with-authz: *bearer
+---
+apiVersion: toolhive.stacklok.dev/v1beta1
+kind: MCPExternalAuthConfig
+metadata: {name: weather-bearer, namespace: toolhive-system}
+spec:
+  type: bearerToken
+  bearerToken: {tokenSecretRef: {name: weather-token, key: token}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: weather-token, namespace: toolhive-system}
+stringData: {token: a-token-the-servers-accept}
 ---
 apiVersion: toolhive.stacklok.dev/v1beta1
 kind: MCPGroup
@@ -170,11 +188,48 @@ def test_seed_001_every_resource_loads_with_a_container_runtime(tmp_path: Path, 
     assert cfg.auth_server.hmac_keys == (b"<YOUR_CRYPTOGRAPHICALLY_RANDOM_KEY>",)
     assert cfg.auth_server.lifespans.refresh == 168 * 3600
     assert cfg.outgoing_auth.source == "discovered"
-    assert dict(cfg.outgoing_auth.backends) == {"weather-server-embedded": UpstreamInject("okta")}
+    assert cfg.outgoing_auth.backends["weather-server-embedded"] == UpstreamInject("okta")
     # the Cedar policies of the authz-config ConfigMap
     assert cfg.incoming_auth.authz is not None
     assert len(cfg.incoming_auth.authz.cedar.policies) == 3
     assert cfg.incoming_auth.oidc.resource_url == "https://mcp.example.com"
+    # each MCPServer's own oidcConfig and authzConfig, enforced by the vMCP as its own proxy would
+    own = {b.name: b.own_auth for b in cfg.backends}
+    assert all(a is not None and a.oidc is not None for a in own.values())
+    k8s = own["weather-server-k8s"]
+    assert k8s is not None
+    assert k8s.oidc is not None
+    assert (k8s.oidc.issuer, k8s.oidc.audience, k8s.oidc.service_account) == (
+        "https://kubernetes.default.svc",
+        "toolhive",
+        "client-apps/mcp-client",
+    )
+    authz = own["weather-server-with-authz"]
+    assert authz is not None
+    assert authz.authz is not None
+    assert len(authz.authz.cedar.policies) == 3
+    assert [a.authz for n, a in own.items() if n != "weather-server-with-authz" and a is not None] == [None] * 4
+    assert cfg.outgoing_auth.backends["weather-server-k8s"] == HeaderInjection(
+        "Authorization", "Bearer a-token-the-servers-accept"
+    )
+
+
+def test_seed_001_servers_with_their_own_oidc_and_no_credential_fail_naming_the_first(
+    tmp_path: Path, fake_docker: str
+) -> None:
+    folder = seed_001_folder(tmp_path)
+    vmcps = (folder / "vmcps.yaml").read_text()
+    start = vmcps.index("    backends:  # the servers")
+    end = vmcps.index("---", start)
+    (folder / "vmcps.yaml").write_text(vmcps[:start] + vmcps[end:])
+    with pytest.raises(ConfigError) as err:
+        load_manifests([folder], name="weather")
+    assert str(err.value).startswith(
+        "seed_001.yaml:doc1 MCPServer/weather-server-external: spec: backend 'weather-server-external' has its own "
+        "oidcConfig, so the vMCP must send it a bearer token that config accepts, and its outgoing auth "
+        "(unauthenticated) sends none; give it tokenExchange (without externalTokenHeaderName), bearerToken, "
+    )
+    assert str(err.value).endswith("spec.outgoingAuth.backends.weather-server-external)")
 
 
 def test_seed_001_oauth2_upstream_and_shared_oidc_configmap(tmp_path: Path, fake_docker: str) -> None:

@@ -15,14 +15,20 @@ How an `MCPServer` becomes a backend, first match wins:
    backend (`ContainerSpec`) serving on `spec.mcpPort` (else `targetPort`, `port`, 8080), published on a port the
    runtime picks. With neither runtime, loading fails naming the resource and these alternatives.
 `spec.env[{name, value}]` and `spec.secrets[{name, key, targetEnvName}]` become the process environment (passed to
-the container as `-e NAME`, never on the command line). The fields that configure ToolHive's per-server proxy and pod
-are accepted and not applied locally, because the vMCP talks to the server directly: `oidcConfig`, `oidcConfigRef`,
-`authzConfig`, `audit`, `telemetry`, `permissionProfile`, `resources`, `podTemplateSpec`, ports and the like. Put
-authentication and Cedar policies on the `VirtualMCPServer`. `toolConfigRef` is not supported yet.
+the container as `-e NAME`, never on the command line).
+
+`oidcConfig` / `oidcConfigRef` and `authzConfig` (same keys as on the `VirtualMCPServer`) are applied: the vMCP
+checks every request it routes to this server as the server's own proxy would in ToolHive, on top of its own checks
+(`hivegate.vmcp.ownproxy`): the credential the vMCP sends it (its outgoing auth) must be a bearer token this
+`oidcConfig` accepts, or loading fails naming the server, and Cedar decides under the server's own tool, prompt
+and resource names. The other fields that configure ToolHive's per-server proxy and pod are accepted and not applied
+locally: `audit`, `telemetry`, `permissionProfile`, `resources`, `podTemplateSpec`, ports and the like.
+`toolConfigRef` is not supported yet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -32,21 +38,22 @@ from hivegate.authserver.secrets import parse_secret_ref
 from hivegate.backends.container import WORKLOAD_LABEL, ContainerRun, run_argv
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
-from hivegate.vmcp.manifests.documents import BuilderBase, Doc
+from hivegate.vmcp.manifests.documents import Doc
+from hivegate.vmcp.manifests.oidcconfig import OIDCConfigMixin
 from hivegate.vmcp.spec import BackendConfig, ContainerSpec, backend_name, http_transport, http_url
 
 __all__ = ["COMMAND_ANNOTATION", "TRANSPORT_ANNOTATION", "MCPServerMixin", "command_line_of"]
 
 COMMAND_ANNOTATION = "hivegate.dev/command"
 TRANSPORT_ANNOTATION = "hivegate.dev/transport"
-_SERVER_PROXY_ONLY = ("oidcConfig", "oidcConfigRef", "authzConfig", "audit", "telemetry", "telemetryConfigRef",
-                      "permissionProfile", "resources", "podTemplateSpec", "resourceOverrides", "serviceAccount",
-                      "port", "targetPort", "proxyPort", "mcpPort", "proxyMode", "volumes", "trustProxyHeaders",
-                      "authServerRef", "webhookConfigRef", "replicas", "backendReplicas", "sessionStorage",
-                      "rateLimiting", "endpointPrefix", "sessionAffinity", "imagePullSecrets")  # fmt: skip
+_SERVER_PROXY_ONLY = ("audit", "telemetry", "telemetryConfigRef", "permissionProfile", "resources", "podTemplateSpec",
+                      "resourceOverrides", "serviceAccount", "port", "targetPort", "proxyPort", "mcpPort", "proxyMode",
+                      "volumes", "trustProxyHeaders", "authServerRef", "webhookConfigRef", "replicas",
+                      "backendReplicas", "sessionStorage", "rateLimiting", "endpointPrefix", "sessionAffinity",
+                      "imagePullSecrets")  # fmt: skip
 
 
-class MCPServerMixin(BuilderBase):
+class MCPServerMixin(OIDCConfigMixin):
     """Turns an `MCPServer` into a backend: started by hivegate, reached at its URL, or run in a container."""
 
     def _backend(self, doc: Doc) -> BackendConfig:
@@ -55,6 +62,7 @@ class MCPServerMixin(BuilderBase):
             s.get(key)
         s.get("groupRef")
         s.get("externalAuthConfigRef")  # read by _outgoing
+        own_auth = self._server_auth(s)  # enforced by the vMCP as its own proxy would (checked with outgoingAuth)
         if s.get("toolConfigRef") is not None:
             raise ConfigError(f"{s.at('toolConfigRef')}: MCPToolConfig is not supported yet; use aggregation.tools")
         name = backend_name(doc.name, f"{doc.origin}: metadata.name")
@@ -92,7 +100,7 @@ class MCPServerMixin(BuilderBase):
         else:
             raise ConfigError(f"{s.at('image')}: required (or spec.url, or the annotation {COMMAND_ANNOTATION})")
         s.done()
-        return backend
+        return dataclasses.replace(backend, own_auth=own_auth) if own_auth is not None else backend
 
     @staticmethod
     def _container(

@@ -3,7 +3,8 @@
 `OIDCConfigMixin._incoming` reads how clients authenticate: anonymous, local, or OIDC with the settings of an
 `oidcConfigRef` (an `MCPOIDCConfig`) or of the older inline `oidcConfig` (inline, kubernetes, or JSON in a
 `ConfigMap`); and `authzConfig`, the Cedar policies (a ToolHive `cedarv1` config in a `ConfigMap`, or inline).
-The keys are listed in `virtualmcpserver`'s docstring.
+The keys are listed in `virtualmcpserver`'s docstring. `_server_auth` reads the same keys (`oidcConfig`,
+`oidcConfigRef`, `authzConfig`) on an `MCPServer`: what its own proxy enforces (`ServerAuth`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hivegate.authz.policy_config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase
-from hivegate.vmcp.spec import IncomingAuth, checked_oidc
+from hivegate.vmcp.spec import IncomingAuth, ServerAuth, checked_oidc
 
 __all__ = ["KUBERNETES_ISSUER", "OIDCConfigMixin"]
 
@@ -54,6 +55,23 @@ class OIDCConfigMixin(BuilderBase):
         r.done()
         return IncomingAuth(kind, oidc, authz, primary)  # type: ignore[arg-type]
 
+    def _server_auth(self, spec: Reader) -> ServerAuth | None:
+        """An `MCPServer`'s `oidcConfigRef` or `oidcConfig`, and `authzConfig`: what its own proxy enforces."""
+        ref, inline = spec.get("oidcConfigRef"), spec.get("oidcConfig")
+        if ref is not None and inline is not None:
+            raise ConfigError(f"{spec.at('oidcConfig')}: give oidcConfigRef or oidcConfig, not both")
+        oidc = None
+        if ref is not None:
+            oidc = self._oidc_ref(ref, spec.at("oidcConfigRef"))
+        elif inline is not None:
+            oidc = self._oidc_inline(inline, spec.at("oidcConfig"), own=True)  # its audience: `check_own_auth`
+        authz, primary = self._authz(spec.get("authzConfig"), spec.at("authzConfig"))
+        if primary is not None:
+            raise ConfigError(f"{spec.at('authzConfig')}.inline.primaryUpstreamProvider: only used on a vMCP")
+        if oidc is None and authz is None:
+            return None
+        return ServerAuth(oidc, authz, spec.where)
+
     def _oidc_ref(self, data: Any, where: str) -> OIDCConfig:
         r = Reader(data, where)
         doc = self._lookup("MCPOIDCConfig", r.text("name", required=True), r.at("name"))
@@ -72,7 +90,7 @@ class OIDCConfigMixin(BuilderBase):
         cfg = OIDCConfig(audience=audience, scopes=scopes, resource_url=resource, **fields)
         return checked_oidc(cfg, f"{where} ({doc.origin})")
 
-    def _oidc_inline(self, data: Any, where: str) -> OIDCConfig:
+    def _oidc_inline(self, data: Any, where: str, *, own: bool = False) -> OIDCConfig:
         r = Reader(data, where)
         kind = r.choice("type", ("inline", "kubernetes", "configMap"), required=True)
         for other in {"inline", "kubernetes", "configMap"} - {kind}:
@@ -97,7 +115,10 @@ class OIDCConfigMixin(BuilderBase):
         r.done()
         cfg = OIDCConfig(audience=audience or None, scopes=scopes, resource_url=resource, **fields)
         if not cfg.audience:
-            raise ConfigError(f"{at}.audience: required (tokens must be checked to be issued for this server)")
+            if not own:
+                raise ConfigError(f"{at}.audience: required (tokens must be checked to be issued for this server)")
+            checked_oidc(dataclasses.replace(cfg, audience="-"), where)  # every other check; the audience is later
+            return cfg
         return checked_oidc(cfg, where)
 
     def _oidc_fields(self, data: Any, where: str, *, kubernetes: bool) -> dict[str, Any]:

@@ -7,7 +7,8 @@ with the vMCP config file's own section parsers (`hivegate.vmcp.spec`) and runs 
 How the `VirtualMCPServer` maps:
 - `metadata.name` → `name` (`spec.config.name` wins when set); `spec.groupRef.name` (or `spec.config.groupRef`) →
   `group_ref`; the `MCPGroup` must exist, and every `MCPServer` whose `spec.groupRef` names it becomes a backend
-  named after the `MCPServer`, next to any static `spec.config.backends`.
+  named after the `MCPServer`, next to any static `spec.config.backends`; its own `oidcConfig`/`authzConfig` are
+  enforced as its own proxy would (`mcpserver`).
 - `spec.incomingAuth.type` anonymous | oidc (| local). OIDC settings come from `oidcConfigRef{name, audience,
   scopes, resourceUrl}` → an `MCPOIDCConfig` (`inline{issuer, jwksUrl, introspectionUrl, clientId, clientSecretRef,
   jwksAuthTokenPath, jwksAllowPrivateIP, protectedResourceAllowPrivateIP, insecureAllowHTTP}` or

@@ -4,7 +4,9 @@ Every name a section uses must exist: outgoing-auth, aggregation and timeout ent
 `upstreamInject` (or a token exchange's `subjectProviderName`) must name an upstream of the embedded authorization
 server, a token exchange without one needs `incomingAuth.type: oidc`, and an embedded authorization server needs
 `incomingAuth.type: oidc` with its issuer. Backend names must be unique and their tool prefixes must not begin one
-another. The manifests reader runs the same checks, with the paths where each section was written.
+another. A backend with an `oidcConfig` of its own (an `MCPServer`'s, `ServerAuth`) must get from the vMCP a
+bearer token its proxy can verify (`check_own_auth`). The manifests reader runs the same checks, with the paths
+where each section was written.
 """
 
 from __future__ import annotations
@@ -14,9 +16,23 @@ from collections.abc import Mapping, Sequence
 
 from hivegate.authserver.settings import AuthServerConfig
 from hivegate.errors import ConfigError
-from hivegate.vmcp.spec.model import BackendAuthStrategy, BackendConfig, TokenExchange, UpstreamInject, VMCPConfig
+from hivegate.vmcp.spec.model import (
+    BackendAuthStrategy,
+    BackendConfig,
+    HeaderInjection,
+    ServerAuth,
+    TokenExchange,
+    UpstreamInject,
+    VMCPConfig,
+)
 
-__all__ = ["check_prefixes", "check_references", "check_strategy", "check_unique_backends"]
+__all__ = ["BEARER_STRATEGIES", "check_own_auth", "check_prefixes", "check_references", "check_strategy",
+           "check_unique_backends", "sends_bearer", "verified_by_vmcp"]  # fmt: skip
+
+BEARER_STRATEGIES = (
+    "tokenExchange (without externalTokenHeaderName), bearerToken, headerInjection of an Authorization: Bearer "
+    "header, or embeddedAuthServer/upstreamInject"
+)
 
 
 def check_unique_backends(backends: Sequence[BackendConfig], where: str) -> None:
@@ -78,6 +94,48 @@ def check_references(cfg: VMCPConfig, where: str = "", *, paths: Mapping[str, st
             raise ConfigError(
                 f"{incoming}: the audience {oidc.audience!r} is not in the authorization server's allowedAudiences"
             )
+    check_own_auth(cfg, at("outgoingAuth"))
+
+
+def sends_bearer(strategy: BackendAuthStrategy) -> bool:
+    """Whether `strategy` sends an `Authorization: Bearer` token (one a proxy's OIDC check can see)."""
+    if isinstance(strategy, TokenExchange):
+        return not strategy.external_token_header_name  # that header carries the bare token, not `Bearer <token>`
+    if isinstance(strategy, HeaderInjection):
+        value = strategy.header_value.split(" ", 1)
+        return strategy.header_name.lower() == "authorization" and len(value) == 2 and value[0].lower() == "bearer"
+    return isinstance(strategy, UpstreamInject)
+
+
+def verified_by_vmcp(own: ServerAuth, auth_server: AuthServerConfig | None) -> bool:
+    """Whether the server's `oidcConfig` names the vMCP's embedded authorization server (the seeds' "embedded
+    authorization server" `MCPServer`, whose server the vMCP runs): the tokens it checks are then the callers' own,
+    which the vMCP has verified; the server gets the upstream's token (`upstreamInject`)."""
+    return own.oidc is not None and auth_server is not None and own.oidc.issuer == auth_server.issuer
+
+
+def check_own_auth(cfg: VMCPConfig, where: str = "outgoingAuth") -> None:
+    """A backend whose own proxy verifies tokens (`ServerAuth.oidc`) needs a credential from the vMCP that carries
+    one, and an audience to check (unless its tokens are the vMCP's own: `verified_by_vmcp`); otherwise every call to
+    it would be refused, or, as before this check, let through unverified."""
+    for backend in cfg.backends:
+        own = backend.own_auth
+        if own is None or own.oidc is None or own.oidc.mode != "oidc" or verified_by_vmcp(own, cfg.auth_server):
+            continue
+        if not own.oidc.audience:
+            raise ConfigError(
+                f"{own.where}.oidcConfig: audience required (tokens must be checked to be issued for this server), "
+                "unless its issuer is the vMCP's embedded authorization server"
+            )
+        strategy = cfg.outgoing_auth.for_backend(backend.name)
+        if sends_bearer(strategy):
+            continue
+        raise ConfigError(
+            f"{own.where or backend.name}: backend {backend.name!r} has its own oidcConfig, so the vMCP must send it "
+            f"a bearer token that config accepts, and its outgoing auth ({strategy.TYPE}) sends none; give it "
+            f"{BEARER_STRATEGIES} (spec.externalAuthConfigRef with outgoingAuth.source discovered, or "
+            f"{where}.backends.{backend.name})"
+        )
 
 
 def check_prefixes(names: Sequence[str], prefix_format: str, where: str) -> None:

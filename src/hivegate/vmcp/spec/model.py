@@ -34,6 +34,7 @@ __all__ = [
     "IncomingAuth",
     "Operational",
     "OutgoingAuth",
+    "ServerAuth",
     "SessionStorage",
     "Telemetry",
     "TokenExchange",
@@ -70,6 +71,18 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """What an `MCPServer`'s own proxy checks in ToolHive (its `oidcConfig`/`oidcConfigRef` and `authzConfig`), which
+    the vMCP checks in its place (`hivegate.vmcp.ownproxy`): `oidc` verifies the credential the vMCP sends it (None:
+    no token, every request is `anonymous`, as at a ToolHive proxy without OIDC); `authz` decides under the server's
+    own names. `where` names the resource, for errors."""
+
+    oidc: OIDCConfig | None = None
+    authz: AuthzConfig | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class BackendConfig:
     """One backend MCP server.
 
@@ -86,6 +99,7 @@ class BackendConfig:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     container: ContainerSpec | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    own_auth: ServerAuth | None = None  # an MCPServer's own proxy settings (manifests only)
 
     @property
     def kind(self) -> Literal["remote", "stdio", "launched", "container"]:
