@@ -132,6 +132,12 @@ def test_a_remote_proxy_with_headers_a_token_exchange_and_telemetry(tmp_path: Pa
     assert proxy.warnings == ()
 
 
+def test_a_remote_proxys_transport_is_read(tmp_path: Path) -> None:
+    """`transport` is a field of MCPRemoteProxy too (ToolHive's CRD has it): sse reaches a legacy SSE server."""
+    proxy = one(tmp_path, "  remoteUrl: https://mcp.example.com/sse\n  transport: sse\n", kind="MCPRemoteProxy")
+    assert (proxy.transport, proxy.url) == ("sse", "https://mcp.example.com/sse")
+
+
 def test_a_token_exchange_config_is_the_remote_backends_credential(tmp_path: Path) -> None:
     proxy = one(tmp_path, """
   remoteUrl: http://127.0.0.1:9/mcp
