@@ -571,6 +571,22 @@ def test_vmcp_spec_errors(tmp_path: Path) -> None:
     )
 
 
+def test_an_mcpgroup_spec_holds_a_description_only(tmp_path: Path) -> None:
+    server = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: a}\n"
+    server += "spec: {groupRef: g, url: 'https://a.example.com/mcp'}"
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        GROUP.replace("metadata: {name: g}", "metadata: {name: g}\nspec: {descripton: tools}") + "---\n" + server
+    )
+    with pytest.raises(ConfigError) as err:
+        load_manifests([path])
+    assert str(err.value) == "m.yaml:doc1 MCPGroup/g: spec.descripton: unknown field (did you mean 'description'?)"
+    path.write_text(
+        GROUP.replace("metadata: {name: g}", "metadata: {name: g}\nspec: {description: tools}") + "---\n" + server
+    )
+    assert load_manifests([path]).group_ref == "g"
+
+
 def test_several_vmcps_need_a_name_and_a_missing_one_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"several VirtualMCPServers \(anonymous, discovered, oidc-inline"):
         load_manifests([DATA / "seed_000.yaml"])

@@ -1,8 +1,8 @@
 """The `MCPGroup` of a `VirtualMCPServer`: the group it names, and the group each `MCPServer` belongs to.
 
 `GroupMixin._group` reads `spec.groupRef` (or `spec.config.groupRef`, which must agree) and checks that the
-`MCPGroup` exists; `_group_of` gives the group an `MCPServer`'s `spec.groupRef` names, which makes it one of the
-vMCP's backends.
+`MCPGroup` exists (its `spec` holds a `description` only); `_group_of` gives the group an `MCPServer`'s
+`spec.groupRef` names, which makes it one of the vMCP's backends.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ class GroupMixin(BuilderBase):
         group = name or from_config
         if not group:
             raise ConfigError(f"{spec.at('groupRef')}: required")
-        self._lookup("MCPGroup", group, spec.at("groupRef"))
+        doc = self._lookup("MCPGroup", group, spec.at("groupRef"))
+        g = Reader(doc.spec, f"{doc.origin}: spec")
+        g.text("description")
+        g.done()
         return str(group)
 
     @staticmethod
