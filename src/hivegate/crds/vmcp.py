@@ -99,8 +99,8 @@ def _spec() -> Node:
             "telemetry": opaque(f"OpenTelemetry export. {_CONFIG_SECTION}"),
             "audit": opaque(f"Audit events. {_CONFIG_SECTION}"),
             "metadata": map_of(string(), "Free-form labels."),
-            "compositeTools": opaque(_NOT_YET),
-            "compositeToolRefs": opaque(_NOT_YET),
+            "compositeTools": array(opaque("A composite tool."), _NOT_YET),
+            "compositeToolRefs": array(name_ref("", "VirtualMCPCompositeToolDefinition"), _NOT_YET),
             "optimizer": opaque(_NOT_YET),
             "incomingAuth": opaque("Set spec.incomingAuth instead (it takes precedence in ToolHive)."),
             "outgoingAuth": opaque("Set spec.outgoingAuth instead (it takes precedence in ToolHive)."),
@@ -147,7 +147,9 @@ def _spec() -> Node:
             ),
             "aggregation": opaque(f"The older place of config.aggregation. {_CONFIG_SECTION}"),
             "operational": opaque(f"The older place of config.operational. {_CONFIG_SECTION}"),
-            "compositeTools": opaque(_NOT_YET),
+            "compositeTools": array(
+                opaque("A composite tool."), f"The older place of config.compositeTools. {_NOT_YET}"
+            ),
             "serviceType": string("", enum=("ClusterIP", "NodePort", "LoadBalancer"), default="ClusterIP"),
             "sessionAffinity": string("The Service's session affinity.", enum=("ClientIP", "None"), default="ClientIP"),
             "serviceAccount": string("The service account the vMCP's pod runs as."),

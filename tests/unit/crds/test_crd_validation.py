@@ -171,6 +171,15 @@ def test_defaults_are_filled_in_as_the_api_server_does() -> None:
     assert "oidcConfig" not in filled["spec"]
 
 
+def load_with_group(tmp_path: Path, vmcp: str) -> None:
+    """`hivegate vmcp serve`'s reading of the VirtualMCPServer `vmcp`, with its group g and one server in it."""
+    path = tmp_path / "m.yaml"
+    group = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPGroup\nmetadata: {name: g}\n"
+    server = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: a}\n"
+    path.write_text(f"{vmcp}---\n{group}---\n{server}spec: {{groupRef: g, url: 'https://a.example.com/mcp'}}\n")
+    load_manifests([path])
+
+
 REFUSED_BY_BOTH = [
     ("both OIDC forms", VMCP + "  incomingAuth: {type: oidc, oidcConfigRef: {name: o, audience: a}, "
      "oidcConfig: {type: inline, inline: {issuer: 'https://idp.example.com', audience: a}}}\n",
@@ -187,10 +196,15 @@ REFUSED_BY_BOTH = [
 )
 def test_what_the_api_server_refuses_the_readers_refuse_too(tmp_path: Path, manifest: str, reader_error: str) -> None:
     assert validate(yaml.safe_load(manifest)) != []
-    path = tmp_path / "m.yaml"
-    group = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPGroup\nmetadata: {name: g}\n"
-    server = "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata: {name: a}\n"
-    path.write_text(f"{manifest}---\n{group}---\n{server}spec: {{groupRef: g, url: 'https://a.example.com/mcp'}}\n")
     with pytest.raises(ConfigError) as err:
-        load_manifests([path])
+        load_with_group(tmp_path, manifest)
     assert str(err.value) == f"m.yaml:doc1 VirtualMCPServer/v: {reader_error}"
+
+
+def test_a_toolhive_field_hivegate_cannot_honour_is_admitted_and_the_reader_names_it(tmp_path: Path) -> None:
+    """The API server takes ToolHive's manifest unchanged; the operator reports what hivegate does not support."""
+    manifest = VMCP + "  incomingAuth: {type: anonymous}\n  config: {compositeToolRefs: [{name: deploy}]}\n"
+    assert validate(yaml.safe_load(manifest)) == []
+    with pytest.raises(ConfigError) as err:
+        load_with_group(tmp_path, manifest)
+    assert str(err.value) == "m.yaml:doc1 VirtualMCPServer/v: spec.config.compositeToolRefs: not supported yet"
