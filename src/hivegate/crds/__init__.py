@@ -12,11 +12,16 @@ hand-written `Reader` code (`hivegate.vmcp.manifests`, `hivegate.authserver.sett
 schema can (URLs, references between resources, Secrets) and names the field in every error. Rewriting those readers
 as models to generate a schema from would change every error message for the sake of the CRDs. Instead, the two are
 kept from drifting by tests, both ways:
-- `tests/unit/crds/test_crds.py`: the files in `deploy/crds/` equal what `generate` writes now;
-- `tests/unit/crds/test_crd_drift.py`: the readers load a set of manifests per kind with `Reader` recording every
-  field path it accepts; every path accepted is in the schema (or listed in the schema as local-only, such as a
-  secret's value given as text), and every path of the schema is accepted by a reader (or lies below one a reader
-  takes whole, such as `podTemplateSpec`). A field added to one side only fails that test, naming the path.
+- `tests/unit/crds/test_crd_files.py`: the files in `deploy/crds/` equal what `generate` writes now;
+- `tests/unit/crds/test_crd_drift.py`: the readers load a set of manifests (`tests/unit/crds/data/drift_*.yaml`,
+  one resource per way of reading it) with `Reader` recording every field path it accepts; every path accepted is in
+  the schema (or listed in the schema as local-only, such as a secret's value given as text), and every path of the
+  schema is accepted by a reader (or lies below one a reader takes whole, such as `podTemplateSpec`). A field added
+  to one side only fails that test, naming the path. Since a reader asks for every key it knows whether or not it is
+  given, a field is caught as soon as its reader runs at all; a new way of reading (a new strategy `type`) needs a
+  manifest of its own there, which the schema side forces: its block is "in the schema, accepted by no reader"
+  until one is added;
+- `tests/unit/crds/test_crd_validation.py`: those same manifests, and the seeds', are admitted by the CRDs.
 """
 
 from __future__ import annotations
