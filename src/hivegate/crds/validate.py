@@ -22,6 +22,7 @@ import yaml
 
 from hivegate.crds import GROUP, KINDS, SERVED, kind_named
 from hivegate.crds.schema import Node, openapi
+from hivegate.errors import ConfigError
 
 __all__ = ["apply_defaults", "cel_program", "json_schema", "validate", "validate_file"]
 
@@ -46,8 +47,12 @@ def validate(body: Mapping[str, Any]) -> list[str]:
 
 def validate_file(path: Path) -> list[str]:
     """The problems of every resource of a `KINDS` kind in a YAML file (other documents are skipped)."""
+    try:
+        bodies = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return [f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
     out = []
-    for number, body in enumerate(yaml.safe_load_all(path.read_text(encoding="utf-8")), start=1):
+    for number, body in enumerate(bodies, start=1):
         if isinstance(body, Mapping) and body.get("kind") in _KIND_NAMES:
             out += [f"{path.name}:doc{number} {p}" for p in validate(body)]
     return out
@@ -92,8 +97,8 @@ def json_schema(schema: Node) -> Node:
 def _schema_problems(schema: Node, value: Any) -> Iterator[str]:
     try:
         import jsonschema
-    except ImportError as exc:  # pragma: no cover - the test extra has it
-        raise RuntimeError("checking manifests needs jsonschema: pip install 'hivegate[test]'") from exc
+    except ImportError:  # pragma: no cover - the test extra has it
+        raise ConfigError("checking manifests needs jsonschema: pip install 'hivegate[test]'") from None
     validator = jsonschema.Draft7Validator(json_schema(schema))
     for error in sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]):
         path = _path(error.absolute_path)
@@ -136,8 +141,8 @@ def cel_program(expression: str) -> Any:
     """The compiled CEL program of a rule (a syntax error raises `celpy.CELParseError`)."""
     try:
         import celpy
-    except ImportError as exc:  # pragma: no cover - the test extra has it
-        raise RuntimeError("checking CEL rules needs cel-python: pip install 'hivegate[test]'") from exc
+    except ImportError:  # pragma: no cover - the test extra has it
+        raise ConfigError("checking CEL rules needs cel-python: pip install 'hivegate[test]'") from None
     env = celpy.Environment()
     return env.program(env.compile(expression))
 

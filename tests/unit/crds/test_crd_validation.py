@@ -56,6 +56,9 @@ def test_validate_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixt
         capsys.readouterr().out.splitlines()[-1]
         == "bad.yaml:doc1 MCPServer/s: spec.proxyPort: '8080' is not of type 'integer'"
     )
+    bad.write_text("kind: [")
+    assert main(["validate", str(bad)]) == 1
+    assert capsys.readouterr().out.startswith(f"{bad}: cannot read: ")
 
 
 SERVER = "apiVersion: toolhive.stacklok.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: s}\nspec:\n  image: example/s\n"
