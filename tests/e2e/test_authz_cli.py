@@ -62,7 +62,14 @@ def test_check_through_the_console_script(tmp_path: Path) -> None:
 
     deny = hg("authz", "check", config, "--claims", '{"sub": "alice"}', "--tool", "deploy", "--format", "json")
     assert deny.returncode == 3
-    assert json.loads(deny.stdout) == {"decision": "deny", "policies": [], "errors": []}
+    assert json.loads(deny.stdout) == {
+        "decision": "deny",
+        "policies": [],
+        "names": [],
+        "why": "no_policy",
+        "explanation": "denied: no policy permits it (default deny)",
+        "errors": [],
+    }
 
     engineer = hg(
         "authz",

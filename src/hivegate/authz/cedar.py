@@ -1,12 +1,12 @@
 """Cedar decisions with `cedarpy` (the Rust cedar-policy bindings); the only module that imports it.
 
-Policy text is parsed once per load. Each policy gets the id `policy<N>` (N counts policies in config order, as if
-the texts were concatenated). A decision evaluates only the slice of policies that can apply to its caller, action
-and resource (see `slicing`), with only the attributes those policies read; each slice's `PolicySet` is compiled on
-first use and cached. The answer is the full set's (pinned by a property test) at a fraction of the cost. Callers
-are cached by subject and exact claims, with their parsed entities, resolved slices and their last 256 decisions,
-keyed by exactly what the deciding slice reads of the resource and the context (a repeated call costs a lookup
-instead of ~30 µs in the engine).
+Policy text is parsed once per load. Each policy gets the id `policy<N>` (N counts policies in config order, as if the
+texts were concatenated); its `@id("…")` annotation, if any, is its name in decisions (`Decision.names`). A decision
+evaluates only the slice of policies that can apply to its caller, action and resource (see `slicing`), with only the
+attributes those policies read; each slice's `PolicySet` is compiled on first use and cached. The answer is the full
+set's (pinned by a property test) at a fraction of the cost. Callers are cached by subject and exact claims, with their
+parsed entities, resolved slices and their last 256 decisions, keyed by exactly what the deciding slice reads of the
+resource and the context (a repeated call costs a lookup instead of ~30 µs in the engine).
 
 Default deny; a request Cedar cannot evaluate at all is denied with the error. A policy that errors while it is
 evaluated (an attribute the request lacks, a comparison of values of different types) is listed in `errors` and:
@@ -212,6 +212,13 @@ class CedarAuthorizer:
             if p.id in self._forbids and any(a.startswith("arg_") for a in accessed([p.est]).attrs)
         )  # fmt: skip
         self.reads_annotations = any(hint in text for text in cedar.policies for hint in ANNOTATION_HINTS)
+        # a policy's `@id("…")` annotation names it in decisions (beside its `policy<N>` id)
+        self._labels = {p.id: str(p.est["annotations"]["id"]) for p in self._policies
+                        if isinstance(p.est.get("annotations"), dict) and "id" in p.est["annotations"]}  # fmt: skip
+        reads = accessed([p.est for p in self._policies])
+        self.argument_names: frozenset[str] | None = (
+            None if reads.context is None else frozenset(a[4:] for a in reads.attrs if a.startswith("arg_"))
+        )  # the arguments some policy reads (None: any, `context` is used whole); for the audit trail
         self.required_scopes = cfg.required_scopes  # loaded and reloaded with the policies; checked by `McpGate`
         base: list[dict[str, Any]] = json.loads(cedar.entities_json)
         self._base_map = {entity_key(e): e for e in base}
@@ -245,6 +252,48 @@ class CedarAuthorizer:
     def policy_count(self) -> int:
         """How many policies were loaded."""
         return len(self._policies)
+
+    @property
+    def server_name(self) -> str:
+        """The server every resource is a child of (`MCP::"<server>"`)."""
+        return self._server
+
+    def name_of(self, policy_id: str) -> str:
+        """A policy's `@id` annotation, or its id when it has none."""
+        return self._labels.get(policy_id, policy_id)
+
+    def _named(self, allowed: bool, reasons: tuple[str, ...], errors: tuple[str, ...]) -> Decision:
+        names = tuple(self._labels.get(r, r) for r in reasons) if self._labels else ()
+        return Decision(allowed, reasons, errors, names)
+
+    def entity_set(
+        self,
+        principal: Principal,
+        action: ActionName,
+        name: str,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The whole request as Cedar sees it before slicing (principal, resource and `entities_json` entities,
+        the context), for a debug log line: built from claims and arguments, never from a token."""
+        try:
+            args = argument_attrs(arguments)
+        except EntityError as exc:
+            return {"error": str(exc)}
+        who = self._principal_entity(principal)
+        what = resource_entity(action, name, self._server, args=args, annotations=annotations)
+        entities = dict(self._base_map)
+        for e in (who, what):
+            key = entity_key(e)
+            entities[key] = merge_entity(entities[key], e) if key in entities else e
+        return {
+            "principal": who["uid"],
+            "action": {"type": "Action", "id": action},
+            "resource": what["uid"],
+            "context": request_context(who["attrs"], args),
+            "entities": list(entities.values()),
+        }
 
     def policy_ids_for(self, principal: Principal, action: ActionName, name: str) -> tuple[str, ...]:
         """The policies a decision evaluates (all of them when slicing is off)."""
@@ -484,11 +533,11 @@ class CedarAuthorizer:
             if listing:
                 failed_forbids = tuple(f for f in failed_forbids if f not in self._argument_forbids)
             if failed_forbids:
-                decisions.append(Decision(False, failed_forbids, errors))
+                decisions.append(self._named(False, failed_forbids, errors))
             elif result.get("decision") == "Allow":
-                decisions.append(Decision(True, tuple(diagnostics.get("reason", ())), errors))
+                decisions.append(self._named(True, tuple(diagnostics.get("reason", ())), errors))
             elif result.get("decision") == "Deny":
-                decisions.append(Decision(False, tuple(diagnostics.get("reason", ())), errors))
+                decisions.append(self._named(False, tuple(diagnostics.get("reason", ())), errors))
             else:
                 decisions.append(Decision(False, errors=errors or ("cedar returned no decision",)))
         return decisions

@@ -22,17 +22,23 @@ kept and how many withheld, never the items themselves.
 
 Tool annotation hints (`readOnlyHint` …) are learnt from every `tools/list` result, so a `tools/call` decision can
 read `resource.readOnlyHint`.
+
+A decided verdict carries its `DecisionInput` (server, annotations, the arguments the policies read) for the audit
+trail, so `hivegate authz replay` can decide the same call again. With `hivegate.authz` at debug level, each
+decision is logged with its whole entity set (claims and arguments, never a token).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from hivegate.authz.decision import Decision
+from hivegate.authz.decision import Decision, DecisionInput
 from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ANNOTATION_HINTS, ActionName
+from hivegate.authz.explain import SCOPE_ERROR, describe
 from hivegate.core.jsonrpc import INVALID_PARAMS, Message, RequestId
 from hivegate.core.principal import Principal
 
@@ -47,6 +53,7 @@ __all__ = [
     "ListFiltered",
     "McpGate",
     "Verdict",
+    "decide_call",
     "denial",
     "refusal",
 ]
@@ -89,7 +96,8 @@ class Verdict:
     `action`/`resource` are set when a Cedar decision was made (`decision`); a method the gateway never lets
     through has a deny `decision` with no reasons and no action. `invalid` is a JSON-RPC "Invalid params" message
     when the request is too malformed to decide (answered -32602, never forwarded). `scopes` are the scopes the call
-    needs when it is refused only because the token lacks some of them (`insufficient_scope`).
+    needs when it is refused only because the token lacks some of them (`insufficient_scope`). `input` is what the
+    decision read beyond the caller and the message (for the audit trail).
     """
 
     allowed: bool
@@ -98,6 +106,7 @@ class Verdict:
     decision: Decision | None = None
     invalid: str | None = None
     scopes: tuple[str, ...] = ()
+    input: DecisionInput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +120,32 @@ class DecisionEvent:
     allowed: bool
     policies: tuple[str, ...]
     errors: tuple[str, ...]
+    names: tuple[str, ...] = ()  # the deciding policies' `@id` annotations (or ids), when any has one
 
 
 DecisionListener = Callable[[DecisionEvent], None]
 ListFiltered = Callable[[int, int], None]  # a list answer was filtered: (items kept, items withheld)
 
 PASS: Final = Verdict(True)
+
+
+def decide_call(
+    authorizer: CedarAuthorizer,
+    principal: Principal,
+    action: ActionName,
+    name: str,
+    *,
+    arguments: Mapping[str, Any] | None = None,
+    annotations: Mapping[str, Any] | None = None,
+) -> tuple[Decision, tuple[str, ...]]:
+    """Decide a call as the gateway does: Cedar's decision, then the `requiredScopes` check when Cedar allows it.
+    Returns the decision and the scopes the call needs when it is refused only for lacking them."""
+    decision = authorizer.decide(principal, action, name, arguments=arguments, annotations=annotations)
+    required = authorizer.required_scopes.get((ACTION_RESOURCE_TYPE[action], name)) if decision.allowed else None
+    if required and not set(required) <= set(principal.scopes):
+        lacking = f"{SCOPE_ERROR}needs {' '.join(required)}"
+        return replace(decision, allowed=False, errors=(*decision.errors, lacking)), required
+    return decision, ()
 
 
 def denial(request_id: RequestId | None, message: str = "Unauthorized") -> Message:
@@ -178,17 +207,18 @@ class McpGate:
         arguments = params.get("arguments") if action != "read_resource" else None
         if arguments is not None and not isinstance(arguments, dict):
             return Verdict(False, invalid=f"Invalid params: params.arguments must be an object, got {_kind(arguments)}")
-        decision = self._source.current.decide(
-            principal,
-            action,
-            name,
-            arguments=arguments,
-            annotations=self._annotations.get(name) if action == "call_tool" else None,
+        annotations = self._annotations.get(name) if action == "call_tool" else None
+        authorizer = self._source.current
+        decision, scopes = decide_call(
+            authorizer, principal, action, name, arguments=arguments, annotations=annotations
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_entities(authorizer, principal, action, name, arguments, annotations)
+        seen = DecisionInput(authorizer.server_name, annotations, authorizer.argument_names)
+        self._emit(principal, method, action, name, decision)
         if not decision.allowed and any(e.startswith("arguments too large") for e in decision.errors):
-            self._emit(principal, method, action, name, decision)
-            return Verdict(False, action, name, decision, invalid=f"Invalid params: {decision.errors[0]}")
-        return self._scoped(principal, method, action, name, decision)
+            return Verdict(False, action, name, decision, invalid=f"Invalid params: {decision.errors[0]}", input=seen)
+        return Verdict(decision.allowed, action, name, decision, scopes=scopes, input=seen)
 
     def _completion(self, principal: Principal, params: Any) -> Verdict:
         ref = params.get("ref") if isinstance(params, dict) else None
@@ -197,22 +227,13 @@ class McpGate:
         if target is None or not isinstance(ref, dict) or not isinstance(ref.get(target[1]), str):
             return Verdict(False, invalid="Invalid params: completion/complete needs params.ref (a prompt or resource)")
         action, key = target
-        decision = self._source.current.decide(principal, action, ref[key])
-        return self._scoped(principal, "completion/complete", action, ref[key], decision)
-
-    def _scoped(self, principal: Principal, method: str, action: ActionName, name: str, decision: Decision) -> Verdict:
-        """The verdict on a decided call: Cedar's, unless it allows and the token lacks a scope the target requires
-        (then refused, naming every scope it requires)."""
-        required = (
-            self._source.current.required_scopes.get((ACTION_RESOURCE_TYPE[action], name)) if decision.allowed else None
-        )
-        if required and not set(required) <= set(principal.scopes):
-            lacking = f"insufficient scope: needs {' '.join(required)}"
-            decision = Decision(False, decision.reasons, (*decision.errors, lacking))
-            self._emit(principal, method, action, name, decision)
-            return Verdict(False, action, name, decision, scopes=required)
-        self._emit(principal, method, action, name, decision)
-        return Verdict(decision.allowed, action, name, decision)
+        authorizer = self._source.current
+        decision, scopes = decide_call(authorizer, principal, action, ref[key])
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_entities(authorizer, principal, action, ref[key], None, None)
+        self._emit(principal, "completion/complete", action, ref[key], decision)
+        seen = DecisionInput(authorizer.server_name, None, authorizer.argument_names)
+        return Verdict(decision.allowed, action, ref[key], decision, scopes=scopes, input=seen)
 
     # -- lists -----------------------------------------------------------------------------------------------------
 
@@ -271,7 +292,7 @@ class McpGate:
     # -- decisions out ---------------------------------------------------------------------------------------------
 
     def _emit(self, principal: Principal, method: str, action: str | None, name: str | None, d: Decision) -> None:
-        event = DecisionEvent(principal, method, action, name, d.allowed, d.reasons, d.errors)
+        event = DecisionEvent(principal, method, action, name, d.allowed, d.reasons, d.errors, d.names)
         for listener in self._listeners:
             try:
                 listener(event)
@@ -284,7 +305,7 @@ def _log_decision(event: DecisionEvent) -> None:
     if logger.isEnabledFor(level):
         logger.log(
             level,
-            "authz %s: subject=%r method=%s action=%s resource=%r policies=%s%s",
+            "authz %s: subject=%r method=%s action=%s resource=%r policies=%s%s (%s)",
             "allow" if event.allowed else "deny",
             event.principal.subject,
             event.method,
@@ -292,7 +313,24 @@ def _log_decision(event: DecisionEvent) -> None:
             event.resource,
             ",".join(event.policies) or "-",
             f" errors={list(event.errors)}" if event.errors else "",
+            describe(Decision(event.allowed, event.policies, event.errors, event.names), event.action),
         )
+
+
+def _log_entities(
+    authorizer: CedarAuthorizer,
+    principal: Principal,
+    action: ActionName,
+    name: str,
+    arguments: Mapping[str, Any] | None,
+    annotations: Mapping[str, Any] | None,
+) -> None:
+    """The entity set of one decision, at debug level (claims and arguments as Cedar sees them; never a token)."""
+    try:
+        entities = authorizer.entity_set(principal, action, name, arguments=arguments, annotations=annotations)
+        logger.debug("authz entities: %s", json.dumps(entities, default=str, sort_keys=True))
+    except Exception:  # logging must never turn into a decision
+        logger.exception("authz: cannot log the entity set")
 
 
 def _kind(value: Any) -> str:

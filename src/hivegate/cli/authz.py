@@ -51,7 +51,7 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
         "check",
         help="decide one request as the gateway would and say which policies decided it",
         usage="hivegate authz check FILE --claims CLAIMS (--tool NAME | --prompt NAME | --resource URI) "
-        "[--args JSON] [--annotations JSON] [--server NAME] [--format text|json]",
+        "[--args JSON] [--annotations JSON] [--server NAME] [--entities] [--format text|json]",
         description="Decide one MCP request for the caller whose token claims are given, and print ALLOW or DENY "
         "with the deciding policies. Exit 0 on allow, 3 on deny, 1 on bad input (file, claims, JSON), 2 on bad "
         "usage. Claims are taken as given: no signature, issuer, audience or expiry check.",
@@ -85,6 +85,11 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
         help="the MCP server's workload name (`hivegate run --name`; by default derived from the command or URL, "
         f'e.g. "weather" for `-- python weather.py`); every resource\'s parent is MCP::"NAME" '
         f"(default: {DEFAULT_SERVER})",
+    )
+    c.add_argument(
+        "--entities",
+        action="store_true",
+        help="also print the request as Cedar sees it: principal, action, resource, context and every entity",
     )
     c.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     return p
@@ -224,17 +229,31 @@ def _check(args: argparse.Namespace, prog: str) -> int:
             "(pass --server NAME, the gateway's --name)",
             file=sys.stderr,
         )
-    decision = authorizer.decide(principal, action, name, arguments=arguments, annotations=annotations)
+    from hivegate.authz.explain import describe, why
+    from hivegate.authz.gate import decide_call
+
+    decision, _ = decide_call(authorizer, principal, action, name, arguments=arguments, annotations=annotations)
+    entities = (
+        authorizer.entity_set(principal, action, name, arguments=arguments, annotations=annotations)
+        if args.entities
+        else None
+    )
     _never_match_note(cfg, args.file, prog)
     if args.format == "json":
         report = {
             "decision": "allow" if decision.allowed else "deny",
             "policies": list(decision.reasons),
+            "names": list(decision.named),
+            "why": why(decision, action),
+            "explanation": describe(decision, action),
             "errors": list(decision.errors),
+            **({"entities": entities} if entities is not None else {}),
         }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=str))
     else:
-        print("\n".join(_explain(decision, compiled, cfg.cedar.policies)))
+        print("\n".join(_explain(decision, action, compiled, cfg.cedar.policies)))
+        if entities is not None:
+            print("entities: " + json.dumps(entities, indent=2, default=str))
     return 0 if decision.allowed else EXIT_DENY
 
 
@@ -248,14 +267,22 @@ def _never_match_note(cfg: AuthzConfig, path: str, prog: str) -> None:
         print(f"{prog}: note: {which} can never match; see `hivegate authz validate {path}`", file=sys.stderr)
 
 
-def _explain(decision: Decision, compiled: Sequence[CompiledPolicy], texts: Sequence[str]) -> list[str]:
+def _explain(
+    decision: Decision, action: ActionName, compiled: Sequence[CompiledPolicy], texts: Sequence[str]
+) -> list[str]:
+    from hivegate.authz.explain import describe, why
+
     lines = ["ALLOW" if decision.allowed else "DENY"]
     lines.append(f"policies: {', '.join(decision.reasons)}" if decision.reasons else "policies: (none: default deny)")
     by_id = {p.id: p for p in compiled}
+    names = dict(zip(decision.reasons, decision.named, strict=True))
     for policy_id in decision.reasons:
         found = by_id.get(policy_id)
         if found is not None:
-            lines.append(f"  {policy_id}: {_describe(found, compiled, texts)}")
+            named = f" @id({names[policy_id]!r})" if names[policy_id] != policy_id else ""
+            lines.append(f"  {policy_id}{named}: {_describe(found, compiled, texts)}")
+    if why(decision, action) in ("forbid_error", "scope", "error"):
+        lines.append(describe(decision, action))
     lines += [f"error: {e}" for e in decision.errors]
     return lines
 

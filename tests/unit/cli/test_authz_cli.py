@@ -170,12 +170,26 @@ def test_check_annotations_are_resource_attributes(tmp_path: Path, capsys: pytes
 def test_check_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = check(tmp_path, capsys, "--tool", "weather", "--format", "json")
     assert code == 0
-    assert json.loads("\n".join(out)) == {"decision": "allow", "policies": ["policy0"], "errors": []}
+    assert json.loads("\n".join(out)) == {
+        "decision": "allow",
+        "policies": ["policy0"],
+        "names": ["policy0"],
+        "why": "permit",
+        "explanation": "allowed by policy0",
+        "errors": [],
+    }
     code, out, _ = check(
         tmp_path, capsys, "--tool", "weather", "--format", "json", claims={"sub": "m", "blocked": True}
     )
     assert code == 3
-    assert json.loads("\n".join(out)) == {"decision": "deny", "policies": ["policy2"], "errors": []}
+    assert json.loads("\n".join(out)) == {
+        "decision": "deny",
+        "policies": ["policy2"],
+        "names": ["policy2"],
+        "why": "forbid",
+        "explanation": "denied by policy2",
+        "errors": [],
+    }
 
 
 def test_check_prints_evaluation_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
