@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 # SEED_002 lets the platform group call get_pods and nothing else
 PLATFORM_TOOLS = {"allowed": 1, "denied": len(ALL_TOOLS) - 1}
-DENY = {"decision": "deny", "policies": []}
+DENY = {"decision": "deny", "policies": [], "why": "method"}  # a method the gateway never lets through
 
 
 def audit_flags(tmp_path: Path) -> tuple[list[str], Path]:

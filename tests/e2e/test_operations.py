@@ -130,14 +130,26 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert success["source"]["type"] == "network"
     assert success["source"]["value"] == "127.0.0.1"
     assert success["source"]["extra"]["request_id"] == request_id
-    assert success["metadata"]["extra"]["authorization"] == {"decision": "allow", "policies": ["policy0"]}
+    allowed = success["metadata"]["extra"]["authorization"]
+    assert {k: allowed[k] for k in ("decision", "policies", "why")} == {"decision": "allow", "policies": ["policy0"],
+                                                                         "why": "permit"}  # fmt: skip
+    decided_on = allowed["input"]
+    assert (decided_on["action"], decided_on["resource"]) == ("call_tool", "echo")
+    assert decided_on["server"]  # the workload's name: every resource's MCP::"<server>" parent
+    assert decided_on["principal"]["sub"] == "dev-1"
+    assert decided_on["principal"]["claims"]["groups"] == ["devs"]
+    # request data is on, but 200 characters exceed maxDataSize: only the arguments policies read (none) are kept
+    assert (decided_on["arguments"], decided_on["arguments_complete"]) == ({}, False)
     assert success["data"]["request"]["truncated"] is True  # 200 characters of text > maxDataSize 64
     assert re.fullmatch(r"[0-9a-f-]{36}", success["audit_id"])
     assert success["logged_at"].endswith("Z")
     assert tool_error_line["target"]["name"] == "crash_unknown_tool"
     assert failure["metadata"]["extra"]["error"]["code"] == -32602
     assert deny["subjects"]["user_id"] == "guest-1"
-    assert deny["metadata"]["extra"]["authorization"] == {"decision": "deny", "policies": []}
+    denied_record = deny["metadata"]["extra"]["authorization"]
+    assert {k: denied_record[k] for k in ("decision", "policies", "why")} == {"decision": "deny", "policies": [],
+                                                                               "why": "no_policy"}  # fmt: skip
+    assert denied_record["input"]["principal"]["claims"]["groups"] == ["guests"]
     assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "Unauthorized"}
     assert not [line for line in lines if line["type"] == "mcp_ping"]  # excluded by the config
     assert [line["outcome"] for line in lines if line["type"] == "mcp_initialize"] == ["success", "success"]
@@ -154,7 +166,7 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     (tasks_line,) = [line for line in lines if line["target"]["method"] == "tasks/list"]
     assert tasks_line["type"] == "mcp_request"
     assert tasks_line["outcome"] == "denied"
-    assert tasks_line["metadata"]["extra"]["authorization"] == {"decision": "deny", "policies": []}
+    assert tasks_line["metadata"]["extra"]["authorization"] == {"decision": "deny", "policies": [], "why": "method"}
 
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="success") == 1
     assert metric(scraped, "hivegate_mcp_requests_total", method="tools/call", outcome="denied") == 1

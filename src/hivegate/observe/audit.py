@@ -3,17 +3,20 @@
 Config (`--audit-config FILE`, ToolHive's keys; `--enable-audit` alone uses the defaults): `component` (default: the
 server name), `eventTypes` / `excludeEventTypes` (e.g. `mcp_tool_call`), `includeRequestData`,
 `includeResponseData`, `maxDataSize` (bytes of request/response data kept, default 1024), `logFile` (default:
-standard output). An audit file that cannot be opened is a start-up error; a write that fails later (full disk) is
+standard output), and hivegate's `authorizationClaims` (default true) and `authorizationArguments` (`none`, `read`
+or `all`; default `all` with `includeRequestData`, else `none`): what a decision's `input` records
+(`decision_record`). An audit file that cannot be opened is a start-up error; a write that fails later (full disk) is
 counted and logged once, never raised into a request.
 
 A line: `{"time", "level": "INFO", "msg": "audit_event", "audit_id", "type", "logged_at", "outcome", "component",
-"source": {"type": "network", "value": <address>, "extra": {"request_id", "session_id", "user_agent"}},
-"subjects": {"user", "user_id", "client_name", "client_version"}, "target": {"endpoint", "method", "type", "name"},
-"metadata": {"extra": {"duration_ms", "transport", "authorization": {"decision", "policies"}, "error"}},
-"data": {"request", "response"}}`. `authorization.decision` is `allow` or `deny` with the deciding policy ids (none
-for a method the gateway never lets through); a list answer filtered per caller has `{"decision": "filter",
-"allowed": <items kept>, "denied": <items withheld>}` instead. Tokens never appear: the principal is named by its
-claims, and request data is the JSON-RPC `params` only (headers are never recorded).
+"source": {"type": "network", "value": <address>, "extra": {"request_id", "session_id", "user_agent"}}, "subjects":
+{"user", "user_id", "client_name", "client_version"}, "target": {"endpoint", "method", "type", "name"}, "metadata":
+{"extra": {"duration_ms", "transport", "authorization": {"decision", "policies", "names", "why", "input"}, "error"}},
+"data": {"request", "response"}}`. `authorization.decision` is `allow` or `deny` with the deciding policy ids (none for
+a method the gateway never lets through), and what it was decided on (`decision_record`); a list answer filtered per
+caller has `{"decision": "filter", "allowed": <items kept>, "denied": <items withheld>}` instead. Tokens never appear:
+the principal is named by its claims (never one holding a token), and request data is the JSON-RPC `params` only
+(headers are never recorded).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import yaml
 
 from hivegate.config.reader import did_you_mean
 from hivegate.errors import ConfigError
+from hivegate.observe.decision_record import ArgumentsKept, authorization_record
 from hivegate.observe.exchange import Exchange, McpCall
 
 __all__ = ["AuditConfig", "Auditor", "event_type", "load_audit_config"]
@@ -60,8 +64,9 @@ EVENT_TYPES: Mapping[str, str] = {
 }
 _KEYS = frozenset(
     {"component", "eventTypes", "excludeEventTypes", "includeRequestData", "includeResponseData", "maxDataSize",
-     "logFile"}
+     "logFile", "authorizationClaims", "authorizationArguments"}
 )  # fmt: skip
+_ARGUMENTS_KEPT: tuple[ArgumentsKept, ...] = ("none", "read", "all")
 
 
 def event_type(method: str) -> str:
@@ -81,6 +86,15 @@ class AuditConfig:
     include_response_data: bool = False
     max_data_size: int = 1024
     log_file: str | None = None
+    authorization_claims: bool = True
+    authorization_arguments: ArgumentsKept | None = None  # None: `all` with request data, else `none`
+
+    @property
+    def arguments_kept(self) -> ArgumentsKept:
+        """Which argument values a decision's `input` records."""
+        if self.authorization_arguments is not None:
+            return self.authorization_arguments
+        return "all" if self.include_request_data else "none"
 
     def wants(self, kind: str) -> bool:
         return (not self.event_types or kind in self.event_types) and kind not in self.exclude_event_types
@@ -108,8 +122,8 @@ def load_audit_config(path: str | Path) -> AuditConfig:
             raise ConfigError(f"audit config {p}: {key}: must be a list of event types")
         return frozenset(value)
 
-    def flag(key: str) -> bool:
-        value = data.get(key, False)
+    def flag(key: str, default: bool = False) -> bool:
+        value = data.get(key, default)
         if not isinstance(value, bool):
             raise ConfigError(f"audit config {p}: {key}: must be true or false")
         return value
@@ -121,7 +135,12 @@ def load_audit_config(path: str | Path) -> AuditConfig:
     log_file = data.get("logFile") or None
     if not isinstance(component, str) or (log_file is not None and not isinstance(log_file, str)):
         raise ConfigError(f"audit config {p}: component and logFile must be strings")
+    kept = data.get("authorizationArguments")
+    if kept is not None and kept not in _ARGUMENTS_KEPT:
+        raise ConfigError(f"audit config {p}: authorizationArguments: must be one of none, read, all, got {kept!r}")
     return AuditConfig(
+        authorization_claims=flag("authorizationClaims", default=True),
+        authorization_arguments=kept,
         component=component,
         event_types=strings("eventTypes"),
         exclude_event_types=strings("excludeEventTypes"),
@@ -190,7 +209,13 @@ class Auditor:
         if call.duration is not None:
             extra["duration_ms"] = round(call.duration * 1000, 3)
         if call.decision is not None:
-            extra["authorization"] = {"decision": call.decision, "policies": list(call.policies)}
+            extra["authorization"] = authorization_record(
+                call,
+                principal,
+                claims=self._config.authorization_claims,
+                arguments=self._config.arguments_kept,
+                max_size=self._config.max_data_size,
+            )
         elif call.filtered is not None:  # a list answer decided item by item: counted, the items never logged
             extra["authorization"] = {"decision": "filter", "allowed": call.filtered[0], "denied": call.filtered[1]}
         if call.error_code is not None or call.error_message:

@@ -21,11 +21,14 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 from hivegate.core.jsonrpc import Message, RequestId
 from hivegate.core.principal import Principal
 from hivegate.observe.tracecontext import format_traceparent
+
+if TYPE_CHECKING:
+    from hivegate.authz.decision import DecisionInput
 
 __all__ = [
     "EXCHANGE_KEY",
@@ -92,6 +95,10 @@ class McpCall:
     error_message: str | None = None
     decision: Literal["allow", "deny"] | None = None
     policies: tuple[str, ...] = ()
+    policy_names: tuple[str, ...] = ()  # the deciding policies' `@id` annotations (or ids), when any has one
+    why: str | None = None  # what decided it (`hivegate.authz.explain.why`)
+    decided_on: tuple[str, str] | None = None  # (action, tool/prompt name or resource URI) of a Cedar decision
+    decision_input: DecisionInput | None = None  # what else the decision read, for the audit trail
     authz_duration: float | None = None  # from `started` to the policy decision
     filtered: tuple[int, int] | None = None  # a list answer cut down per caller: (items kept, items withheld)
     duration: float | None = None
@@ -136,9 +143,19 @@ class McpCall:
         tool_error = isinstance(result, Mapping) and result.get("isError") is True
         self.settle("application_error" if tool_error else "success", response=result)
 
-    def decided(self, allowed: bool, policies: tuple[str, ...]) -> None:
+    def decided(
+        self,
+        allowed: bool,
+        policies: tuple[str, ...],
+        *,
+        names: tuple[str, ...] = (),
+        why: str | None = None,
+        decided_on: tuple[str, str] | None = None,
+        decision_input: DecisionInput | None = None,
+    ) -> None:
         self.decision = "allow" if allowed else "deny"
         self.policies = policies
+        self.policy_names, self.why, self.decided_on, self.decision_input = names, why, decided_on, decision_input
         self.authz_duration = time.perf_counter() - self.started
 
     def filtered_list(self, kept: int, withheld: int) -> None:

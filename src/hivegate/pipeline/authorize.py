@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from hivegate.authz.explain import why
 from hivegate.authz.gate import McpGate, refusal
 from hivegate.core.jsonrpc import Message, RequestId
 from hivegate.core.principal import Principal
@@ -66,8 +67,15 @@ async def admit(
     for request in requests:
         verdict = gate.check(principal, request)
         call = calls.get(request["id"])
-        if call is not None and verdict.decision is not None:
-            call.decided(verdict.allowed, verdict.decision.reasons)
+        if call is not None and (decision := verdict.decision) is not None:
+            call.decided(
+                verdict.allowed,
+                decision.reasons,
+                names=decision.names,
+                why=why(decision, verdict.action),
+                decided_on=(verdict.action, verdict.resource) if verdict.action and verdict.resource else None,
+                decision_input=verdict.input,
+            )
         if not verdict.allowed:
             refusals[request["id"]] = refusal(verdict, request["id"])
             needed += verdict.scopes
