@@ -3,7 +3,8 @@
 `validate FILE` compiles every policy and checks it against hivegate's entity model (exit 0, or 1 when a policy has
 a syntax error or can never match). `check FILE --claims … --tool NAME` decides one request as the gateway would
 (exit 0 allow, 3 deny). Bad input is one line on stderr naming the flag or file (exit 1); bad usage exits 2.
-`test FILE...` runs policy test cases (`authz_test`; exit 2 on bad input).
+`test FILE...` runs policy test cases (`authz_test`); `replay --audit …` re-decides an audit trail (`authz_replay`);
+both exit 2 on bad input.
 The authz library (and with it the Cedar engine) is imported only when a subcommand runs.
 """
 
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from hivegate.cli.authz_replay import add_replay_parser, replay_command
 from hivegate.cli.authz_test import add_test_parser, test_command
 from hivegate.errors import ConfigError
 
@@ -32,7 +34,7 @@ _SNIPPET = 100
 
 
 def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
-    """Register `hivegate authz validate`, `check` and `test` on the top-level subparsers."""
+    """Register `hivegate authz validate`, `check`, `test` and `replay` on the top-level subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
         "authz",
         help="validate a Cedar authorization config, or check what it decides for one request",
@@ -95,6 +97,7 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
     )
     c.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     add_test_parser(sub2)
+    add_replay_parser(sub2)
     return p
 
 
@@ -103,6 +106,8 @@ def authz_command(args: argparse.Namespace) -> int:
     prog = f"hivegate authz {args.authz_command}"
     if args.authz_command == "test":
         return test_command(args)
+    if args.authz_command == "replay":
+        return replay_command(args)
     try:
         if args.authz_command == "validate":
             return _validate(args)
