@@ -29,7 +29,7 @@ from hivegate.authz.gate import decide_call
 from hivegate.authz.policy_config import AuthzConfig
 from hivegate.core.principal import Principal
 
-__all__ = ["BadLine", "Change", "Event", "Replayer", "Report", "parse_event"]
+__all__ = ["BadLine", "Change", "Event", "Input", "Replayer", "Report", "parse_event"]
 
 MAX_BAD_LINES_KEPT = 20
 
@@ -39,12 +39,9 @@ class BadLine(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One recorded decision and what it was decided on."""
+class Input:
+    """What a recorded decision was decided on (validated once per distinct input)."""
 
-    line: int
-    allowed: bool
-    policies: tuple[str, ...]  # as recorded: the names when the line has them, else the ids
     server: str
     action: ActionName
     resource: str
@@ -56,9 +53,31 @@ class Event:
     annotations: Mapping[str, Any] | None
     key: bytes  # the input as recorded: identical keys decide identically
 
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One recorded decision and what it was decided on."""
+
+    line: int
+    allowed: bool
+    policies: tuple[str, ...]  # as recorded: the names when the line has them, else the ids
+    input: Input
+
+    @property
+    def subject(self) -> str:
+        return self.input.subject
+
+    @property
+    def action(self) -> ActionName:
+        return self.input.action
+
+    @property
+    def resource(self) -> str:
+        return self.input.resource
+
     @property
     def target(self) -> str:
-        return f'{ACTION_RESOURCE_TYPE[self.action]}::"{self.resource}"'
+        return f'{ACTION_RESOURCE_TYPE[self.input.action]}::"{self.input.resource}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +125,10 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def parse_event(line: int, doc: Any) -> Event | str:
+def parse_event(line: int, doc: Any, known: dict[bytes, Input] | None = None) -> Event | str:
     """The decision event of an audit line, or why it is not replayed: `other`, `not_decided`, `lists`,
-    `never_allowed`, `no_input`; raises `BadLine` when the line is malformed."""
+    `never_allowed`, `no_input`; raises `BadLine` when the line is malformed. `known` keeps the inputs already
+    validated, by their recorded form."""
     if not isinstance(doc, dict) or doc.get("msg") != "audit_event":
         return "other"
     metadata = doc.get("metadata")
@@ -128,6 +148,19 @@ def parse_event(line: int, doc: Any) -> Event | str:
     if found is None:
         return "no_input"
     found = _mapping(found, "authorization.input")
+    names = record.get("names", record.get("policies", []))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadLine("authorization.policies must be a list of strings")
+    key = orjson.dumps(found)
+    seen = known.get(key) if known is not None else None
+    if seen is None:
+        seen = _input(found, key)
+        if known is not None:
+            known[key] = seen
+    return Event(line, decision == "allow", tuple(names), seen)
+
+
+def _input(found: Mapping[str, Any], key: bytes) -> Input:
     action: Any = found.get("action")
     resource, server = found.get("resource"), found.get("server")
     if action not in ACTION_RESOURCE_TYPE:
@@ -145,13 +178,7 @@ def parse_event(line: int, doc: Any) -> Event | str:
     annotations = found.get("annotations")
     if annotations is not None:
         annotations = _mapping(annotations, "authorization.input.annotations")
-    names = record.get("names", record.get("policies", []))
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadLine("authorization.policies must be a list of strings")
-    return Event(
-        line,
-        decision == "allow",
-        tuple(names),
+    return Input(
         server,
         action,
         resource,
@@ -161,7 +188,7 @@ def parse_event(line: int, doc: Any) -> Event | str:
         found.get("arguments_complete") is True,
         _names(found.get("arguments_read")),
         annotations,
-        orjson.dumps(found),
+        key,
     )
 
 
@@ -187,7 +214,7 @@ class _Decider:
             found = self._authorizers[server] = CedarAuthorizer.from_config(self._config, server)
         return found
 
-    def decide(self, event: Event) -> Decision:
+    def decide(self, event: Input) -> Decision:
         known = self._memo.get(event.key)
         if known is not None:
             return known
@@ -213,6 +240,7 @@ class Replayer:
         self._new = _Decider(new)
         self._old = _Decider(old) if old is not None else None
         self._examples = examples
+        self._inputs: dict[bytes, Input] = {}
         self.report = Report()
 
     def feed(self, lines: Iterable[bytes | str]) -> Report:
@@ -223,7 +251,7 @@ class Replayer:
             if not raw.strip():
                 continue
             try:
-                outcome = parse_event(number, orjson.loads(raw))
+                outcome = parse_event(number, orjson.loads(raw), self._inputs)
             except (orjson.JSONDecodeError, BadLine) as exc:
                 self._bad(number, f"not JSON: {exc}" if isinstance(exc, orjson.JSONDecodeError) else str(exc))
                 continue
@@ -246,13 +274,14 @@ class Replayer:
     def _replay(self, event: Event) -> None:
         report = self.report
         report.replayed += 1
-        after = self._new.decide(event)
-        if not event.arguments_complete:
-            read = self._new.authorizer(event.server).argument_names
-            if read is None or not read <= event.arguments_read:
+        seen = event.input
+        after = self._new.decide(seen)
+        if not seen.arguments_complete:
+            read = self._new.authorizer(seen.server).argument_names
+            if read is None or not read <= seen.arguments_read:
                 report.missing_arguments += 1
         if self._old is not None:
-            earlier = self._old.decide(event)
+            earlier = self._old.decide(seen)
             before = Side(earlier.allowed, earlier.named, describe(earlier, event.action))
         else:
             before = Side(event.allowed, event.policies, "as recorded")
