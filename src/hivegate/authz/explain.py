@@ -1,7 +1,8 @@
 """Why a request was allowed or denied, in words and as a code for the audit trail.
 
 The code (`why`) is one of: `permit` (a permit matched, no forbid did), `forbid` (a forbid matched), `forbid_error`
-(a forbid errored while evaluated: denied, fail closed), `no_policy` (no permit matched: Cedar's default deny),
+(a forbid errored while evaluated: denied, fail closed), `no_policy` (no permit matched, or those that could
+errored, which grants nothing: Cedar's default deny),
 `scope` (the policies allow it but the token lacks a scope the target requires), `method` (a method the gateway
 never lets through), `error` (the request could not be evaluated, e.g. arguments that are not an object).
 """
@@ -17,6 +18,7 @@ __all__ = ["SCOPE_ERROR", "Why", "describe", "why"]
 
 Why = Literal["permit", "forbid", "forbid_error", "no_policy", "scope", "method", "error"]
 SCOPE_ERROR = "insufficient scope: "  # how the gate marks a call refused for its scopes
+_POLICY_ERROR = "error while evaluating policy "  # Cedar's words for a policy it skipped
 
 
 def why(decision: Decision, action: str | None = "call_tool") -> Why:
@@ -30,7 +32,8 @@ def why(decision: Decision, action: str | None = "call_tool") -> Why:
     if decision.reasons:
         errored = [e for e in decision.errors if any(f"`{r}`" in e for r in decision.reasons)]
         return "forbid_error" if errored else "forbid"
-    return "error" if decision.errors else "no_policy"
+    unevaluated = [e for e in decision.errors if not e.startswith(_POLICY_ERROR)]
+    return "error" if unevaluated else "no_policy"  # a permit that errored grants nothing: still no policy
 
 
 def describe(decision: Decision, action: str | None = "call_tool") -> str:
@@ -49,7 +52,7 @@ def describe(decision: Decision, action: str | None = "call_tool") -> str:
     if code == "method":
         return "denied: the gateway never lets this method through"
     if code == "error":
-        return f"denied: cannot be evaluated: {decision.errors[0]}"
+        return f"denied: cannot be evaluated: {next(e for e in decision.errors if not e.startswith(_POLICY_ERROR))}"
     return "denied: no policy permits it (default deny)"
 
 

@@ -123,3 +123,10 @@ def test_authz_check_names_the_annotation_and_a_default_deny(
     report = json.loads("\n".join(out))
     assert (report["why"], report["names"]) == ("forbid_error", ["no-prod"])
     assert report["entities"]["resource"] == {"type": "Tool", "id": "deploy"}
+
+
+def test_a_permit_that_errored_is_still_a_deny_by_no_policy() -> None:
+    premium = 'permit(principal, action, resource) when { principal.claim_roles.contains("premium") };'
+    decision = authorizer([premium]).decide(okta("bob", []), "call_tool", "anything")
+    assert decision.errors  # bob's token has no roles: the permit errors and grants nothing
+    assert (why(decision), describe(decision)) == ("no_policy", "denied: no policy permits it (default deny)")
