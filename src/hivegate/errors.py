@@ -33,6 +33,7 @@ leading underscore) never leave their module.
   - `authserver.upstream.base.UpstreamError`: the upstream identity provider refused or failed.
   - `storage.base.StorageError`: the key-value store cannot be reached or answered nonsense.
   - `authz.entities.EntityError` (also a `ValueError`): tool arguments that cannot become Cedar attributes.
+  - `authz.replay.BadLine` (also a `ValueError`): an audit line `authz replay` cannot read (counted, never raised).
   - `backends.registry.SessionLimitError`: no room for another backend session (HTTP 503).
   - `asgi.http.BodyTooLarge` (HTTP 413) and `asgi.http.ClientGone` (the client disconnected): reading a body.
   - `asgi.sinks.RequestEnded`: the client cancelled a request; no answer will come.

@@ -28,14 +28,15 @@ from hivegate.authz.explain import describe
 from hivegate.authz.gate import decide_call
 from hivegate.authz.policy_config import AuthzConfig
 from hivegate.core.principal import Principal
+from hivegate.errors import HivegateError
 
 __all__ = ["BadLine", "Change", "Event", "Input", "Replayer", "Report", "parse_event"]
 
 MAX_BAD_LINES_KEPT = 20
 
 
-class BadLine(ValueError):
-    """An audit line that cannot be replayed because it is malformed (not a `HivegateError`: it never escapes)."""
+class BadLine(HivegateError, ValueError):
+    """An audit line that cannot be replayed because it is malformed (the replay counts it; it never escapes)."""
 
 
 @dataclass(frozen=True, slots=True)
