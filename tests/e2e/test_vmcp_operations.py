@@ -145,17 +145,18 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
     assert ok["source"]["value"] == "127.0.0.1"
     assert ok["source"]["extra"]["session_id"] == sam.session
     assert ok["metadata"]["extra"]["transport"] == "streamable-http"
-    assert ok["metadata"]["extra"]["authorization"] == {"decision": "allow", "policies": ["policy0"]}
+    assert decided(ok) == {"decision": "allow", "policies": ["policy0"], "why": "permit"}
+    assert ok["metadata"]["extra"]["authorization"]["input"]["resource"] == "k8s_echo"  # what replay re-decides
     assert "error" not in ok["metadata"]["extra"]
     assert ok["data"]["request"] == {"name": "k8s_echo", "arguments": {"text": "allowed"}}  # as the client sent it
     assert calls[4]["source"]["extra"]["request_id"] == again.headers["x-request-id"]
-    assert app_error["metadata"]["extra"]["authorization"] == {"decision": "allow", "policies": ["policy1"]}
-    assert failure["metadata"]["extra"]["authorization"] == {"decision": "allow", "policies": ["policy2"]}
+    assert decided(app_error) == {"decision": "allow", "policies": ["policy1"], "why": "permit"}
+    assert decided(failure) == {"decision": "allow", "policies": ["policy2"], "why": "permit"}
     assert failure["metadata"]["extra"]["error"] == {"code": -32602, "message": "Unknown tool: k8s_retired"}
-    assert error["metadata"]["extra"]["authorization"] == {"decision": "allow", "policies": ["policy3"]}
+    assert decided(error) == {"decision": "allow", "policies": ["policy3"], "why": "permit"}
     assert error["metadata"]["extra"]["error"]["code"] == -32000
     assert deny["target"]["name"] == "k8s_echo"
-    assert deny["metadata"]["extra"]["authorization"] == {"decision": "deny", "policies": []}
+    assert decided(deny) == {"decision": "deny", "policies": [], "why": "no_policy"}
     assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "Unauthorized"}
     initializes = [line for line in lines if line["type"] == "mcp_initialize"]
     assert [(i["subjects"]["user_id"], i["outcome"]) for i in initializes] == [("sam", "success"), ("dee", "success")]
@@ -179,3 +180,8 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
     assert metric(after, "hivegate_backend_duration_seconds_count", method="tools/call") == 5  # not the denied one
     assert metric(after, "hivegate_active_sessions") == 2
     assert metric(after, "hivegate_vmcp_backends_healthy") == 2
+
+
+def decided(line: dict[str, Any]) -> dict[str, Any]:
+    """An audit line's decision without the recorded input (which `authz replay` reads)."""
+    return {k: v for k, v in line["metadata"]["extra"]["authorization"].items() if k != "input"}
