@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     from hivegate import __version__
-    from hivegate.cli import authz, run_args, vmcp, workloads
+    from hivegate.cli import authz, operator, run_args, vmcp, workloads
 
     parser = Parser(prog="hivegate", description="A security gateway for MCP servers.")
     parser.add_argument("--version", action="version", version=f"hivegate {__version__}")
@@ -33,6 +33,7 @@ def build_parser() -> Parser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     authz.add_authz_parser(sub)
     vmcp.add_vmcp_parser(sub)
+    operator.add_operator_parser(sub)
     return parser
 
 
@@ -65,5 +66,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from hivegate.cli.vmcp import vmcp_command
 
         sys.exit(vmcp_command(args))
+    if args.command == "operator":
+        from hivegate.cli.operator import operator_command
+
+        sys.exit(operator_command(args))
     parser.print_help()
     sys.exit(2)

@@ -1,0 +1,90 @@
+"""When to reconcile: kopf's watches, registered on a registry of their own (so tests run several operators).
+
+The operator is level-triggered: every watch event of a resource renders it again, and a write happens only when
+something differs (`KubeClient.apply`, `status.changed`), so events caused by its own writes settle at once. It uses
+only kopf's event handlers, which keep no state on the resources (no annotations, no `status.kopf`: ToolHive's CRDs
+have no room for it). `Reconciler.resync` (run by `runner` every `--resync` seconds) renders every workload and
+config again, which heals what an event could not (an API error, a Secret created after the resource needing it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hivegate.operator.kube import KINDS
+from hivegate.operator.objects import MANAGED_BY
+from hivegate.operator.reconcile import CONFIG_FINALIZERS, WORKLOAD_KINDS, Reconciler
+
+if TYPE_CHECKING:
+    import kopf
+
+__all__ = ["build_registry"]
+
+
+def _resource(kind: str) -> tuple[str, str, str]:
+    api_version, plural, _ = KINDS[kind]
+    group, _, version = api_version.rpartition("/")
+    return group, version, plural
+
+
+def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegistry:
+    """The handlers of every kind; `connection` is the kopf `ConnectionInfo` to log in with."""
+    import kopf
+
+    registry = kopf.OperatorRegistry()
+    r = reconciler
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> Any:
+        return connection
+
+    def _names(body: Any) -> tuple[str, str]:
+        return str(body["metadata"].get("namespace")), str(body["metadata"]["name"])
+
+    for kind in WORKLOAD_KINDS:
+
+        async def on_workload(body: Any, type: str | None, _kind: str = kind, **_: Any) -> None:
+            namespace, name = _names(body)
+            if body["metadata"].get("deletionTimestamp"):
+                await r.release_toolhive(_kind, body)
+            if type != "DELETED":
+                await r.workload(_kind, namespace, name)
+            if _kind != "VirtualMCPServer":
+                await r.member_changed(body)
+            if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+                await r.release_configs(namespace)
+
+        kopf.on.event(*_resource(kind), registry=registry, id=f"{kind}-event")(on_workload)
+
+    for kind in CONFIG_FINALIZERS:
+
+        async def on_config(body: Any, type: str | None, _kind: str = kind, **_: Any) -> None:
+            if type != "DELETED":
+                await r.config_changed(_kind, body)
+
+        kopf.on.event(*_resource(kind), registry=registry, id=f"{kind}-event")(on_config)
+
+    @kopf.on.event(*_resource("MCPGroup"), registry=registry)
+    async def on_group(body: Any, type: str | None, **_: Any) -> None:
+        namespace, name = _names(body)
+        if body["metadata"].get("deletionTimestamp"):
+            await r.release_toolhive("MCPGroup", body)
+        if type != "DELETED":
+            await r.group(namespace, name)
+        for vmcp in await r.api.list("VirtualMCPServer", namespace):  # a vMCP waiting for its group, or losing it
+            if (vmcp.get("spec") or {}).get("groupRef") in (name, {"name": name}):
+                await r.workload("VirtualMCPServer", namespace, str(vmcp["metadata"]["name"]))
+
+    @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
+                   registry=registry)  # fmt: skip
+    async def on_deployment(body: Any, type: str | None, **_: Any) -> None:
+        if type != "DELETED":
+            await r.readiness(body)
+
+    @kopf.on.event("", "v1", "configmaps", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}, registry=registry)
+    async def on_config_map(body: Any, **_: Any) -> None:
+        namespace, name = _names(body)
+        for kind, workload in await r.referrers("ConfigMap", namespace, name):
+            await r.workload(kind, namespace, workload)
+
+    return registry

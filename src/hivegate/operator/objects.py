@@ -1,0 +1,249 @@
+"""The Kubernetes objects of one workload: ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service and,
+for a stdio image, the StatefulSet its server runs in.
+
+The gateway container runs the hivegate image as `hivegate run --foreground -f /etc/hivegate/manifests --host
+0.0.0.0 --port P --log-format json --diagnostics-port 9090` (`hivegate vmcp serve -f …` for a `VirtualMCPServer`):
+non-root, read-only root file system (an `emptyDir` at /tmp), no privilege escalation, every capability dropped,
+probes `/readyz` (readiness) and `/health` (liveness). The pod template's annotation `hivegate.dev/config-checksum`
+is the SHA-256 of the rendered manifests, so a change of the resource or of anything it references rolls the pods.
+Each Secret the manifests reference is mounted read-only at `/etc/hivegate/secrets/<name>` (the layout
+`$HIVEGATE_SECRETS_DIR` names); an image's `spec.secrets` become `secretKeyRef` environment variables. Every object
+is owned by the resource (`ownerReferences`), so deleting it deletes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivegate.operator.shape import Shape
+
+__all__ = ["CHECKSUM_ANNOTATION", "MANAGED_BY", "Settings", "labels_of", "workload_objects"]
+
+CHECKSUM_ANNOTATION = "hivegate.dev/config-checksum"
+MANAGED_BY = "hivegate-operator"
+MANIFESTS_DIR = "/etc/hivegate/manifests"
+SECRETS_DIR = "/etc/hivegate/secrets"
+METRICS_PORT = 9090
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the operator was told about the pods it makes."""
+
+    image: str = "hivegate:latest"
+    pull_policy: str = "IfNotPresent"
+    resources: Mapping[str, Any] = field(
+        default_factory=lambda: {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    )
+
+
+def labels_of(shape: Shape, component: str = "gateway") -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "hivegate",
+        "app.kubernetes.io/instance": shape.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "hivegate.dev/owner-kind": shape.kind,
+    }
+
+
+def _owner(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    meta = body.get("metadata") or {}
+    return [
+        {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+
+
+def _meta(body: Mapping[str, Any], shape: Shape, name: str, component: str = "gateway") -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": shape.namespace,
+        "labels": labels_of(shape, component),
+        "ownerReferences": _owner(body),
+    }
+
+
+def _gateway_args(shape: Shape) -> list[str]:
+    common = ["-f", MANIFESTS_DIR, "--host", "0.0.0.0", "--port", str(shape.listen), "--log-format", "json"]
+    if shape.kind == "VirtualMCPServer":
+        return ["vmcp", "serve", *common]
+    return ["run", "--foreground", *common, "--diagnostics-port", str(METRICS_PORT)]
+
+
+_LOCKED_DOWN = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str]) -> dict[str, Any]:
+    probe = {"port": "http", "scheme": "HTTP"}
+    ports = [{"name": "http", "containerPort": shape.listen, "protocol": "TCP"}]
+    if shape.kind != "VirtualMCPServer":
+        ports.append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
+    return {
+        "name": "gateway",
+        "image": settings.image,
+        "imagePullPolicy": settings.pull_policy,
+        "args": _gateway_args(shape),
+        "env": [{"name": "HIVEGATE_SECRETS_DIR", "value": SECRETS_DIR}],
+        "ports": ports,
+        "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {
+            "httpGet": {"path": "/health", **probe},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+            "initialDelaySeconds": 5,
+        },
+        "resources": dict(settings.resources),
+        "securityContext": {
+            **_LOCKED_DOWN,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+        },
+        "volumeMounts": [
+            {"name": "manifests", "mountPath": MANIFESTS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir: the root file system is read-only)
+            *(
+                {"name": f"secret-{i}", "mountPath": f"{SECRETS_DIR}/{s}", "readOnly": True}
+                for i, s in enumerate(secrets)
+            ),
+        ],
+    }
+
+
+def _server_env(spec: Mapping[str, Any], shape: Shape) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": str(e.get("name")), "value": str(e.get("value", ""))}
+        for e in spec.get("env") or []
+        if isinstance(e, Mapping)
+    ]
+    if shape.server_port is not None:  # ToolHive's convention: the server learns its port and transport
+        env += [{"name": n, "value": str(shape.server_port)} for n in ("MCP_PORT", "FASTMCP_PORT")]
+        env.append({"name": "MCP_TRANSPORT", "value": shape.transport})
+    for s in spec.get("secrets") or []:
+        if isinstance(s, Mapping):
+            name = str(s.get("targetEnvName") or s.get("key"))
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": s.get("name"), "key": s.get("key")}}})
+    return env
+
+
+def _server(spec: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "mcp",
+        "image": spec.get("image"),
+        "args": [str(a) for a in spec.get("args") or []],
+        "env": _server_env(spec, shape),
+        "securityContext": dict(_LOCKED_DOWN),
+    }
+    if spec.get("resources"):
+        container["resources"] = spec["resources"]
+    if shape.server_port is not None:
+        container["ports"] = [{"name": "mcp", "containerPort": shape.server_port, "protocol": "TCP"}]
+    else:
+        container.update(stdin=True, stdinOnce=False, tty=False)
+    return container
+
+
+def _rbac(body: Mapping[str, Any], shape: Shape) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    if shape.backend == "stdio-image":
+        rules = [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/attach"], "verbs": ["create", "get"]},
+        ]
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(body, shape, shape.runner)},
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": _meta(body, shape, shape.runner), "rules": rules},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(body, shape, shape.runner),
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": shape.runner},
+            "subjects": [{"kind": "ServiceAccount", "name": shape.runner, "namespace": shape.namespace}],
+        },
+    ]
+
+
+def workload_objects(
+    body: Mapping[str, Any], shape: Shape, manifests: str, checksum: str, secrets: Sequence[str], settings: Settings
+) -> list[dict[str, Any]]:
+    """Every object of the workload `body`, in the order to apply them."""
+    spec = body.get("spec") or {}
+    selector = {k: v for k, v in labels_of(shape).items() if k != "hivegate.dev/owner-kind"}
+    containers = [_gateway(shape, settings, secrets)]
+    if shape.backend == "http-image":
+        containers.append(_server(spec, shape))
+    volumes: list[dict[str, Any]] = [
+        {"name": "manifests", "configMap": {"name": shape.config_map}},
+        {"name": "tmp", "emptyDir": {}},
+        *({"name": f"secret-{i}", "secret": {"secretName": s}} for i, s in enumerate(secrets)),
+    ]
+    pod: dict[str, Any] = {
+        "metadata": {"labels": labels_of(shape), "annotations": {CHECKSUM_ANNOTATION: checksum}},
+        "spec": {
+            "serviceAccountName": shape.runner,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": containers,
+            "volumes": volumes,
+        },
+    }
+    if spec.get("imagePullSecrets"):
+        pod["spec"]["imagePullSecrets"] = spec["imagePullSecrets"]
+    objects = [
+        *_rbac(body, shape),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(body, shape, shape.config_map),
+            "data": {"manifests.yaml": manifests},
+        },
+    ]
+    if shape.backend == "stdio-image":
+        server_labels = {**selector, "app.kubernetes.io/component": "mcp-server"}
+        objects.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": _meta(body, shape, shape.name, "mcp-server"),
+                "spec": {
+                    "replicas": 1,
+                    "serviceName": f"mcp-{shape.name}-headless",
+                    "selector": {"matchLabels": server_labels},
+                    "template": {
+                        "metadata": {"labels": labels_of(shape, "mcp-server")},
+                        "spec": {"automountServiceAccountToken": False, "containers": [_server(spec, shape)]},
+                    },
+                },
+            }
+        )
+    objects.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(body, shape, shape.name),
+            "spec": {"replicas": shape.replicas, "selector": {"matchLabels": selector}, "template": pod},
+        }
+    )
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(body, shape, shape.service),
+            "spec": {
+                "selector": selector,
+                "ports": [{"name": "http", "port": shape.port, "targetPort": "http", "protocol": "TCP"}],
+                "sessionAffinity": str(spec.get("sessionAffinity") or "ClientIP"),
+            },
+        }
+    )
+    return objects

@@ -1,0 +1,140 @@
+"""`hivegate operator`: log in, wait for leadership, serve `/healthz` and `/metrics`, run kopf until stopped.
+
+Credentials: inside a pod the service account (its token file read on every request); else the kubeconfig
+(`$KUBECONFIG` or ~/.kube/config), both through kopf's own login helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivegate.errors import ConfigError
+from hivegate.operator.health import OperatorMetrics, serve_health
+from hivegate.operator.kube import KubeClient
+from hivegate.operator.lease import LeaderElector
+from hivegate.operator.objects import Settings
+from hivegate.operator.reconcile import Reconciler
+
+__all__ = ["OperatorOptions", "connect", "run_operator"]
+
+logger = logging.getLogger("hivegate.operator")
+_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 (a path)
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorOptions:
+    namespaces: Sequence[str] = ()  # none: the whole cluster
+    settings: Settings = field(default_factory=Settings)
+    health_host: str = "0.0.0.0"
+    health_port: int = 8081
+    leader_election: bool = True
+    lease_namespace: str | None = None
+    lease_name: str = "hivegate-operator"
+    resync: float = 60.0
+
+
+def connect() -> tuple[Any, KubeClient]:
+    """The kopf `ConnectionInfo` and the client to the cluster this process is in (or its kubeconfig names)."""
+    import kopf
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_TOKEN_FILE):
+        info = kopf.login_with_service_account(settings=kopf.OperatorSettings())
+        if info is not None:
+            return info, KubeClient.from_connection(info, token_file=_TOKEN_FILE)
+    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    if info is None:
+        raise ConfigError("no cluster to talk to: not in a pod, and no kubeconfig ($KUBECONFIG, ~/.kube/config)")
+    return info, KubeClient.from_connection(info)
+
+
+async def run_operator(
+    options: OperatorOptions,
+    connection: Any,
+    api: KubeClient,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until `stop` is set (or the process is signalled, or leadership is lost)."""
+    import kopf
+
+    from hivegate.operator.handlers import build_registry
+
+    metrics = OperatorMetrics()
+    reconciler = Reconciler(api, options.settings, metrics)
+    registry = build_registry(reconciler, connection)
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the reconciler posts its own Events, each naming what happened and why
+    settings.watching.server_timeout = 300
+    operator: asyncio.Task[None] | None = None
+
+    def alive() -> bool:
+        return operator is None or not operator.done()
+
+    runner, port = await serve_health(options.health_host, options.health_port, metrics, alive)
+    logger.info("operator: /healthz and /metrics on port %d", port)
+    elector = None
+    if options.leader_election:
+        namespace = options.lease_namespace or _own_namespace() or "default"
+        elector = LeaderElector(api, namespace, options.lease_name, f"{socket.gethostname()}-{os.getpid()}")
+        logger.info("operator: waiting to lead (Lease %s/%s)", namespace, options.lease_name)
+        await elector.acquire()
+        metrics.leader.set(1)
+    flag = stop or asyncio.Event()
+    kopf_stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            stop_flag=kopf_stop,
+            ready_flag=ready,
+        )
+    )
+    waits: list[asyncio.Task[Any]] = [operator, asyncio.create_task(flag.wait())]
+    waits.append(asyncio.create_task(_resync(reconciler, options)))
+    if elector is not None:
+        waits.append(asyncio.create_task(elector.hold()))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not kopf_stop.done():
+            kopf_stop.set_result(None)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(operator, 10)
+        for task in waits[1:]:
+            task.cancel()
+        if elector is not None:
+            metrics.leader.set(0)
+            with contextlib.suppress(Exception):
+                await elector.release()
+        await runner.cleanup()
+        await api.close()
+
+
+async def _resync(reconciler: Reconciler, options: OperatorOptions) -> None:
+    namespaces: list[str | None] = list(options.namespaces) or [None]
+    while True:
+        await asyncio.sleep(options.resync)
+        try:
+            await reconciler.resync(namespaces)
+        except Exception:
+            logger.exception("operator: resync failed; next in %ss", options.resync)
+
+
+def _own_namespace() -> str | None:
+    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
