@@ -9,6 +9,8 @@ writes registered (verbs, `namespaced`, the `status` subresource of ToolHive's k
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,40 +28,77 @@ SEEDS = Path(__file__).parent.parent / "unit" / "vmcp_config" / "data"
 _VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
-@asynccontextmanager
-async def emulated_cluster() -> AsyncIterator[Any]:
+def _emulator() -> Any:
     import kmock
 
-    async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s):
+    class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+        """kmock's emulator without its request log: matching a request walks the whole log (quadratic); these
+        tests look at the objects, never at the log."""
+
+        async def _handle(self, request: Any) -> Any:
+            del self._requests[:-1]
+            return await super()._handle(request)
+
+    return Emulator()
+
+
+async def _serve(started: concurrent.futures.Future[str], stop: asyncio.Event) -> None:
+    import kmock
+
+    async with _emulator() as k8s, kmock.Server(k8s):
         for kind, (api_version, plural, namespaced) in KINDS.items():
-            key = f"{api_version}/{plural}"
             subresources = {"status"} if api_version.startswith("toolhive") else set()
-            k8s.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=namespaced, verbs=_VERBS,
-                                                    subresources=subresources)  # fmt: skip
+            k8s.resources[f"{api_version}/{plural}"] = kmock.ResourceInfo(
+                kind=kind, namespaced=namespaced, verbs=_VERBS, subresources=subresources
+            )
         # what kopf watches for itself: CRDs (new resources) and namespaces
         k8s.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
             kind="CustomResourceDefinition", namespaced=False, verbs=_VERBS
         )
         k8s.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=_VERBS)
-        yield k8s
+        started.set_result(str(k8s.url).rstrip("/"))
+        await stop.wait()
 
 
-def client_for(k8s: Any) -> tuple[Any, KubeClient]:
+@asynccontextmanager
+async def emulated_cluster() -> AsyncIterator[str]:
+    """kmock's API server on a thread and event loop of its own (as a real one would be: kopf, stopping, waits
+    for every task of its loop); yields its URL."""
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[str] = concurrent.futures.Future()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(_serve(started, stop),), daemon=True)
+    thread.start()
+    try:
+        yield await asyncio.wrap_future(started)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join, 20)
+        loop.close()
+
+
+def client_for(url: str) -> tuple[Any, KubeClient]:
     import kopf
 
-    info = kopf.ConnectionInfo(server=str(k8s.url).rstrip("/"), insecure=True)
+    info = kopf.ConnectionInfo(server=url, insecure=True)
     return info, KubeClient.from_connection(info)
 
 
 @asynccontextmanager
 async def running_operator(
-    k8s: Any, settings: Settings | None = None, *, health_port: int = 0
+    url: str, settings: Settings | None = None, *, health_port: int = 0
 ) -> AsyncIterator[KubeClient]:
-    """The operator against `k8s` until the block ends; yields a client of the tests' own."""
-    info, api = client_for(k8s)
-    _, own = client_for(k8s)
-    options = OperatorOptions(settings=settings or Settings(image="hivegate:test"), health_host="127.0.0.1",
-                              health_port=health_port, leader_election=False, resync=3600)  # fmt: skip
+    """The operator against the API at `url` until the block ends; yields a client of the tests' own."""
+    info, api = client_for(url)
+    _, own = client_for(url)
+    options = OperatorOptions(
+        settings=settings or Settings(image="hivegate:test"),
+        health_host="127.0.0.1",
+        health_port=health_port,
+        leader_election=False,
+        resync=3600,
+        exit_timeout=0.1,
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_operator(options, info, api, stop=stop, ready=ready))
     try:

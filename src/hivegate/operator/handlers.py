@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hivegate.operator.kube import KINDS
 from hivegate.operator.objects import MANAGED_BY
 from hivegate.operator.reconcile import CONFIG_FINALIZERS, WORKLOAD_KINDS, Reconciler
+from hivegate.operator.render import group_of
 
 if TYPE_CHECKING:
     import kopf
@@ -45,6 +46,10 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
 
         async def on_workload(body: Any, type: str | None, _kind: str = kind, **_: Any) -> None:
             namespace, name = _names(body)
+            if type == "DELETED":
+                r.forget(_kind, body)
+            elif not r.is_new(_kind, body):
+                return  # its status changed (the operator's own write, or readiness)
             if body["metadata"].get("deletionTimestamp"):
                 await r.release_toolhive(_kind, body)
             if type != "DELETED":
@@ -59,7 +64,9 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
     for kind in CONFIG_FINALIZERS:
 
         async def on_config(body: Any, type: str | None, _kind: str = kind, **_: Any) -> None:
-            if type != "DELETED":
+            if type == "DELETED":
+                r.forget(_kind, body)
+            elif r.is_new(_kind, body):
                 await r.config_changed(_kind, body)
 
         kopf.on.event(*_resource(kind), registry=registry, id=f"{kind}-event")(on_config)
@@ -67,12 +74,16 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
     @kopf.on.event(*_resource("MCPGroup"), registry=registry)
     async def on_group(body: Any, type: str | None, **_: Any) -> None:
         namespace, name = _names(body)
+        if type == "DELETED":
+            r.forget("MCPGroup", body)
+        elif not r.is_new("MCPGroup", body):
+            return
         if body["metadata"].get("deletionTimestamp"):
             await r.release_toolhive("MCPGroup", body)
         if type != "DELETED":
             await r.group(namespace, name)
         for vmcp in await r.api.list("VirtualMCPServer", namespace):  # a vMCP waiting for its group, or losing it
-            if (vmcp.get("spec") or {}).get("groupRef") in (name, {"name": name}):
+            if group_of(vmcp) == name:
                 await r.workload("VirtualMCPServer", namespace, str(vmcp["metadata"]["name"]))
 
     @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},

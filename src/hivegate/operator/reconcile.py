@@ -15,6 +15,7 @@ API errors propagate (kopf retries them).
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -60,6 +61,24 @@ class Reconciler:
     settings: Settings = field(default_factory=Settings)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Clock = utc_now
+    _seen: dict[tuple[str, str, str], str] = field(default_factory=dict, repr=False)
+
+    def is_new(self, kind: str, body: Mapping[str, Any]) -> bool:
+        """Whether `body` says something its last event did not (spec, labels, annotations, deletion): the events
+        of the operator's own status writes change nothing and are let go."""
+        meta = _meta(body)
+        key = (kind, str(meta.get("namespace")), str(meta.get("name")))
+        said = [body.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("deletionTimestamp"),
+                meta.get("finalizers"), meta.get("uid")]  # fmt: skip
+        digest = json.dumps(said, sort_keys=True, default=str)
+        if self._seen.get(key) == digest:
+            return False
+        self._seen[key] = digest
+        return True
+
+    def forget(self, kind: str, body: Mapping[str, Any]) -> None:
+        meta = _meta(body)
+        self._seen.pop((kind, str(meta.get("namespace")), str(meta.get("name"))), None)
 
     async def event(self, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         """An Event on `body` (`kind`: Normal or Warning); messages name fields, never a value."""
@@ -286,10 +305,11 @@ class Reconciler:
 
     # groups
 
-    async def group(self, namespace: str, name: str) -> None:
+    async def group(self, namespace: str, name: str) -> bool:
+        """The group's status; True when its membership changed (its vMCPs are then rendered again)."""
         body = await self.api.get("MCPGroup", namespace, name)
         if body is None or _meta(body).get("deletionTimestamp"):
-            return
+            return False
         body = {**body, "kind": "MCPGroup"}
         async with self.metrics.timed("MCPGroup"):
             servers = sorted(str(_meta(s).get("name")) for s in await self.api.list("MCPServer", namespace)
@@ -322,6 +342,7 @@ class Reconciler:
             for vmcp in await self.api.list("VirtualMCPServer", namespace):
                 if group_of(vmcp) == name:
                     await self.workload("VirtualMCPServer", namespace, str(_meta(vmcp).get("name")))
+        return membership
 
     async def member_changed(self, body: Mapping[str, Any]) -> None:
         """An `MCPServer` or `MCPRemoteProxy` changed: its group's status, and the vMCPs of the group (its URL)."""
@@ -329,7 +350,8 @@ class Reconciler:
         namespace = str(_meta(body).get("namespace"))
         if group is None:
             return
-        await self.group(namespace, group)
+        if await self.group(namespace, group):
+            return  # the group rendered its vMCPs again
         for vmcp in await self.api.list("VirtualMCPServer", namespace):
             if group_of(vmcp) == group:
                 await self.workload("VirtualMCPServer", namespace, str(_meta(vmcp).get("name")))

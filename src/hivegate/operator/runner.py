@@ -38,6 +38,7 @@ class OperatorOptions:
     lease_namespace: str | None = None
     lease_name: str = "hivegate-operator"
     resync: float = 60.0
+    exit_timeout: float = 2.0  # on stop: how long kopf's workers may finish what they have queued
 
 
 def connect() -> tuple[Any, KubeClient]:
@@ -73,6 +74,7 @@ async def run_operator(
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the reconciler posts its own Events, each naming what happened and why
     settings.watching.server_timeout = 300
+    settings.batching.exit_timeout = options.exit_timeout
     operator: asyncio.Task[None] | None = None
 
     def alive() -> bool:
@@ -89,6 +91,13 @@ async def run_operator(
         metrics.leader.set(1)
     flag = stop or asyncio.Event()
     kopf_stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # our own tasks first: kopf, stopping, waits for the tasks started after it (all of the loop's, not only its)
+    waits: list[asyncio.Task[Any]] = [
+        asyncio.create_task(flag.wait()),
+        asyncio.create_task(_resync(reconciler, options)),
+    ]
+    if elector is not None:
+        waits.append(asyncio.create_task(elector.hold()))
     operator = asyncio.create_task(
         kopf.operator(
             registry=registry,
@@ -100,18 +109,14 @@ async def run_operator(
             ready_flag=ready,
         )
     )
-    waits: list[asyncio.Task[Any]] = [operator, asyncio.create_task(flag.wait())]
-    waits.append(asyncio.create_task(_resync(reconciler, options)))
-    if elector is not None:
-        waits.append(asyncio.create_task(elector.hold()))
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([operator, *waits], return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not kopf_stop.done():
             kopf_stop.set_result(None)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(operator, 10)
-        for task in waits[1:]:
+        for task in waits:
             task.cancel()
         if elector is not None:
             metrics.leader.set(0)

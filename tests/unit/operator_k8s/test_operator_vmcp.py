@@ -1,0 +1,70 @@
+"""The operator and the vMCP seeds (seeds/000): each VirtualMCPServer runs `hivegate vmcp serve` in front of its
+group's members (their Services), the group's status lists them, and a new member re-renders the vMCP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from hivegate.operator.kube import KubeClient
+from support.cluster import apply_docs, emulated_cluster, running_operator, seed_docs, until
+
+pytestmark = pytest.mark.anyio
+NS = "toolhive-system"
+
+
+async def _members(api: KubeClient, name: str) -> list[str] | None:
+    config = await api.get("ConfigMap", NS, f"{name}-manifests")
+    if config is None:
+        return None
+    docs = list(yaml.safe_load_all(config["data"]["manifests.yaml"]))
+    return [d["spec"]["url"] for d in docs if d["kind"] == "MCPServer"]
+
+
+async def _status(api: KubeClient, kind: str, name: str, key: str) -> dict[str, Any] | None:
+    status = ((await api.get(kind, NS, name)) or {}).get("status") or {}
+    return status if key in status else None
+
+
+async def test_seed_000_virtual_servers_serve_their_group() -> None:
+    async with emulated_cluster() as k8s, running_operator(k8s) as api:
+        await apply_docs(api, seed_docs("seed_000.yaml"))
+        fetch = "http://mcp-fetch-proxy.toolhive-system.svc.cluster.local:8080/mcp"
+        for name in ("anonymous", "oidc-inline", "oidc-introspection", "service-accounts", "discovered"):
+            status = await until(lambda n=name: _status(api, "VirtualMCPServer", n, "backendCount"), what=name)
+            assert status["url"] == f"http://vmcp-{name}.{NS}.svc.cluster.local:4483/mcp"
+            assert status["discoveredBackends"] == [{"name": "fetch"}]
+            assert await _members(api, name) == [fetch]
+        deployment = await api.get("Deployment", NS, "oidc-introspection")
+        assert deployment is not None
+        gateway = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert gateway["args"][:4] == ["vmcp", "serve", "-f", "/etc/hivegate/manifests"]
+        mounts = [m["mountPath"] for m in gateway["volumeMounts"]]
+        assert "/etc/hivegate/secrets/oidc-client-secret" in mounts
+        group = await until(lambda: _status(api, "MCPGroup", "tools", "serverCount"), what="group status")
+        assert group["servers"] == ["fetch"]
+        assert group["phase"] == "Ready"
+
+        second = {"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+                  "metadata": {"name": "time", "namespace": NS, "uid": "u-time"},
+                  "spec": {"groupRef": "tools", "url": "http://time.example:8080/mcp"}}  # fmt: skip
+        await api.create(second)
+        both = [fetch, "http://mcp-time-proxy.toolhive-system.svc.cluster.local:8080/mcp"]
+
+        async def rerendered() -> list[str] | None:
+            members = await _members(api, "anonymous")
+            return members if members == both else None
+
+        await until(rerendered, what="the vMCP's manifests with the new member")
+        group = await until(lambda: _count(api, 2), what="two members")
+        assert group["servers"] == ["fetch", "time"]
+
+        await api.delete("MCPServer", NS, "time")
+        await until(lambda: _count(api, 1), what="one member again")
+
+
+async def _count(api: KubeClient, count: int) -> dict[str, Any] | None:
+    status = await _status(api, "MCPGroup", "tools", "serverCount")
+    return status if status and status["serverCount"] == count else None
