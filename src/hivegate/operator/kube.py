@@ -191,7 +191,12 @@ class KubeClient:
         meta = obj["metadata"]
         current = await self.get(obj["kind"], meta.get("namespace"), meta["name"])
         if current is None:
-            return await self.create(obj), True
+            try:
+                return await self.create(obj), True
+            except ApiError as exc:
+                if exc.status != 409:  # created meanwhile: merge into it
+                    raise
+                current = await self.get(obj["kind"], meta.get("namespace"), meta["name"]) or {}
         if contains(current, obj):
             return current, False
         return await self.patch(obj["kind"], meta.get("namespace"), meta["name"], obj), True

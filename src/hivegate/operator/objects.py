@@ -19,7 +19,7 @@ from typing import Any
 
 from hivegate.operator.shape import Shape
 
-__all__ = ["CHECKSUM_ANNOTATION", "MANAGED_BY", "Settings", "labels_of", "workload_objects"]
+__all__ = ["CHECKSUM_ANNOTATION", "MANAGED_BY", "Settings", "gateway_args", "labels_of", "workload_objects"]
 
 CHECKSUM_ANNOTATION = "hivegate.dev/config-checksum"
 MANAGED_BY = "hivegate-operator"
@@ -72,17 +72,20 @@ def _meta(body: Mapping[str, Any], shape: Shape, name: str, component: str = "ga
     }
 
 
-def _gateway_args(shape: Shape) -> list[str]:
-    common = ["-f", MANIFESTS_DIR, "--host", "0.0.0.0", "--port", str(shape.listen), "--log-format", "json"]
+def gateway_args(shape: Shape, *, anonymous: bool = False, manifests: str = MANIFESTS_DIR) -> list[str]:
+    """The gateway container's command line (after the `hivegate` entry point); `anonymous`: the resource sets no
+    incoming authentication, which ToolHive's proxy serves to anyone (hivegate wants that said: `--anonymous`)."""
+    common = ["-f", manifests, "--host", "0.0.0.0", "--port", str(shape.listen), "--log-format", "json"]
     if shape.kind == "VirtualMCPServer":
         return ["vmcp", "serve", *common]
-    return ["run", "--foreground", *common, "--diagnostics-port", str(METRICS_PORT)]
+    extra = ["--anonymous"] if anonymous else []
+    return ["run", "--foreground", *common, "--diagnostics-port", str(METRICS_PORT), *extra]
 
 
 _LOCKED_DOWN = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str]) -> dict[str, Any]:
+def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str], anonymous: bool) -> dict[str, Any]:
     probe = {"port": "http", "scheme": "HTTP"}
     ports = [{"name": "http", "containerPort": shape.listen, "protocol": "TCP"}]
     if shape.kind != "VirtualMCPServer":
@@ -91,7 +94,7 @@ def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str]) -> dict[s
         "name": "gateway",
         "image": settings.image,
         "imagePullPolicy": settings.pull_policy,
-        "args": _gateway_args(shape),
+        "args": gateway_args(shape, anonymous=anonymous),
         "env": [{"name": "HIVEGATE_SECRETS_DIR", "value": SECRETS_DIR}],
         "ports": ports,
         "readinessProbe": {"httpGet": {"path": "/readyz", **probe}, "periodSeconds": 5, "failureThreshold": 3},
@@ -175,12 +178,19 @@ def _rbac(body: Mapping[str, Any], shape: Shape) -> list[dict[str, Any]]:
 
 
 def workload_objects(
-    body: Mapping[str, Any], shape: Shape, manifests: str, checksum: str, secrets: Sequence[str], settings: Settings
+    body: Mapping[str, Any],
+    shape: Shape,
+    manifests: str,
+    checksum: str,
+    secrets: Sequence[str],
+    settings: Settings,
+    *,
+    anonymous: bool = False,
 ) -> list[dict[str, Any]]:
     """Every object of the workload `body`, in the order to apply them."""
     spec = body.get("spec") or {}
     selector = {k: v for k, v in labels_of(shape).items() if k != "hivegate.dev/owner-kind"}
-    containers = [_gateway(shape, settings, secrets)]
+    containers = [_gateway(shape, settings, secrets, anonymous)]
     if shape.backend == "http-image":
         containers.append(_server(spec, shape))
     volumes: list[dict[str, Any]] = [

@@ -15,6 +15,7 @@ API errors propagate (kopf retries them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -62,6 +63,7 @@ class Reconciler:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clock: Clock = utc_now
     _seen: dict[tuple[str, str, str], str] = field(default_factory=dict, repr=False)
+    _locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict, repr=False)
 
     def is_new(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Whether `body` says something its last event did not (spec, labels, annotations, deletion): the events
@@ -110,12 +112,13 @@ class Reconciler:
     # workloads
 
     async def workload(self, kind: str, namespace: str, name: str) -> None:
-        body = await self.api.get(kind, namespace, name)
-        if body is None or _meta(body).get("deletionTimestamp"):
-            return
-        body = {**body, "kind": kind}
-        async with self.metrics.timed(kind) as result:
-            await self._workload(body, result)
+        async with self._locks.setdefault((kind, namespace, name), asyncio.Lock()):  # one render at a time
+            body = await self.api.get(kind, namespace, name)
+            if body is None or _meta(body).get("deletionTimestamp"):
+                self._locks.pop((kind, namespace, name), None)
+                return
+            async with self.metrics.timed(kind) as result:
+                await self._workload({**body, "kind": kind}, result)
 
     async def _workload(self, body: dict[str, Any], result: list[str]) -> None:
         generation = _meta(body).get("generation")
@@ -318,7 +321,7 @@ class Reconciler:
                              if group_of(s) == name and not _meta(s).get("deletionTimestamp"))  # fmt: skip
             status = body.get("status") or {}
             generation = _meta(body).get("generation")
-            membership = status.get("servers", []) != servers or status.get("remoteProxies", []) != proxies
+            membership = bool(status.get("servers", []) != servers or status.get("remoteProxies", []) != proxies)
             checked = condition(
                 status.get("conditions"),
                 "MCPServersChecked",

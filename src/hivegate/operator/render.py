@@ -22,7 +22,7 @@ import yaml
 from hivegate.errors import ConfigError
 from hivegate.operator.kube import KubeClient
 from hivegate.operator.manifests import ATTACH_ANNOTATION, checksum, clean, dump, spec_hash
-from hivegate.operator.objects import Settings, workload_objects
+from hivegate.operator.objects import Settings, gateway_args, workload_objects
 from hivegate.operator.refs import Ref, SecretUse, config_refs, secret_refs
 from hivegate.operator.shape import Shape, shape_of
 
@@ -120,8 +120,9 @@ async def check_secrets(api: KubeClient, namespace: str, uses: list[SecretUse]) 
             raise ConfigError(f"{use.field}: Secret {use.name!r} has no key {use.key!r}")
 
 
-def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) -> None:
-    """Load `docs` as the pod will (`hivegate run -f` / `vmcp serve -f`), Secrets stood in for by placeholders."""
+def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) -> bool:
+    """Load `docs` as the pod will (its very command line: `hivegate run --foreground -f …` or `vmcp serve -f`),
+    Secrets stood in for by placeholders; True when the resource sets no incoming authentication."""
     from hivegate.vmcp.manifests import load_manifests
     from hivegate.vmcp.manifests.standalone import build_server, read_servers
 
@@ -135,11 +136,26 @@ def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) ->
         try:
             if shape.kind == "VirtualMCPServer":
                 load_manifests([folder], name=shape.name)
-            else:
-                manifests = read_servers([folder])
-                build_server(manifests, manifests.servers[0])
+                return False
+            manifests = read_servers([folder])
+            server = build_server(manifests, manifests.servers[0])
+            anonymous = server.auth is None and server.auth_server is None
+            _check_command_line(gateway_args(shape, anonymous=anonymous, manifests=folder))
         except ConfigError as exc:
             raise ConfigError(_ORIGIN.sub("", str(exc)).replace(f"{folder}/", "")) from None
+    return anonymous
+
+
+def _check_command_line(argv: list[str]) -> None:
+    """What `hivegate run` checks of `argv` (flags against the manifest) before it starts."""
+    import argparse
+
+    from hivegate.cli.run_args import add_run_parser
+    from hivegate.cli.run_file import file_configs
+
+    words = argv[1:]  # after `run`
+    args = add_run_parser(argparse.ArgumentParser().add_subparsers()).parse_args(words)
+    file_configs(args, words, foreground=True)
 
 
 async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -> Rendered:
@@ -167,10 +183,10 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     own = f"{shape.kind}/{shape.name}: spec.secrets"
     mounted = [u for u in uses if not u.field.startswith(own)]
     await check_secrets(api, shape.namespace, uses)
-    validate(shape, docs, mounted)
+    anonymous = validate(shape, docs, mounted)
     text = dump(docs)
     digest = checksum(text)
     secrets = tuple(sorted({u.name for u in mounted}))
-    objects = workload_objects(body, shape, text, digest, secrets, settings)
+    objects = workload_objects(body, shape, text, digest, secrets, settings, anonymous=anonymous)
     hashes = {_HASH_FIELDS[d["kind"]]: spec_hash(d) for d in referenced if d["kind"] in _HASH_FIELDS}
     return Rendered(shape, text, digest, objects, tuple(refs), hashes, member_names)

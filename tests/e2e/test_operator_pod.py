@@ -1,0 +1,89 @@
+"""What the operator renders runs: the ConfigMap written to a folder (as the pod mounts it), the Secret as the pod's
+volume, and the gateway container's own command line run as a real `hivegate` process in front of a real backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hivegate.operator.kube import KubeClient
+from support.backend import fixture_http_server
+from support.cluster import emulated_cluster, running_operator, until
+from support.gateway import hivegate_process
+from support.mcp_calls import call_tool
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+NS = "tools"
+
+
+def _manifests(url: str) -> list[dict[str, Any]]:
+    """An MCPRemoteProxy in front of `url` whose backend gets an API key from a Secret, with Cedar policies that
+    allow one tool; and an MCPServer whose HTTP image listens on the stand-in's port (the pod's `mcp` container)."""
+    port = int(url.split(":")[2].split("/")[0])
+    policies = ['permit(principal, action == Action::"call_tool", resource == Tool::"headers");']
+    return [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backend-key", "namespace": NS},
+         "stringData": {"token": "placeholder-in-the-api"}},
+        {"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPRemoteProxy",
+         "metadata": {"name": "remote", "namespace": NS, "uid": "u-remote"},
+         "spec": {"remoteUrl": url, "allowPrivateEndpoint": True,
+                  "headerForward": {"addHeadersFromSecret": [
+                      {"headerName": "X-Api-Key", "valueSecretRef": {"name": "backend-key", "key": "token"}}]},
+                  "authzConfig": {"type": "inline", "inline": {"policies": policies}}}},
+        {"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
+         "metadata": {"name": "sidecar", "namespace": NS, "uid": "u-sidecar"},
+         "spec": {"image": "example/fixture:1", "transport": "streamable-http", "mcpPort": port}},
+    ]  # fmt: skip
+
+
+async def _pod(api: KubeClient, name: str) -> tuple[str, dict[str, Any]] | None:
+    config, deployment = await api.get("ConfigMap", NS, f"{name}-manifests"), await api.get("Deployment", NS, name)
+    if config is None or deployment is None:
+        return None
+    return config["data"]["manifests.yaml"], deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def _local(container: dict[str, Any], manifests: Path) -> list[str]:
+    """The container's command line with the mount path made the local folder and the ports left to the OS."""
+    args = [str(manifests) if a == "/etc/hivegate/manifests" else a for a in container["args"]]
+    for flag in ("--port", "--diagnostics-port"):
+        args[args.index(flag) + 1] = "0"
+    return args
+
+
+async def test_rendered_manifests_serve_through_the_pods_command_line(tmp_path: Path) -> None:
+    async with fixture_http_server("--http") as backend, emulated_cluster() as url, running_operator(url) as api:
+        for doc in _manifests(backend):
+            await api.create(doc)
+        remote = await until(lambda: _pod(api, "remote"), what="the remote proxy's ConfigMap and Deployment")
+        sidecar = await until(lambda: _pod(api, "sidecar"), what="the sidecar server's ConfigMap and Deployment")
+
+        text, container = remote
+        (tmp_path / "remote").mkdir()
+        (tmp_path / "remote" / "manifests.yaml").write_text(text)
+        secrets = tmp_path / "secrets"  # the Secret volume as the kubelet lays it out
+        (secrets / "backend-key").mkdir(parents=True)
+        (secrets / "backend-key" / "token").write_text("key-from-the-volume")
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env == {"HIVEGATE_SECRETS_DIR": "/etc/hivegate/secrets"}
+        assert container["args"][-1] == "--anonymous"  # the proxy sets no incoming auth: served to anyone
+        argv = _local(container, tmp_path / "remote")
+        async with hivegate_process(argv, env={"HIVEGATE_SECRETS_DIR": str(secrets)}) as gateway:
+            logged = [json.loads(line) for line in gateway.stderr]  # --log-format json: every line an object
+            assert any("Cedar policies loaded" in entry["msg"] for entry in logged)
+            headers = json.loads(await asyncio.to_thread(call_tool, gateway.url, "headers", {}))
+            assert headers["x-api-key"] == "key-from-the-volume"
+            with pytest.raises(AssertionError, match="403"):
+                await asyncio.to_thread(call_tool, gateway.url, "echo", {"text": "hi"})
+
+        text, container = sidecar
+        assert yaml.safe_load(text)["spec"]["url"] == backend  # the `mcp` container, on the pod's loopback
+        (tmp_path / "sidecar").mkdir()
+        (tmp_path / "sidecar" / "manifests.yaml").write_text(text)
+        async with hivegate_process(_local(container, tmp_path / "sidecar")) as gateway:
+            assert await asyncio.to_thread(call_tool, gateway.url, "echo", {"text": "in the pod"}) == "in the pod"
