@@ -47,6 +47,6 @@ def check_config(body: Mapping[str, Any]) -> None:
     if kind == "MCPExternalAuthConfig":
         checker._external_config(doc)
     elif kind == "MCPOIDCConfig":
-        checker._oidc_ref({"name": name, "audience": "validation"}, f"{kind}/{name}")
+        checker._oidc_ref({"name": name, "audience": "validation"}, f"spec.{(body.get('spec') or {}).get('type')}")
     else:
         raise ConfigError(f"{kind}: not a config kind")
