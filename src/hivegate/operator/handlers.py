@@ -54,6 +54,7 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
                 await r.release_toolhive(_kind, body)
             if type != "DELETED":
                 await r.workload(_kind, namespace, name)
+                await r.users_changed(body)
             if _kind != "VirtualMCPServer":
                 await r.member_changed(body)
             if type == "DELETED" or body["metadata"].get("deletionTimestamp"):

@@ -231,29 +231,42 @@ class Reconciler:
                 if _meta(item).get("deletionTimestamp"):
                     await self.config_changed(kind, item)
 
-    async def config(self, kind: str, namespace: str, name: str) -> None:
+    async def config(self, kind: str, namespace: str, name: str, *, roll: bool = True) -> None:
+        """Validate the config and write its status; `roll`: render its users again (it changed)."""
         body = await self.api.get(kind, namespace, name)
         if body is None or _meta(body).get("deletionTimestamp"):
             return
         body = {**body, "kind": kind}
+        users = await self.referrers(kind, namespace, name)
         async with self.metrics.timed(kind) as result:
             generation = _meta(body).get("generation")
             conditions = (body.get("status") or {}).get("conditions")
+            referenced = {"referencedBy": [f"{k}/{n}" for k, n in users]}
             try:
                 check_config(body)
                 await check_secrets(self.api, namespace, config_secrets(body))
             except ConfigError as exc:
                 result.append("invalid")
                 valid = condition(conditions, "Valid", False, "ValidationFailed", str(exc), generation, self.clock)
-                if await self._set_status(body, {"observedGeneration": generation, "conditions": [valid]}):
+                if await self._set_status(
+                    body, {"observedGeneration": generation, "conditions": [valid], **referenced}
+                ):
                     await self.event(body, "Warning", "ValidationFailed", str(exc))
             else:
                 valid = condition(conditions, "Valid", True, "ValidationSucceeded", "the spec is valid", generation,
                                   self.clock)  # fmt: skip
-                desired = {"observedGeneration": generation, "configHash": spec_hash(body), "conditions": [valid]}
+                desired = {"observedGeneration": generation, "configHash": spec_hash(body), "conditions": [valid],
+                           **referenced}  # fmt: skip
                 await self._set_status(body, desired)
-        for ref_kind, ref_name in await self.referrers(kind, namespace, name):
+        for ref_kind, ref_name in users if roll else ():
             await self.workload(ref_kind, namespace, ref_name)
+
+    async def users_changed(self, body: Mapping[str, Any]) -> None:
+        """A workload changed: the `referencedBy` of the configs it references."""
+        namespace = str(_meta(body).get("namespace"))
+        for ref in {(r.kind, r.name) for r in config_refs(body.get("spec"))}:
+            if ref[0] in CONFIG_FINALIZERS:
+                await self.config(ref[0], namespace, ref[1], roll=False)
 
     async def referrers(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
         """The workloads whose spec (or whose group's members, for a vMCP) reference `kind/name`."""

@@ -102,6 +102,7 @@ async def test_seed_001_mcpservers_run_on_hivegate() -> None:
         config = await until(lambda: _status(api, "MCPExternalAuthConfig", "embedded-auth-server", "configHash"))
         assert _condition(config, "Valid")["status"] == "True"
         assert len(config["configHash"]) == 64
+        assert config["referencedBy"] == ["MCPServer/weather-server-embedded"]
 
         # the Deployment becomes ready → the MCPServer is Ready
         await api.patch("Deployment", NS, "weather-server-k8s", {"status": {"readyReplicas": 1, "replicas": 1}})
