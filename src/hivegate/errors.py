@@ -39,6 +39,7 @@ leading underscore) never leave their module.
   - `asgi.sinks.RequestEnded`: the client cancelled a request; no answer will come.
   - `workloads.record.WorkloadError`: a workload record problem, with `NameTaken` and `CorruptRecord`;
     `workloads.launch.StartFailed`: a background workload did not start.
+  - `operator.kube.ApiError`: the Kubernetes API server refused a request of the operator (or could not be reached).
 """
 
 from __future__ import annotations

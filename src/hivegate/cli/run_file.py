@@ -98,6 +98,8 @@ def config_from_manifest(args: argparse.Namespace, server: ManifestServer, given
     _check_flags(args, server, given)
     ns = argparse.Namespace(**vars(args))
     ns.target = list(server.command) if server.command else [server.url or ""]
+    if server.attach is not None:
+        ns.target = [sys.executable]  # a stand-in command for the flags' checks; the backend is the pod (below)
     ns.transport = server.transport
     ns.name = args.name or server.name
     if server.port is not None and "port" not in given:
@@ -131,6 +133,8 @@ def config_from_manifest(args: argparse.Namespace, server: ManifestServer, given
                       otel_sampling_rate=telemetry.sampling_rate, otel_headers=telemetry.headers)  # fmt: skip
     return replace(
         cfg,
+        command=() if server.attach else cfg.command,
+        attach=server.attach,
         tools=server.tools or cfg.tools,
         group=server.group or cfg.group,
         token_exchange=server.token_exchange,

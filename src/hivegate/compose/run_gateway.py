@@ -76,6 +76,11 @@ def _credentials(cfg: RunConfig, embedded: EmbeddedAuthServer | None, lifecycle:
 
 
 def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> TransportFactory:
+    if cfg.transport == "stdio" and cfg.attach is not None:
+        from hivegate.backends.attach import ApiAccess, AttachTarget, AttachTransport
+
+        target, access, name = AttachTarget.parse(cfg.attach, "attach"), ApiAccess.from_environment(), cfg.name
+        return lambda: AttachTransport(target, access, name=name)
     if cfg.transport == "stdio" and cfg.container is not None:
         from hivegate.compose.run_container import stdio_factory
 
@@ -245,6 +250,11 @@ def _diagnostics(
     readiness = Readiness()
     if container_ready is not None:
         readiness.add("backend", container_ready)
+    elif cfg.attach is not None:
+        from hivegate.backends.attach import ApiAccess, AttachTarget, pod_ready
+
+        target = AttachTarget.parse(cfg.attach, "attach")
+        readiness.add("backend", lambda: pod_ready(target, ApiAccess.from_environment()))
     elif cfg.transport == "stdio":
         program = cfg.command[0] if cfg.command else ""
 

@@ -28,6 +28,7 @@ class RunConfig:
     command: tuple[str, ...] = ()
     url: str | None = None  # None for an image's HTTP server: the gateway publishes it on a port it picks
     container: ContainerRun | None = None  # an image: stdio (a container per session) or HTTP (one container)
+    attach: str | None = None  # NAMESPACE/POD/CONTAINER: a stdio server in a pod, through `pods/attach`
     env: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = 0

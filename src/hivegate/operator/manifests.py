@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ATTACH_ANNOTATION", "checksum", "clean", "dump", "spec_hash"]
+from hivegate.vmcp.manifests.standalone import ATTACH_ANNOTATION
 
-ATTACH_ANNOTATION = "hivegate.dev/attach"
+__all__ = ["ATTACH_ANNOTATION", "checksum", "clean", "dump", "spec_hash"]
 
 
 def clean(obj: Mapping[str, Any], *, api_version: str | None = None) -> dict[str, Any]:

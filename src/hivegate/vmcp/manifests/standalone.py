@@ -7,7 +7,9 @@ command line into a `RunConfig`. Errors name `<file>:doc<N> <Kind>/<name>: <fiel
 How the fields map (the proxy's and pod's other fields: `proxyfields`):
 - the backend: an `MCPServer` as for `vmcp serve` (`mcpserver`: the `hivegate.dev/command` annotation, `spec.url`,
   or `spec.image` run as `docker run -i --rm …` for stdio; an HTTP image is not supported by `run -f` yet), with
-  `env` and `secrets` as its environment; an `MCPRemoteProxy`'s `remoteUrl` (`remoteURL`) with `transport`.
+  `env` and `secrets` as its environment; an `MCPRemoteProxy`'s `remoteUrl` (`remoteURL`) with `transport`. The
+  annotation `hivegate.dev/attach: NAMESPACE/POD/CONTAINER` (the operator's, on a stdio `image:`): the server runs
+  in that pod, its stdin/stdout reached through the API server's `pods/attach` (`hivegate.backends.attach`).
 - `proxyPort` (or the older `port`) → `--port`; `proxyMode` → `--proxy-mode` (default: streamable-http);
   `groupRef` → `--group`; `tools` (the older list) → `--tools`.
 - `oidcConfig` (`inline`, `kubernetes`, `configMap`) or `oidcConfigRef` (an `MCPOIDCConfig`) → the OIDC settings.
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from hivegate.authz.policy_config import AuthzConfig
     from hivegate.config.run import ProxyMode, Transport
 
-__all__ = ["RUNNABLE", "ManifestServer", "Manifests", "build_server", "read_servers"]
+__all__ = ["ATTACH_ANNOTATION", "RUNNABLE", "ManifestServer", "Manifests", "build_server", "read_servers"]
 
 RUNNABLE = ("MCPServer", "MCPRemoteProxy")
 _BACKEND_KEYS = ("image", "url", "transport", "args", "env", "secrets", "mcpPort", "targetPort")
@@ -65,6 +67,7 @@ _NOT_OF = {
         "permissionProfile",
     ),
 }
+ATTACH_ANNOTATION = "hivegate.dev/attach"
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _OWN_HEADERS = frozenset({"host", "connection", "content-length", "transfer-encoding", "content-type", "accept",
                           "mcp-session-id", "mcp-protocol-version", "upgrade", "te", "trailer"})  # fmt: skip
@@ -101,6 +104,7 @@ class ManifestServer:
     token_exchange: TokenExchange | None = field(default=None, repr=False)
     forward_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     upstream_inject: str | None = None
+    attach: str | None = None  # NAMESPACE/POD/CONTAINER: the stdio server runs in that pod (`pods/attach`)
     audit: bool | None = None
     telemetry: proxyfields.Telemetry | None = None
     tools: tuple[str, ...] = ()
@@ -196,6 +200,15 @@ class _Builder(MCPServerMixin, ExternalAuthMixin, OIDCConfigMixin):
         body = {k: v for k, v in (doc.spec or {}).items() if k in _BACKEND_KEYS}
         for key in _BACKEND_KEYS:
             spec.get(key)
+        attach = doc.annotations.get(ATTACH_ANNOTATION)
+        if attach is not None:  # the operator's: the image runs in a pod of its own
+            from hivegate.backends.attach import AttachTarget
+
+            where = f"{doc.origin}: metadata.annotations.{ATTACH_ANNOTATION}"
+            target = AttachTarget.parse(attach if isinstance(attach, str) else "", where)
+            if body.get("transport") not in (None, "stdio"):
+                raise ConfigError(f"{spec.at('transport')}: {ATTACH_ANNOTATION} attaches to a stdio server")
+            return ManifestServer(doc.kind, doc.name, doc.origin, "stdio", attach=str(target))
         backend = self._backend(Doc(doc.kind, doc.name, doc.namespace, doc.origin, {**doc.body, "spec": body}))
         if backend.kind == "container":
             raise ConfigError(
