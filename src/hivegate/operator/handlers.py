@@ -35,9 +35,10 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
     registry = kopf.OperatorRegistry()
     r = reconciler
 
-    @kopf.on.login(registry=registry)
     def login(**_: Any) -> Any:
         return connection
+
+    kopf.on.login(registry=registry)(login)
 
     def _names(body: Any) -> tuple[str, str]:
         return str(body["metadata"].get("namespace")), str(body["metadata"]["name"])
@@ -72,7 +73,6 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
 
         kopf.on.event(*_resource(kind), registry=registry, id=f"{kind}-event")(on_config)
 
-    @kopf.on.event(*_resource("MCPGroup"), registry=registry)
     async def on_group(body: Any, type: str | None, **_: Any) -> None:
         namespace, name = _names(body)
         if type == "DELETED":
@@ -87,16 +87,18 @@ def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegi
             if group_of(vmcp) == name:
                 await r.workload("VirtualMCPServer", namespace, str(vmcp["metadata"]["name"]))
 
-    @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": MANAGED_BY},
-                   registry=registry)  # fmt: skip
     async def on_deployment(body: Any, type: str | None, **_: Any) -> None:
         if type != "DELETED":
             await r.readiness(body)
 
-    @kopf.on.event("", "v1", "configmaps", labels={"app.kubernetes.io/managed-by": kopf.ABSENT}, registry=registry)
     async def on_config_map(body: Any, **_: Any) -> None:
         namespace, name = _names(body)
         for kind, workload in await r.referrers("ConfigMap", namespace, name):
             await r.workload(kind, namespace, workload)
 
+    kopf.on.event(*_resource("MCPGroup"), registry=registry)(on_group)
+    managed = {"app.kubernetes.io/managed-by": MANAGED_BY}
+    kopf.on.event("apps", "v1", "deployments", labels=managed, registry=registry)(on_deployment)
+    unmanaged = {"app.kubernetes.io/managed-by": kopf.ABSENT}  # the user's ConfigMaps, not the rendered ones
+    kopf.on.event("", "v1", "configmaps", labels=unmanaged, registry=registry)(on_config_map)
     return registry

@@ -144,6 +144,17 @@ async def test_config_change_rolls_and_deletion_waits_for_referrers() -> None:
         untouched = await _checksum(api, "weather-server-external")  # references nothing that changed
         assert untouched == await _checksum(api, "weather-server-external")
 
+        shared = await _checksum(api, "weather-server-shared-oidc")  # a referenced ConfigMap changes: it rolls too
+        oidc = '{"issuer": "https://auth.example.com", "audience": "https://mcp.example.com", "clientId": "rotated"}'
+        await api.patch("ConfigMap", NS, "shared-oidc-config", {"data": {"oidc.json": oidc}})
+
+        async def rolled_too() -> str | None:
+            now = await _checksum(api, "weather-server-shared-oidc")
+            return now if now != shared else None
+
+        await until(rolled_too, what="the checksum of the server reading the ConfigMap")
+        assert untouched == await _checksum(api, "weather-server-external")
+
         await api.delete("MCPExternalAuthConfig", NS, "embedded-auth-server")
 
         async def blocked() -> dict[str, Any] | None:
