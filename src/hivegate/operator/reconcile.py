@@ -344,6 +344,8 @@ class Reconciler:
                 generation,
                 self.clock,
             )
+            ready = condition(status.get("conditions"), "Ready", True, "Ready", "the group's members are listed",
+                              generation, self.clock)  # fmt: skip
             desired = {
                 "phase": "Ready",
                 "servers": servers,
@@ -351,9 +353,9 @@ class Reconciler:
                 "remoteProxies": proxies,
                 "remoteProxyCount": len(proxies),
                 "observedGeneration": generation,
-                "conditions": [checked],
+                "conditions": [checked, ready],
             }
-            await self._set_status(body, desired)  # fmt: skip
+            await self._set_status(body, desired)
         if membership:
             for vmcp in await self.api.list("VirtualMCPServer", namespace):
                 if group_of(vmcp) == name:

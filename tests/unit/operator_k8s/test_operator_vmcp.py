@@ -46,6 +46,8 @@ async def test_seed_000_virtual_servers_serve_their_group() -> None:
         group = await until(lambda: _status(api, "MCPGroup", "tools", "serverCount"), what="group status")
         assert group["servers"] == ["fetch"]
         assert group["phase"] == "Ready"
+        assert [(c["type"], c["status"]) for c in group["conditions"]] == [("MCPServersChecked", "True"),
+                                                                           ("Ready", "True")]  # fmt: skip
 
         second = {"apiVersion": "toolhive.stacklok.dev/v1beta1", "kind": "MCPServer",
                   "metadata": {"name": "time", "namespace": NS, "uid": "u-time"},
