@@ -49,7 +49,11 @@ def connect() -> tuple[Any, KubeClient]:
         info = kopf.login_with_service_account(settings=kopf.OperatorSettings())
         if info is not None:
             return info, KubeClient.from_connection(info, token_file=_TOKEN_FILE)
-    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    try:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a kubeconfig that is missing or not one
+        where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise ConfigError(f"kubeconfig {where}: {getattr(exc, 'strerror', None) or exc}") from None
     if info is None:
         raise ConfigError("no cluster to talk to: not in a pod, and no kubeconfig ($KUBECONFIG, ~/.kube/config)")
     return info, KubeClient.from_connection(info)
