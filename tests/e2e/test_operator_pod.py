@@ -13,7 +13,7 @@ import yaml
 
 from hivegate.operator.kube import KubeClient
 from support.backend import fixture_http_server
-from support.cluster import emulated_cluster, running_operator, until
+from support.cluster import emulated_cluster, running_operator, seed_docs, until
 from support.gateway import hivegate_process
 from support.mcp_calls import call_tool
 
@@ -52,7 +52,8 @@ def _local(container: dict[str, Any], manifests: Path) -> list[str]:
     """The container's command line with the mount path made the local folder and the ports left to the OS."""
     args = [str(manifests) if a == "/etc/hivegate/manifests" else a for a in container["args"]]
     for flag in ("--port", "--diagnostics-port"):
-        args[args.index(flag) + 1] = "0"
+        if flag in args:
+            args[args.index(flag) + 1] = "0"
     return args
 
 
@@ -87,3 +88,31 @@ async def test_rendered_manifests_serve_through_the_pods_command_line(tmp_path: 
         (tmp_path / "sidecar" / "manifests.yaml").write_text(text)
         async with hivegate_process(_local(container, tmp_path / "sidecar")) as gateway:
             assert await asyncio.to_thread(call_tool, gateway.url, "echo", {"text": "in the pod"}) == "in the pod"
+
+
+async def test_a_rendered_vmcp_serves_its_groups_member(tmp_path: Path) -> None:
+    """seeds/000's anonymous VirtualMCPServer as rendered, its command line run; the one change: the member's Service
+    URL (cluster DNS) is the stand-in backend's local URL. Its tools carry the member's name (prefix resolution)."""
+    async with fixture_http_server("--http") as backend:
+        async with emulated_cluster() as url, running_operator(url) as api:
+            for doc in seed_docs("seed_000.yaml"):
+                if doc["kind"] in ("MCPGroup", "MCPServer") or doc["metadata"]["name"] == "anonymous":
+                    await api.create(doc)
+            text, container = await until(lambda: _vmcp(api), what="the vMCP's ConfigMap and Deployment")
+        member = "http://mcp-fetch-proxy.toolhive-system.svc.cluster.local:8080/mcp"
+        assert member in text
+        (tmp_path / "vmcp").mkdir()
+        (tmp_path / "vmcp" / "manifests.yaml").write_text(text.replace(member, backend))
+        args = _local(container, tmp_path / "vmcp")
+        assert args[:2] == ["vmcp", "serve"]
+        async with hivegate_process(args) as gateway:
+            answer = await asyncio.to_thread(call_tool, gateway.url, "fetch_echo", {"text": "through the vMCP"})
+    assert answer == "through the vMCP"
+
+
+async def _vmcp(api: KubeClient) -> tuple[str, dict[str, Any]] | None:
+    config = await api.get("ConfigMap", "toolhive-system", "anonymous-manifests")
+    deployment = await api.get("Deployment", "toolhive-system", "anonymous")
+    if config is None or deployment is None:
+        return None
+    return config["data"]["manifests.yaml"], deployment["spec"]["template"]["spec"]["containers"][0]
