@@ -11,6 +11,7 @@ Skipped, saying why, where Podman is missing or cannot build.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import json
 import os
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +29,7 @@ import pytest
 from support.backend import fixture_http_server, free_port
 from support.mcp_calls import call_tool
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("container-image")]
 REPO = Path(__file__).resolve().parent.parent.parent
 BASE = "localhost/hivegate-test-base:1"
 IMAGE = "localhost/hivegate:e2e"
@@ -60,12 +62,17 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
     (work / "rootfs.tar").write_bytes(rootfs.getvalue())
-    imported = _podman(env, "import", str(work / "rootfs.tar"), BASE)
-    if imported.returncode != 0:
-        pytest.skip(f"podman cannot import an image here: {imported.stderr.strip()[-300:]}")
+    # imported once: an import is a new image each time, and a new base would miss every cached layer of the build
+    if _podman(env, "image", "exists", BASE).returncode != 0:
+        imported = _podman(env, "import", str(work / "rootfs.tar"), BASE)
+        if imported.returncode != 0:
+            pytest.skip(f"podman cannot import an image here: {imported.stderr.strip()[-300:]}")
     mounts = [f"-v={p}:{p}:ro" for p in HOST_MOUNTS if os.path.exists(p)]
-    built = _podman(env, "build", "--network", "host", *mounts, "--build-arg", f"BASE={BASE}", "-t", IMAGE,
-                    "-f", str(REPO / "Containerfile"), str(REPO), timeout=900)  # fmt: skip
+    # one build at a time on this machine (xdist workers, other checkouts): the next one finds every layer cached
+    with open(Path(tempfile.gettempdir()) / "hivegate-image-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = _podman(env, "build", "--network", "host", *mounts, "--build-arg", f"BASE={BASE}", "-t", IMAGE,
+                        "-f", str(REPO / "Containerfile"), str(REPO), timeout=900)  # fmt: skip
     if built.returncode != 0:
         pytest.skip(f"podman cannot build here: {built.stderr.strip()[-400:]}")
     return env
