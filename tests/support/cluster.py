@@ -100,7 +100,8 @@ async def running_operator(
         exit_timeout=0.1,
     )
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(options, info, api, stop=stop, ready=ready))
+    # kopf logs in through a function, as in a pod (where it reads the rotated token anew)
+    task = asyncio.create_task(run_operator(options, lambda: info, api, stop=stop, ready=ready))
     try:
         await asyncio.wait_for(ready.wait(), 20)
         yield own

@@ -29,14 +29,15 @@ def _resource(kind: str) -> tuple[str, str, str]:
 
 
 def build_registry(reconciler: Reconciler, connection: Any) -> kopf.OperatorRegistry:
-    """The handlers of every kind; `connection` is the kopf `ConnectionInfo` to log in with."""
+    """The handlers of every kind; `connection` is the kopf `ConnectionInfo` to log in with (or a function that
+    reads it anew: kopf logs in again when the API server refuses its credentials)."""
     import kopf
 
     registry = kopf.OperatorRegistry()
     r = reconciler
 
     def login(**_: Any) -> Any:
-        return connection
+        return connection() if callable(connection) else connection
 
     kopf.on.login(registry=registry)(login)
 

@@ -42,13 +42,18 @@ class OperatorOptions:
 
 
 def connect() -> tuple[Any, KubeClient]:
-    """The kopf `ConnectionInfo` and the client to the cluster this process is in (or its kubeconfig names)."""
+    """How kopf logs in (a `ConnectionInfo`, or a function giving a fresh one) and the client to the cluster this
+    process is in (or its kubeconfig names)."""
     import kopf
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_TOKEN_FILE):
         info = kopf.login_with_service_account(settings=kopf.OperatorSettings())
-        if info is not None:
-            return info, KubeClient.from_connection(info, token_file=_TOKEN_FILE)
+        if info is not None:  # kopf logs in again on a 401: the kubelet has rotated the token file by then
+
+            def fresh() -> Any:
+                return kopf.login_with_service_account(settings=kopf.OperatorSettings())
+
+            return fresh, KubeClient.from_connection(info, token_file=_TOKEN_FILE)
     try:
         info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a kubeconfig that is missing or not one
