@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from support.gateway import FIXTURE, REPO, RunningGateway, hivegate_vmcp
-from support.issuer import local_issuer
+from support.issuer import LocalIssuer, local_issuer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -35,6 +35,16 @@ INIT = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"nam
 def stdio_backend(name: str, script: str = FIXTURE, **env: str) -> dict[str, Any]:
     """A stdio backend; the stdio fixture's `getenv` tool tells which backend answered (`WHO=<name>`)."""
     return {"name": name, "command": sys.executable, "args": [script], "env": {"WHO": name, **env}}
+
+
+def oidc_incoming(issuer: LocalIssuer, audience: str, policies: Sequence[str]) -> dict[str, Any]:
+    """`incomingAuth`: tokens of the test issuer for `audience`, decided by Cedar `policies`."""
+    return {
+        "type": "oidc",
+        "oidc": {"issuer": issuer.url, "audience": audience, "jwksUrl": issuer.jwks_url,
+                 "insecureAllowHttp": True, "protectedResourceAllowPrivateIp": True},
+        "authz": {"type": "cedar", "policies": list(policies)},
+    }  # fmt: skip
 
 
 def write_config(tmp_path: Path, backends: Sequence[dict[str, Any]], **sections: Any) -> str:
@@ -271,12 +281,7 @@ POLICIES = [
 async def test_cedar_on_prefixed_names_shows_and_allows_a_tool_to_one_group_only(tmp_path: Path) -> None:
     calls = tmp_path / "k8s-calls.jsonl"
     async with local_issuer() as issuer:
-        incoming = {
-            "type": "oidc",
-            "oidc": {"issuer": issuer.url, "audience": AUDIENCE, "jwksUrl": issuer.jwks_url,
-                     "insecureAllowHttp": True, "protectedResourceAllowPrivateIp": True},
-            "authz": {"type": "cedar", "policies": POLICIES},
-        }  # fmt: skip
+        incoming = oidc_incoming(issuer, AUDIENCE, POLICIES)
         backends = [stdio_backend("k8s", FIXTURE_CALL_LOG=str(calls)), stdio_backend("ops")]
         path = write_config(tmp_path, backends, incomingAuth=incoming)
         sre = issuer.token(AUDIENCE, sub="sam", groups=["sre"])

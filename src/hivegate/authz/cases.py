@@ -13,6 +13,13 @@ cases:
     annotations: {destructiveHint: true}    # optional; tools only
     expect: allow           # allow or deny
     reason: allow-eng-deploy                # optional: a policy id or @id annotation (or a list) that must decide it
+  - name: behind a virtual MCP server, github's tools are the github team's
+    principal: {claims: {sub: bob, groups: [github]}}
+    action: call_tool
+    resource: github_create_issue           # the name the vMCP advertises (resource.name)
+    backend: github                         # optional: the backend it comes from (MCP::"github", in MCP::"<server>")
+    backend_name: create_issue              # optional: the backend's own name (resource.backendName; default resource)
+    expect: allow
 ```
 
 Decoding is strict: an unknown key or a value of the wrong type is a `ConfigError` naming the file, the case (index
@@ -31,7 +38,7 @@ from typing import Any, get_args
 
 import yaml
 
-from hivegate.authz.entities import ANNOTATION_HINTS, ActionName
+from hivegate.authz.entities import ANNOTATION_HINTS, ActionName, Origin
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 
@@ -47,7 +54,9 @@ ACTIONS: Mapping[str, ActionName] = {
     "resources/subscribe": "read_resource",
 }
 _FILE_KEYS = ("config", "server", "cases")
-_CASE_KEYS = ("name", "principal", "action", "resource", "arguments", "annotations", "expect", "reason")
+_CASE_KEYS = (
+    "name", "principal", "action", "resource", "backend", "backend_name", "arguments", "annotations", "expect", "reason"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,14 @@ class Case:
     arguments: Mapping[str, Any] | None = None
     annotations: Mapping[str, bool] | None = None
     reasons: tuple[str, ...] = ()
+    backend: str | None = None  # the MCP::"<backend>" parent (a virtual server's backend); None: the server
+    backend_name: str | None = None  # resource.backendName; None: the resource's name
+
+    def origin(self, server: str) -> Origin | None:
+        """Where the case's resource comes from (None: `server`, under its own name, as `hivegate run` decides)."""
+        if self.backend is None and self.backend_name is None:
+            return None
+        return Origin(self.backend or server, self.backend_name or self.resource)
 
     @property
     def label(self) -> str:
@@ -117,6 +134,8 @@ def _case(index: int, item: Any) -> Case:
     if action is None:
         raise ConfigError(f"{r.at('action')}: must be one of {', '.join(ACTIONS)}, got {said!r}")
     resource = r.text("resource", required=True)
+    backend = r.text("backend") or None
+    backend_name = r.text("backend_name") or None
     arguments = r.section("arguments") if r.has("arguments") else None
     if arguments is not None and action == "read_resource":
         raise ConfigError(f"{r.at('arguments')}: only tools and prompts take arguments")
@@ -124,7 +143,9 @@ def _case(index: int, item: Any) -> Case:
     expect = r.choice("expect", ("allow", "deny"), required=True)
     reasons = _reasons(r)
     r.done()
-    return Case(index, name, claims, action, resource, expect == "allow", arguments, annotations, reasons)
+    return Case(
+        index, name, claims, action, resource, expect == "allow", arguments, annotations, reasons, backend, backend_name
+    )
 
 
 def _principal(r: Reader) -> Mapping[str, Any]:

@@ -42,7 +42,9 @@ from hivegate.authz.entities import (
     ANNOTATION_HINTS,
     ActionName,
     EntityError,
+    Origin,
     argument_attrs,
+    backend_entity,
     entity_key,
     has_action_hierarchy,
     merge_entity,
@@ -274,6 +276,7 @@ class CedarAuthorizer:
         *,
         arguments: Mapping[str, Any] | None = None,
         annotations: Mapping[str, Any] | None = None,
+        origin: Origin | None = None,
     ) -> dict[str, Any]:
         """The whole request as Cedar sees it before slicing (principal, resource and `entities_json` entities,
         the context), for a debug log line: built from claims and arguments, never from a token."""
@@ -282,9 +285,9 @@ class CedarAuthorizer:
         except EntityError as exc:
             return {"error": str(exc)}
         who = self._principal_entity(principal)
-        what = resource_entity(action, name, self._server, args=args, annotations=annotations)
+        what = self._resource(action, name, origin, args=args, annotations=annotations)
         entities = dict(self._base_map)
-        for e in (who, what):
+        for e in (who, what, *self._backends([origin])):
             key = entity_key(e)
             entities[key] = merge_entity(entities[key], e) if key in entities else e
         return {
@@ -340,9 +343,11 @@ class CedarAuthorizer:
         arguments: Mapping[str, Any] | None = None,
         annotations: Mapping[str, Any] | None = None,
         listing: bool = False,
+        origin: Origin | None = None,
     ) -> Decision:
         """Decide `action` on the tool, prompt or resource `name`; never raises, denies what it cannot evaluate.
-        `listing`: decided for a list (no arguments), as `filter` decides (see `_evaluate`)."""
+        `listing`: decided for a list (no arguments), as `filter` decides (see `_evaluate`). `origin`: the backend
+        it comes from behind a virtual MCP server (default: this server, under `name`)."""
         if action not in ACTION_RESOURCE_TYPE:
             return Decision(False, errors=(f"unknown action {action!r}",))
         try:
@@ -354,7 +359,7 @@ class CedarAuthorizer:
         chosen = self._slice_for(action, name, caller)
         if chosen is None:
             return Decision(False)
-        what = resource_entity(action, name, self._server, args=args, annotations=annotations)
+        what = self._resource(action, name, origin, args=args, annotations=annotations)
         resource = _pruned(what, chosen.attrs)
         context = _keep(request_context(who["attrs"], args), chosen.context)
         memo = self._memo_key(action, name, resource, context, listing)
@@ -367,7 +372,7 @@ class CedarAuthorizer:
             "context": context,
         }
         try:
-            entities = self._entities(caller, chosen.attrs, [resource])
+            entities = self._entities(caller, chosen.attrs, [resource, *self._backends([origin])])
         except Exception as exc:  # any failure to evaluate is a deny, never a crash
             return Decision(False, errors=(f"cedar evaluation failed: {exc}",))
         decision = self._evaluate([request], chosen.policies, entities, listing=listing)[0]
@@ -377,16 +382,36 @@ class CedarAuthorizer:
             caller.decisions[memo] = decision
         return decision
 
+    def _resource(
+        self,
+        action: ActionName,
+        name: str,
+        origin: Origin | None,
+        *,
+        args: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if origin is None:
+            return resource_entity(action, name, self._server, args=args, annotations=annotations)
+        return resource_entity(
+            action, name, origin.backend, args=args, annotations=annotations, backend_name=origin.name
+        )
+
+    def _backends(self, origins: Sequence[Origin | None]) -> list[dict[str, Any]]:
+        """The `MCP::"<backend>"` entities of `origins`, each a child of this (virtual) server."""
+        backends = dict.fromkeys(o.backend for o in origins if o is not None and o.backend != self._server)
+        return [backend_entity(backend, self._server) for backend in backends]
+
     def _memo_key(
         self, action: str, name: str, resource: Mapping[str, Any], context: Mapping[str, Any], listing: bool
     ) -> tuple[str, str, bytes, bool] | None:
         """What a decision depends on beyond the caller (whose entity is fixed by its exact claims): the resource's
-        attributes and the context, as far as the deciding slice reads them. None (not remembered) without slicing,
-        or when they are large (a key must stay small)."""
+        parents, and its attributes and the context as far as the deciding slice reads them. None (not remembered)
+        without slicing, or when they are large (a key must stay small)."""
         if not self._slicing:
             return None
         try:
-            reads = orjson.dumps((resource["attrs"], context), option=orjson.OPT_SORT_KEYS)
+            reads = orjson.dumps((resource["parents"], resource["attrs"], context), option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None
         return (action, name, reads, listing) if len(reads) <= _MEMO_KEY_LIMIT else None
@@ -396,11 +421,14 @@ class CedarAuthorizer:
         principal: Principal,
         action: ActionName,
         items: Sequence[tuple[str, Mapping[str, Any] | None]],
+        origins: Sequence[Origin | None] | None = None,
     ) -> list[bool]:
-        """For list filtering: whether each `(name, annotations)` item may be used.
+        """For list filtering: whether each `(name, annotations)` item may be used; `origins` (aligned with
+        `items`) place each behind a virtual MCP server.
 
         The entities (caller plus every item) are parsed once; each distinct policy slice is one batch call.
         """
+        placed = list(origins) if origins is not None else [None] * len(items)
         if action not in ACTION_RESOURCE_TYPE:
             return [False] * len(items)
         caller = self._caller(principal)
@@ -423,11 +451,11 @@ class CedarAuthorizer:
             attrs = _union([c.attrs for c in slices])
             context = _keep(request_context(who["attrs"], {}), _union([c.context for c in slices]))
             resources = [
-                _pruned(resource_entity(action, items[i][0], self._server, annotations=items[i][1]), attrs)
+                _pruned(self._resource(action, items[i][0], placed[i], annotations=items[i][1]), attrs)
                 for i in chosen_for
             ]
             try:
-                entities = self._entities(caller, attrs, resources)
+                entities = self._entities(caller, attrs, [*resources, *self._backends(placed)])
             except Exception:  # any failure to evaluate is a deny, never a crash
                 return allowed
             batches: dict[int, tuple[_Slice, list[int], list[dict[str, Any]]]] = {}
@@ -447,7 +475,10 @@ class CedarAuthorizer:
                 for i, decision in zip(indices, decided, strict=True):
                     allowed[i] = decision.allowed
         for i in leftovers:
-            allowed[i] = self.decide(principal, action, items[i][0], annotations=items[i][1], listing=True).allowed
+            name, annotations = items[i]
+            allowed[i] = self.decide(
+                principal, action, name, annotations=annotations, listing=True, origin=placed[i]
+            ).allowed
         return allowed
 
     def _principal_entity(self, principal: Principal) -> dict[str, Any]:

@@ -29,9 +29,13 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class DecisionInput:
     """What a decision read beyond the caller and the message, for the audit trail (so it can be re-decided):
-    the server (`MCP::"<server>"`), the tool's annotation hints, and the names of the arguments the policies read
-    (`None`: the policies may read any, e.g. they use `context` as a whole)."""
+    the server (`MCP::"<server>"`), the tool's annotation hints, the names of the arguments the policies read
+    (`None`: the policies may read any, e.g. they use `context` as a whole); behind a virtual MCP server, `backend`
+    (the `MCP::"<backend>"` parent) and `backend_name`, the backend's own name for it when that differs from the
+    advertised one (`resource.backendName`)."""
 
     server: str
     annotations: Mapping[str, bool] | None = None
     argument_names: frozenset[str] | None = frozenset()
+    backend: str | None = None
+    backend_name: str | None = None

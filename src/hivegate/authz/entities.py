@@ -8,7 +8,13 @@
 - Resource `Tool::"<name>"` (`name`, `operation:"call"`, `feature:"tool"`, the annotation hints, `arg_<key>` per
   argument; standard attributes override arguments, which override annotations), `Prompt::"<name>"`
   (`operation:"get"`, `feature:"prompt"`) or `Resource::"<exact uri>"` (`name`, `uri`, `operation:"read"`,
-  `feature:"resource"`), each with parent `MCP::"<server>"`.
+  `feature:"resource"`), each with parent `MCP::"<server>"` and `backendName`, the name its server knows it by.
+  For `hivegate run` the server is the workload (`--name`) and `backendName` equals `name`; behind a virtual MCP
+  server an `Origin` places it: the parent is `MCP::"<backend>"`, the backend whose catalog it comes from, itself a
+  child of `MCP::"<virtual server>"` (`backend_entity`), and `backendName` that backend's own name (`name` stays the
+  advertised one). So `resource in MCP::"github"` holds whatever the naming strategy, and `resource in MCP::"<the
+  virtual server>"` still holds for everything it serves. ToolHive has no such attribute (its audit events spell the
+  backend `backend_name`).
 - Context: every `claim_<name>` and `arg_<key>`.
 
 JSON to Cedar values (better than ToolHive, which makes every number a `decimal` and drops nested values):
@@ -27,7 +33,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from hivegate.core.principal import Principal
@@ -41,7 +48,10 @@ __all__ = [
     "MAX_DEPTH",
     "ActionName",
     "EntityError",
+    "Locator",
+    "Origin",
     "argument_attrs",
+    "backend_entity",
     "entity_key",
     "group_names",
     "has_action_hierarchy",
@@ -70,6 +80,18 @@ Entity = dict[str, Any]
 
 class EntityError(HivegateError, ValueError):
     """A request cannot be turned into Cedar entities (e.g. tool arguments that are not a JSON object)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an advertised tool, prompt or resource comes from: the backend (its `MCP::"<backend>"` parent) and the
+    name that backend knows it by (`resource.backendName`)."""
+
+    backend: str
+    name: str
+
+
+Locator = Callable[[ActionName, str], "Origin | None"]  # advertised name → its origin (None: not known)
 
 
 class _Budget:
@@ -186,8 +208,10 @@ def resource_entity(
     *,
     args: Mapping[str, Any] | None = None,
     annotations: Mapping[str, Any] | None = None,
+    backend_name: str | None = None,
 ) -> Entity:
-    """`Tool::`, `Prompt::` or `Resource::` entity with its standard attributes; `args` are already `arg_*` attrs."""
+    """`Tool::`, `Prompt::` or `Resource::` entity with its standard attributes, a child of `MCP::"<server>"`;
+    `args` are already `arg_*` attrs; `backend_name` is the name the server knows it by (default: `name`)."""
     attrs: dict[str, Any] = {}
     if action == "call_tool":
         if annotations:
@@ -201,11 +225,17 @@ def resource_entity(
         attrs.update(name=name, uri=name, operation="read", feature="resource")
     else:
         raise EntityError(f"unknown action {action!r}")
+    attrs["backendName"] = name if backend_name is None else backend_name
     return {
         "uid": {"type": ACTION_RESOURCE_TYPE[action], "id": name},
         "attrs": attrs,
         "parents": [{"type": "MCP", "id": server}],
     }
+
+
+def backend_entity(backend: str, server: str) -> Entity:
+    """`MCP::"<backend>"`, a child of `MCP::"<server>"` (the virtual MCP server it serves behind)."""
+    return {"uid": {"type": "MCP", "id": backend}, "attrs": {}, "parents": [{"type": "MCP", "id": server}]}
 
 
 def request_context(principal_attrs: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:

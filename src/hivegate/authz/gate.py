@@ -23,9 +23,13 @@ kept and how many withheld, never the items themselves.
 Tool annotation hints (`readOnlyHint` …) are learnt from every `tools/list` result, so a `tools/call` decision can
 read `resource.readOnlyHint`.
 
-A decided verdict carries its `DecisionInput` (server, annotations, the arguments the policies read) for the audit
-trail, so `hivegate authz replay` can decide the same call again. With `hivegate.authz` at debug level, each
-decision is logged with its whole entity set (claims and arguments, never a token).
+Behind a virtual MCP server the gate has a `Locator`: each advertised name is decided (and each list item filtered)
+as a child of `MCP::"<backend>"` it comes from, with `backendName` the backend's own name (`entities.Origin`); a
+name the locator does not know is decided as a child of the virtual server itself.
+
+A decided verdict carries its `DecisionInput` (server, backend name, annotations, the arguments the policies read)
+for the audit trail, so `hivegate authz replay` can decide the same call again. With `hivegate.authz` at debug
+level, each decision is logged with its whole entity set (claims and arguments, never a token).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from hivegate.authz.decision import Decision, DecisionInput
-from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ANNOTATION_HINTS, ActionName
+from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ANNOTATION_HINTS, ActionName, Locator, Origin
 from hivegate.authz.explain import SCOPE_ERROR, describe
 from hivegate.core.jsonrpc import INVALID_PARAMS, Message, RequestId
 from hivegate.core.principal import Principal
@@ -137,10 +141,11 @@ def decide_call(
     *,
     arguments: Mapping[str, Any] | None = None,
     annotations: Mapping[str, Any] | None = None,
+    origin: Origin | None = None,
 ) -> tuple[Decision, tuple[str, ...]]:
     """Decide a call as the gateway does: Cedar's decision, then the `requiredScopes` check when Cedar allows it.
     Returns the decision and the scopes the call needs when it is refused only for lacking them."""
-    decision = authorizer.decide(principal, action, name, arguments=arguments, annotations=annotations)
+    decision = authorizer.decide(principal, action, name, arguments=arguments, annotations=annotations, origin=origin)
     required = authorizer.required_scopes.get((ACTION_RESOURCE_TYPE[action], name)) if decision.allowed else None
     if required and not set(required) <= set(principal.scopes):
         lacking = f"{SCOPE_ERROR}needs {' '.join(required)}"
@@ -165,8 +170,15 @@ def refusal(verdict: Verdict, request_id: RequestId | None) -> tuple[int, Messag
 class McpGate:
     """Authorizes client messages and filters list results for one MCP server."""
 
-    def __init__(self, source: AuthorizerSource, *, listeners: tuple[DecisionListener, ...] = ()) -> None:
+    def __init__(
+        self,
+        source: AuthorizerSource,
+        *,
+        listeners: tuple[DecisionListener, ...] = (),
+        locate: Locator | None = None,
+    ) -> None:
         self._source = source
+        self._locate = locate
         self._listeners = listeners or (_log_decision,)
         self._annotations: dict[str, dict[str, bool]] = {}
         self._listed = False
@@ -209,12 +221,13 @@ class McpGate:
             return Verdict(False, invalid=f"Invalid params: params.arguments must be an object, got {_kind(arguments)}")
         annotations = self._annotations.get(name) if action == "call_tool" else None
         authorizer = self._source.current
+        origin = self._origin(action, name)
         decision, scopes = decide_call(
-            authorizer, principal, action, name, arguments=arguments, annotations=annotations
+            authorizer, principal, action, name, arguments=arguments, annotations=annotations, origin=origin
         )
         if logger.isEnabledFor(logging.DEBUG):
-            _log_entities(authorizer, principal, action, name, arguments, annotations)
-        seen = DecisionInput(authorizer.server_name, annotations, authorizer.argument_names)
+            _log_entities(authorizer, principal, action, name, arguments, annotations, origin)
+        seen = _input(authorizer, name, origin, annotations)
         self._emit(principal, method, action, name, decision)
         if not decision.allowed and any(e.startswith("arguments too large") for e in decision.errors):
             return Verdict(False, action, name, decision, invalid=f"Invalid params: {decision.errors[0]}", input=seen)
@@ -228,12 +241,22 @@ class McpGate:
             return Verdict(False, invalid="Invalid params: completion/complete needs params.ref (a prompt or resource)")
         action, key = target
         authorizer = self._source.current
-        decision, scopes = decide_call(authorizer, principal, action, ref[key])
+        origin = self._origin(action, ref[key])
+        decision, scopes = decide_call(authorizer, principal, action, ref[key], origin=origin)
         if logger.isEnabledFor(logging.DEBUG):
-            _log_entities(authorizer, principal, action, ref[key], None, None)
+            _log_entities(authorizer, principal, action, ref[key], None, None, origin)
         self._emit(principal, "completion/complete", action, ref[key], decision)
-        seen = DecisionInput(authorizer.server_name, None, authorizer.argument_names)
+        seen = _input(authorizer, ref[key], origin, None)
         return Verdict(decision.allowed, action, ref[key], decision, scopes=scopes, input=seen)
+
+    def _origin(self, action: ActionName, name: str) -> Origin | None:
+        if self._locate is None:
+            return None
+        try:
+            return self._locate(action, name)
+        except Exception:  # a broken locator decides as the virtual server itself, never crashes a decision
+            logger.exception("authz: cannot tell which backend %r comes from", name)
+            return None
 
     # -- lists -----------------------------------------------------------------------------------------------------
 
@@ -267,6 +290,7 @@ class McpGate:
             principal,
             action,
             [(item[name_key], item.get("annotations") if action == "call_tool" else None) for item in named],
+            [self._origin(action, item[name_key]) for item in named] if self._locate is not None else None,
         )
         kept = [item for item, ok in zip(named, allowed, strict=True) if ok]
         if on_filtered is not None:
@@ -317,6 +341,17 @@ def _log_decision(event: DecisionEvent) -> None:
         )
 
 
+def _input(
+    authorizer: CedarAuthorizer, name: str, origin: Origin | None, annotations: Mapping[str, bool] | None
+) -> DecisionInput:
+    """What the decision read beyond the caller and the message: the server, and behind a virtual MCP server the
+    backend and its own name (when it differs from the advertised one)."""
+    if origin is None:
+        return DecisionInput(authorizer.server_name, annotations, authorizer.argument_names)
+    own = origin.name if origin.name != name else None
+    return DecisionInput(authorizer.server_name, annotations, authorizer.argument_names, origin.backend, own)
+
+
 def _log_entities(
     authorizer: CedarAuthorizer,
     principal: Principal,
@@ -324,10 +359,13 @@ def _log_entities(
     name: str,
     arguments: Mapping[str, Any] | None,
     annotations: Mapping[str, Any] | None,
+    origin: Origin | None,
 ) -> None:
     """The entity set of one decision, at debug level (claims and arguments as Cedar sees them; never a token)."""
     try:
-        entities = authorizer.entity_set(principal, action, name, arguments=arguments, annotations=annotations)
+        entities = authorizer.entity_set(
+            principal, action, name, arguments=arguments, annotations=annotations, origin=origin
+        )
         logger.debug("authz entities: %s", json.dumps(entities, default=str, sort_keys=True))
     except Exception:  # logging must never turn into a decision
         logger.exception("authz: cannot log the entity set")

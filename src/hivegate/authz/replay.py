@@ -23,7 +23,7 @@ import orjson
 
 from hivegate.authz.cedar import CedarAuthorizer
 from hivegate.authz.decision import Decision
-from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ActionName
+from hivegate.authz.entities import ACTION_RESOURCE_TYPE, ActionName, Origin
 from hivegate.authz.explain import describe
 from hivegate.authz.gate import decide_call
 from hivegate.authz.policy_config import AuthzConfig
@@ -53,6 +53,8 @@ class Input:
     arguments_read: frozenset[str]  # when not complete: the arguments recorded whenever they were sent
     annotations: Mapping[str, Any] | None
     key: bytes  # the input as recorded: identical keys decide identically
+    backend: str | None = None  # behind a virtual MCP server: the backend it comes from
+    backend_name: str | None = None  # the backend's own name, when it differs from `resource`
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,9 @@ def _input(found: Mapping[str, Any], key: bytes) -> Input:
     annotations = found.get("annotations")
     if annotations is not None:
         annotations = _mapping(annotations, "authorization.input.annotations")
+    backend, backend_name = found.get("backend"), found.get("backend_name")
+    if not all(v is None or isinstance(v, str) for v in (backend, backend_name)):
+        raise BadLine("authorization.input.backend and .backend_name must be strings")
     return Input(
         server,
         action,
@@ -190,6 +195,8 @@ def _input(found: Mapping[str, Any], key: bytes) -> Input:
         _names(found.get("arguments_read")),
         annotations,
         key,
+        backend,
+        backend_name,
     )
 
 
@@ -229,9 +236,16 @@ class _Decider:
             event.resource,
             arguments=event.arguments,
             annotations=event.annotations,
+            origin=_origin(event),
         )
         self._memo[event.key] = decision
         return decision
+
+
+def _origin(event: Input) -> Origin | None:
+    if event.backend is None and event.backend_name is None:
+        return None
+    return Origin(event.backend or event.server, event.backend_name or event.resource)
 
 
 class Replayer:

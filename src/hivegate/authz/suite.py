@@ -48,7 +48,13 @@ def run_case(authorizer: CedarAuthorizer, file: CaseFile, case: Case) -> CaseRes
     issuer = case.claims.get("iss")
     principal = Principal(str(case.claims["sub"]), issuer if isinstance(issuer, str) else "", "jwt", case.claims)
     decision, _ = decide_call(
-        authorizer, principal, case.action, case.resource, arguments=case.arguments, annotations=case.annotations
+        authorizer,
+        principal,
+        case.action,
+        case.resource,
+        arguments=case.arguments,
+        annotations=case.annotations,
+        origin=case.origin(file.server),
     )
     expected = "allow" if case.expect_allow else "deny"
     problem = None

@@ -55,7 +55,8 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
         "check",
         help="decide one request as the gateway would and say which policies decided it",
         usage="hivegate authz check FILE --claims CLAIMS (--tool NAME | --prompt NAME | --resource URI) "
-        "[--args JSON] [--annotations JSON] [--server NAME] [--entities] [--format text|json]",
+        "[--args JSON] [--annotations JSON] [--server NAME] [--backend NAME] [--backend-name NAME] [--entities] "
+        "[--format text|json]",
         description="Decide one MCP request for the caller whose token claims are given, and print ALLOW or DENY "
         "with the deciding policies. Exit 0 on allow, 3 on deny, 1 on bad input (file, claims, JSON), 2 on bad "
         "usage. Claims are taken as given: no signature, issuer, audience or expiry check.",
@@ -89,6 +90,17 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
         help="the MCP server's workload name (`hivegate run --name`; by default derived from the command or URL, "
         f'e.g. "weather" for `-- python weather.py`); every resource\'s parent is MCP::"NAME" '
         f"(default: {DEFAULT_SERVER})",
+    )
+    c.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="behind a virtual MCP server (its name is --server): the backend the tool, prompt or resource comes "
+        'from; its parent is then MCP::"NAME", itself in the server',
+    )
+    c.add_argument(
+        "--backend-name",
+        metavar="NAME",
+        help="with --backend: the backend's own name for it (resource.backendName; default: the name decided)",
     )
     c.add_argument(
         "--entities",
@@ -227,6 +239,9 @@ def _check(args: argparse.Namespace, prog: str) -> int:
         if getattr(args, given.removeprefix("--")) is not None and flag not in allowed:
             print(f"{prog}: error: {given} goes with {' or '.join(allowed)}, not {flag}", file=sys.stderr)
             return 2
+    if args.backend_name is not None and args.backend is None:
+        print(f"{prog}: error: --backend-name goes with --backend", file=sys.stderr)
+        return 2
     if not name:
         raise ConfigError(f"{flag}: must not be empty")
     arguments = _json_object(args.args, "--args") if args.args is not None else None
@@ -239,12 +254,16 @@ def _check(args: argparse.Namespace, prog: str) -> int:
             "(pass --server NAME, the gateway's --name)",
             file=sys.stderr,
         )
+    from hivegate.authz.entities import Origin
     from hivegate.authz.explain import describe, why
     from hivegate.authz.gate import decide_call
 
-    decision, _ = decide_call(authorizer, principal, action, name, arguments=arguments, annotations=annotations)
+    origin = Origin(args.backend, args.backend_name or name) if args.backend else None
+    decision, _ = decide_call(
+        authorizer, principal, action, name, arguments=arguments, annotations=annotations, origin=origin
+    )
     entities = (
-        authorizer.entity_set(principal, action, name, arguments=arguments, annotations=annotations)
+        authorizer.entity_set(principal, action, name, arguments=arguments, annotations=annotations, origin=origin)
         if args.entities
         else None
     )

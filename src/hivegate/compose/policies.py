@@ -15,6 +15,7 @@ import logging
 import signal
 from collections.abc import Awaitable
 
+from hivegate.authz.entities import Locator
 from hivegate.authz.gate import McpGate
 from hivegate.authz.store import PolicySource, PolicyStore
 from hivegate.compose.lifecycle import Lifecycle
@@ -24,9 +25,12 @@ __all__ = ["policy_gate"]
 logger = logging.getLogger("hivegate")
 
 
-def policy_gate(source: PolicySource, server_name: str, lifecycle: Lifecycle, *, watch: bool) -> McpGate:
+def policy_gate(
+    source: PolicySource, server_name: str, lifecycle: Lifecycle, *, watch: bool, locate: Locator | None = None
+) -> McpGate:
     """Load the policies (one that does not load stops start-up) and keep them current: SIGHUP reloads them, and
-    with `watch` a change of the source's content does too (polled every 2 s)."""
+    with `watch` a change of the source's content does too (polled every 2 s). `locate`: a virtual MCP server's
+    backend of each advertised name (`McpGate`)."""
     store = PolicyStore(source, server_name)
     tasks: set[asyncio.Future[object]] = set()
 
@@ -52,4 +56,4 @@ def policy_gate(source: PolicySource, server_name: str, lifecycle: Lifecycle, *,
     lifecycle.startup.append(start)
     lifecycle.on_shutdown(stop)
     logger.info("authz: %d Cedar policies loaded from %s", store.current.policy_count, source.name)
-    return McpGate(store)
+    return McpGate(store, locate=locate)

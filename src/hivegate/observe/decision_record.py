@@ -5,7 +5,9 @@ a deciding policy has an `@id("…")` annotation) names the same policies as `po
 `hivegate.authz.explain.why`'s code (`no_policy` for a deny by no policy). `input` holds what the decision was made
 on, so `hivegate authz replay` can decide it again under other policies:
 
-- `server`, `action`, `resource`: the `MCP::"<server>"` parent, the Cedar action and the tool, prompt or URI;
+- `server`, `action`, `resource`: the `MCP::"<server>"` the gateway serves, the Cedar action and the tool, prompt or
+  URI as advertised; behind a virtual MCP server, `backend` (the `MCP::"<backend>"` parent, a child of the server)
+  and `backend_name`, the backend's own name for it (`resource.backendName`), only when it differs from `resource`;
 - `principal`: `{"sub", "claims"}`, the caller's claims (with `authorizationClaims: true`, the default) but never a
   token: claims named `jti`, `nonce`, `at_hash`, `c_hash` or ending in `token`, and string values shaped like a JWT,
   are left out;
@@ -67,6 +69,10 @@ def authorization_record(
         return record
     action, resource = call.decided_on
     found: dict[str, Any] = {"server": seen.server, "action": action, "resource": resource}
+    if seen.backend is not None:
+        found["backend"] = seen.backend
+    if seen.backend_name is not None:
+        found["backend_name"] = seen.backend_name
     who: dict[str, Any] = {"sub": principal.subject}
     if claims:
         who["claims"] = recordable_claims(principal.claims)

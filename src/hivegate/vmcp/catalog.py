@@ -27,7 +27,9 @@ Names are part of authorization (policies name them, calls route by them):
   is loaded (`vmcp.spec.check_prefixes`).
 
 Resources keep their URIs (a URI is global): a URI offered twice goes to the first backend in priority (or
-configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name.
+configuration) order, as do identical URI templates. Routes map an advertised name back to the backend's own name;
+`Catalog.route_of` does so for what Cedar decides on (a tool, a prompt, a resource URI or URI template), so each is
+a child of `MCP::"<backend>"` in the policies' entity hierarchy.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ class Catalog:
     resource_routes: Mapping[str, str] = field(default_factory=dict)  # uri → backend
     template_routes: tuple[tuple[re.Pattern[str], str], ...] = ()  # (matcher, backend), in priority order
     template_owners: Mapping[str, str] = field(default_factory=dict)  # advertised uriTemplate → backend
+
+    def route_of(self, action: str, name: str) -> Route | None:
+        """Where what `action` (`call_tool`, `get_prompt`, `read_resource`) names comes from: the backend and its
+        own name (a URI, or an advertised URI template, is the backend's own); None when nothing here has it."""
+        if action == "call_tool":
+            return self.tool_routes.get(name)
+        if action == "get_prompt":
+            return self.prompt_routes.get(name)
+        if action == "read_resource":
+            backend = self.template_owners.get(name) or self.resource_backend(name)
+            return Route(backend, name) if backend is not None else None
+        return None
+
+    def names(self) -> dict[str, frozenset[str]]:
+        """The advertised names by Cedar entity type (`Tool`, `Prompt`, `Resource`: URIs and URI templates)."""
+        return {
+            "Tool": frozenset(self.tool_routes),
+            "Prompt": frozenset(self.prompt_routes),
+            "Resource": frozenset(self.resource_routes) | frozenset(self.template_owners),
+        }
 
     def resource_backend(self, uri: str) -> str | None:
         """The backend serving `uri`: an exact resource first, then the first matching template."""

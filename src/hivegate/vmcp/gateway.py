@@ -173,7 +173,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
-        gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, lifecycle, watch=False)
+        gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, lifecycle, watch=False, locate=pool.locate)
         summary.append(f"authz: {gate.policy_count} Cedar policies (SIGHUP reloads them)")
     registry = SessionRegistry(
         ttl=cfg.session_storage.ttl, max_sessions=MAX_SESSIONS, max_per_owner=MAX_SESSIONS_PER_USER

@@ -27,13 +27,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from hivegate import __version__
+from hivegate.authz.entities import ActionName, Origin
 from hivegate.backends.launched import Launched
 from hivegate.backends.session import BackendSession
 from hivegate.backends.transport import TransportFactory
 from hivegate.core.jsonrpc import Message
 from hivegate.errors import BackendError, ConfigError
 from hivegate.observe.health import tcp_reachable
-from hivegate.vmcp.catalog import BackendLists, Catalog, Owners, build_catalog
+from hivegate.vmcp.catalog import BackendLists, Catalog, Owners, Route, build_catalog
 from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["BackendPool", "BackendStatus", "CatalogListener"]
@@ -42,6 +43,7 @@ logger = logging.getLogger("hivegate.vmcp")
 
 PROTOCOL_VERSION = "2025-06-18"  # what the discovery sessions speak
 _MAX_PAGES = 100
+_MAX_SEEN = 10_000  # routes remembered from client sessions' catalogs (caller-scoped backends)
 _LIST_KINDS: tuple[tuple[str, str, str], ...] = (
     # (capability, method, result key)
     ("tools", "tools/list", "tools"),
@@ -127,6 +129,7 @@ class BackendPool:
         self._conflict: str | None = None  # the clash that keeps the catalog as it is, once logged
         self._everything: Catalog | None = None  # every backend's last lists, unhealthy ones too (lazily)
         self._owners = Owners()  # the backend each name was ever advertised for: names never move
+        self._seen: dict[tuple[str, str], Route | None] = {}  # routes of client sessions' catalogs (None: ambiguous)
 
     @property
     def names(self) -> Sequence[str]:
@@ -292,7 +295,37 @@ class BackendPool:
     def build(self, lists: Mapping[str, BackendLists], previous: Catalog | None = None) -> Catalog:
         """The catalog of `lists` under the aggregation settings (`ConflictError` under `manual`), to replace
         `previous` if given."""
-        return build_catalog(lists, self._cfg.aggregation, self._order, previous, self._owners)
+        catalog = build_catalog(lists, self._cfg.aggregation, self._order, previous, self._owners)
+        if self.caller_scoped:
+            self._remember(catalog)
+        return catalog
+
+    def locate(self, action: ActionName, name: str) -> Origin | None:
+        """The backend an advertised tool, prompt or resource comes from, and its own name there, for Cedar
+        (`MCP::"<backend>"`, `resource.backendName`): from the catalog served, else (caller-scoped backends) from
+        the catalogs client sessions were shown, else from the backends `bestEffort` hides. None when unknown, or
+        when client sessions were shown it from different backends."""
+        route = self.catalog.route_of(action, name)
+        if route is None and (action, name) in self._seen:
+            route = self._seen[(action, name)]
+            if route is None:
+                return None
+        if route is None and self.best_effort:
+            route = self.with_hidden().route_of(action, name)
+        return Origin(route.backend, route.name) if route is not None else None
+
+    def _remember(self, catalog: Catalog) -> None:
+        """Record the routes of a client session's catalog (a name shown from two backends is ambiguous)."""
+        if len(self._seen) >= _MAX_SEEN:
+            self._seen.clear()
+        routes = [
+            *((("call_tool", n), r) for n, r in catalog.tool_routes.items()),
+            *((("get_prompt", n), r) for n, r in catalog.prompt_routes.items()),
+            *((("read_resource", u), Route(b, u)) for u, b in catalog.resource_routes.items()),
+            *((("read_resource", t), Route(b, t)) for t, b in catalog.template_owners.items()),
+        ]
+        for key, route in routes:
+            self._seen[key] = route if self._seen.get(key, route) == route else None
 
     async def list_backend(self, session: BackendSession, capabilities: Mapping[str, Any]) -> BackendLists:
         """Everything `session`'s backend offers (a client session listing a caller-scoped backend)."""

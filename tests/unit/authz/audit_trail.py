@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from hivegate.authz.cedar import CedarAuthorizer
+from hivegate.authz.entities import Locator
 from hivegate.authz.gate import McpGate
 from hivegate.core.principal import Principal
 from hivegate.errors import InsufficientScope
@@ -29,8 +30,10 @@ class Fixed:
 class Trail:
     """Decides requests through the gateway's gate and keeps the audit lines it would write."""
 
-    def __init__(self, authorizer: CedarAuthorizer, config: AuditConfig | None = None) -> None:
-        self.gate = McpGate(Fixed(authorizer), listeners=(lambda _: None,))
+    def __init__(
+        self, authorizer: CedarAuthorizer, config: AuditConfig | None = None, *, locate: Locator | None = None
+    ) -> None:
+        self.gate = McpGate(Fixed(authorizer), listeners=(lambda _: None,), locate=locate)
         self.auditor = Auditor(config or AuditConfig(), component="srv", transport="streamable-http")
         self.lines: list[bytes] = []
 

@@ -134,7 +134,7 @@ def test_resource_and_prompt_entities() -> None:
     uri = "file:///srv/data/report.csv?v=2#top"
     res = resource_entity("read_resource", uri, "srv")
     assert res["uid"] == {"type": "Resource", "id": uri}
-    assert res["attrs"] == {"name": uri, "uri": uri, "operation": "read", "feature": "resource"}
+    assert res["attrs"] == {"name": uri, "uri": uri, "operation": "read", "feature": "resource", "backendName": uri}
     prompt = resource_entity("get_prompt", "review", "srv")
     assert prompt["uid"] == {"type": "Prompt", "id": "review"}
     assert prompt["parents"] == [{"type": "MCP", "id": "srv"}]
