@@ -83,7 +83,7 @@ async def test_read_only_policy_decides_a_first_call_on_the_legacy_sse_front(tmp
         assert await call(2, "delete_namespace") == {
             "jsonrpc": "2.0",
             "id": 2,
-            "error": {"code": 403, "message": "Unauthorized"},
+            "error": {"code": 403, "message": "denied by policy"},
         }
 
 

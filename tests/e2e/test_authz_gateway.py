@@ -56,7 +56,7 @@ SEED_002 = [ALLOW_GROUP_ALL, ALLOW_USER, ALLOW_CLAIM, RESTRICT_ONE, DENY_ONE, AD
 
 AUDIENCE = "hivegate-authz"
 ACCEPT = {"Accept": "application/json, text/event-stream"}
-DENIED = {"code": 403, "message": "Unauthorized"}
+DENIED = {"code": 403, "message": "denied by policy"}
 INIT = {
     "jsonrpc": "2.0",
     "id": 0,
@@ -133,10 +133,10 @@ async def sdk_client(url: str, token: str, *, legacy_sse: bool = False) -> Async
 
 
 async def denied(call: Awaitable[object]) -> None:
-    """The SDK client got the gateway's denial (JSON-RPC error 403 "Unauthorized")."""
+    """The SDK client got the gateway's denial (JSON-RPC error 403 "denied by policy")."""
     with pytest.raises(MCPError) as caught:
         await call
-    assert (caught.value.code, caught.value.message) == (403, "Unauthorized")
+    assert (caught.value.code, caught.value.message) == (403, "denied by policy")
 
 
 def text_of(result: Any) -> str:

@@ -150,7 +150,7 @@ async def test_audit_metrics_readiness_and_no_secrets_in_any_line(tmp_path: Path
     assert {k: denied_record[k] for k in ("decision", "policies", "why")} == {"decision": "deny", "policies": [],
                                                                                "why": "no_policy"}  # fmt: skip
     assert denied_record["input"]["principal"]["claims"]["groups"] == ["guests"]
-    assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "Unauthorized"}
+    assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "denied by policy"}
     assert not [line for line in lines if line["type"] == "mcp_ping"]  # excluded by the config
     assert [line["outcome"] for line in lines if line["type"] == "mcp_initialize"] == ["success", "success"]
     # a filtered list is summarised (counts, never the items); a method never let through is a deny by no policy

@@ -296,7 +296,7 @@ async def test_cedar_on_prefixed_names_shows_and_allows_a_tool_to_one_group_only
             assert await dee.text("ops_echo", text="hi") == "hi"
             denied = await dee.call("k8s_get_pods", namespace="prod")
             assert denied.status_code == 403
-            assert denied.json()["error"] == {"code": 403, "message": "Unauthorized"}
+            assert denied.json()["error"] == {"code": 403, "message": "denied by policy"}
             not_granted = await sam.call("k8s_echo", text="x")  # listed nowhere in the policies: denied to all
             assert not_granted.status_code == 403
 

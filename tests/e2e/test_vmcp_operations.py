@@ -101,7 +101,7 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
             dee = await connect(http, gateway, dev)
             denied = await dee.call("k8s_echo", text="nope")
             assert denied.status_code == 403
-            assert denied.json()["error"] == {"code": 403, "message": "Unauthorized"}
+            assert denied.json()["error"] == {"code": 403, "message": "denied by policy"}
             ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
             unauthenticated = await http.post(gateway.url, json=ping, headers={"authorization": "Bearer not-a-token"})
             assert unauthenticated.status_code == 401
@@ -157,7 +157,7 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
     assert error["metadata"]["extra"]["error"]["code"] == -32000
     assert deny["target"]["name"] == "k8s_echo"
     assert decided(deny) == {"decision": "deny", "policies": [], "why": "no_policy"}
-    assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "Unauthorized"}
+    assert deny["metadata"]["extra"]["error"] == {"code": 403, "message": "denied by policy"}
     initializes = [line for line in lines if line["type"] == "mcp_initialize"]
     assert [(i["subjects"]["user_id"], i["outcome"]) for i in initializes] == [("sam", "success"), ("dee", "success")]
     everything = audit_file.read_text() + "\n".join(gateway.stderr)

@@ -1,7 +1,7 @@
 """`hivegate vmcp serve -f`: an `MCPServer`'s own `oidcConfig` and `authzConfig` (seeds/001's
 `weather-server-with-authz`) are enforced behind a `VirtualMCPServer`, as its own proxy would in ToolHive, under
 every conflict strategy: no token → 401, a caller outside the permitted group → refused (JSON-RPC 403
-"Unauthorized"), the permitted group → the call passes, decided on `Tool::"weather"` whatever the vMCP advertises.
+"denied by policy"), the permitted group → the call passes, decided on `Tool::"weather"` whatever the vMCP advertises.
 
 Real parts: the vMCP process, the stdio fixture server, and a local issuer that signs the callers' tokens and
 exchanges them (RFC 8693) for tokens of the backend's audience (the vMCP's `tokenExchange` outgoing auth, found
@@ -190,7 +190,7 @@ async def test_the_servers_own_oidc_and_cedar_hold_behind_the_vmcp(
 
             guest = await open_session(client, gateway, gil)
             denied = await post(client, gateway, gil, call(weather, 6, city="Rome"), guest)
-            assert denied.json() == {"jsonrpc": "2.0", "id": 6, "error": {"code": 403, "message": "Unauthorized"}}
+            assert denied.json() == {"jsonrpc": "2.0", "id": 6, "error": {"code": 403, "message": "denied by policy"}}
             assert denied.status_code == 200  # refused behind the vMCP's routing: an answer, like any backend's
             guest_list = await post(client, gateway, gil, {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, guest)
             assert guest_list.json()["result"]["tools"] == []

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DENIED_CODE",
+    "DENIED_MESSAGE",
     "LIST_METHODS",
     "AuthorizerSource",
     "DecisionEvent",
@@ -65,6 +66,7 @@ __all__ = [
 logger = logging.getLogger("hivegate.authz")
 
 DENIED_CODE: Final = 403  # ToolHive's JSON-RPC error code for a denial, kept so its clients' handling carries over
+DENIED_MESSAGE: Final = "denied by policy"
 ALWAYS_ALLOWED = frozenset({"initialize", "ping", "logging/setLevel", "roots/list", "resources/unsubscribe"})
 # list method → (action deciding each item, result key of the items, item key naming the resource)
 LIST_METHODS: Mapping[str, tuple[ActionName, str, str]] = {
@@ -153,8 +155,10 @@ def decide_call(
     return decision, ()
 
 
-def denial(request_id: RequestId | None, message: str = "Unauthorized") -> Message:
-    """The JSON-RPC error a denied request gets (ToolHive's shape: code 403, message "Unauthorized")."""
+def denial(request_id: RequestId | None, message: str = DENIED_MESSAGE) -> Message:
+    """The JSON-RPC error a denied request gets: ToolHive's code 403 (its clients' handling carries over), and a
+    message that says what happened ("denied by policy", where ToolHive says "Unauthorized", which reads as a login
+    problem). Which policies decided it is for the audit trail and the log, not for the caller."""
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": DENIED_CODE, "message": message}}
 
 

@@ -15,7 +15,7 @@ that server. Here the vMCP reaches the server directly, so `OwnProxy` does that 
 - authorization: Cedar decides with the server's own policies under its own names (`Tool::"weather"`, whatever
   the vMCP advertises it as: `weather-server-with-authz_weather` under `prefix`), the principal being the one that
   credential names, and `MCP::"<server>"` the parent. A denial is ToolHive's and the vMCP's own JSON-RPC error
-  (code 403, "Unauthorized"); the decision is logged like the vMCP's own (`hivegate.authz`), and a refusal once
+  (code 403, "denied by policy"); the decision is logged like the vMCP's own (`hivegate.authz`), and a refusal once
   more naming the server (`hivegate.vmcp`);
 - lists: what the server contributes to a list is filtered with the same decision (`visible`), so a client never
   sees a tool it may not call; if the credential is refused, the server contributes nothing for that caller.

@@ -123,7 +123,7 @@ async def test_a_tool_cedar_forbids_gets_a_plain_denial_whatever_the_scopes(clie
         refused = await client.post(call("admin_tool", {}, 3), authorization=token)
         assert refused.status_code == 403
         assert "www-authenticate" not in refused.headers  # asking for more scopes would not help
-        assert answer(refused)["error"]["message"] == "Unauthorized"
+        assert answer(refused)["error"]["message"] == "denied by policy"
 
 
 async def test_a_batch_with_a_call_lacking_scopes_is_refused_whole_with_the_challenge(client: Client) -> None:

@@ -64,7 +64,10 @@ def test_notifications_and_client_responses_pass_without_a_decision() -> None:
 def test_unknown_methods_are_denied_even_for_admins(method: str) -> None:
     verdict = gate().check(ADMIN, call(method, {}))
     assert not verdict.allowed
-    assert refusal(verdict, 7) == (403, {"jsonrpc": "2.0", "id": 7, "error": {"code": 403, "message": "Unauthorized"}})
+    assert refusal(verdict, 7) == (
+        403,
+        {"jsonrpc": "2.0", "id": 7, "error": {"code": 403, "message": "denied by policy"}},
+    )
 
 
 def test_tool_call_is_decided_with_its_name_and_arguments() -> None:

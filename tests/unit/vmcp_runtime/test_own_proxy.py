@@ -182,7 +182,7 @@ async def test_the_backends_own_policies_decide_under_its_own_names(conflict: st
         allowed = await ask(session, 1, "tools/call", call(advertised), caller("t-fay"))
         assert allowed["result"]["content"][0]["text"] == "called weather"
         denied = await ask(session, 2, "tools/call", call(advertised), caller("t-gil"))
-        assert denied["error"] == {"code": 403, "message": "Unauthorized"}
+        assert denied["error"] == {"code": 403, "message": "denied by policy"}
         assert denied["id"] == 2
         assert world.calls("weather") == ["weather"]  # the refused call never reached the backend
         echo = "other_echo" if conflict == "prefix" else "echo"
@@ -247,7 +247,7 @@ async def test_authz_without_oidc_decides_for_anonymous_and_the_callers_own_toke
     assert (await anonymous.principal(caller("t-fay"))).subject == "anonymous"
     denied = await anonymous.admit({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": call("weather")},
                                    caller("t-fay"), tuple)  # fmt: skip
-    assert denied == {"jsonrpc": "2.0", "id": 4, "error": {"code": 403, "message": "Unauthorized"}}
+    assert denied == {"jsonrpc": "2.0", "id": 4, "error": {"code": 403, "message": "denied by policy"}}
     embedded = OwnProxy("weather", AUTH, Exchanged(), callers_own=True)
     who = Caller(principal("fay", "forecasters"), "t-fay")
     assert await embedded.principal(who) is who.principal
