@@ -1,6 +1,7 @@
 """Backend-scoped Cedar policies through a real `hivegate vmcp serve` over two backends, under `prefix`, `priority`
 and `manual`: `resource in MCP::"alpha"` lets a group call and see alpha's tools whatever they are advertised as, and
-none of beta's; `resource.backendName` names beta's `getenv` under its own name, whichever name clients see. One
+none of beta's; `resource.backendName` names beta's `getenv` under its own name, whichever name clients see; a denial
+says "denied by policy"; a policy naming a tool that is not advertised is a start-up warning with the nearest name. One
 gateway per strategy; both backends are the stdio fixture (each with one tool of its own, `FIXTURE_TOOL_ALIAS`)."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ POLICIES = [
     'permit(principal in THVGroup::"eng", action == Action::"call_tool", resource in MCP::"alpha");',
     '@id("beta-getenv")\npermit(principal in THVGroup::"eng", action == Action::"call_tool", resource in MCP::"beta")'
     ' when { resource.backendName == "getenv" };',
+    # names a tool by its own name: advertised so only under priority and manual (a start-up warning under prefix)
+    '@id("ops-alpha-only")\npermit(principal in THVGroup::"ops", action, resource == Tool::"alpha_only");',
 ]
 MANUAL = {  # no clash left: alpha shows three tools, beta three (its getenv as beta_env)
     "conflictResolution": "manual",
@@ -73,8 +76,15 @@ async def test_a_policy_on_a_backend_follows_its_tools_under_every_naming_strate
             for name in sorted(betas):
                 denied = await erin.call(name, text="x")
                 assert denied.status_code == 403, (name, denied.text)
-                assert denied.json()["error"]["code"] == 403
+                assert denied.json()["error"] == {"code": 403, "message": "denied by policy"}
 
             sal = await connect(http, gateway, sales)
             assert await sal.tools() == {}
             assert (await sal.call(sorted(alphas)[0], text="x")).status_code == 403
+        warned = [line for line in gateway.stderr if "incomingAuth.authz.policies" in line]
+        if strategy == "prefix":
+            assert len(warned) == 1, gateway.stderr
+            assert 'Tool::"alpha_only": no backend advertises this tool' in warned[0]
+            assert 'did you mean Tool::"alpha_alpha_only"?' in warned[0]
+        else:
+            assert warned == []

@@ -54,6 +54,7 @@ from hivegate.authz.entities import (
 )
 from hivegate.authz.policy_config import AuthzConfig
 from hivegate.authz.slicing import PolicyIndex, accessed, has_principal_hierarchy, scope_of
+from hivegate.authz.teach import END_OF_INPUT, syntax_hint
 from hivegate.core.principal import Principal
 from hivegate.errors import ConfigError
 
@@ -99,8 +100,9 @@ def compile_policies(texts: Sequence[str]) -> list[CompiledPolicy]:
             doc = json.loads(cedarpy.policies_to_json_str(text))
         except ValueError as exc:
             message = str(exc).splitlines()[0] if str(exc) else "syntax error"
-            line, column = _locate(text, message)
-            raise ConfigError(f"cedar.policies[{index}], line {line}, column {column}: {message}") from exc
+            line, column = _end(text) if message == END_OF_INPUT else _locate(text, message)
+            hint = syntax_hint(text, message)
+            raise ConfigError(f"cedar.policies[{index}], line {line}, column {column}: {message}{hint}") from exc
         if doc.get("templates"):
             raise ConfigError(f"cedar.policies[{index}]: policy templates (?principal/?resource) are not supported")
         static = doc.get("staticPolicies", {})
@@ -109,6 +111,12 @@ def compile_policies(texts: Sequence[str]) -> list[CompiledPolicy]:
         for key in sorted(static, key=lambda k: int(k.removeprefix("policy"))):
             compiled.append(CompiledPolicy(f"policy{len(compiled)}", static[key], index))
     return compiled
+
+
+def _end(text: str) -> tuple[int, int]:
+    """The position just after the last character of `text` that is not white space."""
+    offset = len(text.rstrip())
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _locate(text: str, message: str) -> tuple[int, int]:
@@ -254,6 +262,11 @@ class CedarAuthorizer:
     def policy_count(self) -> int:
         """How many policies were loaded."""
         return len(self._policies)
+
+    @property
+    def policies(self) -> tuple[CompiledPolicy, ...]:
+        """The compiled policies, in config order."""
+        return tuple(self._policies)
 
     @property
     def server_name(self) -> str:

@@ -191,6 +191,11 @@ class McpGate:
     def policy_count(self) -> int:
         return self._source.current.policy_count
 
+    @property
+    def authorizer(self) -> CedarAuthorizer:
+        """The policies in force."""
+        return self._source.current
+
     def needs_tool_list(self, message: Message) -> bool:
         """Whether deciding this `tools/call` needs tool annotations not learnt yet (policies read them, and no
         `tools/list` answer has been seen): the front then asks the backend for its tool list first."""

@@ -18,6 +18,7 @@ from typing import Literal
 
 from hivegate.authz.cedar import compile_policies, validate_against_schema
 from hivegate.authz.policy_config import DEFAULT_GROUP_ENTITY_TYPE, AuthzConfig
+from hivegate.authz.teach import missing_attribute
 
 __all__ = ["PolicyProblem", "Severity", "schema_text", "validate_policies"]
 
@@ -63,8 +64,9 @@ def validate_policies(cfg: AuthzConfig) -> list[PolicyProblem]:
     problems: list[PolicyProblem] = []
     for pid, message in raw:
         severity, text = _classify(message, extra_types, pid in explained)
-        if text is not None:
-            problems.append(PolicyProblem(pid, index_of[pid], severity, text))
+        problem = PolicyProblem(pid, index_of[pid], severity, text) if text is not None else None
+        if problem is not None and problem not in problems:  # one per attribute, not one per entity type
+            problems.append(problem)
     return problems
 
 
@@ -88,4 +90,4 @@ def _classify(message: str, extra_types: set[str], explained: bool) -> tuple[Sev
         if explained:  # already reported as an unknown action or entity type
             return "warning", None
         return "error", "can never match: no action applies to this principal/resource combination"
-    return "warning", message
+    return "warning", missing_attribute(message) or message

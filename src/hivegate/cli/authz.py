@@ -1,7 +1,9 @@
 """`hivegate authz`: check a Cedar authorization config before deploying it, and ask it what it decides.
 
 `validate FILE` compiles every policy and checks it against hivegate's entity model (exit 0, or 1 when a policy has
-a syntax error or can never match). `check FILE --claims … --tool NAME` decides one request as the gateway would
+a syntax error or can never match); with `--config VMCP.yaml` (FILE then optional: the vMCP's own policies) it also
+warns about names the virtual server cannot have (offline: `vmcp.policy_names.configured_problems`).
+`check FILE --claims … --tool NAME` decides one request as the gateway would
 (exit 0 allow, 3 deny). Bad input is one line on stderr naming the flag or file (exit 1); bad usage exits 2.
 `test FILE...` runs policy test cases (`authz_test`); `replay --audit …` re-decides an audit trail (`authz_replay`);
 both exit 2 on bad input.
@@ -24,7 +26,10 @@ if TYPE_CHECKING:
     from hivegate.authz import AuthzConfig, CedarAuthorizer, Decision
     from hivegate.authz.cedar import CompiledPolicy
     from hivegate.authz.entities import ActionName
+    from hivegate.authz.names import NameProblem
+    from hivegate.authz.validate import PolicyProblem
     from hivegate.core.principal import Principal
+    from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["EXIT_DENY", "add_authz_parser", "authz_command"]
 
@@ -49,7 +54,20 @@ def add_authz_parser(sub: Any) -> argparse.ArgumentParser:
         "a summary. Exit 0 when there are no errors (warnings allowed), 1 on errors or an unreadable or invalid "
         "file, 2 on bad usage.",
     )
-    v.add_argument("file", metavar="FILE", help="authz config (JSON, or YAML when the name ends in .yaml/.yml)")
+    v.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="authz config (JSON, or YAML when the name ends in .yaml/.yml); with --config, default: its "
+        "incomingAuth.authz",
+    )
+    v.add_argument(
+        "--config",
+        metavar="VMCP.yaml",
+        help="a virtual MCP server's configuration: also warn about policies naming a backend it does not have "
+        "or, under conflictResolution prefix, a tool or prompt without a backend's prefix (offline: no backend "
+        "is started or contacted; `vmcp serve` checks the real catalog at start-up)",
+    )
     v.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     c = sub2.add_parser(
         "check",
@@ -148,11 +166,23 @@ def _count(n: int, one: str, many: str) -> str:
 def _validate(args: argparse.Namespace) -> int:
     from hivegate.authz import validate_policies
 
-    cfg, compiled, _ = _load(args.file, DEFAULT_SERVER)
+    if args.file is None and args.config is None:
+        print("hivegate authz validate: error: give FILE, or --config VMCP.yaml", file=sys.stderr)
+        return 2
+    vmcp = None
+    if args.config is not None:
+        from hivegate.vmcp.spec import load_vmcp_config
+
+        vmcp = load_vmcp_config(args.config)
+    cfg, compiled, where = _validated_config(args.file, vmcp, args.config)
     try:
-        problems = validate_policies(cfg)
+        problems: list[PolicyProblem | NameProblem] = list(validate_policies(cfg))
     except ConfigError as exc:
-        raise ConfigError(f"authz config {args.file}: {exc}") from None
+        raise ConfigError(f"authz config {where}: {exc}") from None
+    if vmcp is not None:
+        from hivegate.vmcp.policy_names import configured_problems
+
+        problems += configured_problems(vmcp, compiled)
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
     if args.format == "json":
@@ -172,6 +202,24 @@ def _validate(args: argparse.Namespace) -> int:
         policies = _count(len(compiled), "policy", "policies")
         print(f"{policies}: {_count(errors, 'error', 'errors')}, {_count(warnings, 'warning', 'warnings')}")
     return 1 if errors else 0
+
+
+def _validated_config(
+    file: str | None, vmcp: VMCPConfig | None, vmcp_path: str | None
+) -> tuple[AuthzConfig, list[CompiledPolicy], str]:
+    """The authz config validated: FILE, else the virtual MCP server's `incomingAuth.authz`; and where it is from."""
+    if file is not None:
+        cfg, compiled, _ = _load(file, DEFAULT_SERVER)
+        return cfg, compiled, file
+    from hivegate.authz.cedar import compile_policies
+
+    authz = vmcp.incoming_auth.authz if vmcp is not None else None
+    if authz is None:
+        raise ConfigError(f"{vmcp_path}: incomingAuth.authz: not set (no policies to validate); give FILE")
+    try:
+        return authz, compile_policies(authz.cedar.policies), f"{vmcp_path} incomingAuth.authz"
+    except ConfigError as exc:
+        raise ConfigError(f"{vmcp_path}: incomingAuth.authz: {exc}") from None
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:
@@ -300,6 +348,7 @@ def _explain(
     decision: Decision, action: ActionName, compiled: Sequence[CompiledPolicy], texts: Sequence[str]
 ) -> list[str]:
     from hivegate.authz.explain import describe, why
+    from hivegate.authz.teach import guard_hint
 
     lines = ["ALLOW" if decision.allowed else "DENY"]
     lines.append(f"policies: {', '.join(decision.reasons)}" if decision.reasons else "policies: (none: default deny)")
@@ -312,7 +361,7 @@ def _explain(
             lines.append(f"  {policy_id}{named}: {_describe(found, compiled, texts)}")
     if why(decision, action) in ("forbid_error", "scope", "error"):
         lines.append(describe(decision, action))
-    lines += [f"error: {e}" for e in decision.errors]
+    lines += [f"error: {e}{guard_hint(e)}" for e in decision.errors]
     return lines
 
 

@@ -42,6 +42,7 @@ from hivegate.storage import StorageError, open_store
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.ownproxy import OwnProxy
+from hivegate.vmcp.policy_names import PolicyNames
 from hivegate.vmcp.pool import BackendPool
 from hivegate.vmcp.session import VirtualTransport
 from hivegate.vmcp.spec import BackendConfig, VMCPConfig
@@ -174,6 +175,9 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
         gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, lifecycle, watch=False, locate=pool.locate)
+        names = PolicyNames(gate, pool, cfg.name)
+        lifecycle.startup.append(names.started)  # the catalog is known once the gateway serves
+        pool.subscribe(lambda _old, _new: names.check())
         summary.append(f"authz: {gate.policy_count} Cedar policies (SIGHUP reloads them)")
     registry = SessionRegistry(
         ttl=cfg.session_storage.ttl, max_sessions=MAX_SESSIONS, max_per_owner=MAX_SESSIONS_PER_USER
