@@ -147,6 +147,9 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
     assert ok["metadata"]["extra"]["transport"] == "streamable-http"
     assert decided(ok) == {"decision": "allow", "policies": ["policy0"], "why": "permit"}
     assert ok["metadata"]["extra"]["authorization"]["input"]["resource"] == "k8s_echo"  # what replay re-decides
+    # the backend it comes from, and its own name there: the MCP::"k8s" parent and resource.backendName
+    assert ok["metadata"]["extra"]["authorization"]["input"]["backend"] == "k8s"
+    assert ok["metadata"]["extra"]["authorization"]["input"]["backend_name"] == "echo"
     assert "error" not in ok["metadata"]["extra"]
     assert ok["data"]["request"] == {"name": "k8s_echo", "arguments": {"text": "allowed"}}  # as the client sent it
     assert calls[4]["source"]["extra"]["request_id"] == again.headers["x-request-id"]
