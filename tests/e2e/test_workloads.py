@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support.gateway import fixture_command
+from support.gateway import FIXTURE, fixture_command
 from support.mcp_calls import call_tool
 
 pytestmark = [pytest.mark.e2e]
@@ -292,3 +292,60 @@ def test_restart_leaves_a_workload_running_when_it_could_not_start_again(cli: CL
     assert not gone(pid)
     assert cli.listing()["fragile"]["status"] == "running"
     assert cli.listing()["fragile"]["pid"] == pid
+
+
+def vmcp_config(path: Path, name: str, command: str) -> Path:
+    """A vMCP config: one stdio backend (the fixture, run by `command`) that says hello on stderr."""
+    path.write_text(
+        f"name: {name}\nbackends:\n  - name: fx\n    command: {command}\n    args: [{FIXTURE}]\n"
+        f"    env: {{FIXTURE_STDERR_BANNER: {name}-backend}}\nincomingAuth:\n  type: anonymous\n"
+    )
+    return path
+
+
+def test_vmcp_serve_in_the_background_is_a_workload_like_any_other(cli: CLI, tmp_path: Path) -> None:
+    config = vmcp_config(tmp_path / "vmcp.yaml", "team-tools", sys.executable)
+    out = cli.ok("vmcp", "serve", "--background", "--config", str(config), "--port", "0")
+    name, _, rest = out.strip().partition(": running at ")
+    url, _, pid_text = rest.partition(" (pid ")
+    pid = int(pid_text.rstrip(")"))
+    cli.pids.add(pid)
+    assert name == "team-tools"
+    listed = cli.listing()["team-tools"]
+    assert (listed["status"], listed["url"], listed["pid"], listed["kind"]) == ("running", url, pid, "vmcp")
+    assert listed["health"] == {"ready": True, "detail": "ready"}
+    assert cli.ok("list").splitlines()[1].split()[:4] == ["team-tools", "running", "ready", url]
+    child = int(call_tool(url, "fx_whoami", {}))  # through the vMCP, to its stdio backend
+    assert f"team-tools-backend (pid {child})" in cli.ok("logs", "team-tools")
+    assert f"hivegate: serving virtual MCP server team-tools at {url}" in cli.ok("logs", "team-tools", "--proxy")
+
+    out = cli.ok("restart", "team-tools")
+    assert out.startswith(f"team-tools: running at {url} (pid ")  # the same port
+    new_pid = int(out.rsplit(" ", 1)[1].rstrip(")\n"))
+    cli.pids.add(new_pid)
+    assert new_pid != pid
+    assert wait_gone(pid)
+
+    config.write_text(config.read_text().replace(sys.executable, str(tmp_path / "gone")))
+    done = cli("restart", "team-tools")  # checked before the running one is stopped
+    assert done.returncode == 2
+    assert done.stderr.startswith("hivegate restart: error: team-tools could not start again, so it is left as it is: "
+                                  f"backend 'fx': command '{tmp_path / 'gone'}' not found on PATH")  # fmt: skip
+    assert cli.listing()["team-tools"]["pid"] == new_pid
+
+    assert cli.ok("stop", "team-tools") == "team-tools: stopped\n"
+    assert wait_gone(new_pid)
+    assert cli.listing("-a")["team-tools"]["status"] == "stopped"
+    assert cli.ok("rm", "team-tools") == "team-tools: removed\n"
+    assert cli.listing("-a") == {}
+
+
+def test_vmcp_serve_in_the_background_refuses_what_cannot_start(cli: CLI, tmp_path: Path) -> None:
+    config = vmcp_config(tmp_path / "vmcp.yaml", "broken-tools", str(tmp_path / "no-such-server"))
+    done = cli("vmcp", "serve", "-d", "--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"hivegate vmcp serve: backend 'fx': command '{tmp_path / 'no-such-server'}' not found on PATH (its env's "
+        "PATH, else this one's): install it, or give its full path in `command`\n"
+    )
+    assert cli.listing("-a") == {}

@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if args.command == "vmcp":
         from hivegate.cli.vmcp import vmcp_command
 
-        sys.exit(vmcp_command(args))
+        at = args_list.index("vmcp") + 2  # the words after `vmcp serve`, for a background start to replay
+        sys.exit(vmcp_command(args, args_list[at:]))
     if args.command == "operator":
         from hivegate.cli.operator import operator_command
 

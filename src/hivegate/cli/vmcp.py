@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from hivegate.errors import ConfigError
 
 if TYPE_CHECKING:
-    from hivegate.vmcp.spec import VMCPConfig
+    from hivegate.vmcp.spec import BackendConfig, VMCPConfig
 
-__all__ = ["add_vmcp_parser", "starter_config", "vmcp_command"]
+__all__ = ["add_vmcp_parser", "check_config", "starter_config", "vmcp_command"]
 
 DEFAULT_OUTPUT = "vmcp.yaml"
 
@@ -74,6 +75,27 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, help="port to listen on (default: the config's, else 4483; 0: a free one)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     srv.add_argument("--log-format", default="text", choices=("text", "json"))
+    where = srv.add_mutually_exclusive_group()
+    where.add_argument(
+        "-d",
+        "--background",
+        action="store_true",
+        help="start it as a background workload named after the vMCP (see `hivegate list`, `logs`, `stop`, "
+        "`restart`, `rm`), wait until it is ready and return",
+    )
+    where.add_argument(
+        "--foreground",
+        action="store_true",
+        help="serve in this process until interrupted (the default, as `thv vmcp serve` does)",
+    )
+    srv.add_argument(
+        "--ready-timeout",
+        default="15s",
+        metavar="DURATION",
+        help="with --background: how long to wait for the vMCP to be ready before saying why it is not (default 15s)",
+    )
+    # Internal: set by the background start for the foreground child it runs (the stdio backends' stderr file).
+    srv.add_argument("--workload-server-log", dest="workload_server_log", metavar="FILE", help=argparse.SUPPRESS)
     i = sub2.add_parser(
         "init",
         help="write a commented starter vMCP config",
@@ -90,13 +112,14 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def vmcp_command(args: argparse.Namespace) -> int:
+def vmcp_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    """`hivegate vmcp SUBCOMMAND`; `argv` is what followed `vmcp serve` (a background start replays it)."""
     if args.vmcp_command == "init":
         return _init(args.output)
     if args.vmcp_command == "serve":
         from hivegate.cli.vmcp_serve import serve_command
 
-        return serve_command(args)
+        return serve_command(args, argv)
     return _validate(args)
 
 
@@ -117,23 +140,47 @@ def load_config(args: argparse.Namespace) -> VMCPConfig:
     return load_manifests(args.manifests, name=args.name)
 
 
+def check_config(cfg: VMCPConfig) -> None:
+    """What loading leaves to start-up, checked now: every Cedar policy compiles (the vMCP's and each MCPServer's
+    own), and every stdio backend's command is found on its `PATH` (`ConfigError`). Backend URLs are checked as they
+    load (`hivegate.vmcp.spec.values.http_url`)."""
+    from hivegate.authz.cedar import compile_policies
+
+    authz = cfg.incoming_auth.authz
+    checked = [("incomingAuth.authz", authz)]  # the vMCP's policies, then each MCPServer's own
+    checked += [(f"{b.own_auth.where}.authzConfig", b.own_auth.authz) for b in cfg.backends if b.own_auth]
+    for where, config in checked:
+        if config is not None:
+            try:
+                compile_policies(config.cedar.policies)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+    for backend in cfg.backends:
+        _check_backend(backend)
+
+
+def _check_backend(backend: BackendConfig) -> None:
+    from hivegate.cli.run_target import check_command
+
+    where = f"backend {backend.name!r}"
+    if backend.command is not None:
+        try:
+            check_command([backend.command], backend.env)
+        except ConfigError:
+            raise ConfigError(
+                f"{where}: command {backend.command!r} not found on PATH (its env's PATH, else this one's): install "
+                "it, or give its full path in `command`"
+            ) from None
+
+
 def _validate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
-        authz = cfg.incoming_auth.authz
-        from hivegate.authz.cedar import compile_policies
-
-        checked = [("incomingAuth.authz", authz)]  # the vMCP's policies, then each MCPServer's own
-        checked += [(f"{b.own_auth.where}.authzConfig", b.own_auth.authz) for b in cfg.backends if b.own_auth]
-        for where, config in checked:
-            if config is not None:
-                try:
-                    compile_policies(config.cedar.policies)
-                except ConfigError as exc:
-                    raise ConfigError(f"{where}: {exc}") from None
+        check_config(cfg)
     except ConfigError as exc:
         print(f"hivegate vmcp validate: {exc}", file=sys.stderr)
         return 1
+    authz = cfg.incoming_auth.authz
     names = ", ".join(b.name for b in cfg.backends)
     count = len(cfg.backends)
     policies = len(authz.cedar.policies) if authz is not None else 0

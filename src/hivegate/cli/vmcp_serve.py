@@ -1,4 +1,11 @@
-"""`hivegate vmcp serve`: discover the backends, then serve the virtual MCP server until interrupted."""
+"""`hivegate vmcp serve`: discover the backends, then serve the virtual MCP server until interrupted.
+
+In the foreground by default, as ToolHive's `thv vmcp serve` (which has no background mode) does. With `-d` /
+`--background` it becomes a workload like `hivegate run`'s: the configuration is checked here (exit 1), then
+`hivegate vmcp serve --foreground ARGV` starts detached under the vMCP's name, and this returns once `/readyz` says
+it is ready (exit 0) or with the failing checks (exit 1, left running). `hivegate list`, `logs`, `stop`, `restart`
+and `rm` then work on it by that name.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 
 from hivegate.errors import HivegateError
@@ -15,13 +23,20 @@ __all__ = ["serve_command"]
 logger = logging.getLogger("hivegate.vmcp")
 
 
-def serve_command(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    """`hivegate vmcp serve`; `argv` is what followed `serve` on the command line (a background start replays it)."""
+    if args.background:
+        return _start_in_background(args, argv)
     from hivegate.asgi.server import bind, run, serve
     from hivegate.cli.vmcp import load_config
     from hivegate.observe.logs import configure_logging, serving_line
     from hivegate.vmcp.gateway import build_virtual_server
 
     configure_logging(args.log_level, args.log_format)
+    if args.workload_server_log:
+        from hivegate.workloads.logs import route_server_stderr
+
+        route_server_stderr(args.workload_server_log)
     try:
         cfg = load_config(args)
         if args.port is not None and not 0 <= args.port <= 65535:
@@ -83,3 +98,28 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"hivegate vmcp serve: {failed[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _start_in_background(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Check the configuration as `validate` does, then start it as a background workload named after the vMCP."""
+    from hivegate.cli.vmcp import check_config, load_config
+    from hivegate.cli.workloads import start_workload
+    from hivegate.config.durations import parse_duration
+
+    try:
+        ready_timeout = parse_duration(args.ready_timeout)
+    except ValueError as exc:
+        print(f"hivegate vmcp serve: error: --ready-timeout: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args)
+        check_config(cfg)
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise HivegateError(f"--port must be 0..65535 (got {args.port})")
+    except HivegateError as exc:
+        print(f"hivegate vmcp serve: {exc}", file=sys.stderr)
+        return 1
+    host = args.host or cfg.host
+    port = cfg.port if args.port is None else args.port
+    child = [arg for arg in argv if arg not in ("-d", "--background")]
+    return start_workload("vmcp", cfg.name, child, host=host, port=port, ready_timeout=ready_timeout)

@@ -1,6 +1,6 @@
-"""`hivegate list`, `logs`, `stop`, `restart`, `rm`, and the background start of `hivegate run`, as ToolHive's `thv`
-has them. Only the parsers are built at import time, from modules Python has loaded anyway: the rest is imported
-by the command that needs it, so `hivegate --help` stays fast."""
+"""`hivegate list`, `logs`, `stop`, `restart`, `rm`, and the background start of `hivegate run` (and of `hivegate vmcp
+serve --background`), as ToolHive's `thv` has them. Only the parsers are built at import time, from modules Python
+has loaded anyway: the rest is imported by the command that needs it, so `hivegate --help` stays fast."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hivegate.config.run import RunConfig
     from hivegate.workloads import WorkloadRecord, WorkloadStore
+    from hivegate.workloads.record import Kind
 
-__all__ = ["COMMANDS", "add_workload_parsers", "start_in_background", "workload_command"]
+__all__ = ["COMMANDS", "add_workload_parsers", "start_in_background", "start_workload", "workload_command"]
 
 COMMANDS = ("list", "logs", "stop", "restart", "rm")
 
 
 def add_workload_parsers(sub: Any) -> None:
-    p = sub.add_parser("list", help="list the workloads started by `hivegate run` (running and crashed ones)")
+    p = sub.add_parser("list", help="list the workloads of `hivegate run` and `vmcp serve -d` (running, crashed)")
     p.add_argument("-a", "--all", action="store_true", help="include stopped workloads")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--group", help="only the workloads of this group (`hivegate run --group`)")
@@ -55,7 +56,27 @@ def workload_command(args: argparse.Namespace) -> int:
 
 def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: float = 15.0) -> int:
     """`hivegate run` without `--foreground`: reserve the name, start the gateway detached, wait until it serves."""
+    return start_workload(
+        "run", cfg.name, argv, host=cfg.host, port=cfg.port, group=cfg.group, labels=cfg.labels,
+        ready_timeout=ready_timeout,
+    )  # fmt: skip
+
+
+def start_workload(
+    kind: Kind,
+    name: str,
+    argv: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    group: str = "default",
+    labels: tuple[tuple[str, str], ...] = (),
+    ready_timeout: float = 15.0,
+) -> int:
+    """Reserve `name`, start `hivegate run --foreground ARGV` (or `vmcp serve`, by `kind`) detached, and wait until
+    it is ready (exit 0) or say why not."""
     from hivegate.workloads import (
+        KINDS,
         LIVE,
         StartFailed,
         WorkloadError,
@@ -67,27 +88,28 @@ def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: f
         utc_now,
     )
 
+    command = " ".join(KINDS[kind])
     try:
-        name = check_name(cfg.name)
+        name = check_name(name)
         store = WorkloadStore.default()
-        existing = _existing(store, name, "run")
+        existing = _existing(store, name, command)
         if existing is not None:
             if existing.status in LIVE:
                 where = f" at {existing.url}" if existing.url else ""
+                rename = "choose another --name" if kind == "run" else "give the vMCP config another name"
                 raise WorkloadError(
-                    f"a workload named {name!r} is already running{where}; stop it (`hivegate stop {name}`) "
-                    "or choose another --name"
+                    f"a workload named {name!r} is already running{where}; stop it (`hivegate stop {name}`) or {rename}"
                 )
             raise WorkloadError(
                 f"a workload named {name!r} exists ({existing.status}): `hivegate restart {name}` starts it again, "
                 f"`hivegate rm {name}` removes it"
             )
-        if cfg.port:
+        if port:
             records, warnings = store.scan()
-            _warn("run", warnings)
+            _warn(command, warnings)
             for other in records:
-                if other.status in LIVE and other.port == cfg.port:
-                    raise WorkloadError(f"--port {cfg.port} is already used by workload {other.name!r} ({other.url})")
+                if other.status in LIVE and other.port == port:
+                    raise WorkloadError(f"--port {port} is already used by workload {other.name!r} ({other.url})")
         proxy_log, server_log = store.log_paths(name)
         me = os.getpid()
         record = WorkloadRecord(
@@ -96,16 +118,17 @@ def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: f
             pid=me,  # the name is ours while we start it; pgid None: nothing to signal yet
             pgid=None,
             url=None,
-            host=cfg.host,
-            port=cfg.port,
+            host=host,
+            port=port,
             argv=tuple(argv),
             cwd=os.getcwd(),
             started_at=utc_now(),
             proxy_log=str(proxy_log),
             server_log=str(server_log),
             pid_start=start_time(me),
-            group=cfg.group,
-            labels=cfg.labels,
+            group=group,
+            labels=labels,
+            kind=kind,
         )
         store.create(record)
         record = launch(store, record, fresh=True)
@@ -113,9 +136,9 @@ def start_in_background(cfg: RunConfig, argv: Sequence[str], *, ready_timeout: f
         print(exc.line, file=sys.stderr)
         return exc.code
     except WorkloadError as exc:
-        print(f"hivegate run: error: {exc}", file=sys.stderr)
+        print(f"hivegate {command}: error: {exc}", file=sys.stderr)
         return exc.code
-    return _report_running("run", record, ready_timeout)
+    return _report_running(command, record, ready_timeout)
 
 
 def _report_running(command: str, record: WorkloadRecord, timeout: float | None = None) -> int:
@@ -259,8 +282,8 @@ def _remove_containers(record: WorkloadRecord) -> None:
     from hivegate.compose.run_container import gateway_id
     from hivegate.workloads import WorkloadError
 
-    if record.pid is None:
-        return
+    if record.pid is None or record.kind != "run":
+        return  # a vMCP removes its backends' containers as it stops
     try:
         cfg = _config_of(record)
     except WorkloadError:
@@ -328,7 +351,10 @@ def _check_can_start(record: WorkloadRecord) -> None:
     from hivegate.workloads import WorkloadError
 
     try:
-        _config_of(record)
+        if record.kind == "vmcp":
+            _vmcp_config_of(record)
+        else:
+            _config_of(record)
     except WorkloadError as exc:
         raise WorkloadError(f"{record.name} could not start again, so it is left as it is: {exc}", code=2) from None
 
@@ -358,6 +384,23 @@ def _config_of(record: WorkloadRecord) -> RunConfig:
     except (ConfigError, GoFlagError, OSError) as exc:
         raise WorkloadError(f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)) from None
     return cfg
+
+
+def _vmcp_config_of(record: WorkloadRecord) -> None:
+    """Load a vMCP workload's configuration from its command line where it was started (`WorkloadError` why not)."""
+    from hivegate.cli.goflags import GoFlagError, go_style
+    from hivegate.cli.main import build_parser
+    from hivegate.cli.vmcp import check_config, load_config
+    from hivegate.errors import ConfigError
+    from hivegate.workloads import WorkloadError
+
+    parser = build_parser()
+    try:
+        with contextlib.chdir(record.cwd):
+            args = parser.parse_args(go_style(parser, ["vmcp", "serve", *record.argv]))
+            check_config(load_config(args))
+    except (ConfigError, GoFlagError, OSError) as exc:
+        raise WorkloadError(f"{record.cwd}: {exc.strerror}" if isinstance(exc, OSError) else str(exc)) from None
 
 
 def _rm(args: argparse.Namespace, store: WorkloadStore) -> int:

@@ -1,4 +1,4 @@
-"""Workloads: gateways that `hivegate run` started in the background, as ToolHive's `thv run` does.
+"""Workloads: gateways that `hivegate run` (or `vmcp serve -d`) started in the background, as `thv run` does.
 
 A record per workload in the state directory (`record`, `store`), process checks without psutil (`process`), the
 background start (`launch`) and log following (`logs`). The `hivegate list/logs/stop/restart/rm` commands are in
@@ -9,6 +9,7 @@ from hivegate.workloads.launch import SERVER_LOG_FLAG, StartFailed, child_comman
 from hivegate.workloads.logs import Follower, follow
 from hivegate.workloads.process import alive, descendants, start_time, stop_group
 from hivegate.workloads.record import (
+    KINDS,
     LIVE,
     CorruptRecord,
     NameTaken,
@@ -21,6 +22,7 @@ from hivegate.workloads.record import (
 from hivegate.workloads.store import WorkloadStore
 
 __all__ = [
+    "KINDS",
     "LIVE",
     "SERVER_LOG_FLAG",
     "CorruptRecord",

@@ -1,5 +1,6 @@
-"""Start a workload in the background, as `thv run` does: `hivegate run --foreground ...` in a session of its own,
-its standard output and error appended to the proxy log, and wait until it prints that it serves, or exits."""
+"""Start a workload in the background, as `thv run` does: `hivegate run --foreground ...` (or `hivegate vmcp serve
+--foreground ...`) in a session of its own, its standard output and error appended to the proxy log, and wait until
+it prints that it serves, or exits."""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from urllib.parse import urlsplit
 import orjson
 
 from hivegate.workloads.process import start_time, stop_group
-from hivegate.workloads.record import WorkloadError, WorkloadRecord, utc_now
+from hivegate.workloads.record import KINDS, Kind, WorkloadError, WorkloadRecord, utc_now
 from hivegate.workloads.store import WorkloadStore
 
 __all__ = ["SERVER_LOG_FLAG", "StartFailed", "child_command", "launch", "pin_port"]
 
 SERVER_LOG_FLAG = "--workload-server-log"
-"""Hidden `hivegate run` flag: the background child sends its stdio server's stderr to this file only."""
+"""Hidden `hivegate run` (and `vmcp serve`) flag: the background child sends its stdio servers' stderr to this file
+only."""
 
-_SERVING = re.compile(r"^hivegate: serving \S+ \(.*\) at (?P<url>http\S+)$")
+_SERVING = re.compile(r"^hivegate: serving .+ at (?P<url>http\S+)$")
 _ERROR = "hivegate run: error: "
+# The lines with which a foreground child says why it cannot start, by kind.
+_FAILED: dict[Kind, tuple[str, ...]] = {"run": (_ERROR,), "vmcp": ("hivegate vmcp serve: ",)}
 
 
 class StartFailed(WorkloadError):
@@ -38,9 +42,9 @@ class StartFailed(WorkloadError):
         self.keep_log = keep_log  # the line points at the log: a new workload's record goes, its logs stay
 
 
-def child_command(argv: Sequence[str], server_log: Path) -> list[str]:
-    """The foreground `hivegate run` that a background workload is."""
-    return [sys.executable, "-m", "hivegate", "run", "--foreground", SERVER_LOG_FLAG, str(server_log), *argv]
+def child_command(argv: Sequence[str], server_log: Path, kind: Kind = "run") -> list[str]:
+    """The foreground `hivegate run` (or `vmcp serve`) that a background workload is."""
+    return [sys.executable, "-m", "hivegate", *KINDS[kind], "--foreground", SERVER_LOG_FLAG, str(server_log), *argv]
 
 
 def pin_port(argv: Sequence[str], port: int) -> list[str]:
@@ -65,7 +69,7 @@ def launch(store: WorkloadStore, record: WorkloadRecord, *, fresh: bool, timeout
         with proxy_log.open("ab") as log:
             offset = os.fstat(log.fileno()).st_size
             proc = subprocess.Popen(
-                child_command(argv, server_log),
+                child_command(argv, server_log, record.kind),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -74,11 +78,11 @@ def launch(store: WorkloadStore, record: WorkloadRecord, *, fresh: bool, timeout
             )
     except OSError as exc:
         _give_up(store, record, fresh)
-        raise StartFailed(f"{_ERROR}cannot start {record.name!r}: {exc.strerror or exc}", 1) from None
+        raise StartFailed(f"{_said(record)}cannot start {record.name!r}: {exc.strerror or exc}", 1) from None
     record = replace(record, pid=proc.pid, pgid=proc.pid, pid_start=start_time(proc.pid), started_at=utc_now())
     store.save(record)
     try:
-        url = _wait_serving(proc, proxy_log, offset, timeout)
+        url = _wait_serving(proc, proxy_log, offset, timeout, _FAILED[record.kind], _said(record))
     except StartFailed as exc:
         stop_group(proc.pid, proc.pid, record.pid_start, 5.0)
         _give_up(store, replace(record, pid=None, pgid=None, pid_start=None), fresh, keep_log=exc.keep_log)
@@ -86,7 +90,7 @@ def launch(store: WorkloadStore, record: WorkloadRecord, *, fresh: bool, timeout
     except KeyboardInterrupt:
         stop_group(proc.pid, proc.pid, record.pid_start, 5.0)
         _give_up(store, replace(record, pid=None, pgid=None, pid_start=None), fresh)
-        raise StartFailed("hivegate run: interrupted", 130) from None
+        raise StartFailed(f"hivegate {record.command}: interrupted", 130) from None
     port = urlsplit(url).port or record.port
     record = replace(record, status="running", url=url, port=port)
     store.save(record)
@@ -108,7 +112,14 @@ def _serving_url(line: str) -> str | None:
     return match.group("url") if match else None
 
 
-def _wait_serving(proc: subprocess.Popen[bytes], log: Path, offset: int, timeout: float) -> str:
+def _wait_serving(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    offset: int,
+    timeout: float,
+    failed: tuple[str, ...] = (_ERROR,),
+    said: str = _ERROR,
+) -> str:
     """The URL from the child's `hivegate: serving ... at URL` line; StartFailed if it exits or takes too long."""
     deadline = time.monotonic() + timeout
     lines: list[str] = []
@@ -132,17 +143,22 @@ def _wait_serving(proc: subprocess.Popen[bytes], log: Path, offset: int, timeout
                 break
             if time.monotonic() >= deadline:
                 why = f"; its last line: {lines[-1]}" if lines else ""
-                line = f"{_ERROR}the gateway did not start serving within {timeout:g}s{why} (log: {log})"
+                line = f"{said}the gateway did not start serving within {timeout:g}s{why} (log: {log})"
                 raise StartFailed(line, 1, keep_log=True)
             time.sleep(0.02)
     exit_code = code if code and code > 0 else 1
-    errors = [line for line in lines if line.startswith(_ERROR)]
+    errors = [line for line in lines if line.startswith(failed)]
     if errors:
         raise StartFailed(errors[-1], exit_code)
     why = f": {lines[-1]}" if lines else ""
     raise StartFailed(
-        f"{_ERROR}the gateway exited with code {code} before serving{why} (log: {log})", exit_code, keep_log=True
+        f"{said}the gateway exited with code {code} before serving{why} (log: {log})", exit_code, keep_log=True
     )
+
+
+def _said(record: WorkloadRecord) -> str:
+    """How this start's own error lines begin: `hivegate run: error: ` or `hivegate vmcp serve: error: `."""
+    return f"hivegate {record.command}: error: "
 
 
 def _give_up(store: WorkloadStore, record: WorkloadRecord, fresh: bool, *, keep_log: bool = False) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from hivegate.errors import HivegateError
 
 __all__ = [
+    "KINDS",
     "LIVE",
     "CorruptRecord",
     "NameTaken",
@@ -22,6 +23,9 @@ __all__ = [
 ]
 
 Status = Literal["starting", "running", "stopping", "stopped", "crashed"]
+Kind = Literal["run", "vmcp"]
+KINDS: dict[Kind, tuple[str, ...]] = {"run": ("run",), "vmcp": ("vmcp", "serve")}
+"""The command a workload of each kind is: `hivegate run ARGV` or `hivegate vmcp serve ARGV`."""
 LIVE: tuple[Status, ...] = ("starting", "running", "stopping")
 
 # The name becomes a file name: no separators, no leading dot, nothing a shell would trip on.
@@ -60,8 +64,9 @@ def utc_now() -> str:
 
 @dataclass(frozen=True)
 class WorkloadRecord:
-    """`argv` is what followed `hivegate run` (restart replays it from `cwd`); `pid_start` is the process's start time
-    in clock ticks (Linux), so a pid the kernel handed to another process is not mistaken for ours."""
+    """`argv` is what followed `hivegate run` (or `hivegate vmcp serve`, `kind` says which; restart replays it from
+    `cwd`); `pid_start` is the process's start time in clock ticks (Linux), so a pid the kernel handed to another
+    process is not mistaken for ours."""
 
     name: str
     status: Status
@@ -78,6 +83,12 @@ class WorkloadRecord:
     pid_start: int | None = None
     group: str = "default"  # `--group`, as in ToolHive (`list --group` shows one group)
     labels: tuple[tuple[str, str], ...] = ()  # `--label KEY=VALUE`
+    kind: Kind = "run"  # `hivegate run` or `hivegate vmcp serve --background`
+
+    @property
+    def command(self) -> str:
+        """The command that started it, as its messages name it: `run` or `vmcp serve`."""
+        return " ".join(KINDS[self.kind])
 
     def with_status(self, status: Status) -> WorkloadRecord:
         return replace(self, status=status)
@@ -117,11 +128,14 @@ class WorkloadRecord:
                 pid_start=_optional(data, "pid_start", int),
                 group=_optional(data, "group", str) or "default",  # records written before groups have none
                 labels=tuple((_optional(data, "labels", dict) or {}).items()),
+                kind=_optional(data, "kind", str) or "run",  # records written before vMCP workloads have none
             )
         except (KeyError, TypeError) as exc:
             raise CorruptRecord(str(exc).strip("'\"")) from None
         if record.status not in get_args(Status):
             raise CorruptRecord(f"unknown status {record.status!r}")
+        if record.kind not in KINDS:
+            raise CorruptRecord(f"unknown kind {record.kind!r}")
         if not all(isinstance(arg, str) for arg in record.argv):
             raise CorruptRecord("argv: expected a list of strings")
         if not all(isinstance(key, str) and isinstance(value, str) for key, value in record.labels):

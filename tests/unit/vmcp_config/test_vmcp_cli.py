@@ -156,3 +156,35 @@ def fake_path_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (bin_dir / "docker").write_text("#!/bin/sh\n")
     (bin_dir / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def test_validate_finds_a_stdio_command_that_is_not_installed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "vmcp.yaml"
+    path.write_text("name: t\nbackends: [{name: fetch, command: mcp-server-fetch-not-installed}]\n"
+                    "incomingAuth: {type: anonymous}\n")  # fmt: skip
+    code, out, err = run(["validate", "--config", str(path)], capsys)
+    assert (code, out) == (1, [])
+    assert err == [
+        "hivegate vmcp validate: backend 'fetch': command 'mcp-server-fetch-not-installed' not found on PATH (its "
+        "env's PATH, else this one's): install it, or give its full path in `command`"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1/mcp", "'http://[::1/mcp' is not a URL: Invalid IPv6 URL"),
+        ("http://h:abc/mcp", "'http://h:abc/mcp' is not a URL: Port could not be cast to integer value as 'abc'"),
+        ("ftp://h/mcp", "must be an absolute http(s) URL, got 'ftp://h/mcp'"),
+    ],
+)
+def test_validate_finds_a_url_that_does_not_parse(
+    url: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "vmcp.yaml"
+    path.write_text(f"name: t\nbackends: [{{name: a, url: '{url}'}}]\nincomingAuth: {{type: anonymous}}\n")
+    code, _, err = run(["validate", "--config", str(path)], capsys)
+    assert code == 1
+    assert err == [f"hivegate vmcp validate: vmcp.yaml: backends[0].url: {why}"]

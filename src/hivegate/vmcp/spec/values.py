@@ -36,7 +36,12 @@ def http_transport(value: str, where: str) -> Literal["streamable-http", "sse"]:
 
 
 def http_url(value: str, where: str) -> str:
-    parts = urlsplit(value)
+    """An absolute http(s) URL with a host, and a port (if any) that is a number."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a port that is not a number raises ValueError
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {value!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{where}: must be an absolute http(s) URL, got {value!r}")
     return value
