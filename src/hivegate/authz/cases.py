@@ -40,6 +40,7 @@ import yaml
 
 from hivegate.authz.entities import ANNOTATION_HINTS, ActionName, Origin
 from hivegate.config.reader import Reader
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 
 __all__ = ["ACTIONS", "Case", "CaseFile", "claims_of_token", "load_case_file", "parse_case_file"]
@@ -105,7 +106,7 @@ def load_case_file(path: str | Path) -> CaseFile:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"{p}: cannot read: {reason}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise syntax_error(p, exc) from None
     return parse_case_file(data, p)
 
 

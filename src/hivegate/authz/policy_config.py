@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 
 __all__ = ["DEFAULT_GROUP_ENTITY_TYPE", "AuthzConfig", "CedarConfig", "load_authz_config", "parse_authz_config"]
@@ -65,10 +66,7 @@ def load_authz_config(path: str | Path) -> AuthzConfig:
     try:
         data: Any = yaml.safe_load(text) if p.suffix.lower() in {".yaml", ".yml"} else json.loads(text)
     except (yaml.YAMLError, ValueError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            f"authz config {p}: not valid {'YAML' if p.suffix.lower() in {'.yaml', '.yml'} else 'JSON'}: {first_line}"
-        ) from exc
+        raise syntax_error(f"authz config {p}", exc) from None
     return parse_authz_config(data, source=str(p))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hivegate.config.syntax import syntax_error
 from hivegate.crds import GROUP, KINDS, SERVED, kind_named
 from hivegate.crds.schema import Node, openapi
 from hivegate.errors import ConfigError
@@ -49,8 +50,10 @@ def validate_file(path: Path) -> list[str]:
     """The problems of every resource of a `KINDS` kind in a YAML file (other documents are skipped)."""
     try:
         bodies = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return [f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
+    except OSError as exc:
+        return [f"{path}: cannot read: {exc.strerror or exc}"]
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        return [str(syntax_error(path, exc))]
     out = []
     for number, body in enumerate(bodies, start=1):
         if isinstance(body, Mapping) and body.get("kind") in _KIND_NAMES:

@@ -38,6 +38,7 @@ import orjson
 import yaml
 
 from hivegate.config.reader import did_you_mean
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.observe.decision_record import ArgumentsKept, authorization_record
 from hivegate.observe.exchange import Exchange, McpCall
@@ -109,7 +110,7 @@ def load_audit_config(path: str | Path) -> AuditConfig:
     except OSError as exc:
         raise ConfigError(f"audit config {p}: cannot read: {exc.strerror or exc}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"audit config {p}: not valid: {str(exc).splitlines()[0]}") from None
+        raise syntax_error(f"audit config {p}", exc) from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"audit config {p}: must be a mapping")
     unknown = sorted(set(data) - _KEYS)

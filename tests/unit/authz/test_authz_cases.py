@@ -117,7 +117,7 @@ def test_file_level_errors(tmp_path: Path) -> None:
     assert error_of(tmp_path, []).endswith(": cases: at least one entry is required")
     path = tmp_path / "broken.yaml"
     path.write_text("cases: [\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml:2:1: not valid YAML: expected the node content"):
         load_case_file(path)
     with pytest.raises(ConfigError, match=r"broken.yaml: cases\[0\]: must be a mapping"):
         parse_case_file({"cases": ["just text"]}, path)

@@ -58,7 +58,7 @@ def test_validate_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     bad.write_text("kind: [")
     assert main(["validate", str(bad)]) == 1
-    assert capsys.readouterr().out.startswith(f"{bad}: cannot read: ")
+    assert capsys.readouterr().out.startswith(f"{bad}:1:8: not valid YAML: expected the node content")
 
 
 SERVER = "apiVersion: toolhive.stacklok.dev/v1alpha1\nkind: MCPServer\nmetadata: {name: s}\nspec:\n  image: example/s\n"

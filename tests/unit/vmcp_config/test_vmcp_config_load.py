@@ -419,8 +419,12 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"vmcp config .*vmcp.yaml: cannot read"):
         load_vmcp_config(path)
     path.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"vmcp.yaml: not valid YAML"):
+    with pytest.raises(ConfigError) as syntax:
         load_vmcp_config(path)
+    assert str(syntax.value) == (  # FILE:LINE:COL, as editors read it
+        f"vmcp config {path}:2:1: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+        "sequence from line 1, column 7)"
+    )
     path.write_text(yaml.safe_dump(minimal(backends=[{"name": "a", "url": "ftp://x"}])))
     with pytest.raises(ConfigError) as err:
         load_vmcp_config(path)

@@ -27,6 +27,7 @@ import yaml
 
 from hivegate.authserver.secrets import SecretResolver
 from hivegate.authserver.settings import AuthServerConfig
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec import BackendAuthStrategy
 
@@ -86,8 +87,7 @@ def read_documents(path: Path) -> Iterator[Doc]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: not valid YAML: {first}") from None
+        raise syntax_error(path, exc) from None
     for number, body in enumerate(loaded, start=1):
         where = f"{path.name}:doc{number}"
         if body is None:

@@ -20,6 +20,7 @@ from hivegate.authn.oidc_config import OIDCConfig, parse_service_account
 from hivegate.authserver.secrets import parse_secret_ref
 from hivegate.authz.policy_config import AuthzConfig, parse_authz_config
 from hivegate.config.reader import Reader
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase
 from hivegate.vmcp.spec import IncomingAuth, ServerAuth, checked_oidc
@@ -168,7 +169,7 @@ class OIDCConfigMixin(BuilderBase):
             try:
                 data = json.loads(text) if key.endswith(".json") else yaml.safe_load(text)
             except (ValueError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{origin}: not valid {'JSON' if key.endswith('.json') else 'YAML'}: {exc}") from None
+                raise syntax_error(origin, exc) from None
             authz = parse_authz_config(data, source=origin)
         else:
             i = Reader(r.section("inline", required=True), r.at("inline"))

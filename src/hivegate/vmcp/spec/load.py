@@ -58,6 +58,7 @@ import yaml
 from hivegate.authserver.secrets import SecretResolver
 from hivegate.authserver.settings import parse_auth_server_config
 from hivegate.config.reader import Reader
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.vmcp.spec.auth import parse_incoming_auth, parse_outgoing_auth
 from hivegate.vmcp.spec.checks import check_references, check_unique_backends
@@ -86,8 +87,7 @@ def load_vmcp_config(path: str | Path, *, resolver: SecretResolver | None = None
     except OSError as exc:
         raise ConfigError(f"vmcp config {p}: cannot read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"vmcp config {p}: not valid YAML: {first}") from None
+        raise syntax_error(f"vmcp config {p}", exc) from None
     if data is None:
         raise ConfigError(f"vmcp config {p}: empty")
     if isinstance(data, Mapping) and "kind" in data and "apiVersion" in data:
