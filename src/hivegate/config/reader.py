@@ -80,6 +80,14 @@ class Reader:
         self._seen.add(key)
         return self._data.get(key)
 
+    def spelling(self, *keys: str) -> str:
+        """The one of `keys` (spellings of one field, e.g. ToolHive's `insecureAllowHTTP` in manifests and
+        `insecureAllowHttp` in vMCP configs) that the mapping uses, else the first; `ConfigError` if it has two."""
+        present = [key for key in keys if key in self._data]
+        if len(present) > 1:
+            raise ConfigError(f"{self.at(present[0])}: also given as {present[1]}; give it once")
+        return present[0] if present else keys[0]
+
     def text(self, key: str, *, required: bool = False) -> str:
         value = self.get(key)
         if value is None or value == "":

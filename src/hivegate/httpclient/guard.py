@@ -41,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 DOCUMENT_MAX_BYTES = 1024 * 1024
 INTROSPECTION_MAX_BYTES = 64 * 1024
-_PRIVATE_HINT = "use --jwks-allow-private-ip to allow private addresses"
+# The hints name the flag of `hivegate run` and the key of vMCP configs and manifests (both accept it).
+_PRIVATE_HINT = "allow private addresses with --jwks-allow-private-ip, or jwksAllowPrivateIP in a vMCP config"
+_HTTP_HINT = "allow http with --oidc-insecure-allow-http, or insecureAllowHTTP in a vMCP config"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -64,9 +66,7 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> URL:
     if not parsed.absolute or not parsed.host:
         raise UnsafeURLError(f"refusing to fetch {url!r}: not an absolute URL")
     if parsed.scheme != "https" and not (parsed.scheme == "http" and allow_http):
-        raise UnsafeURLError(
-            f"refusing to fetch {parsed.with_query(None)}: only https is allowed (use --oidc-insecure-allow-http)"
-        )
+        raise UnsafeURLError(f"refusing to fetch {parsed.with_query(None)}: only https is allowed ({_HTTP_HINT})")
     try:
         literal: IPAddress | None = ipaddress.ip_address(parsed.host)
     except ValueError:

@@ -45,7 +45,8 @@ def test_check_url_refuses_literal_private_ip_unless_allowed() -> None:
 
 
 def test_check_url_refuses_http_unless_insecure_allowed() -> None:
-    with pytest.raises(UnsafeURLError, match=r"only https is allowed \(use --oidc-insecure-allow-http\)"):
+    hint = r"only https is allowed \(allow http with --oidc-insecure-allow-http, or insecureAllowHTTP in a vMCP"
+    with pytest.raises(UnsafeURLError, match=hint):
         check_url("http://idp.example/jwks", allow_http=False, allow_private=False)
     with pytest.raises(UnsafeURLError, match="refusing to fetch"):
         check_url("file:///etc/passwd", allow_http=True, allow_private=True)

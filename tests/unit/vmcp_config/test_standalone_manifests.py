@@ -316,3 +316,10 @@ def test_header_configs_are_the_remote_backends_headers(
     proxy = one(tmp_path, "  remoteUrl: https://tools.example.com/mcp\n  externalAuthConfigRef: {name: hdr}\n",
                 kind="MCPRemoteProxy", extra=config)  # fmt: skip
     assert (proxy.forward_headers, proxy.token_exchange, proxy.upstream_inject) == (headers, None, None)
+
+
+def test_an_mcpservers_oidc_keys_read_in_the_vmcp_configs_spelling_too(tmp_path: Path) -> None:
+    spec = "  oidcConfig: {type: inline, inline: {issuer: 'http://127.0.0.1:9', audience: t, insecureAllowHttp: true, "
+    server = one(tmp_path, spec + "jwksAllowPrivateIp: true}}\n")
+    assert server.auth is not None
+    assert (server.auth.insecure_allow_http, server.auth.jwks_allow_private_ip) == (True, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,40 @@ def test_validate_finds_a_url_that_does_not_parse(
     code, _, err = run(["validate", "--config", str(path)], capsys)
     assert code == 1
     assert err == [f"hivegate vmcp validate: vmcp.yaml: backends[0].url: {why}"]
+
+
+def incoming_auth_section(text: str) -> str:
+    """The starter's `incomingAuth` section with its commented example uncommented (the `type:` it replaces goes)."""
+    start = text.index("incomingAuth:\n")
+    section = text[start : text.index("\n\n", start)]
+    lines = [line for line in section.splitlines() if line != "  type: anonymous"]
+    return "\n".join(line.replace("  # ", "  ", 1) if line.startswith("  # ") else line for line in lines) + "\n"
+
+
+def test_the_starter_lists_every_incoming_auth_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key the loader reads under incomingAuth appears in the starter, and its uncommented example loads."""
+    from hivegate.config.reader import Reader
+
+    read: set[str] = set()
+    get = Reader.get
+
+    def recording(self: Reader, key: str) -> object:
+        if self.where.startswith("incomingAuth"):
+            read.add(key)
+        return get(self, key)
+
+    monkeypatch.setattr(Reader, "get", recording)
+    monkeypatch.setenv("VMCP_CLIENT_SECRET", "s3cret")
+    data = yaml.safe_load(starter_config())
+    data["incomingAuth"] = yaml.safe_load(incoming_auth_section(starter_config()))["incomingAuth"]
+    data["incomingAuth"]["authz"].pop("primaryUpstreamProvider")  # needs an authServerConfig
+    token = tmp_path / "jwks-token"
+    token.write_text("t")
+    data["incomingAuth"]["oidc"]["jwksAuthTokenPath"] = str(token)
+    path = tmp_path / "vmcp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_vmcp_config(path)
+    assert cfg.incoming_auth.oidc.issuer == "https://auth.example.com"
+    missing = sorted(key for key in read if not re.search(rf"\b{key}\b", starter_config()))
+    assert missing == []
+    assert {"issuer", "jwksAllowPrivateIP", "insecureAllowHTTP", "requiredScopes", "primaryUpstreamProvider"} <= read

@@ -261,7 +261,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
         lambda d: d.update(
             incomingAuth={"type": "oidc", "oidc": {"issuer": "http://idp.example.com", "audience": "a"}}
         ),
-        "incomingAuth.oidc: issuer must be an https URL (use insecureAllowHttp for http)",
+        "incomingAuth.oidc: issuer must be an https URL (use insecureAllowHTTP for http)",
     ),
     (
         "cedar without policies",

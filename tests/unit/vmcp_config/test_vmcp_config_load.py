@@ -432,3 +432,32 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("apiVersion: toolhive.stacklok.dev/v1beta1\nkind: VirtualMCPServer\n")
     with pytest.raises(ConfigError, match=r"a Kubernetes manifest .*load it with -f"):
         load_vmcp_config(path)
+
+
+@pytest.mark.parametrize(
+    ("keys", "private", "http"),
+    [
+        ({"jwksAllowPrivateIP": True}, True, False),  # the CRDs' spelling
+        ({"jwksAllowPrivateIp": True}, True, False),  # ToolHive's vMCP config's
+        ({"protectedResourceAllowPrivateIp": True}, True, False),
+        ({"protectedResourceAllowPrivateIP": True}, True, False),
+        ({"insecureAllowHttp": True}, False, True),
+        ({"insecureAllowHTTP": True}, False, True),
+    ],
+)
+def test_incoming_oidc_keys_read_in_either_toolhive_spelling(
+    tmp_path: Path, keys: dict[str, bool], private: bool, http: bool
+) -> None:
+    oidc = {"issuer": "http://127.0.0.1:9/" if http else "https://idp.example.com", "audience": "tools", **keys}
+    cfg = parse_vmcp_config(minimal(incomingAuth={"type": "oidc", "oidc": oidc}), resolver=resolver(tmp_path))
+    assert (cfg.incoming_auth.oidc.jwks_allow_private_ip, cfg.incoming_auth.oidc.insecure_allow_http) == (
+        private,
+        http,
+    )
+
+
+def test_an_incoming_oidc_key_given_in_both_spellings_is_an_error(tmp_path: Path) -> None:
+    oidc = {"issuer": "https://idp.example.com", "audience": "t", "insecureAllowHTTP": True, "insecureAllowHttp": True}
+    with pytest.raises(ConfigError) as info:
+        parse_vmcp_config(minimal(incomingAuth={"type": "oidc", "oidc": oidc}), resolver=resolver(tmp_path))
+    assert str(info.value) == "incomingAuth.oidc.insecureAllowHTTP: also given as insecureAllowHttp; give it once"

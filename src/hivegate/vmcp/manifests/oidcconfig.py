@@ -24,6 +24,7 @@ from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import BuilderBase
 from hivegate.vmcp.spec import IncomingAuth, ServerAuth, checked_oidc
+from hivegate.vmcp.spec.auth import private_and_http
 
 __all__ = ["KUBERNETES_ISSUER", "OIDCConfigMixin"]
 
@@ -144,9 +145,7 @@ class OIDCConfigMixin(BuilderBase):
             if r.get("caBundleRef") is not None or r.get("thvCABundlePath"):
                 raise ConfigError(f"{r.where}: a CA bundle is not supported yet (the system CAs are used)")
             fields["jwks_auth_token_file"] = r.text("jwksAuthTokenPath") or None
-            private = r.flag("jwksAllowPrivateIP", default=False)
-            fields["jwks_allow_private_ip"] = r.flag("protectedResourceAllowPrivateIP", default=False) or private
-            fields["insecure_allow_http"] = r.flag("insecureAllowHTTP", default=False)
+            fields["jwks_allow_private_ip"], fields["insecure_allow_http"] = private_and_http(r)
         fields["jwks_url"] = r.text("jwksUrl") or None
         fields["introspection_url"] = r.text("introspectionUrl") or None
         r.done()

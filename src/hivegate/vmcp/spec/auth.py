@@ -38,6 +38,7 @@ __all__ = [
     "parse_oidc",
     "parse_outgoing_auth",
     "parse_strategy",
+    "private_and_http",
 ]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 section 5.6.2 token
@@ -67,7 +68,7 @@ _OIDC_FLAGS = {
     "--oidc-client-secret": "clientSecret",
     "--oidc-scopes": "scopes",
     "--resource-url": "resource",
-    "--oidc-insecure-allow-http": "insecureAllowHttp",
+    "--oidc-insecure-allow-http": "insecureAllowHTTP",
     "--jwks-auth-token-file": "jwksAuthTokenPath",
 }
 
@@ -89,6 +90,7 @@ def parse_incoming_auth(data: Mapping[str, Any], where: str, resolver: SecretRes
 def parse_oidc(data: Mapping[str, Any], where: str, resolver: SecretResolver) -> OIDCConfig:
     r = Reader(data, where)
     env = r.text("clientSecretEnv")
+    private, http = private_and_http(r)
     cfg = OIDCConfig(
         issuer=r.text("issuer", required=True),
         audience=r.text("audience", required=True),
@@ -98,20 +100,32 @@ def parse_oidc(data: Mapping[str, Any], where: str, resolver: SecretResolver) ->
         jwks_url=r.text("jwksUrl") or None,
         introspection_url=r.text("introspectionUrl") or None,
         scopes=tuple(r.strings("scopes")) or ("openid",),
-        jwks_allow_private_ip=r.flag("protectedResourceAllowPrivateIp", default=False),
-        insecure_allow_http=r.flag("insecureAllowHttp", default=False),
+        jwks_auth_token_file=r.text("jwksAuthTokenPath") or None,
+        jwks_allow_private_ip=private,
+        insecure_allow_http=http,
     )
     r.done()
-    return checked_oidc(cfg, where)
+    return checked_oidc(cfg, where, keys={"--oidc-client-secret": "clientSecretEnv"})
 
 
-def checked_oidc(cfg: OIDCConfig, where: str) -> OIDCConfig:
-    """`cfg.validate()`, with its messages' flag names turned into this config's keys."""
+def private_and_http(r: Reader) -> tuple[bool, bool]:
+    """Whether to allow private addresses and http, from an OIDC mapping, under any of ToolHive's spellings:
+    its vMCP config says `protectedResourceAllowPrivateIp`, `jwksAllowPrivateIp` and `insecureAllowHttp`; its CRDs
+    end in `IP` and `HTTP`. Either private-address key allows private addresses for every OIDC fetch, as in ToolHive.
+    """
+    jwks = r.flag(r.spelling("jwksAllowPrivateIP", "jwksAllowPrivateIp"), default=False)
+    resource = r.flag(r.spelling("protectedResourceAllowPrivateIP", "protectedResourceAllowPrivateIp"), default=False)
+    http = r.flag(r.spelling("insecureAllowHTTP", "insecureAllowHttp"), default=False)
+    return jwks or resource, http
+
+
+def checked_oidc(cfg: OIDCConfig, where: str, *, keys: Mapping[str, str] | None = None) -> OIDCConfig:
+    """`cfg.validate()`, with its messages' flag names turned into this config's keys (`keys` overrides some)."""
     try:
         cfg.validate()
     except ConfigError as exc:
         message = str(exc)
-        for flag, key in _OIDC_FLAGS.items():
+        for flag, key in {**_OIDC_FLAGS, **(keys or {})}.items():
             message = message.replace(flag, key)
         raise ConfigError(f"{where}: {message}") from None
     return cfg
