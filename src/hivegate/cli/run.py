@@ -23,6 +23,7 @@ from hivegate.authn.oidc_config import AuthMode, OIDCConfig
 from hivegate.authz.tool_filter import parse_tools
 from hivegate.cli.run_container import container_run, refuse_container_flags
 from hivegate.cli.run_target import check_command, expand_target, is_image
+from hivegate.cli.run_thv import env_files, go_bool, refuse_thv_flags
 from hivegate.cli.secret_flags import resolve_secret, secret_env
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
@@ -86,8 +87,15 @@ def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str,
     """`--otel-*`: the collector's base URL, the sampling rate and the export headers (whose values never appear in
     an error: they may be API keys)."""
     endpoint: str | None = args.otel_endpoint
+    if not go_bool(args.otel_tracing_enabled, "--otel-tracing-enabled"):
+        return None, 1.0, ()  # hivegate exports nothing else over OTLP
+    if endpoint is not None and "://" not in endpoint:  # thv's form: a host[:port], https unless --otel-insecure
+        endpoint = f"{'http' if args.otel_insecure else 'https'}://{endpoint}"
+    elif endpoint is not None and args.otel_insecure and endpoint.startswith("https://"):
+        raise ConfigError("--otel-insecure asks for http, and --otel-endpoint says https://: drop one")
     if endpoint is None:
         given = [f for f, v in (("--otel-service-name", args.otel_service_name),
+                                ("--otel-insecure", args.otel_insecure),
                                 ("--otel-sampling-rate", args.otel_sampling_rate),
                                 ("--otel-headers", args.otel_headers)) if v]  # fmt: skip
         if given:
@@ -99,7 +107,9 @@ def _otel(args: argparse.Namespace) -> tuple[str | None, float, tuple[tuple[str,
     except ValueError:  # a malformed host or port
         ok = False
     if not ok or parts.query or parts.fragment:
-        raise ConfigError(f"--otel-endpoint: expected an http:// or https:// collector URL (got {endpoint!r})")
+        raise ConfigError(
+            f"--otel-endpoint: expected an http:// or https:// collector URL, or HOST:PORT (got {args.otel_endpoint!r})"
+        )
     if parts.username is not None or parts.password is not None:
         raise ConfigError("--otel-endpoint: put credentials in --otel-headers, not in the URL")
     rate = 1.0
@@ -259,11 +269,14 @@ def _token_exchange(args: argparse.Namespace, mode: AuthMode, embedded: bool) ->
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    refuse_thv_flags(args)
     target = expand_target(args.target)
     if not target:
         raise ConfigError("nothing to run: give `-- COMMAND [ARGS...]` or a server URL")
     url = target[0] if len(target) == 1 and target[0].startswith(("http://", "https://")) else None
-    env: dict[str, str] = {}
+    if url is not None and (args.env_file or args.env_file_dir):
+        raise ConfigError("--env-file sets the stdio server's environment; a remote server has none here")
+    env = env_files(args.env_file, args.env_file_dir)
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hivegate.cli.run_thv import add_thv_flags
+
 __all__ = ["add_run_parser"]
 
 
@@ -294,6 +296,7 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="NAME",
         help="header for the exchanged token (default: Authorization: Bearer)",
     )
+    add_thv_flags(p.add_argument_group("thv run's other flags"))
     z = p.add_argument_group("authorization")
     z.add_argument(
         "--authz-config",

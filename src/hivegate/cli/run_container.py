@@ -1,5 +1,5 @@
 """`hivegate run IMAGE`: the container flags of `thv run` (`--runtime`, `-v/--volume`, `--network`,
-`--permission-profile`, `--target-port`) turned into a `ContainerRun`.
+`--permission-profile`, `--target-port`, `--isolate-network`) turned into a `ContainerRun`.
 
 Network, as ToolHive's permission profiles say it, failing closed:
 - a stdio server gets no network (`--network none`) unless `--permission-profile network` (or a profile file with
@@ -29,6 +29,7 @@ CONTAINER_FLAGS = (
     ("--network", "network"),
     ("--permission-profile", "permission_profile"),
     ("--target-port", "target_port"),
+    ("--isolate-network", "isolate_network"),
 )
 
 
@@ -64,6 +65,14 @@ def container_run(
                 "network: drop one"
             )
     elif stdio and not profile.network:
+        network = "none"
+    if getattr(args, "isolate_network", False):  # thv's egress proxy enforces a profile's hosts; here: no network
+        if not stdio or profile.network or network not in (None, "none"):
+            raise ConfigError(
+                "--isolate-network: here an isolated container has no network at all (thv's egress proxy for a "
+                "profile's allowed hosts is not implemented), so it cannot be combined with a network profile, "
+                "--network or an HTTP transport"
+            )
         network = "none"
     if not stdio:
         if not profile.network:

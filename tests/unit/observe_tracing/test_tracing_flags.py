@@ -39,7 +39,7 @@ def test_flags_become_the_config() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--otel-endpoint", "127.0.0.1:4318"], "--otel-endpoint: expected an http:// or https:// collector URL"),
+        (["--otel-endpoint", "127.0.0.1:4318?x=1"], "--otel-endpoint: expected an http:// or https:// collector URL"),
         (["--otel-endpoint", "ftp://collector"], "--otel-endpoint: expected an http"),
         (["--otel-endpoint", "http://[::1"], "--otel-endpoint: expected an http"),
         (["--otel-endpoint", "http://collector:99999"], "--otel-endpoint: expected an http"),

@@ -150,15 +150,6 @@ def test_validate_needs_a_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 2
 
 
-@pytest.fixture
-def fake_path_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text("#!/bin/sh\n")
-    (bin_dir / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", str(bin_dir))
-
-
 def test_validate_finds_a_stdio_command_that_is_not_installed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
