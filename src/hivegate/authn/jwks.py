@@ -179,11 +179,14 @@ class JWKSCache:
         logger.debug("loaded %d signing keys from %s", len(self._keys), url)
 
 
+_TOKEN_FILE = "--jwks-auth-token-file, or jwksAuthTokenPath in a vMCP config"  # noqa: S105 - a hint, not a secret
+
+
 async def _read_token_file(path: Path) -> str:
     try:
         token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
     except OSError as exc:
-        raise FetchError(f"cannot read --jwks-auth-token-file {path}: {exc.strerror}") from exc
+        raise FetchError(f"cannot read the JWKS auth token file {path} ({_TOKEN_FILE}): {exc.strerror}") from exc
     if not token:
-        raise FetchError(f"--jwks-auth-token-file {path} is empty")
+        raise FetchError(f"the JWKS auth token file {path} ({_TOKEN_FILE}) is empty")
     return token
