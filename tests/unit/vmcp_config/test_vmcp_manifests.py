@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -171,9 +173,15 @@ def test_seed_000_client_secret_comes_from_the_secret_manifest() -> None:
     assert cfg.outgoing_auth.source == "discovered"  # the CRD's default
 
 
-def test_seed_001_every_resource_loads_with_a_container_runtime(tmp_path: Path, fake_docker: str) -> None:
+def test_seed_001_every_resource_loads_with_a_container_runtime(
+    tmp_path: Path, fake_docker: str, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = seed_001_folder(tmp_path)
-    cfg = load_manifests([folder], name="weather")
+    with caplog.at_level(logging.WARNING, logger="hivegate.vmcp"):
+        cfg = load_manifests([folder], name="weather")
+    # the per-server proxy's and pod's fields are named, not dropped in silence
+    unapplied = {m for r in caplog.records for m in re.findall(r"(spec\.\w+): configures ToolHive", r.getMessage())}
+    assert {"spec.permissionProfile", "spec.resources", "spec.port"} <= unapplied
     assert [b.name for b in cfg.backends] == SEED_001_SERVERS
     for backend in cfg.backends:
         assert backend.kind == "container"

@@ -21,14 +21,17 @@ the container as `-e NAME`, never on the command line).
 checks every request it routes to this server as the server's own proxy would in ToolHive, on top of its own checks
 (`hivegate.vmcp.ownproxy`): the credential the vMCP sends it (its outgoing auth) must be a bearer token this
 `oidcConfig` accepts, or loading fails naming the server, and Cedar decides under the server's own tool, prompt
-and resource names. The other fields that configure ToolHive's per-server proxy and pod are accepted and not applied
-locally: `audit`, `telemetry`, `permissionProfile`, `resources`, `podTemplateSpec`, ports and the like.
+and resource names. The other fields that configure ToolHive's per-server proxy and pod (`audit`, `telemetry`,
+`permissionProfile`, `resources`, `podTemplateSpec`, ports and the like) are not applied: the vMCP talks to the
+server directly. Each one given is logged as a warning naming it, once per load, never silently dropped (a
+`permissionProfile` that would open the network stays closed: an image runs without network).
 `toolConfigRef` is not supported yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -43,6 +46,8 @@ from hivegate.vmcp.manifests.oidcconfig import OIDCConfigMixin
 from hivegate.vmcp.spec import BackendConfig, ContainerSpec, backend_name, http_transport, http_url
 
 __all__ = ["COMMAND_ANNOTATION", "TRANSPORT_ANNOTATION", "MCPServerMixin", "command_line_of"]
+
+logger = logging.getLogger("hivegate.vmcp")
 
 COMMAND_ANNOTATION = "hivegate.dev/command"
 TRANSPORT_ANNOTATION = "hivegate.dev/transport"
@@ -59,7 +64,10 @@ class MCPServerMixin(OIDCConfigMixin):
     def _backend(self, doc: Doc) -> BackendConfig:
         s = Reader(doc.spec, f"{doc.origin}: spec")
         for key in _SERVER_PROXY_ONLY:
-            s.get(key)
+            if s.get(key) not in (None, "", {}, []):
+                logger.warning("vmcp: %s: configures ToolHive's own proxy or pod of this server; behind a "
+                               "VirtualMCPServer the vMCP talks to the server directly and does not apply it",
+                               s.at(key))  # fmt: skip
         s.get("groupRef")
         s.get("externalAuthConfigRef")  # read by _outgoing
         own_auth = self._server_auth(s)  # enforced by the vMCP as its own proxy would (checked with outgoingAuth)
