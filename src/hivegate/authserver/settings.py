@@ -38,6 +38,7 @@ import yaml
 from hivegate.authserver.secrets import SecretResolver, parse_secret_ref, secret_manifest_data
 from hivegate.config.durations import parse_duration
 from hivegate.config.reader import Reader
+from hivegate.config.syntax import syntax_error
 from hivegate.errors import ConfigError
 from hivegate.httpclient.loopback import is_loopback_host
 
@@ -180,8 +181,7 @@ def load_auth_server_config(path: str | Path, *, resolver: SecretResolver | None
     except OSError as exc:
         raise ConfigError(f"auth server config {p}: cannot read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"auth server config {p}: not valid YAML: {first}") from None
+        raise syntax_error(f"auth server config {p}", exc) from None
     secrets: dict[str, dict[str, bytes]] = {}
     specs: list[tuple[str, Any]] = []
     for i, doc in enumerate(docs):

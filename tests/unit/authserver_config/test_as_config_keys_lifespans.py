@@ -196,3 +196,11 @@ def test_bad_lifespans_are_one_line_errors_naming_the_field(tmp_path: Path, key:
 def test_an_unknown_lifespan_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^embeddedAuthServer\.tokenLifespans\.idTokenLifespan: unknown field$"):
         lifespans({"idTokenLifespan": "1h"}, tmp_path)
+
+
+def test_a_yaml_syntax_error_names_the_line_and_column(tmp_path: Path) -> None:
+    config = tmp_path / "auth.yaml"
+    config.write_text("issuer: https://mcp.example.com\nupstreamProviders: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_auth_server_config(config)
+    assert str(info.value).startswith(f"auth server config {config}:3:1: not valid YAML: ")
