@@ -50,10 +50,15 @@ class SessionRegistry:
         max_per_owner: int = 50,
         on_restart: Callable[[], None] | None = None,
         output_hint: str | None = None,
+        idle_timeout: float = 0.0,
+        on_idle_stop: Callable[[], None] | None = None,
     ) -> None:
         """`on_restart`: told whenever a session's backend went away and was started again; `output_hint`: where
-        the backends' output can be read, said when one goes away."""
+        the backends' output can be read, said when one goes away; `idle_timeout` (0: never): a session's backend
+        idle this long is stopped until the session's next message (`BackendSession`), and `on_idle_stop` told."""
         self._on_restart = on_restart
+        self._idle_timeout = idle_timeout
+        self._on_idle_stop = on_idle_stop
         self._output_hint = output_hint
         self._ttl = ttl
         self._max = max_sessions
@@ -108,7 +113,14 @@ class SessionRegistry:
         await self._make_room(owner)
         self._reserved += 1
         try:
-            backend = BackendSession(factory, name=name, request_timeout=request_timeout, on_restart=self._on_restart)
+            backend = BackendSession(
+                factory,
+                name=name,
+                request_timeout=request_timeout,
+                on_restart=self._on_restart,
+                idle_timeout=self._idle_timeout,
+                on_idle_stop=self._on_idle_stop,
+            )
             await backend.start()
             entry = SessionEntry(session_id=session_id, owner=owner, backend=backend)
             self._entries[entry.session_id] = entry

@@ -11,7 +11,13 @@ Routing of what the backend sends:
   oldest in-flight request that can stream), or waits in a small buffer until one opens.
 
 When the transport dies, in-flight requests get a JSON-RPC error at once, and the transport is re-opened with
-exponential backoff; the client's `initialize` is replayed so the session carries on.
+exponential backoff; the client's `initialize` is replayed so the session carries on, and so are the last
+`logging/setLevel` and the resource subscriptions (`Replayed`).
+
+With an `idle_timeout`, a session that has been idle that long (no request in flight, none of the gateway's own, no
+server-to-client request waiting for the client's answer, no resource subscription) stops its transport (for stdio:
+the process); the session's next message starts it again, with the same replay, so the client notices only the
+latency. A client's standalone stream does not keep the process: it waits for the next message like the client.
 
 Each message from a client goes to the transport with the caller it is for (`Caller`: whose credential a remote
 backend gets); the messages the gateway sends on its own (cancellations, requests of its own) go with none, and a
@@ -33,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hivegate.backends.replayed import Replayed
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, INTERNAL_ERROR, Message, RequestId, error_response
 from hivegate.errors import BackendError, SessionGone
@@ -87,10 +94,22 @@ class BackendSession:
         max_backoff: float = 30.0,
         on_restart: Callable[[], None] | None = None,
         output_hint: str | None = None,
+        idle_timeout: float = 0.0,
+        on_idle_stop: Callable[[], None] | None = None,
     ) -> None:
         """`on_restart` is told each time the backend went away and was started again (a metric counts them);
-        `output_hint` is where its output can be read (`hivegate logs NAME`), said when it goes away."""
+        `output_hint` is where its output can be read (`hivegate logs NAME`), said when it goes away;
+        `idle_timeout` (seconds, 0: never) stops an idle transport until the next message, and `on_idle_stop` is told
+        each time it does."""
         self.name = name
+        self._idle_timeout = idle_timeout
+        self._on_idle_stop = on_idle_stop
+        self._parked = False  # stopped for being idle: the next message starts it again
+        self._wake = asyncio.Event()
+        self._idle_watch: asyncio.Task[None] | None = None
+        self._last_activity = time.monotonic()
+        self._asked: set[RequestId] = set()  # the backend's requests the client has not answered yet
+        self._replayed = Replayed()
         self._on_restart = on_restart
         self._gone_hint = f" (its output: `{output_hint}`)" if output_hint else ""
         self._factory = factory
@@ -126,6 +145,17 @@ class BackendSession:
         """True while a request is in flight or a client stream is attached (never idle-expired then)."""
         return bool(self._pending) or self._stream is not None
 
+    @property
+    def parked(self) -> bool:
+        """True while the transport is stopped for being idle (it starts again on the next message)."""
+        return self._parked
+
+    def _idle(self) -> bool:
+        """Nothing needs the transport now: it may be stopped."""
+        if self._closing or self._parked or not self._ready.is_set():
+            return False
+        return not (self._pending or self._internal or self._asked or self._replayed.subscriptions)
+
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -134,16 +164,20 @@ class BackendSession:
         await transport.open(self._on_message)
         self._transport = transport
         self._ready.set()
+        self._last_activity = time.monotonic()
         self._supervisor = asyncio.create_task(self._supervise())
+        if self._idle_timeout > 0:
+            self._idle_watch = asyncio.create_task(self._watch_idle())
 
     async def close(self) -> None:
         self._closing = True
         self._closed.set()
         self._fail_all("session closed")
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._idle_watch, self._supervisor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._transport is not None:
             await self._transport.close()
 
@@ -159,9 +193,16 @@ class BackendSession:
             reason = await self._transport.wait_closed()
             if self._closing:
                 return
+            if self._parked:
+                if not await self._unpark():
+                    return
+                if self._ready.is_set():
+                    continue
+                reason = "it could not be started again"
             self._ready.clear()
             logger.warning("backend %r went away (%s); restarting%s", self.name, reason, self._gone_hint)
             self._fail_all(f"backend {self.name!r} went away: {reason}")
+            self._asked.clear()
             await self._transport.close()
             if time.monotonic() - up_since > self._max_backoff:
                 delay = 0.5  # it ran fine for a while: this is a new incident, not a crash loop
@@ -176,6 +217,46 @@ class BackendSession:
             up_since = time.monotonic()
             self._ready.set()
             logger.info("backend %r restarted", self.name)
+
+    async def _watch_idle(self) -> None:
+        """Stop the transport once the session has been idle for `idle_timeout` (activity moves the deadline)."""
+        while not self._closing:
+            delay = self._last_activity + self._idle_timeout - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if not self._idle():
+                if not self._ready.is_set():
+                    await self._set_or_closed(self._ready)
+                self._last_activity = time.monotonic()  # busy now: look again one timeout after it was last seen busy
+                continue
+            self._parked = True
+            self._ready.clear()
+            self._wake.clear()
+            transport = self._transport
+            logger.info("backend %r: stopped after %g s idle; it starts again on the next message", self.name,
+                        self._idle_timeout)  # fmt: skip
+            if self._on_idle_stop is not None:
+                self._on_idle_stop()
+            if transport is not None:
+                await transport.close()
+            await self._set_or_closed(self._ready)
+            self._last_activity = time.monotonic()
+
+    async def _unpark(self) -> bool:
+        """Wait for the next message of a parked session, then start the transport again (replaying `initialize`).
+        False when the session closed meanwhile; otherwise ready, or not ready when the start failed (the caller
+        then retries with backoff, as for a crash)."""
+        await self._set_or_closed(self._wake)
+        if self._closing:
+            return False
+        self._asked.clear()  # the process that asked is gone
+        self._parked = False
+        if await self._restart():
+            self._last_activity = time.monotonic()
+            self._ready.set()
+            logger.info("backend %r started again for the session's next message", self.name)
+        return True
 
     async def _restart(self) -> bool:
         """Open a new transport and replay `initialize`; False (logged) when that fails."""
@@ -210,6 +291,10 @@ class BackendSession:
         response = await self._internal_request("initialize", self._init_params, self._init_timeout, caller)
         _check_initialized(response)
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"}, caller)
+        for method, params in self._replayed.requests():
+            answer = await self._internal_request(method, params, self._init_timeout, caller)
+            if "error" in answer:
+                logger.warning("backend %r: replaying %s failed: %s", self.name, method, answer["error"])
 
     async def handshake(self, params: Any, caller: Caller | None = None) -> Message:
         """The gateway's own `initialize` (+ `notifications/initialized`) for `caller`, replayed (for the same
@@ -234,6 +319,8 @@ class BackendSession:
         gid = next(self._ids)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._internal[gid] = future
+        self._last_activity = time.monotonic()
+        self._replayed.record(method, params)
         try:
             await self._send({"jsonrpc": "2.0", "id": gid, "method": method, "params": params}, caller)
             return await asyncio.wait_for(future, timeout)
@@ -274,6 +361,8 @@ class BackendSession:
                 token = meta.get("progressToken")
         if method == "initialize":
             self._init_params, self._init_caller = params, caller
+        self._replayed.record(method, params)
+        self._last_activity = time.monotonic()
         pending = _Pending(
             original_id=message["id"], sink=sink, method=method, progress_token=token, transform=transform
         )
@@ -297,7 +386,9 @@ class BackendSession:
 
     async def send(self, message: Message, caller: Caller | None = None) -> None:
         """Forward a client notification or a client response to a server-initiated request, for `caller`."""
-        self.last_used = time.monotonic()
+        self.last_used = self._last_activity = time.monotonic()
+        if "method" not in message:
+            self._asked.discard(message.get("id"))
         if message.get("method") == "notifications/cancelled":
             params = message.get("params")
             if isinstance(params, dict) and "requestId" in params:
@@ -333,20 +424,26 @@ class BackendSession:
         longer than the request timeout."""
         if self._ready.is_set():
             return
+        if self._parked:
+            self._wake.set()
         if not self._closing:
             await self._ready_or_closed()
         if self._closing:
             raise BackendError(f"backend {self.name!r} session is closed")
 
     async def _ready_or_closed(self) -> None:
-        waits = {asyncio.ensure_future(self._ready.wait()), asyncio.ensure_future(self._closed.wait())}
+        if not await self._set_or_closed(self._ready, self._request_timeout):
+            raise BackendError(f"backend {self.name!r} is restarting and did not come back in time")
+
+    async def _set_or_closed(self, event: asyncio.Event, timeout: float | None = None) -> bool:
+        """Wait until `event` is set or the session closes; False when `timeout` came first."""
+        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._closed.wait())}
         try:
-            done, _ = await asyncio.wait(waits, timeout=self._request_timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
-        if not done:
-            raise BackendError(f"backend {self.name!r} is restarting and did not come back in time")
+        return bool(done)
 
     async def _send_or_resend(self, gid: int, message: Message, pending: _Pending, caller: Caller | None) -> None:
         """Send a client request; when the backend no longer knows the session (it restarted), the request was not
@@ -389,9 +486,16 @@ class BackendSession:
         return True
 
     def _on_message(self, message: Message) -> None:
+        self._last_activity = time.monotonic()
         if "method" not in message:
             self._on_response(message)
             return
+        if "id" in message:
+            self._asked.add(message["id"])
+        elif message["method"] == "notifications/cancelled":
+            params = message.get("params")
+            if isinstance(params, dict):
+                self._asked.discard(params.get("requestId"))
         if message["method"] == "notifications/progress":
             params = message.get("params")
             gid = self._progress.get(params.get("progressToken")) if isinstance(params, dict) else None

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import orjson
 
@@ -30,6 +31,8 @@ _STDERR_LINE_LIMIT = 8192  # characters of one stderr line that reach the log
 
 
 class StdioTransport:
+    running: ClassVar[int] = 0  # processes of this gateway alive now (the `hivegate_stdio_processes` gauge)
+
     def __init__(
         self,
         command: Sequence[str],
@@ -46,6 +49,7 @@ class StdioTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self._reason = "not started"
+        self._counted = False  # counted in `running`
         self.signalled = False  # close() had to signal the process: it did not exit when its stdin closed
         # a server flooding stderr must not flood the gateway's log (or disk): 100 lines, then 20 a second
         self._stderr = RateLimitedLog(server_stderr, rate=20.0, burst=100)
@@ -70,6 +74,8 @@ class StdioTransport:
             self._reason = f"cannot start {self._command[0]!r}: {exc.strerror or exc}"
             self._closed.set()
             raise BackendError(self._reason) from exc
+        StdioTransport.running += 1
+        self._counted = True
         self._tasks = [
             asyncio.create_task(self._read_stdout(on_message)),
             asyncio.create_task(self._read_stderr()),
@@ -102,7 +108,10 @@ class StdioTransport:
         except Exception:  # a bug in a handler must not leave the process unattended
             logger.exception("%s: error while reading the backend's output", self._name)
         finally:
-            code = await self._proc.wait()
+            try:
+                code = await self._proc.wait()
+            finally:
+                self._uncount()
             self._reason = f"process exited with code {code}"
             self._closed.set()
 
@@ -156,7 +165,13 @@ class StdioTransport:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 1.0)
+        self._uncount()
         self._closed.set()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            StdioTransport.running -= 1
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:

@@ -378,6 +378,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     ):
         if seconds <= 0:
             raise ConfigError(f"{flag} must be positive")
+    stdio_idle = _duration(args.stdio_idle_timeout, "--stdio-idle-timeout")
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
@@ -403,6 +404,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_requests_per_user=args.max_requests_per_user,
         max_streams_per_user=args.max_streams_per_user,
         stream_idle_timeout=stream_idle,
+        stdio_idle_timeout=stdio_idle,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         read_header_timeout=read_header,

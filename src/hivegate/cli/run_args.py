@@ -149,6 +149,13 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="DURATION",
         help="an event stream that carries nothing for this long is closed; the client reconnects (default 5m)",
     )
+    g.add_argument(
+        "--stdio-idle-timeout",
+        default="5m",
+        metavar="DURATION",
+        help="a stdio server process idle this long is stopped, and started again (initialize replayed) on the "
+        "session's next message (default 5m; 0: never)",
+    )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     c = p.add_argument_group(
         "container images (a stdio server gets a container per client session, with no network unless allowed)"

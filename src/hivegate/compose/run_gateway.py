@@ -157,15 +157,20 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         lifecycle.on_shutdown(proxy.aclose)
         endpoints = {"/mcp": proxy.handle}
     else:
+        factory, idle = _factory(cfg, credentials), 0.0
+        idle_stopped = metrics.stdio_idle_stop if metrics is not None else None
+        if cfg.transport == "stdio":
+            idle = cfg.stdio_idle_timeout
         registry = SessionRegistry(
             ttl=cfg.session_ttl,
             max_sessions=cfg.max_sessions,
             max_per_owner=cfg.max_sessions_per_user,
             on_restart=metrics.backend_restarted if metrics is not None else None,
             output_hint=f"hivegate logs {cfg.name}" if cfg.background else None,
+            idle_timeout=idle,
+            on_idle_stop=idle_stopped,
         )
         lifecycle.on_shutdown(registry.close)  # first to close: ending sessions still audits and logs
-        factory = _factory(cfg, credentials)
         if cfg.proxy_mode == "streamable-http":
             front = SessionFrontend(
                 name=cfg.name,
@@ -247,6 +252,8 @@ def _diagnostics(
     if metrics is not None and registry is not None:
         sessions = registry
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
+    if metrics is not None and cfg.transport == "stdio":
+        metrics.gauge("hivegate_stdio_processes", "Stdio server processes running", lambda: StdioTransport.running)
     readiness = Readiness()
     if container_ready is not None:
         readiness.add("backend", container_ready)

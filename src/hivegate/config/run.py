@@ -43,6 +43,7 @@ class RunConfig:
     max_requests_per_user: int = 64
     max_streams_per_user: int = 8
     stream_idle_timeout: float = 300.0
+    stdio_idle_timeout: float = 300.0  # 0: a stdio server process is never stopped for being idle
     max_connections: int = 0  # 0: a quarter of the open files limit
     max_connections_per_address: int = 512  # 0: no cap
     read_header_timeout: float = 10.0

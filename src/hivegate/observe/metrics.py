@@ -79,6 +79,8 @@ class Metrics:
         self.checks = Gauge("hivegate_check_up", "Readiness checks (1 passing)", ["check"], registry=r)
         self.restarts = Counter("hivegate_backend_restarts", "Backends that went away and were started again",
                                 registry=r)  # fmt: skip
+        self.idle_stops = Counter("hivegate_stdio_idle_stops", "Stdio server processes stopped for being idle",
+                                  registry=r)  # fmt: skip
         self._live: dict[str, tuple[str, Callable[[], float]]] = {}
         r.register(_Live(self._live))
 
@@ -88,6 +90,9 @@ class Metrics:
 
     def backend_restarted(self) -> None:
         self.restarts.inc()
+
+    def stdio_idle_stop(self) -> None:
+        self.idle_stops.inc()
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when scraped."""

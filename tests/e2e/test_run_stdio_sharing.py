@@ -1,0 +1,65 @@
+"""`hivegate run` with `--stdio-idle-timeout`: a real SDK stdio server behind the gateway,
+called by the official MCP SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from support.backend import free_port
+from support.gateway import fixture_command, hivegate_run
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+def sdk_client(url: str) -> Client:
+    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
+    return Client(streamable_http_client(url, http_client=http), mode="legacy")  # type: ignore[arg-type]
+
+
+def text_of(result: object) -> str:
+    return result.content[0].text  # type: ignore[attr-defined,no-any-return]
+
+
+async def scrape(port: int, name: str) -> float:
+    async with httpx.AsyncClient(timeout=10) as http:
+        body = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    match = re.search(rf"^{name} (\S+)$", body, re.MULTILINE)
+    assert match is not None, name
+    return float(match.group(1))
+
+
+async def until_metric(port: int, name: str, value: float) -> None:
+    async with asyncio.timeout(15):
+        while await scrape(port, name) != value:
+            await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_an_idle_stdio_server_is_stopped_and_the_session_carries_on() -> None:
+    diag = free_port()
+    args = ["--stdio-idle-timeout", "300ms", "--diagnostics-port", str(diag), *fixture_command()]
+    async with hivegate_run(args) as gw, sdk_client(gw.url) as client:
+        first = int(text_of(await client.call_tool("whoami", {})))
+        await until_metric(diag, "hivegate_stdio_idle_stops_total", 1)
+        await until_metric(diag, "hivegate_stdio_processes", 0)
+        async with asyncio.timeout(5):
+            while alive(first):
+                await asyncio.sleep(0.02)
+        assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
+        second = int(text_of(await client.call_tool("whoami", {})))
+        assert second != first  # a new process, in the same client session, with no error seen by the client
