@@ -1,4 +1,4 @@
-"""`hivegate run` with `--stdio-idle-timeout`: a real SDK stdio server behind the gateway,
+"""`hivegate run` with `--stdio-idle-timeout` and `--stdio-sharing`: a real SDK stdio server behind the gateway,
 called by the official MCP SDK client."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.backend import free_port
 from support.gateway import fixture_command, hivegate_run
+from support.mcp_calls import ACCEPT, INIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -63,3 +64,43 @@ async def test_an_idle_stdio_server_is_stopped_and_the_session_carries_on() -> N
         assert text_of(await client.call_tool("echo", {"text": "still here"})) == "still here"
         second = int(text_of(await client.call_tool("whoami", {})))
         assert second != first  # a new process, in the same client session, with no error seen by the client
+
+
+async def test_shared_mode_serves_twenty_sessions_from_one_process_each_with_its_own_answers() -> None:
+    diag = free_port()
+    args = ["--stdio-sharing", "shared", "--diagnostics-port", str(diag), *fixture_command()]
+    async with hivegate_run(args) as gw:
+
+        async def one(n: int) -> tuple[str, str, list[str]]:
+            progress: list[str] = []
+
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                progress.append(f"{value:g}/{total:g}")
+
+            async with sdk_client(gw.url) as client:
+                echoed = text_of(await client.call_tool("echo", {"text": f"session {n}"}))
+                done = await client.call_tool("progress", {"steps": 2 + n % 3}, progress_callback=on_progress)
+                assert text_of(done) == "done"
+                return echoed, text_of(await client.call_tool("whoami", {})), progress
+
+        results = await asyncio.gather(*(one(n) for n in range(20)))
+        assert [echoed for echoed, _, _ in results] == [f"session {n}" for n in range(20)]
+        for n, (_, _, progress) in enumerate(results):
+            steps = 2 + n % 3
+            assert progress == [f"{step}/{steps}" for step in range(1, steps + 1)]  # its own, none of the others'
+        assert len({pid for _, pid, _ in results}) == 1
+        assert await scrape(diag, "hivegate_stdio_processes") == 1
+
+
+async def test_a_pool_spreads_sessions_and_refuses_the_logging_level() -> None:
+    args = ["--stdio-sharing", "pool=2", *fixture_command()]
+    async with hivegate_run(args) as gw, sdk_client(gw.url) as a, sdk_client(gw.url) as b, sdk_client(gw.url) as c:
+        pids = [text_of(await s.call_tool("whoami", {})) for s in (a, b, c)]
+        assert len(set(pids)) == 2  # least loaded: a and b on their own process each, c beside one of them
+        async with httpx.AsyncClient(timeout=30) as http:
+            opened = await http.post(gw.url, json=INIT, headers=ACCEPT)
+            headers = {**ACCEPT, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+            level = {"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": "debug"}}
+            refused = (await http.post(gw.url, json=level, headers=headers)).json()
+        assert refused["id"] == 2
+        assert "shared by several sessions" in refused["error"]["message"]

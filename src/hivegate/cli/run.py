@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from hivegate.authn.oidc_config import AuthMode, OIDCConfig
 from hivegate.authz.tool_filter import parse_tools
+from hivegate.backends.stdio_pool import parse_sharing
 from hivegate.cli.run_container import container_run, refuse_container_flags
 from hivegate.cli.run_target import check_command, expand_target, is_image
 from hivegate.cli.run_thv import env_files, go_bool, refuse_thv_flags
@@ -379,6 +380,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if seconds <= 0:
             raise ConfigError(f"{flag} must be positive")
     stdio_idle = _duration(args.stdio_idle_timeout, "--stdio-idle-timeout")
+    try:
+        stdio_sharing = parse_sharing(args.stdio_sharing)
+    except ValueError as exc:
+        raise ConfigError(f"--stdio-sharing: {exc}") from None
     request_timeout = _duration(args.request_timeout, "--request-timeout")
     if request_timeout <= 0:
         raise ConfigError("--request-timeout must be positive")
@@ -405,6 +410,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_streams_per_user=args.max_streams_per_user,
         stream_idle_timeout=stream_idle,
         stdio_idle_timeout=stdio_idle,
+        stdio_sharing=stdio_sharing,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         read_header_timeout=read_header,

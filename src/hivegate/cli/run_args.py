@@ -156,6 +156,13 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         help="a stdio server process idle this long is stopped, and started again (initialize replayed) on the "
         "session's next message (default 5m; 0: never)",
     )
+    g.add_argument(
+        "--stdio-sharing",
+        default="per-session",
+        metavar="per-session|shared|pool=N",
+        help="stdio server processes: one per client session (default), one shared by all sessions, or N shared "
+        "(each session on the least loaded); share only servers that keep no per-client state",
+    )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     c = p.add_argument_group(
         "container images (a stdio server gets a container per client session, with no network unless allowed)"

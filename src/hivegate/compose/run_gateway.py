@@ -21,6 +21,7 @@ from hivegate.authn.authenticators import introspects
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.stdio import StdioTransport
+from hivegate.backends.stdio_pool import StdioPool, sharing_name
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.compose.incoming import Incoming, incoming
 from hivegate.compose.lifecycle import Lifecycle
@@ -103,6 +104,20 @@ def _factory(cfg: RunConfig, credentials: Credentials | None = None) -> Transpor
     return lambda: StreamableClientTransport(url, timeout=timeout, credentials=credentials, name=name)
 
 
+def _stdio_sharing(
+    cfg: RunConfig, factory: TransportFactory, lifecycle: Lifecycle, idle_stopped: Callable[[], None] | None
+) -> TransportFactory:
+    """The sessions' factory for `--stdio-sharing` (a pool's channels, or `factory` itself per session)."""
+    idle = f"stopped after {cfg.stdio_idle_timeout:g} s idle" if cfg.stdio_idle_timeout else "never stopped when idle"
+    lifecycle.summary.append(f"stdio: processes {sharing_name(cfg.stdio_sharing)}, {idle}")
+    if cfg.stdio_sharing == 0:
+        return factory
+    pool = StdioPool(factory, size=cfg.stdio_sharing, name=cfg.name, linger=cfg.stdio_idle_timeout,
+                     on_idle_stop=idle_stopped)  # fmt: skip
+    lifecycle.on_shutdown(pool.close)  # after the sessions on it
+    return pool.channel
+
+
 def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -> Gateway:
     """The gateway for `cfg`; `public` adds unauthenticated routes (e.g. the demo's JWKS)."""
     lifecycle = Lifecycle()  # shutdown in reverse order of construction: what is built first is closed last
@@ -160,7 +175,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         factory, idle = _factory(cfg, credentials), 0.0
         idle_stopped = metrics.stdio_idle_stop if metrics is not None else None
         if cfg.transport == "stdio":
-            idle = cfg.stdio_idle_timeout
+            factory, idle = _stdio_sharing(cfg, factory, lifecycle, idle_stopped), cfg.stdio_idle_timeout
         registry = SessionRegistry(
             ttl=cfg.session_ttl,
             max_sessions=cfg.max_sessions,
@@ -168,7 +183,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             on_restart=metrics.backend_restarted if metrics is not None else None,
             output_hint=f"hivegate logs {cfg.name}" if cfg.background else None,
             idle_timeout=idle,
-            on_idle_stop=idle_stopped,
+            on_idle_stop=idle_stopped if cfg.stdio_sharing == 0 else None,  # shared: the pool counts its processes
         )
         lifecycle.on_shutdown(registry.close)  # first to close: ending sessions still audits and logs
         if cfg.proxy_mode == "streamable-http":

@@ -44,6 +44,7 @@ class RunConfig:
     max_streams_per_user: int = 8
     stream_idle_timeout: float = 300.0
     stdio_idle_timeout: float = 300.0  # 0: a stdio server process is never stopped for being idle
+    stdio_sharing: int = 0  # stdio server processes shared by the sessions: 0 one per session, N a pool of N
     max_connections: int = 0  # 0: a quarter of the open files limit
     max_connections_per_address: int = 512  # 0: no cap
     read_header_timeout: float = 10.0
