@@ -1,32 +1,24 @@
-"""`hivegate run` with `--stdio-idle-timeout` and `--stdio-sharing`: a real SDK stdio server behind the gateway,
-called by the official MCP SDK client."""
+"""`hivegate run` with `--stdio-idle-timeout` and `--stdio-sharing` (and a vMCP stdio backend with `stdioSharing`):
+a real SDK stdio server behind the gateway, called by the official MCP SDK client."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import sys
+from pathlib import Path
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+import yaml
 
+from e2e.test_run_stdio import sdk_client, text_of
 from support.backend import free_port
-from support.gateway import fixture_command, hivegate_run
+from support.gateway import FIXTURE, fixture_command, hivegate_run, hivegate_vmcp
 from support.mcp_calls import ACCEPT, INIT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-def sdk_client(url: str) -> Client:
-    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
-    return Client(streamable_http_client(url, http_client=http), mode="legacy")  # type: ignore[arg-type]
-
-
-def text_of(result: object) -> str:
-    return result.content[0].text  # type: ignore[attr-defined,no-any-return]
 
 
 async def scrape(port: int, name: str) -> float:
@@ -41,6 +33,20 @@ async def until_metric(port: int, name: str, value: float) -> None:
     async with asyncio.timeout(15):
         while await scrape(port, name) != value:
             await asyncio.sleep(0.05)
+
+
+def servers_of(gateway: int) -> list[int]:
+    """The fixture server processes the gateway started (its children running `stdio_server.py`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == gateway and b"stdio_server.py" in command:
+            found.append(int(entry.name))
+    return found
 
 
 def alive(pid: int) -> bool:
@@ -104,3 +110,23 @@ async def test_a_pool_spreads_sessions_and_refuses_the_logging_level() -> None:
             refused = (await http.post(gw.url, json=level, headers=headers)).json()
         assert refused["id"] == 2
         assert "shared by several sessions" in refused["error"]["message"]
+
+
+async def test_a_vmcp_stdio_backend_shared_by_every_session(tmp_path: Path) -> None:
+    config = {
+        "name": "shared",
+        "incomingAuth": {"type": "anonymous"},
+        "backends": [{"name": "local", "command": sys.executable, "args": [FIXTURE], "stdioSharing": "shared"}],
+    }
+    path = tmp_path / "vmcp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async with (
+        hivegate_vmcp(["--config", str(path), "--port", "0"]) as gw,
+        sdk_client(gw.url) as a,
+        sdk_client(gw.url) as b,
+    ):
+        pids = {text_of(await s.call_tool("local_whoami", {})) for s in (a, b)}
+        assert len(pids) == 1
+        assert servers_of(gw.process.pid) == [int(pids.pop())]  # the discovery session shares it too
+        echoed = await asyncio.gather(*(s.call_tool("local_echo", {"text": who}) for s, who in ((a, "a"), (b, "b"))))
+        assert [text_of(r) for r in echoed] == ["a", "b"]

@@ -226,6 +226,7 @@ class SharedProcess:
             await self._initialize(channel, message)
         elif method == "logging/setLevel":
             refused = "logging/setLevel is refused: this server process is shared by several sessions (--stdio-sharing)"
+            logger.info("shared backend %r: %s", self.name, refused)  # said even where the answer is not passed on
             channel.on_message(error_response(message["id"], INVALID_REQUEST, refused))
         elif method in ("resources/subscribe", "resources/unsubscribe") and isinstance(params, dict):
             await self._subscription(channel, message, method, str(params.get("uri")))

@@ -27,6 +27,7 @@ from hivegate.authz.policy_config import AuthzConfig
 from hivegate.backends.registry import SessionRegistry
 from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
+from hivegate.backends.stdio_pool import StdioPool, sharing_name
 from hivegate.backends.transport import Transport, TransportFactory
 from hivegate.compose.incoming import incoming
 from hivegate.compose.lifecycle import Lifecycle
@@ -92,6 +93,27 @@ def backend_factory(
         return lambda: SseClientTransport(target, timeout=timeout, headers=static)
     name = backend.name
     return lambda: StreamableClientTransport(target, timeout=timeout, credentials=creds, name=name)
+
+
+def _stdio_pools(
+    cfg: VMCPConfig,
+    factories: dict[str, TransportFactory],
+    lifecycle: Lifecycle,
+    summary: list[str],
+    metrics: Metrics | None,
+) -> None:
+    """Replace the factory of each stdio backend with `stdioSharing` by its pool's channels."""
+    stopped_idle = metrics.stdio_idle_stop if metrics is not None else None
+    for b in cfg.backends:
+        if b.kind != "stdio":
+            continue
+        idle, sharing = cfg.operational.stdio_for(b)
+        stopped = f"stopped after {idle:g} s idle" if idle else "never stopped when idle"
+        summary.append(f"backend {b.name}: stdio processes {sharing_name(sharing)}, {stopped}")
+        if sharing:
+            pool = StdioPool(factories[b.name], size=sharing, name=b.name, linger=idle, on_idle_stop=stopped_idle)
+            lifecycle.on_shutdown(pool.close)  # registered early: closed after the sessions on it
+            factories[b.name] = pool.channel
 
 
 class _ConfiguredPolicies:
@@ -162,6 +184,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         )
         for b in cfg.backends
     }
+    _stdio_pools(cfg, factories, lifecycle, summary, metrics)
     proxies: dict[str, OwnProxy] = {}
     for b in cfg.backends:
         if b.own_auth is not None:
@@ -172,6 +195,9 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     # a stdio backend's credential is for its own proxy's checks alone: it is never sent, so never listed per caller
     scoped = frozenset(b.name for b in cfg.backends if credentials[b.name].needs_caller and b.kind != "stdio")
     pool = BackendPool(cfg, factories, launched, caller_scoped=scoped)
+    if metrics is not None and any(b.kind == "stdio" for b in cfg.backends):
+        metrics.gauge("hivegate_stdio_processes", "Stdio server processes running", lambda: StdioTransport.running)
+        pool.on_idle_stop = metrics.stdio_idle_stop
     gate: McpGate | None = None
     if cfg.incoming_auth.authz is not None:
         gate = policy_gate(_ConfiguredPolicies(cfg, reload), cfg.name, lifecycle, watch=False, locate=pool.locate)

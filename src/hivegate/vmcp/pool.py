@@ -130,6 +130,7 @@ class BackendPool:
         self._everything: Catalog | None = None  # every backend's last lists, unhealthy ones too (lazily)
         self._owners = Owners()  # the backend each name was ever advertised for: names never move
         self._seen: dict[tuple[str, str], Route | None] = {}  # routes of client sessions' catalogs (None: ambiguous)
+        self.on_idle_stop: Callable[[], None] | None = None  # told when a stdio process is stopped for being idle
 
     @property
     def names(self) -> Sequence[str]:
@@ -145,6 +146,11 @@ class BackendPool:
 
     def factory(self, backend: str) -> TransportFactory:
         return self._factories[backend]
+
+    def idle_timeout_for(self, backend: str) -> float:
+        """How long a client session's process of a stdio backend may stay idle before it is stopped (0: ever)."""
+        spec = self._cfg.backend(backend)
+        return self._cfg.operational.stdio_for(spec)[0] if spec.kind == "stdio" else 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 

@@ -352,7 +352,9 @@ class VirtualTransport:
 
     async def _open(self, backend: str, caller: Caller | None) -> BackendSession:
         timeout = self._pool.timeout_for(backend)
-        session = BackendSession(self._pool.factory(backend), name=backend, request_timeout=timeout)
+        session = BackendSession(self._pool.factory(backend), name=backend, request_timeout=timeout,
+                                 idle_timeout=self._pool.idle_timeout_for(backend),
+                                 on_idle_stop=self._pool.on_idle_stop)  # fmt: skip
         try:
             await asyncio.wait_for(session.start(), timeout)
             session.attach_stream(_Relay(self, backend))

@@ -306,6 +306,21 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], str]] = [
         "telemetry.endpoint: set, but tracingEnabled and metricsEnabled are both false",
     ),
     (
+        "stdio sharing on a remote backend",
+        lambda d: d["backends"][0].update(stdioSharing="shared"),
+        "backends[0].stdioSharing: only used with command (a stdio server)",
+    ),
+    (
+        "a bad stdio sharing",
+        lambda d: d["backends"][1].update(stdioSharing="pool=0"),
+        "backends[1].stdioSharing: expected per-session, shared or pool=N (N from 1 to 64), got 'pool=0'",
+    ),
+    (
+        "a stdio idle timeout without a unit",
+        lambda d: d.update(operational={"stdioIdleTimeout": 30}),
+        "operational.stdioIdleTimeout: invalid duration '30': give a unit (e.g. 30s, 30m)",
+    ),
+    (
         "a port out of range",
         lambda d: d.update(server={"port": 70000}),
         "server.port: must be between 1 and 65535, got 70000",
@@ -330,3 +345,14 @@ def test_the_base_config_itself_is_valid(tmp_path: Path) -> None:
 def test_empty_composite_tools_are_accepted(tmp_path: Path) -> None:
     data = edit(lambda d: d.update(compositeTools=[], compositeToolRefs=[]))
     assert parse_vmcp_config(data, resolver=SecretResolver(base_dir=tmp_path, environ={})).name == "tools"
+
+
+def test_stdio_settings_per_backend_override_the_operational_defaults(tmp_path: Path) -> None:
+    data = edit(lambda d: d["backends"].append({"name": "files", "command": "files-mcp", "stdioSharing": "pool=3",
+                                                "stdioIdleTimeout": "0"}))  # fmt: skip
+    data["operational"] = {"stdioIdleTimeout": "90s", "stdioSharing": "shared"}
+    cfg = parse_vmcp_config(data, resolver=SecretResolver(base_dir=tmp_path, environ={}))
+    assert cfg.operational.stdio_for(cfg.backend("kubernetes")) == (90.0, 1)
+    assert cfg.operational.stdio_for(cfg.backend("files")) == (0.0, 3)
+    plain = parse_vmcp_config(copy.deepcopy(BASE), resolver=SecretResolver(base_dir=tmp_path, environ={}))
+    assert plain.operational.stdio_for(plain.backend("kubernetes")) == (300.0, 0)  # 5 minutes, one per session

@@ -100,6 +100,8 @@ class BackendConfig:
     container: ContainerSpec | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     own_auth: ServerAuth | None = None  # an MCPServer's own proxy settings (manifests only)
+    stdio_idle_timeout: float | None = None  # `stdioIdleTimeout` (stdio only); None: `operational`'s
+    stdio_sharing: int | None = None  # `stdioSharing` (stdio only): 0 per-session, N a pool of N; None: `operational`'s
 
     @property
     def kind(self) -> Literal["remote", "stdio", "launched", "container"]:
@@ -220,9 +222,16 @@ class Operational:
     default_timeout: float = 30.0
     per_workload_timeouts: Mapping[str, float] = field(default_factory=dict)
     failure_handling: FailureHandling = field(default_factory=FailureHandling)
+    stdio_idle_timeout: float = 300.0  # a stdio backend's process idle this long is stopped (0: never)
+    stdio_sharing: int = 0  # a stdio backend's processes: 0 one per client session, N a pool of N shared ones
 
     def timeout_for(self, workload: str) -> float:
         return self.per_workload_timeouts.get(workload, self.default_timeout)
+
+    def stdio_for(self, backend: BackendConfig) -> tuple[float, int]:
+        """(idle timeout, sharing) of a stdio backend: its own, else the defaults here."""
+        idle = self.stdio_idle_timeout if backend.stdio_idle_timeout is None else backend.stdio_idle_timeout
+        return idle, self.stdio_sharing if backend.stdio_sharing is None else backend.stdio_sharing
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hivegate.authserver.secrets import SecretResolver, parse_secret_ref
+from hivegate.backends.stdio_pool import parse_sharing
 from hivegate.config.reader import Reader
 from hivegate.errors import ConfigError
 from hivegate.observe.audit import AuditConfig
@@ -42,7 +43,8 @@ __all__ = [
 
 
 def parse_backend(data: Any, where: str) -> BackendConfig:
-    r = Reader(data, where, known=("name", "url", "transport", "command", "args", "env", "metadata"))
+    stdio_keys = ("args", "env", "stdioIdleTimeout", "stdioSharing")
+    r = Reader(data, where, known=("name", "url", "transport", "command", "metadata", *stdio_keys))
     name = backend_name(r.text("name", required=True), r.at("name"))
     url, command = r.text("url"), r.text("command")
     if url and command:
@@ -54,11 +56,13 @@ def parse_backend(data: Any, where: str) -> BackendConfig:
         transport = r.text("transport") or "stdio"
         if transport != "stdio":
             raise ConfigError(f"{r.at('transport')}: a command backend speaks stdio, got {transport!r}")
+        idle, sharing = _stdio_settings(r, "stdioIdleTimeout", "stdioSharing")
         backend = BackendConfig(
-            name, "stdio", command=command, args=tuple(r.strings("args")), env=r.string_map("env"), metadata=metadata
-        )
+            name, "stdio", command=command, args=tuple(r.strings("args")), env=r.string_map("env"), metadata=metadata,
+            stdio_idle_timeout=idle, stdio_sharing=sharing,
+        )  # fmt: skip
     else:
-        for key in ("args", "env"):
+        for key in stdio_keys:
             if r.has(key):
                 raise ConfigError(f"{r.at(key)}: only used with command (a stdio server)")
         backend = BackendConfig(
@@ -69,6 +73,17 @@ def parse_backend(data: Any, where: str) -> BackendConfig:
         )
     r.done()
     return backend
+
+
+def _stdio_settings(r: Reader, idle_key: str, sharing_key: str) -> tuple[float | None, int | None]:
+    """`stdioIdleTimeout` and `stdioSharing` (`per-session`, `shared` or `pool=N`); None where not given."""
+    idle = r.duration(idle_key, default=-1.0)
+    sharing = r.text(sharing_key)
+    try:
+        size = parse_sharing(sharing) if sharing else None
+    except ValueError as exc:
+        raise ConfigError(f"{r.at(sharing_key)}: {exc}") from None
+    return (None if idle < 0 else idle), size
 
 
 def parse_aggregation(data: Mapping[str, Any], where: str) -> Aggregation:
@@ -145,11 +160,14 @@ def parse_operational(data: Mapping[str, Any], where: str) -> Operational:
         raise ConfigError(f"{b.at('timeout')}: must be at least 1s")
     b.done()
     f.done()
+    idle, sharing = _stdio_settings(r, "stdioIdleTimeout", "stdioSharing")
     op = Operational(
         log_level=level,
         default_timeout=default,
         per_workload_timeouts=per_workload,
         failure_handling=FailureHandling(interval, check_timeout, threshold, reporting, mode, breaker),  # type: ignore[arg-type]
+        stdio_idle_timeout=300.0 if idle is None else idle,
+        stdio_sharing=sharing or 0,
     )
     r.done()
     return op
