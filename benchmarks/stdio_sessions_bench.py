@@ -166,7 +166,7 @@ def start_gateway(procs: Processes, mode: str, idle: str, count: int) -> tuple[i
 
 async def curve(procs: Processes, opts: Options, mode: str, report: Report) -> None:
     steps = [n for n in opts.sessions if mode != "per-session" or n <= opts.per_session_max]
-    pid, url = start_gateway(procs, mode, "0", max(steps))
+    pid, url = start_gateway(procs, mode, "5m", max(steps))
     if mode == opts.modes[0]:
         _, rss, pss = memory(pid)
         report.baseline["gateway_no_session_rss_mb"], report.baseline["gateway_no_session_pss_mb"] = rss, pss

@@ -3,7 +3,8 @@
 
 A backend process that is stopped (idle, or gone and started again) forgets the logging level the client chose and
 the resources it subscribed to. `Replayed` remembers the last `logging/setLevel` and the subscribed URIs, from the
-requests that went out, and gives them back as requests to send after `notifications/initialized`.
+requests the backend accepted (answered without an error), and gives them back as requests to send after
+`notifications/initialized`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Replayed:
         self.subscriptions: set[str] = set()
 
     def record(self, method: str, params: Any) -> None:
-        """Remember what a request that goes out sets on the backend (nothing for other methods)."""
+        """Remember what an accepted request set on the backend (nothing for other methods)."""
         if method == "logging/setLevel":
             self.log_level = params
         elif method in ("resources/subscribe", "resources/unsubscribe") and isinstance(params, dict):

@@ -75,6 +75,7 @@ class _Pending:
     sink: Sink
     method: str
     progress_token: Any = None
+    params: Any = None  # what the backend is told to remember (`Replayed`) once it answers without an error
     timer: asyncio.TimerHandle | None = None
     transform: Callable[[Message], Message] | None = None
     # being sent (or waiting to be sent again on a new session): the end of the session it goes out on does not
@@ -320,10 +321,12 @@ class BackendSession:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._internal[gid] = future
         self._last_activity = time.monotonic()
-        self._replayed.record(method, params)
         try:
             await self._send({"jsonrpc": "2.0", "id": gid, "method": method, "params": params}, caller)
-            return await asyncio.wait_for(future, timeout)
+            answer = await asyncio.wait_for(future, timeout)
+            if "error" not in answer:
+                self._replayed.record(method, params)
+            return answer
         finally:
             self._internal.pop(gid, None)
 
@@ -361,11 +364,8 @@ class BackendSession:
                 token = meta.get("progressToken")
         if method == "initialize":
             self._init_params, self._init_caller = params, caller
-        self._replayed.record(method, params)
         self._last_activity = time.monotonic()
-        pending = _Pending(
-            original_id=message["id"], sink=sink, method=method, progress_token=token, transform=transform
-        )
+        pending = _Pending(message["id"], sink, method, token, params, transform=transform)
         self._pending[gid] = pending
         self._by_original[pending.original_id] = gid
         if token is not None:
@@ -583,6 +583,8 @@ class BackendSession:
         pending = self._drop(gid)
         if pending is None:
             return
+        if "error" not in message:
+            self._replayed.record(pending.method, pending.params)
         if pending.transform is not None:
             try:
                 message = pending.transform(message)

@@ -23,9 +23,10 @@ IDLE = 0.05
 class Process:
     """A backend process in memory: answers requests unless `hold` names their method."""
 
-    def __init__(self, started: list[Process], hold: str = "") -> None:
+    def __init__(self, started: list[Process], hold: str = "", refuse: str = "") -> None:
         self.sent: list[Message] = []
         self.hold = hold
+        self.refuse = refuse
         self.on_message: MessageHandler | None = None
         self.closed = asyncio.Event()
         started.append(self)
@@ -37,7 +38,10 @@ class Process:
         self.sent.append(message)
         if "id" in message and message.get("method") not in (None, self.hold):
             assert self.on_message is not None
-            self.on_message({"jsonrpc": "2.0", "id": message["id"], "result": {"from": len(self.sent)}})
+            if message["method"] == self.refuse:
+                self.on_message({"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32601, "message": "no"}})
+            else:
+                self.on_message({"jsonrpc": "2.0", "id": message["id"], "result": {"from": len(self.sent)}})
 
     def methods(self) -> list[str]:
         return [m.get("method", "(answer)") for m in self.sent]
@@ -50,8 +54,8 @@ class Process:
         self.closed.set()
 
 
-def factory(started: list[Process], hold: str = "") -> Callable[[], Process]:
-    return lambda: Process(started, hold)
+def factory(started: list[Process], hold: str = "", refuse: str = "") -> Callable[[], Process]:
+    return lambda: Process(started, hold, refuse)
 
 
 def call(rid: Any, method: str = "tools/call", **params: Any) -> Message:
@@ -161,3 +165,17 @@ async def test_without_an_idle_timeout_nothing_is_stopped() -> None:
     assert not started[0].closed.is_set()
     await session.close()
     await control.close()
+
+
+async def test_a_subscription_the_backend_refused_neither_keeps_the_process_nor_is_replayed() -> None:
+    started: list[Process] = []
+    session = BackendSession(factory(started, refuse="resources/subscribe"), name="t", idle_timeout=IDLE)
+    await session.start()
+    await session.request(INIT, Sink())
+    refused = Sink()
+    await session.request(call(1, "resources/subscribe", uri="file:///a"), refused)
+    assert "error" in await refused.answer()
+    await until(lambda: session.parked)
+    await session.request(call(2), Sink())
+    assert started[1].methods() == ["initialize", "notifications/initialized", "tools/call"]
+    await session.close()
