@@ -1,7 +1,7 @@
 """Memory against client sessions on one stdio server: `--stdio-sharing` and `--stdio-idle-timeout` (issue 19).
 
     python benchmarks/stdio_sessions_bench.py [--sessions 1,10,100,1000] [--per-session-max 50] [--concurrency 50]
-                                              [--idle-timeout 15] [--json PATH] [--strict]
+                                              [--idle-timeout 30] [--json PATH] [--strict]
 
 Behind `hivegate run -- python benchmarks/stdio_echo_server.py` (the official Python SDK's `MCPServer`, one `echo`
 tool), for each mode (`shared`, `pool=4`, `per-session`) the sessions are opened step by step (1, then 10, 100,
@@ -165,7 +165,9 @@ def start_gateway(procs: Processes, mode: str, idle: str, count: int) -> tuple[i
 
 
 async def curve(procs: Processes, opts: Options, mode: str, report: Report) -> None:
-    steps = [n for n in opts.sessions if mode != "per-session" or n <= opts.per_session_max]
+    steps = opts.sessions
+    if mode == "per-session" and max(steps) > opts.per_session_max:  # a process each: stop at the max
+        steps = sorted({*(n for n in steps if n < opts.per_session_max), opts.per_session_max})
     pid, url = start_gateway(procs, mode, "5m", max(steps))
     if mode == opts.modes[0]:
         _, rss, pss = memory(pid)
@@ -197,6 +199,7 @@ async def idle_run(procs: Processes, opts: Options, report: Report) -> None:
     out.update(sessions=total, active=active, idle_timeout_s=opts.idle_timeout)
     try:
         await sessions.open(total)
+        await sessions.call_all()  # the first ones may have gone idle while the last ones started
         out["processes_all_active"], out["rss_all_active_mb"], out["pss_all_active_mb"] = memory(pid)
         busy, quiet = sessions.ids[:active], sessions.ids[active:]
         deadline = time.monotonic() + opts.idle_timeout * 4 + 30
@@ -269,6 +272,12 @@ def print_tables(opts: Options, report: Report, elapsed: float) -> None:
     for s in report.steps:
         width = int(50 * _log_ratio(s.rss_mb, top))
         print(f"  {s.mode:>11} {s.sessions:>5} | {'#' * width} {s.rss_mb:.0f} MB")
+    per_session = [s for s in report.steps if s.mode == "per-session"]
+    if per_session and per_session[-1].sessions < max(opts.sessions):
+        last = per_session[-1]
+        each = (last.rss_mb - report.baseline.get("gateway_no_session_rss_mb", 0.0)) / last.sessions
+        print(f"  per-session at {max(opts.sessions)} sessions, not run: ~{each * max(opts.sessions) / 1024:.0f} GB "
+              f"(extrapolated: {each:.0f} MB per session at {last.sessions})")  # fmt: skip
     idle = report.idle
     if idle:
         print(f"\nper-session with --stdio-idle-timeout {idle['idle_timeout_s']:g}s: {idle['sessions']} sessions, "
@@ -320,7 +329,7 @@ def main() -> int:
     parser.add_argument("--sessions", default="1,10,100,1000", help="the curve's points (sessions open at once)")
     parser.add_argument("--per-session-max", type=int, default=50, help="per-session mode stops here (a process each)")
     parser.add_argument("--concurrency", type=int, default=50, help="HTTP requests in flight at most")
-    parser.add_argument("--idle-timeout", type=float, default=15.0, help="seconds, for the idle run (0: skip it)")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, help="seconds, for the idle run (0: skip it)")
     parser.add_argument("--modes", default="shared,pool=4,per-session")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
