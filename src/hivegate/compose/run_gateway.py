@@ -174,7 +174,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
     else:
         factory, idle = _factory(cfg, credentials), 0.0
         idle_stopped = metrics.stdio_idle_stop if metrics is not None else None
-        if cfg.transport == "stdio":
+        if cfg.transport == "stdio" and cfg.attach is None:  # an attached pod is shared already, and never stopped
             factory, idle = _stdio_sharing(cfg, factory, lifecycle, idle_stopped), cfg.stdio_idle_timeout
         registry = SessionRegistry(
             ttl=cfg.session_ttl,
@@ -267,7 +267,7 @@ def _diagnostics(
     if metrics is not None and registry is not None:
         sessions = registry
         metrics.gauge("hivegate_active_sessions", "Open client sessions", lambda: len(sessions))
-    if metrics is not None and cfg.transport == "stdio":
+    if metrics is not None and cfg.transport == "stdio" and cfg.attach is None:
         metrics.gauge("hivegate_stdio_processes", "Stdio server processes running", lambda: StdioTransport.running)
     readiness = Readiness()
     if container_ready is not None:
