@@ -130,3 +130,23 @@ async def test_a_vmcp_stdio_backend_shared_by_every_session(tmp_path: Path) -> N
         assert servers_of(gw.process.pid) == [int(pids.pop())]  # the discovery session shares it too
         echoed = await asyncio.gather(*(s.call_tool("local_echo", {"text": who}) for s, who in ((a, "a"), (b, "b"))))
         assert [text_of(r) for r in echoed] == ["a", "b"]
+
+
+async def test_a_vmcp_client_sessions_stdio_process_is_stopped_when_idle(tmp_path: Path) -> None:
+    config = {
+        "name": "idle",
+        "incomingAuth": {"type": "anonymous"},
+        "operational": {"stdioIdleTimeout": "300ms"},
+        "backends": [{"name": "local", "command": sys.executable, "args": [FIXTURE]}],
+    }
+    path = tmp_path / "vmcp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async with hivegate_vmcp(["--config", str(path), "--port", "0"]) as gw, sdk_client(gw.url) as client:
+        first = int(text_of(await client.call_tool("local_whoami", {})))
+        assert first in servers_of(gw.process.pid)
+        async with asyncio.timeout(15):
+            while alive(first):
+                await asyncio.sleep(0.05)
+        assert len(servers_of(gw.process.pid)) == 1  # the discovery session's own process stays
+        second = int(text_of(await client.call_tool("local_whoami", {})))
+        assert second != first
