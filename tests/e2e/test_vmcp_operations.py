@@ -118,6 +118,8 @@ async def test_audit_lines_metrics_and_summary_for_allowed_denied_and_failing_ca
         "  backends: k8s (healthy), ops (healthy)",
         "  catalog: 32 tools, 4 prompts, 2 resources (prefix)",
         f"  auth: OIDC issuer {issuer.url}, audience {AUDIENCE}",
+        "  backend k8s: stdio processes per-session, stopped after 300 s idle",
+        "  backend ops: stdio processes per-session, stopped after 300 s idle",
         f"  authz: {len(POLICIES)} Cedar policies (SIGHUP reloads them)",
         f"  audit: {audit_file}",
         f"  status: {gateway.base}/status",

@@ -82,6 +82,11 @@ def _static_backend() -> Node:
             "args": array(string()),
             "env": map_of(string()),
             "metadata": map_of(string()),
+            "stdioIdleTimeout": string("Stop a stdio backend's process idle this long (e.g. 5m; 0: never)."),
+            "stdioSharing": string(
+                "How client sessions share a stdio backend's processes: per-session, shared or pool=N.",
+                pattern=r"^(per-session|shared|pool=[1-9][0-9]*)$",
+            ),
         },
         required=("name",),
     )
