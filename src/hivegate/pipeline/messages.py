@@ -67,6 +67,8 @@ def parse_body(body: bytes, *, revision: str, max_depth: int = MAX_DEPTH) -> Inb
         if "depth limit" in str(exc):  # orjson stops at 1,024 levels
             raise InvalidMessage(jsonrpc.INVALID_REQUEST, f"Invalid Request: nested deeper than {max_depth}") from None
         raise InvalidMessage(jsonrpc.PARSE_ERROR, "Parse error: body is not valid JSON") from None
+    if _LONG_NUMBER.search(body) is not None:
+        decoded = _exact(body)
     if depth_exceeds(body, decoded, max_depth):
         raise InvalidMessage(jsonrpc.INVALID_REQUEST, f"Invalid Request: nested deeper than {max_depth}")
     request_id = _id_of(decoded)
@@ -84,6 +86,19 @@ def parse_body(body: bytes, *, revision: str, max_depth: int = MAX_DEPTH) -> Inb
         return Inbound(messages, True, body)
     _check_one(decoded)
     return Inbound((decoded,), False, body)
+
+
+# 19 digits or more: orjson turns an integer outside [-2**63, 2**64) into a float (-9223372036854775809 becomes
+# -9.223372036854776e+18), so the policies would see another number than the server; the stdlib parser keeps it
+_LONG_NUMBER = re.compile(rb"(?<![0-9.eE+-])-?[0-9]{19,}(?![0-9.eE])")
+
+
+def _exact(body: bytes) -> Any:
+    """`body` decoded by the stdlib parser, whose integers have no size limit (only bodies with long numbers)."""
+    try:
+        return json.loads(body)
+    except ValueError:  # orjson took it (e.g. a lone surrogate escape): refuse rather than guess the number
+        raise InvalidMessage(jsonrpc.PARSE_ERROR, "Parse error: a number too long to read exactly") from None
 
 
 def depth_exceeds(body: bytes, decoded: Any, limit: int) -> bool:

@@ -185,3 +185,13 @@ def test_the_fast_duplicate_check_agrees_with_a_full_parse(
         assert "appears twice" in refused(body).message
     else:
         assert parse(body).messages[0]["params"] == params
+
+
+@pytest.mark.parametrize("number", [-9223372036854775809, 18446744073709551616, 10**40, -(10**30)])
+def test_an_integer_beyond_64_bits_is_read_exactly(number: int) -> None:
+    body = ('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"pay","arguments":{"amount":'
+            f'{number},"memo":"1234567890123456789012","ratio":0.12345678901234567890123}}}}}}').encode()  # fmt: skip
+    arguments = parse(body).messages[0]["params"]["arguments"]
+    assert arguments["amount"] == number  # the policies see the number the server gets
+    assert isinstance(arguments["amount"], int)
+    assert (arguments["memo"], arguments["ratio"]) == ("1234567890123456789012", 0.12345678901234568)
