@@ -24,9 +24,15 @@ from typing import Any
 
 from hivegate.errors import ConfigError
 
-__all__ = ["SecretRef", "SecretResolver", "parse_secret_ref", "secret_manifest_data"]
+__all__ = ["SecretRef", "SecretResolver", "parse_secret_ref", "secret_env_name", "secret_manifest_data"]
 
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+def secret_env_name(*parts: str) -> str:
+    """The environment variable a secret is read from: `HIVEGATE_SECRET_` and the parts (a Secret's name and key,
+    or a bare secret name) upper-cased, other characters as `_`, joined by `_`."""
+    return "HIVEGATE_SECRET_" + "_".join(_NOT_ALNUM.sub("_", part).upper() for part in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +87,7 @@ class SecretResolver:
 
     @staticmethod
     def env_name(ref: SecretRef) -> str:
-        return f"HIVEGATE_SECRET_{_NOT_ALNUM.sub('_', ref.name).upper()}_{_NOT_ALNUM.sub('_', ref.key).upper()}"
+        return secret_env_name(ref.name, ref.key)
 
     def resolve(self, ref: SecretRef, where: str) -> bytes:
         """The secret's bytes; `ConfigError` naming `where` and the places looked at when it is nowhere."""

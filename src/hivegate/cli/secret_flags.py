@@ -12,13 +12,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from hivegate.authserver.secrets import SecretRef, SecretResolver
+from hivegate.authserver.secrets import SecretRef, SecretResolver, secret_env_name
 from hivegate.errors import ConfigError
 
-__all__ = ["SECRET_PREFIX", "resolve_secret", "secret_env", "secret_ref"]
+__all__ = ["resolve_secret", "secret_env", "secret_ref"]
 
-SECRET_PREFIX = "HIVEGATE_SECRET_"  # noqa: S105 - a prefix: a bare secret NAME is read from $HIVEGATE_SECRET_<NAME>
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -32,7 +30,7 @@ def secret_ref(ref: str, where: str) -> SecretRef:
         return SecretRef(env=rest) if kind == "env" else SecretRef(file=rest)
     if not ref:
         raise ConfigError(f"{where}: needs env:VARIABLE, file:PATH or a secret name")
-    return SecretRef(env=SECRET_PREFIX + _NOT_ALNUM.sub("_", ref).upper())
+    return SecretRef(env=secret_env_name(ref))
 
 
 def resolve_secret(ref: str, where: str) -> str:
