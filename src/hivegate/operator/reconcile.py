@@ -186,8 +186,11 @@ class Reconciler:
         owner = {**owner, "kind": kind}
         status = owner.get("status") or {}
         conditions = status.get("conditions") or []
-        if any(c.get("type") == "Valid" and c.get("status") == "False" for c in conditions):
-            return  # Failed stays Failed until the spec is fixed
+        valid = next((c for c in conditions if c.get("type") == "Valid"), None)
+        if valid is None or valid.get("status") != "True":
+            # Not reconciled yet (its own status write, which reads the Deployment too, comes next), or Failed:
+            # Failed stays Failed until the spec is fixed.
+            return
         replicas = int((deployment.get("spec") or {}).get("replicas", 1))
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         generation = _meta(owner).get("generation")

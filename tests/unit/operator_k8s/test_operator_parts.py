@@ -95,6 +95,12 @@ async def test_a_remote_proxy_and_its_readiness() -> None:
         await reconciler.workload("MCPRemoteProxy", NS, "github")
         deployment = await api.get("Deployment", NS, "github")
         assert deployment is not None
+        await api.patch("MCPRemoteProxy", NS, "github", {"status": None}, status=True)
+        await reconciler.readiness(deployment)  # its event came before the proxy's first status write
+        assert not (await api.get("MCPRemoteProxy", NS, "github") or {}).get("status")  # no half status
+        await reconciler.workload("MCPRemoteProxy", NS, "github")
+        deployment = await api.get("Deployment", NS, "github")
+        assert deployment is not None
         assert deployment["spec"]["replicas"] == 2
         assert len(deployment["spec"]["template"]["spec"]["containers"]) == 1  # the gateway only
         assert "--anonymous" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
