@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
 from e2e.conformance import CONFORMANCE_SERVER, inspector_cli, run_server_scenarios, start_conformance_server
-from e2e.test_conformance_direct import EXPECTED_WARNINGS
 from support.gateway import hivegate_vmcp
+from support.mcp_calls import call_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -47,9 +48,11 @@ async def test_conformance_through_vmcp_with_an_http_backend(tmp_path: Path) -> 
         hivegate_vmcp(["--config", config(tmp_path, {"url": backend}), "--port", "0"]) as gateway,
     ):
         results = await run_server_scenarios(gateway.url, suite="all")
+        # the backend closes this call's SSE stream before answering (SEP-1699); the vMCP resumes it
+        resumed = await anyio.to_thread.run_sync(call_tool, gateway.url, "test_reconnection", {})
+    assert resumed == "Reconnection test completed"
     assert len(results) >= 30
     assert {name: r.explain() for name, r in results.items() if not r.passed} == {}
-    # at most the SHOULD-level findings the fixture has on its own (server-sse-polling: no priming event and no
-    # retry field; the gateway does not offer stream resumption either)
-    for name, result in results.items():
-        assert set(result.warnings) <= EXPECTED_WARNINGS.get(name, set()), (name, result.warnings)
+    # none of the fixture's own SHOULD-level findings (server-sse-polling: no priming event, no retry field): the
+    # vMCP answers a single result as JSON
+    assert {name: r.warnings for name, r in results.items() if r.warnings} == {}

@@ -29,6 +29,12 @@ __all__ = ["SseClientTransport", "StreamableClientTransport"]
 
 logger = logging.getLogger("hivegate.backend.remote")
 
+# Resuming a Streamable HTTP answer's stream: the wait when the server names none, the longest wait honoured, and
+# how often one answer's stream may be resumed before the request is given up.
+DEFAULT_RETRY_MS = 500
+MAX_RETRY_MS = 30_000
+MAX_RESUMES = 20
+
 
 def _deliver(data: str, on_message: MessageHandler) -> None:
     try:
@@ -39,6 +45,12 @@ def _deliver(data: str, on_message: MessageHandler) -> None:
     for item in message if isinstance(message, list) else [message]:
         if isinstance(item, dict):
             on_message(item)
+
+
+def _stream_lost(request_id: object, name: str) -> Message:
+    """The answer a request gets when its backend closed the stream and it cannot be resumed."""
+    text = f"backend {name!r} closed the stream before answering, and it could not be resumed"
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": text}}
 
 
 def _trace_headers(message: Message) -> dict[str, str]:
@@ -240,24 +252,78 @@ class StreamableClientTransport:
             self._session_id = session_id
         # the answer is read in the background: send() returns once the message is accepted, so a slow tool call
         # does not hold up the next message (a cancellation, say)
-        task = asyncio.create_task(self._consume(resp, remember))
+        request_id = message.get("id") if "method" in message else None
+        task = asyncio.create_task(self._consume(resp, remember, request_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume(self, resp: aiohttp.ClientResponse, on_message: MessageHandler) -> None:
-        try:
-            if resp.headers.get("content-type", "").startswith("text/event-stream"):
+    async def _consume(self, resp: aiohttp.ClientResponse, on_message: MessageHandler, request_id: object) -> None:
+        """Read one POST's answer. An SSE stream that ends before the answer to `request_id` came is resumed with
+        `GET` + `Last-Event-ID` (the server's event ids, after its `retry` time), as the Streamable HTTP transport
+        provides; one that cannot be resumed gets the request an error answer at once, never a silent wait."""
+        answered = request_id is None
+        last_id: str | None = None
+        retry_ms: int | None = None
+        resumes = 0
+
+        def deliver(item: Message) -> None:
+            nonlocal answered
+            if item.get("id") == request_id and ("result" in item or "error" in item):
+                answered = True
+            on_message(item)
+
+        while True:
+            try:
+                if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                    body = await resp.read()
+                    if body:
+                        _deliver(body.decode("utf-8", errors="replace"), deliver)
+                    return
                 async for event in iter_events(_lines(resp)):
-                    if event.event == "message":
-                        _deliver(event.data, on_message)
-            else:
-                body = await resp.read()
-                if body:
-                    _deliver(body.decode("utf-8", errors="replace"), on_message)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            logger.warning("backend stream broke: %s", exc.__class__.__name__)
-        finally:
+                    last_id, retry_ms = event.id, event.retry
+                    if event.event == "message" and event.data:  # an empty one only primes the stream's event id
+                        _deliver(event.data, deliver)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                logger.warning("backend stream broke: %s", exc.__class__.__name__)
+            finally:
+                resp.release()
+            if answered or self._closed.is_set():
+                return
+            if last_id is None or resumes >= MAX_RESUMES:
+                why = "without an event id to resume from" if last_id is None else f"after {resumes} resumptions"
+                logger.warning("backend %r closed the answer's stream %s", self._name, why)
+                on_message(_stream_lost(request_id, self._name))
+                return
+            resumes += 1
+            await asyncio.sleep(min(retry_ms if retry_ms is not None else DEFAULT_RETRY_MS, MAX_RETRY_MS) / 1000)
+            resumed = await self._resume(last_id)
+            if resumed is None:
+                on_message(_stream_lost(request_id, self._name))
+                return
+            resp = resumed
+
+    async def _resume(self, last_id: str) -> aiohttp.ClientResponse | None:
+        """`GET` the stream again from after `last_id`; None (logged) when the server does not resume it."""
+        client = self._client
+        if client is None or self._closed.is_set():
+            return None
+        headers = {**self._headers(), "Accept": "text/event-stream", "Last-Event-ID": last_id}
+        headers.pop("Content-Type", None)
+        try:
+            resp = await client.get(
+                self._url,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self._timeout),
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            logger.warning("backend %r: resuming a stream failed: %s", self._name, exc.__class__.__name__)
+            return None
+        if resp.status != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
+            logger.warning("backend %r did not resume a stream (HTTP %d)", self._name, resp.status)
             resp.release()
+            return None
+        return resp
 
     async def wait_closed(self) -> str:
         await self._closed.wait()

@@ -13,17 +13,22 @@ class ServerSentEvent:
     event: str
     data: str
     id: str | None = None
+    retry: int | None = None  # the reconnection time the server asked for so far, in milliseconds
 
 
 async def iter_events(lines: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
-    """Turn the lines of an SSE body into events; comments and unknown fields are ignored."""
-    event, event_id = "message", None
+    """Turn the lines of an SSE body into events; comments and unknown fields are ignored.
+
+    An event's `id` is the last event id seen so far and `retry` the last reconnection time (both carry over, as
+    in a browser, even from a block that carried no data). A block with an `id` and an empty `data` field (a
+    priming event) is an event with data `""`."""
+    event, event_id, retry = "message", None, None
     data: list[str] = []
     async for raw in lines:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             if data:
-                yield ServerSentEvent(event=event, data="\n".join(data), id=event_id)
+                yield ServerSentEvent(event=event, data="\n".join(data), id=event_id, retry=retry)
             event, data = "message", []
             continue
         if line.startswith(":"):
@@ -34,7 +39,9 @@ async def iter_events(lines: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEv
             event = value or "message"
         elif name == "data":
             data.append(value)
-        elif name == "id":
+        elif name == "id" and "\0" not in value:
             event_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
     if data:
-        yield ServerSentEvent(event=event, data="\n".join(data), id=event_id)
+        yield ServerSentEvent(event=event, data="\n".join(data), id=event_id, retry=retry)

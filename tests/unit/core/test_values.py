@@ -73,3 +73,13 @@ async def test_sse_parser() -> None:
         ("message", '{"a":\n1}', "7"),
         ("message", "tail", "7"),
     ]
+
+
+@pytest.mark.anyio
+async def test_sse_parser_keeps_priming_events_and_the_retry_time() -> None:
+    async def lines() -> AsyncIterator[bytes]:
+        for line in [b"retry: 250\n", b"\n", b"id: p1\n", b"data: \n", b"\n", b"retry: x\n", b"data: {}\n", b"\n"]:
+            yield line
+
+    events = [e async for e in iter_events(lines())]
+    assert [(e.data, e.id, e.retry) for e in events] == [("", "p1", 250), ("{}", "p1", 250)]
