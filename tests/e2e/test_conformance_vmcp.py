@@ -1,7 +1,7 @@
 """The MCP conformance suite (and the MCP Inspector CLI) through the virtual MCP server: every server scenario
 passes through `hivegate vmcp serve` as it does against the fixture directly, with the fixture as a stdio backend
-and as a Streamable HTTP backend. `manual` conflict resolution keeps the fixture's tool names (the scenarios call
-them by name)."""
+shared by every session and as a Streamable HTTP backend. `manual` conflict resolution keeps the fixture's tool
+names (the scenarios call them by name)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,11 @@ def config(tmp_path: Path, backend: dict[str, Any]) -> str:
     return str(path)
 
 
-async def test_conformance_and_the_inspector_through_vmcp_with_a_stdio_backend(tmp_path: Path) -> None:
-    path = config(tmp_path, {"command": sys.executable, "args": [str(CONFORMANCE_SERVER)]})
+async def test_conformance_and_the_inspector_through_vmcp_with_a_shared_stdio_backend(tmp_path: Path) -> None:
+    # every client session multiplexed onto one process: progress, sampling, elicitation and logging must still
+    # reach the session they belong to (one process per session is the `hivegate run` conformance test's)
+    backend = {"command": sys.executable, "args": [str(CONFORMANCE_SERVER)], "stdioSharing": "shared"}
+    path = config(tmp_path, backend)
     async with hivegate_vmcp(["--config", path, "--port", "0"]) as gateway:
         results = await run_server_scenarios(gateway.url, suite="all")
         called = await inspector_cli(gateway.url, "tools/call", "--tool-name", "test_simple_text")
