@@ -9,6 +9,13 @@ is the SHA-256 of the rendered manifests, so a change of the resource or of anyt
 Each Secret the manifests reference is mounted read-only at `/etc/hivegate/secrets/<name>` (the layout
 `$HIVEGATE_SECRETS_DIR` names); an image's `spec.secrets` become `secretKeyRef` environment variables. Every object
 is owned by the resource (`ownerReferences`), so deleting it deletes them.
+
+The resource's own pod settings: `spec.resources` size the `mcp` container (the gateway's when there is no image:
+ToolHive's proxy container); `spec.serviceAccount` names the server's identity (the StatefulSet pod of a stdio
+image, the gateway's pod of an HTTP image; the gateway's pod of an `MCPRemoteProxy` or `VirtualMCPServer`), in place
+of the namespace's default (a stdio server's pod then mounts its token); `spec.replicas` sizes the Deployment (one
+for a stdio server; not set when not given, so an autoscaler may); `podTemplateSpec` and `resourceOverrides` are
+merged by `podspec`. A `VirtualMCPServer`'s `serviceType` is its Service's type.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hivegate.errors import ConfigError
+from hivegate.operator.podspec import apply_overrides, gateway_names, merge_template
 from hivegate.operator.shape import Shape
 
-__all__ = ["CHECKSUM_ANNOTATION", "MANAGED_BY", "Settings", "gateway_args", "labels_of", "workload_objects"]
+__all__ = ["CHECKSUM_ANNOTATION", "MANAGED_BY", "Objects", "Settings", "gateway_args", "labels_of", "workload_objects"]
 
 CHECKSUM_ANNOTATION = "hivegate.dev/config-checksum"
 MANAGED_BY = "hivegate-operator"
@@ -111,6 +120,7 @@ def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str], anonymous
             "runAsNonRoot": True,
             "runAsUser": 65532,
             "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},  # its own: a template's pod-level profile does not apply
         },
         "volumeMounts": [
             {"name": "manifests", "mountPath": MANIFESTS_DIR, "readOnly": True},
@@ -177,6 +187,43 @@ def _rbac(body: Mapping[str, Any], shape: Shape) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """The objects of a workload, in the order to apply them, and the notes on fields not (or partly) applied."""
+
+    items: list[dict[str, Any]]
+    notes: tuple[str, ...] = ()
+    template_notes: tuple[str, ...] = ()
+
+
+def _text(spec: Mapping[str, Any], key: str) -> str | None:
+    value = spec.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"spec.{key}: must be a string")
+    return value
+
+
+def _cluster_notes(spec: Mapping[str, Any], shape: Shape) -> list[str]:
+    """The fields the operator reads and cannot apply as asked, each with why."""
+    notes = []
+    why = {
+        "http-image": "the server runs in each gateway pod (one per replica)",
+        "stdio-image": "a stdio server runs in one pod, which the gateway attaches to",
+    }.get(shape.backend, "the server does not run in a pod of the operator's")
+    if spec.get("backendReplicas") is not None:
+        notes.append(f"spec.backendReplicas: not applied: {why}")
+    if spec.get("trustProxyHeaders"):
+        notes.append(
+            "spec.trustProxyHeaders: not applied: hivegate never builds its public URL from X-Forwarded-* "
+            "headers (set the resource URL in the OIDC config)"
+        )
+    if shape.backend == "remote" and shape.kind == "MCPServer" and spec.get("serviceAccount"):
+        notes.append("spec.serviceAccount: not applied: the server runs at spec.url, not in a pod of the operator's")
+    return notes
+
+
 def workload_objects(
     body: Mapping[str, Any],
     shape: Shape,
@@ -186,11 +233,17 @@ def workload_objects(
     settings: Settings,
     *,
     anonymous: bool = False,
-) -> list[dict[str, Any]]:
-    """Every object of the workload `body`, in the order to apply them."""
+) -> Objects:
+    """Every object of the workload `body`, in the order to apply them (`ConfigError` naming the field of a
+    `podTemplateSpec`, `resourceOverrides` or `serviceAccount` that cannot be applied)."""
     spec = body.get("spec") or {}
     selector = {k: v for k, v in labels_of(shape).items() if k != "hivegate.dev/owner-kind"}
-    containers = [_gateway(shape, settings, secrets, anonymous)]
+    account = _text(spec, "serviceAccount")
+    gateway = _gateway(shape, settings, secrets, anonymous)
+    has_image = shape.backend in ("http-image", "stdio-image")
+    if spec.get("resources") and not has_image and shape.kind != "VirtualMCPServer":
+        gateway["resources"] = dict(spec["resources"])  # no server container: ToolHive's proxy container's
+    containers = [gateway]
     if shape.backend == "http-image":
         containers.append(_server(spec, shape))
     volumes: list[dict[str, Any]] = [
@@ -198,10 +251,14 @@ def workload_objects(
         {"name": "tmp", "emptyDir": {}},
         *({"name": f"secret-{i}", "secret": {"secretName": s}} for i, s in enumerate(secrets)),
     ]
+    # the server's identity (an HTTP image's pod is the gateway's too: a pod has one, and the gateway needs no API
+    # access then), or the gateway's for a proxy or vMCP; a stdio server's pod is its own
+    in_gateway_pod = shape.backend in ("http-image", "vmcp") or shape.kind == "MCPRemoteProxy"
+    runs_as = account if in_gateway_pod else None
     pod: dict[str, Any] = {
         "metadata": {"labels": labels_of(shape), "annotations": {CHECKSUM_ANNOTATION: checksum}},
         "spec": {
-            "serviceAccountName": shape.runner,
+            "serviceAccountName": runs_as or shape.runner,
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "containers": containers,
             "volumes": volumes,
@@ -209,6 +266,8 @@ def workload_objects(
     }
     if spec.get("imagePullSecrets"):
         pod["spec"]["imagePullSecrets"] = spec["imagePullSecrets"]
+    template = spec.get("podTemplateSpec")
+    template_notes: list[str] = []
     objects = [
         *_rbac(body, shape),
         {
@@ -220,6 +279,16 @@ def workload_objects(
     ]
     if shape.backend == "stdio-image":
         server_labels = {**selector, "app.kubernetes.io/component": "mcp-server"}
+        server_pod: dict[str, Any] = {
+            "metadata": {"labels": labels_of(shape, "mcp-server")},
+            "spec": {"automountServiceAccountToken": False, "containers": [_server(spec, shape)]},
+        }
+        if account:
+            server_pod["spec"] = {"serviceAccountName": account, "containers": server_pod["spec"]["containers"]}
+        if spec.get("imagePullSecrets"):
+            server_pod["spec"]["imagePullSecrets"] = spec["imagePullSecrets"]
+        if template is not None:
+            template_notes = merge_template(server_pod, template, server="mcp", gateway=())
         objects.append(
             {
                 "apiVersion": "apps/v1",
@@ -229,31 +298,33 @@ def workload_objects(
                     "replicas": 1,
                     "serviceName": f"mcp-{shape.name}-headless",
                     "selector": {"matchLabels": server_labels},
-                    "template": {
-                        "metadata": {"labels": labels_of(shape, "mcp-server")},
-                        "spec": {"automountServiceAccountToken": False, "containers": [_server(spec, shape)]},
-                    },
+                    "template": server_pod,
                 },
             }
         )
+    elif template is not None:
+        server = "mcp" if shape.backend == "http-image" else None
+        template_notes = merge_template(pod, template, server=server, gateway=gateway_names(shape))
+    deployment: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(body, shape, shape.name),
+        "spec": {"selector": {"matchLabels": selector}, "template": pod},
+    }
+    if spec.get("replicas") is not None or shape.backend == "stdio-image":
+        deployment["spec"] = {"replicas": shape.replicas, **deployment["spec"]}
+    objects.append(deployment)
+    service_spec: dict[str, Any] = {
+        "selector": selector,
+        "ports": [{"name": "http", "port": shape.port, "targetPort": "http", "protocol": "TCP"}],
+        "sessionAffinity": str(spec.get("sessionAffinity") or "ClientIP"),
+    }
+    if shape.kind == "VirtualMCPServer" and spec.get("serviceType"):
+        service_spec["type"] = str(spec["serviceType"])
     objects.append(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta(body, shape, shape.name),
-            "spec": {"replicas": shape.replicas, "selector": {"matchLabels": selector}, "template": pod},
-        }
+        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(body, shape, shape.service), "spec": service_spec}
     )
-    objects.append(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _meta(body, shape, shape.service),
-            "spec": {
-                "selector": selector,
-                "ports": [{"name": "http", "port": shape.port, "targetPort": "http", "protocol": "TCP"}],
-                "sessionAffinity": str(spec.get("sessionAffinity") or "ClientIP"),
-            },
-        }
-    )
-    return objects
+    notes = _cluster_notes(spec, shape)
+    if shape.kind != "VirtualMCPServer" and spec.get("resourceOverrides") is not None:
+        notes += apply_overrides(objects, spec["resourceOverrides"])
+    return Objects(objects, tuple(notes), tuple(template_notes))

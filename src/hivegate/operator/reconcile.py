@@ -25,6 +25,7 @@ from typing import Any
 
 from hivegate.errors import ConfigError
 from hivegate.operator.configs import check_config, config_secrets
+from hivegate.operator.fields import field_conditions
 from hivegate.operator.health import OperatorMetrics
 from hivegate.operator.kube import KubeClient
 from hivegate.operator.manifests import spec_hash
@@ -49,6 +50,9 @@ TOOLHIVE_FINALIZERS = (
     "mcpremoteproxy.toolhive.stacklok.dev/finalizer",
     "virtualmcpserver.toolhive.stacklok.dev/finalizer",
 )
+
+
+_WARNINGS = ("StdioReplicaCapped", "SessionStorageWarning", "FieldsNotApplied")  # each said in an Event as it appears
 
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -159,8 +163,16 @@ class Reconciler:
                                    generation, self.clock))  # fmt: skip
             conds.append(condition(conditions, "BackendsDiscovered", True, "BackendsDiscoveredSuccessfully", text,
                                    generation, self.clock))  # fmt: skip
+        conds += field_conditions(body, shape, rendered.notes, rendered.template_notes, conditions, generation,
+                                  self.clock)  # fmt: skip
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        replicas = (
+            shape.replicas
+            if replicas is None or (body.get("spec") or {}).get("replicas") is not None
+            else int(replicas)
+        )
         desired: dict[str, Any] = {
-            **_readiness(shape.replicas, ready, conditions, generation, self.clock),
+            **_readiness(replicas, ready, conditions, generation, self.clock),
             "url": shape.url,
             "observedGeneration": generation,
             **rendered.hashes,
@@ -170,6 +182,10 @@ class Reconciler:
             desired["backendCount"] = len(rendered.members)
             desired["discoveredBackends"] = [{"name": m} for m in rendered.members]
         await self._set_status(body, desired)
+        for cond in conds:
+            was: Mapping[str, Any] = next((c for c in conditions or () if c.get("type") == cond["type"]), {})
+            if cond["type"] in _WARNINGS and cond["status"] == "True" and was.get("status") != "True":
+                await self.event(body, "Warning", cond["reason"], cond["message"])
         if wrote:
             await self.event(body, "Normal", "Applied", f"applied {', '.join(wrote)} (config {rendered.checksum[:12]})")
 
@@ -179,7 +195,11 @@ class Reconciler:
         kind, name = labels.get("hivegate.dev/owner-kind"), labels.get("app.kubernetes.io/instance")
         if kind not in WORKLOAD_KINDS or not name or labels.get("app.kubernetes.io/component") != "gateway":
             return
-        namespace = _meta(deployment).get("namespace")
+        namespace = str(_meta(deployment).get("namespace"))
+        async with self._locks.setdefault((kind, namespace, name), asyncio.Lock()):  # not between a render's read
+            await self._readiness(deployment, kind, namespace, name)  # and its write: its conditions would be lost
+
+    async def _readiness(self, deployment: Mapping[str, Any], kind: str, namespace: str, name: str) -> None:
         owner = await self.api.get(kind, namespace, name)
         if owner is None:
             return

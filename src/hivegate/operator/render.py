@@ -42,6 +42,8 @@ class Rendered:
     refs: tuple[Ref, ...]
     hashes: Mapping[str, str] = field(default_factory=dict)
     members: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # fields read and not applied (or not as asked), each with why
+    template_notes: tuple[str, ...] = ()  # what `spec.podTemplateSpec` changed of the operator's settings
 
 
 def group_of(body: Mapping[str, Any]) -> str | None:
@@ -54,9 +56,14 @@ def group_of(body: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+# what the operator applies to the objects it makes; the gateway in the pod has no use for them
+_APPLIED_HERE = ("resources", "podTemplateSpec", "replicas", "backendReplicas", "serviceAccount", "resourceOverrides",
+                 "sessionAffinity", "imagePullSecrets", "serviceType", "trustProxyHeaders")  # fmt: skip
+
+
 def _rewritten(body: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
     doc = clean(body)
-    spec = dict(doc.get("spec") or {})
+    spec = {k: v for k, v in (doc.get("spec") or {}).items() if k not in _APPLIED_HERE}
     if shape.backend == "http-image":
         spec["url"] = f"http://127.0.0.1:{shape.server_port}{'/sse' if shape.transport == 'sse' else '/mcp'}"
     elif shape.backend == "stdio-image":
@@ -188,5 +195,9 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     digest = checksum(text)
     secrets = tuple(sorted({u.name for u in mounted}))
     objects = workload_objects(body, shape, text, digest, secrets, settings, anonymous=anonymous)
+    account = spec.get("serviceAccount")
+    if isinstance(account, str) and account and await api.get("ServiceAccount", shape.namespace, account) is None:
+        raise ConfigError(f"spec.serviceAccount: ServiceAccount {account!r} not found in namespace {shape.namespace}")
     hashes = {_HASH_FIELDS[d["kind"]]: spec_hash(d) for d in referenced if d["kind"] in _HASH_FIELDS}
-    return Rendered(shape, text, digest, objects, tuple(refs), hashes, member_names)
+    return Rendered(shape, text, digest, objects.items, tuple(refs), hashes, member_names, objects.notes,
+                    objects.template_notes)  # fmt: skip

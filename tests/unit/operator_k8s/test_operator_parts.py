@@ -112,7 +112,10 @@ async def test_a_remote_proxy_and_its_readiness() -> None:
         await reconciler.readiness(await api.get("Deployment", NS, "github") or {})
         status = (await api.get("MCPRemoteProxy", NS, "github") or {})["status"]
         assert (status["phase"], status["readyReplicas"]) == ("Ready", 1)
-        assert [c["type"] for c in status["conditions"]] == ["Valid", "Ready"]
+        assert [c["type"] for c in status["conditions"]] == ["Valid", "SessionStorageWarning", "FieldsNotApplied",
+                                                             "Ready"]  # fmt: skip
+        sessions = next(c for c in status["conditions"] if c["type"] == "SessionStorageWarning")
+        assert (sessions["status"], sessions["reason"]) == ("False", "SessionStorageNotNeeded")
         assert "hivegate_operator_reconciles_total" in _metrics(reconciler)
         await api.close()
 
