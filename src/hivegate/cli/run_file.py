@@ -140,6 +140,7 @@ def config_from_manifest(args: argparse.Namespace, server: ManifestServer, given
         token_exchange=server.token_exchange,
         forward_headers=server.forward_headers,
         upstream_inject=server.upstream_inject,
+        session_storage=server.session_storage,
     )
 
 

@@ -28,6 +28,7 @@ from hivegate.compose.lifecycle import Lifecycle
 from hivegate.compose.operations import Tracing
 from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
+from hivegate.compose.shared import add_store_check, shared_sessions
 from hivegate.config.run import RunConfig
 from hivegate.errors import ConfigError
 from hivegate.observe.audit import AuditConfig, load_audit_config
@@ -157,6 +158,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
 
         cfg, container_ready = container_backend(cfg, lifecycle)  # removes the containers after the sessions end
     endpoints: dict[str, Endpoint]
+    shared = None
     if cfg.transport == "streamable-http" and cfg.proxy_mode == "streamable-http":
         assert cfg.url is not None
         proxy = ReverseProxy(
@@ -187,6 +189,10 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
         )
         lifecycle.on_shutdown(registry.close)  # first to close: ending sessions still audits and logs
         if cfg.proxy_mode == "streamable-http":
+            shared = shared_sessions(cfg.session_storage, cfg.session_ttl)
+            if shared is not None:
+                lifecycle.on_shutdown(shared.aclose)
+                lifecycle.summary.append(f"sessions: shared in Redis (TTL {cfg.session_ttl:g} s)")
             front = SessionFrontend(
                 name=cfg.name,
                 factory=factory,
@@ -194,6 +200,7 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
                 request_timeout=cfg.request_timeout,
                 limits=StreamableLimits(max_body=cfg.max_body, stream_idle=cfg.stream_idle_timeout),
                 gate=gate,
+                shared=shared,
             )
             endpoints = {"/mcp": front.handle}
         else:
@@ -207,6 +214,8 @@ def build_gateway(cfg: RunConfig, *, public: dict[str, ASGIApp] | None = None) -
             )
             endpoints = {"/sse": legacy.handle_stream, "/messages": legacy.handle_message}
     diagnostics = _diagnostics(cfg, lifecycle, registry, entry, gate, metrics, container_ready)
+    if shared is not None:
+        add_store_check(diagnostics.readiness, shared)
     public["/readyz"] = readiness_endpoint(diagnostics.readiness)
     lines = [*_auth_summary(cfg, resource_url, embedded), *lifecycle.summary]
     readiness = diagnostics.readiness

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hivegate.authz.policy_config import AuthzConfig
     from hivegate.backends.container import ContainerRun
     from hivegate.vmcp.spec import TokenExchange
+    from hivegate.vmcp.spec.model import SessionStorage
 
 __all__ = ["ProxyMode", "RunConfig", "Transport"]
 
@@ -71,6 +72,8 @@ class RunConfig:
     forward_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     upstream_inject: str | None = None  # --upstream-inject: the upstream provider whose token of the caller it gets
     background: bool = False  # runs as a background workload: the server's output is at `hivegate logs NAME`
+    # `run -f`'s sessionStorage with redis: client sessions recorded there, resumed by another replica
+    session_storage: SessionStorage | None = field(default=None, repr=False)  # may hold a password
 
     @property
     def mcp_path(self) -> str:

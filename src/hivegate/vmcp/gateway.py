@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from hivegate import __version__
 from hivegate.asgi.app import Gateway, GatewaySettings
@@ -25,7 +24,6 @@ from hivegate.asgi.types import ASGIApp, Receive, Scope, Send
 from hivegate.authz.gate import McpGate
 from hivegate.authz.policy_config import AuthzConfig
 from hivegate.backends.registry import SessionRegistry
-from hivegate.backends.shared_sessions import SharedSessions
 from hivegate.backends.stdio import StdioTransport
 from hivegate.backends.stdio_pool import StdioPool, sharing_name
 from hivegate.backends.transport import Transport, TransportFactory
@@ -34,12 +32,12 @@ from hivegate.compose.lifecycle import Lifecycle
 from hivegate.compose.operations import Tracing
 from hivegate.compose.operations import observers as build_observers
 from hivegate.compose.policies import policy_gate
+from hivegate.compose.shared import add_store_check, shared_sessions
 from hivegate.errors import ConfigError
 from hivegate.httpclient.loopback import is_loopback_host
 from hivegate.observe.health import Readiness
 from hivegate.observe.metrics import CONTENT_TYPE, Metrics
 from hivegate.outgoing.credentials import Credentials, NoCredentials, StaticHeader
-from hivegate.storage import StorageError, open_store
 from hivegate.vmcp.launch import launched_for
 from hivegate.vmcp.outgoing import backend_credentials, sts_http_client
 from hivegate.vmcp.ownproxy import OwnProxy
@@ -210,7 +208,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
     )
     lifecycle.on_shutdown(registry.close)  # closed before the pool and stores its sessions use
     lifecycle.on_shutdown(pool.close)
-    shared = _shared_sessions(cfg)
+    shared = shared_sessions(cfg.session_storage, cfg.session_storage.ttl)
     if shared is not None:
         lifecycle.on_shutdown(shared.aclose)
         summary.append(f"sessions: shared in Redis (TTL {cfg.session_storage.ttl:g} s)")
@@ -234,16 +232,7 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         if proxy.authenticator.keys_ready is not None:
             readiness.add(f"keys of backend {name}", proxy.authenticator.keys_ready)
     if shared is not None:
-        store = shared.store
-
-        async def sessions_ready() -> str | None:
-            try:
-                await store.ping()
-            except StorageError as exc:
-                return str(exc)
-            return None
-
-        readiness.add("session store", sessions_ready)
+        add_store_check(readiness, shared)
     public["/readyz"] = readiness_endpoint(readiness)
     if metrics is not None:
         public["/metrics"] = _metrics_endpoint(metrics, readiness)
@@ -263,24 +252,6 @@ def build_virtual_server(cfg: VMCPConfig, reload: Callable[[], VMCPConfig] | Non
         summary=summary,
     )
     return VirtualServer(Gateway(settings, authenticator), pool, summary)
-
-
-def _shared_sessions(cfg: VMCPConfig) -> SharedSessions | None:
-    """`sessionStorage: {provider: redis}`: sessions recorded in Redis so replicas can serve each other's."""
-    storage = cfg.session_storage
-    url = storage.redis_url
-    if url is None:
-        return None
-    if storage.password is not None:
-        parts = urlsplit(url)
-        if parts.password is None:
-            netloc = f":{quote(storage.password, safe='')}@{parts.netloc}"
-            url = urlunsplit(parts._replace(netloc=netloc))
-    try:
-        store = open_store("redis", url=url, key_prefix=storage.key_prefix)
-    except (ValueError, ConfigError) as exc:
-        raise ConfigError(f"sessionStorage: {exc}") from None
-    return SharedSessions(store, ttl=storage.ttl)
 
 
 async def _backends_ready(pool: BackendPool) -> str | None:

@@ -323,3 +323,55 @@ def test_an_mcpservers_oidc_keys_read_in_the_vmcp_configs_spelling_too(tmp_path:
     server = one(tmp_path, spec + "jwksAllowPrivateIp: true}}\n")
     assert server.auth is not None
     assert (server.auth.insecure_allow_http, server.auth.jwks_allow_private_ip) == (True, True)
+
+
+def _with_storage(tmp_path: Path, spec: str) -> Path:
+    path = tmp_path / "stored.yaml"
+    path.write_text(
+        "apiVersion: toolhive.stacklok.dev/v1beta1\nkind: MCPServer\nmetadata:\n  name: tools\n  namespace: ns\n"
+        f"{STAND_IN}spec:\n{spec}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: redis}}\n"
+        "stringData: {password: pw}\n"
+    )
+    return path
+
+
+def test_session_storage_in_redis_is_read_with_its_password_from_a_secret(tmp_path: Path) -> None:
+    spec = (
+        "  sessionStorage: {provider: redis, address: 'cache:6379', db: 2, passwordRef: {name: redis, key: password}}\n"
+    )
+    server = servers(_with_storage(tmp_path, spec))["tools"]
+    storage = server.session_storage
+    assert storage is not None
+    assert (storage.redis_url, storage.password, storage.key_prefix) == (
+        "redis://cache:6379/2", "pw", "hivegate:MCPServer:ns:tools:"
+    )  # fmt: skip
+    assert server.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "warning"),
+    [
+        ("  url: http://tools.example/mcp\n  transport: streamable-http\n",
+         "spec.sessionStorage: not used: the server keeps its sessions (streamable-http)"),
+        ("  proxyMode: sse\n", "spec.sessionStorage: not used: with proxyMode sse a client's stream stays"),
+    ],
+)  # fmt: skip
+def test_session_storage_where_a_session_cannot_move_is_a_warning(tmp_path: Path, spec: str, warning: str) -> None:
+    storage = "  sessionStorage: {provider: redis, address: 'cache:6379'}\n"
+    text = _with_storage(tmp_path, spec + storage).read_text()
+    if "url:" in spec:
+        text = text.replace(STAND_IN, "")
+    (tmp_path / "stored.yaml").write_text(text)
+    server = servers(tmp_path / "stored.yaml")["tools"]
+    assert server.session_storage is None
+    assert [w for w in server.warnings if "sessionStorage" in w] == [
+        next(w for w in server.warnings if w.startswith(f"stored.yaml:doc1 MCPServer/tools: {warning}"))
+    ]
+
+
+def test_session_storage_takes_toolhives_fields(tmp_path: Path) -> None:
+    spec = "  sessionStorage: {provider: redis, address: 'cache:6379', ttl: 5m}\n"
+    with pytest.raises(ConfigError, match=r"spec\.sessionStorage\.ttl: unknown field"):
+        servers(_with_storage(tmp_path, spec))
+    with pytest.raises(ConfigError, match=r"spec\.sessionStorage\.address: required with provider redis"):
+        servers(_with_storage(tmp_path, "  sessionStorage: {provider: redis}\n"))

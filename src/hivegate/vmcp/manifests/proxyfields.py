@@ -11,8 +11,8 @@ the list a reader appends to, each entry `<path>: <why>`.
   `useLegacyAttributes` is a warning. `telemetry.prometheus.enabled` needs `--diagnostics-port` (checked by the
   caller).
 - Cluster-only, a warning naming each one given: `resources`, `podTemplateSpec`, `replicas`, `backendReplicas`,
-  `serviceAccount`, `resourceOverrides`, `sessionAffinity`, `imagePullSecrets`, `sessionStorage` (one process keeps
-  its sessions), `trustProxyHeaders`.
+  `serviceAccount`, `resourceOverrides`, `sessionAffinity`, `imagePullSecrets`, `trustProxyHeaders`.
+  (`sessionStorage` is read by `standalone`: with redis, replicas share their sessions.)
 - `permissionProfile`: `{type: builtin, name: network}` (what a local process has anyway) is a warning; any other
   profile is an error, since hivegate does not enforce it yet.
 - Not supported yet (an error when given): `authzConfigRef` (MCPAuthzConfig), `toolConfigRef` (MCPToolConfig),
@@ -30,7 +30,7 @@ from hivegate.errors import ConfigError
 __all__ = ["CLUSTER_ONLY", "NOT_SUPPORTED", "Telemetry", "audit", "cluster_only", "not_supported", "telemetry"]
 
 CLUSTER_ONLY = ("resources", "podTemplateSpec", "replicas", "backendReplicas", "serviceAccount", "resourceOverrides",
-                "sessionAffinity", "imagePullSecrets", "sessionStorage", "trustProxyHeaders")  # fmt: skip
+                "sessionAffinity", "imagePullSecrets", "trustProxyHeaders")  # fmt: skip
 NOT_SUPPORTED = {
     "authzConfigRef": "MCPAuthzConfig is not supported yet; use authzConfig",
     "toolConfigRef": "MCPToolConfig is not supported yet",

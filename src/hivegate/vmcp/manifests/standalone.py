@@ -20,6 +20,11 @@ How the fields map (the proxy's and pod's other fields: `proxyfields`):
   `unauthenticated` are the backend's credential (an HTTP backend only). `authServerRef` names an
   `embeddedAuthServer` config too. `headerForward{addPlaintextHeaders, addHeadersFromSecret}` → headers of the
   gateway's own (not together with another credential: a backend gets one).
+- `sessionStorage{provider: redis, address (or url), db, keyPrefix [hivegate:<kind>:<namespace>:<name>:],
+  passwordRef}`: the gateway records its client sessions in Redis, and a replica that gets a request for a session
+  another opened resumes it for its owner (`hivegate.backends.shared_sessions`), when clients speak streamable-http
+  to a stdio or SSE server. A streamable-http server keeps its own sessions (every gateway forwards them as they
+  are) and an SSE client stays on its gateway: there it is not used, and a warning says so.
 - `allowPrivateEndpoint`: accepted; hivegate does not restrict the remote URL's address, and says so in a warning
   when it is a private one and the field is not true.
 """
@@ -44,6 +49,8 @@ from hivegate.vmcp.manifests.externalauth import ExternalAuthMixin
 from hivegate.vmcp.manifests.mcpserver import COMMAND_ANNOTATION, TRANSPORT_ANNOTATION, MCPServerMixin
 from hivegate.vmcp.manifests.oidcconfig import OIDCConfigMixin
 from hivegate.vmcp.spec import HeaderInjection, TokenExchange, Unauthenticated, UpstreamInject, check_strategy
+from hivegate.vmcp.spec.model import SessionStorage
+from hivegate.vmcp.spec.sections import parse_session_storage
 from hivegate.vmcp.spec.values import http_transport, http_url
 
 if TYPE_CHECKING:
@@ -111,6 +118,7 @@ class ManifestServer:
     group: str | None = None
     fields: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()
+    session_storage: SessionStorage | None = field(default=None, repr=False)  # redis: shared by the replicas
 
 
 def read_servers(paths: Sequence[str | Path]) -> Manifests:
@@ -182,8 +190,32 @@ class _Builder(MCPServerMixin, ExternalAuthMixin, OIDCConfigMixin):
             fields=frozenset(fields),
         )
         server = self._credential(spec, server)
+        storage = self._session_storage(doc, spec, server, warnings)
         spec.done()
-        return replace(server, warnings=tuple(warnings))
+        return replace(server, warnings=tuple(warnings), session_storage=storage)
+
+    def _session_storage(
+        self, doc: Doc, spec: Reader, server: ManifestServer, warnings: list[str]
+    ) -> SessionStorage | None:
+        """`spec.sessionStorage`: with redis, the sessions the gateway holds are recorded there, so another replica
+        resumes them (a stdio or SSE server, clients on streamable-http); where a session cannot move, a warning."""
+        if spec.get("sessionStorage") is None:
+            return None
+        where = spec.at("sessionStorage")
+        given = spec.section("sessionStorage")
+        storage = parse_session_storage(given, where, self._resolver, extras=False)
+        if storage.provider != "redis":
+            return None
+        if not given.get("keyPrefix"):  # one Redis for many servers: each its own records
+            storage = replace(storage, key_prefix=f"hivegate:{doc.kind}:{doc.namespace}:{doc.name}:")
+        if server.transport == "streamable-http":
+            warnings.append(f"{where}: not used: the server keeps its sessions (streamable-http), and every "
+                            "gateway in front of it forwards them as they are")  # fmt: skip
+            return None
+        if server.proxy_mode == "sse":
+            warnings.append(f"{where}: not used: with proxyMode sse a client's stream stays on the gateway it opened")
+            return None
+        return storage
 
     def _backend_of(self, doc: Doc, spec: Reader, warnings: list[str]) -> ManifestServer:
         if doc.kind == "MCPRemoteProxy":

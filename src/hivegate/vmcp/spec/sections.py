@@ -173,10 +173,13 @@ def parse_operational(data: Mapping[str, Any], where: str) -> Operational:
     return op
 
 
-def parse_session_storage(data: Mapping[str, Any], where: str, resolver: SecretResolver) -> SessionStorage:
+def parse_session_storage(
+    data: Mapping[str, Any], where: str, resolver: SecretResolver, *, extras: bool = True
+) -> SessionStorage:
+    """`sessionStorage`; `extras`: hivegate's `url` and `ttl` too (the vMCP's), not only ToolHive's fields."""
     r = Reader(data, where)
     provider = r.choice("provider", ("memory", "redis")) or "memory"
-    address, url = r.text("address") or None, r.text("url") or None
+    address, url = r.text("address") or None, (r.text("url") or None) if extras else None
     ref = r.get("passwordRef")
     password = resolver.resolve_text(parse_secret_ref(ref, r.at("passwordRef")), r.at("passwordRef")) if ref else None
     storage = SessionStorage(
@@ -186,11 +189,15 @@ def parse_session_storage(data: Mapping[str, Any], where: str, resolver: SecretR
         db=r.integer("db", default=0, minimum=0),
         key_prefix=r.text("keyPrefix") or "hivegate:vmcp:",
         password=password,
-        ttl=r.duration("ttl", default=1800.0, positive=True),
+        ttl=r.duration("ttl", default=1800.0, positive=True) if extras else 1800.0,
     )
     if provider == "redis":
         if (address is None) == (url is None):
-            raise ConfigError(f"{where}: redis needs address (host:port) or url (redis://…), one of them")
+            raise ConfigError(
+                f"{where}: redis needs address (host:port) or url (redis://…), one of them"
+                if extras
+                else f"{r.at('address')}: required with provider redis (host:port)"
+            )
         if url is not None and urlsplit(url).scheme not in ("redis", "rediss"):
             raise ConfigError(f"{r.at('url')}: must be a redis:// or rediss:// URL")
     elif address or url or password:
