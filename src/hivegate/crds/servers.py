@@ -57,7 +57,8 @@ def _telemetry() -> Node:
 
 def _session_storage() -> Node:
     return obj(
-        "Where sessions are kept so that replicas share them.",
+        "Where the gateway records client sessions so that its replicas share them (redis; a streamable-http "
+        "server keeps its own).",
         {
             "provider": string("", enum=("memory", "redis")),
             "address": string("host:port of Redis.", min_length=1),
@@ -72,7 +73,31 @@ def _session_storage() -> Node:
 
 def _resources() -> Node:
     quantity = obj("", {"cpu": int_or_string("e.g. 100m or 1"), "memory": int_or_string("e.g. 128Mi")})
-    return obj("The proxy container's resources.", {"limits": quantity, "requests": quantity})
+    return obj(
+        "The resources of the MCP server's container (an image's `mcp` container; without an image, the gateway's).",
+        {"limits": quantity, "requests": quantity},
+    )
+
+
+def _resource_overrides() -> Node:
+    def metadata(description: str, extra: dict[str, Node] | None = None) -> Node:
+        fields = {"annotations": map_of(string(), "Added; the operator's own keys stay."),
+                  "labels": map_of(string(), "Added; the operator's own keys stay.")}  # fmt: skip
+        return obj(description, {**fields, **(extra or {})})
+
+    env = obj("", {"name": string("", min_length=1), "value": string()}, required=("name",))
+    deployment = metadata(
+        "The gateway's Deployment.",
+        {
+            "podTemplateMetadataOverrides": metadata("Its pod template's labels and annotations."),
+            "env": array(env, "Environment variables of the gateway container (not the operator's own)."),
+            "imagePullSecrets": array(obj("", {"name": string()}, required=("name",)), "Added to the gateway's pod."),
+        },
+    )
+    return obj(
+        "Labels, annotations and environment of the objects the operator makes (ToolHive's resourceOverrides).",
+        {"proxyDeployment": deployment, "proxyService": metadata("The gateway's Service.")},
+    )
 
 
 def _volume() -> Node:
@@ -113,10 +138,20 @@ def proxy_fields() -> dict[str, Node]:
         "endpointPrefix": string(f"A path prefix. {not_yet}"),
         "volumes": array(_volume(), f"Host paths mounted into the server. {not_yet}"),
         "resources": _resources(),
-        "podTemplateSpec": opaque("Merged into the gateway's pod template."),
-        "resourceOverrides": opaque("Annotations, labels and environment of the gateway's Deployment and Service."),
-        "replicas": integer("Gateway replicas (several need sessionStorage with redis).", minimum=0),
-        "serviceAccount": string("The service account the gateway's pod runs as (default: one made for it)."),
+        "podTemplateSpec": opaque(
+            "Merged into the pod the server runs in (a stdio image's own pod, else the gateway's): its `mcp` "
+            "container, pod settings, sidecars and volumes; the gateway's container takes resources, env and "
+            "volumeMounts only."
+        ),
+        "resourceOverrides": _resource_overrides(),
+        "replicas": integer(
+            "Gateway replicas (one for a stdio server; not set: left to an autoscaler). Several share sessions "
+            "through sessionStorage with redis.",
+            minimum=0,
+        ),
+        "serviceAccount": string(
+            "An existing ServiceAccount the server's pod runs as (an MCPRemoteProxy: the gateway's pod)."
+        ),
         "sessionAffinity": string("The Service's session affinity.", enum=("ClientIP", "None"), default="ClientIP"),
         "sessionStorage": _session_storage(),
         "imagePullSecrets": array(obj("", {"name": string()}), "Secrets for pulling the images."),

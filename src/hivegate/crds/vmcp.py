@@ -157,9 +157,14 @@ def _spec() -> Node:
             ),
             "serviceType": string("", enum=("ClusterIP", "NodePort", "LoadBalancer"), default="ClusterIP"),
             "sessionAffinity": string("The Service's session affinity.", enum=("ClientIP", "None"), default="ClientIP"),
-            "serviceAccount": string("The service account the vMCP's pod runs as."),
-            "podTemplateSpec": opaque("Merged into the vMCP's pod template."),
-            "replicas": integer("vMCP replicas (several need sessionStorage with redis).", minimum=0),
+            "serviceAccount": string("An existing ServiceAccount the vMCP's pod runs as."),
+            "podTemplateSpec": opaque(
+                "Merged into the vMCP's pod template: pod settings, sidecars and volumes; its container (`vmcp` or "
+                "`gateway`) takes resources, env and volumeMounts only."
+            ),
+            "replicas": integer(
+                "vMCP replicas (not set: left to an autoscaler; several need sessionStorage with redis).", minimum=0
+            ),
             "imagePullSecrets": array(obj("", {"name": string()}), "Secrets for pulling the image."),
             "telemetryConfigRef": opaque(f"An MCPTelemetryConfig. {_NOT_YET}"),
             "embeddingServerRef": opaque(f"An EmbeddingServer. {_NOT_YET}"),

@@ -146,6 +146,10 @@ INVALID = [
     ("an MCPOIDCConfig without its block", OIDC + "  type: kubernetesServiceAccount\n",
      ["MCPOIDCConfig/o: spec: kubernetesServiceAccount must be set when type is 'kubernetesServiceAccount', "
       "and only then"]),
+    ("an override of the Service's spec", SERVER + "  resourceOverrides: {proxyService: {type: LoadBalancer}}\n",
+     ["MCPServer/s: spec.resourceOverrides.proxyService.type: unknown field"]),
+    ("a proxy variable without a name", SERVER + "  resourceOverrides: {proxyDeployment: {env: [{value: v}]}}\n",
+     ["MCPServer/s: spec.resourceOverrides.proxyDeployment.env[0]: 'name' is a required property"]),
     ("a version that is not served", SERVER.replace("v1alpha1", "v1"),
      ["MCPServer/s: apiVersion: toolhive.stacklok.dev/v1 is not served (use toolhive.stacklok.dev/v1beta1)"]),
 ]  # fmt: skip
