@@ -134,11 +134,12 @@ def _gateway(shape: Shape, settings: Settings, secrets: Sequence[str], anonymous
 
 
 def _server_env(spec: Mapping[str, Any], shape: Shape) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": str(e.get("name")), "value": str(e.get("value", ""))}
-        for e in spec.get("env") or []
-        if isinstance(e, Mapping)
-    ]
+    env: list[dict[str, Any]] = []
+    for i, e in enumerate(spec.get("env") or []):
+        if isinstance(e, Mapping):
+            if e.get("valueFrom") is not None:
+                raise ConfigError(f"spec.env[{i}].valueFrom: not supported; use spec.secrets for Secret values")
+            env.append({"name": str(e.get("name")), "value": str(e.get("value", ""))})
     if shape.server_port is not None:  # ToolHive's convention: the server learns its port and transport
         env += [{"name": n, "value": str(shape.server_port)} for n in ("MCP_PORT", "FASTMCP_PORT")]
         env.append({"name": "MCP_TRANSPORT", "value": shape.transport})

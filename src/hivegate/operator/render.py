@@ -30,6 +30,7 @@ __all__ = ["Rendered", "check_secrets", "group_of", "render"]
 
 _PLACEHOLDER = "hivegate-operator-validation-placeholder-0123456789"  # 32+ bytes: HMAC keys are checked for length
 _ORIGIN = re.compile(r"manifests\.yaml:doc\d+ ")
+_WARNING_ORIGIN = re.compile(r"^\S*manifests\.yaml:doc\d+ \w+/\S+: ")
 _HASH_FIELDS = {"MCPExternalAuthConfig": "externalAuthConfigHash", "MCPOIDCConfig": "oidcConfigHash"}
 
 
@@ -127,9 +128,10 @@ async def check_secrets(api: KubeClient, namespace: str, uses: list[SecretUse]) 
             raise ConfigError(f"{use.field}: Secret {use.name!r} has no key {use.key!r}")
 
 
-def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) -> bool:
+def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) -> tuple[bool, list[str]]:
     """Load `docs` as the pod will (its very command line: `hivegate run --foreground -f …` or `vmcp serve -f`),
-    Secrets stood in for by placeholders; True when the resource sets no incoming authentication."""
+    Secrets stood in for by placeholders; whether the resource sets no incoming authentication, and the warnings
+    the gateway would log (a field it reads and does not apply, `spec.…: why`)."""
     from hivegate.vmcp.manifests import load_manifests
     from hivegate.vmcp.manifests.standalone import build_server, read_servers
 
@@ -143,14 +145,15 @@ def validate(shape: Shape, docs: list[dict[str, Any]], uses: list[SecretUse]) ->
         try:
             if shape.kind == "VirtualMCPServer":
                 load_manifests([folder], name=shape.name)
-                return False
+                return False, []
             manifests = read_servers([folder])
             server = build_server(manifests, manifests.servers[0])
             anonymous = server.auth is None and server.auth_server is None
             _check_command_line(gateway_args(shape, anonymous=anonymous, manifests=folder))
         except ConfigError as exc:
             raise ConfigError(_ORIGIN.sub("", str(exc)).replace(f"{folder}/", "")) from None
-    return anonymous
+    said = [_WARNING_ORIGIN.sub("", w) for w in server.warnings]
+    return anonymous, [w for w in said if not w.startswith("spec.permissionProfile")]  # a pod has its network
 
 
 def _check_command_line(argv: list[str]) -> None:
@@ -190,7 +193,7 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     own = f"{shape.kind}/{shape.name}: spec.secrets"
     mounted = [u for u in uses if not u.field.startswith(own)]
     await check_secrets(api, shape.namespace, uses)
-    anonymous = validate(shape, docs, mounted)
+    anonymous, warnings = validate(shape, docs, mounted)
     text = dump(docs)
     digest = checksum(text)
     secrets = tuple(sorted({u.name for u in mounted}))
@@ -199,5 +202,5 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     if isinstance(account, str) and account and await api.get("ServiceAccount", shape.namespace, account) is None:
         raise ConfigError(f"spec.serviceAccount: ServiceAccount {account!r} not found in namespace {shape.namespace}")
     hashes = {_HASH_FIELDS[d["kind"]]: spec_hash(d) for d in referenced if d["kind"] in _HASH_FIELDS}
-    return Rendered(shape, text, digest, objects.items, tuple(refs), hashes, member_names, objects.notes,
-                    objects.template_notes)  # fmt: skip
+    return Rendered(shape, text, digest, objects.items, tuple(refs), hashes, member_names,
+                    (*warnings, *objects.notes), objects.template_notes)  # fmt: skip

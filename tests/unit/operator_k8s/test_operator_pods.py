@@ -170,6 +170,8 @@ async def test_a_stdio_server_runs_one_gateway_and_its_own_service_account() -> 
         ({"resourceOverrides": {"proxyDeployment": {"env": [{"name": "HIVEGATE_SECRETS_DIR", "value": "/x"}]}}},
          "spec.resourceOverrides.proxyDeployment.env[0]: HIVEGATE_SECRETS_DIR is set by the operator"),
         ({"serviceAccount": "missing"}, "spec.serviceAccount: ServiceAccount 'missing' not found in namespace tools"),
+        ({"env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]},
+         "spec.env[0].valueFrom: not supported; use spec.secrets"),
     ],
 )  # fmt: skip
 async def test_what_would_weaken_the_gateway_is_refused_naming_the_field(spec: dict[str, Any], message: str) -> None:
@@ -221,4 +223,48 @@ async def test_replicas_not_given_are_left_to_the_cluster() -> None:
         assert "replicas" not in (await _get(api, "Deployment", "plain"))["spec"]  # an HPA may scale it
         assert _condition(status, "FieldsNotApplied")["status"] == "False"
         assert "StdioReplicaCapped" in {c["type"] for c in status["conditions"]}
+        await api.close()
+
+
+async def test_what_the_gateway_reads_and_does_not_apply_is_named_in_a_condition() -> None:
+    async with emulated_cluster() as url:
+        _, api = client_for(url)
+        spec = {"remoteUrl": "http://10.0.0.5:8080/mcp", "trustProxyHeaders": True}
+        status = await _reconciled(api, "MCPRemoteProxy", "internal", spec)
+        assert _condition(status, "Valid")["status"] == "True", status
+        ignored = _condition(status, "FieldsNotApplied")
+        assert ignored["status"] == "True"
+        assert ignored["message"] == (
+            "spec.remoteUrl: a private or loopback address: ToolHive refuses it without allowPrivateEndpoint: true; "
+            "hivegate does not restrict it; spec.trustProxyHeaders: not applied: hivegate never builds its public "
+            "URL from X-Forwarded-* headers (set the resource URL in the OIDC config)"
+        )
+        unsupported = await _reconciled(api, "MCPRemoteProxy", "limited", {**spec, "rateLimiting": {"perUser": {}}})
+        assert (unsupported["phase"], _condition(unsupported, "Valid")["message"]) == (
+            "Failed", "MCPRemoteProxy/limited: spec.rateLimiting: not supported yet"
+        )  # fmt: skip
+        await api.close()
+
+
+async def test_a_virtual_server_takes_its_service_type_template_and_service_account() -> None:
+    async with emulated_cluster() as url:
+        _, api = client_for(url)
+        await api.create(_account("aggregator"))
+        await api.create({"apiVersion": API, "kind": "MCPGroup", "metadata": {"name": "tools", "namespace": NS}})
+        await api.create(
+            _resource("MCPServer", "fetch", {"groupRef": {"name": "tools"}, "url": "http://f.example/mcp"})
+        )
+        template = {"spec": {"containers": [{"name": "vmcp", "resources": {"limits": {"memory": "1Gi"}}}],
+                             "priorityClassName": "high"}}  # fmt: skip
+        spec = {"groupRef": {"name": "tools"}, "incomingAuth": {"type": "anonymous"}, "serviceType": "LoadBalancer",
+                "serviceAccount": "aggregator", "replicas": 2, "podTemplateSpec": template}  # fmt: skip
+        status = await _reconciled(api, "VirtualMCPServer", "all", spec)
+        assert _condition(status, "Valid")["status"] == "True", status
+        pod = (await _get(api, "Deployment", "all"))["spec"]["template"]
+        assert pod["spec"]["serviceAccountName"] == "aggregator"
+        assert pod["spec"]["priorityClassName"] == "high"
+        assert _container(pod, "gateway")["resources"]["limits"]["memory"] == "1Gi"
+        assert (await _get(api, "Service", "vmcp-all"))["spec"]["type"] == "LoadBalancer"
+        sessions = _condition(status, "SessionStorageWarning")
+        assert (sessions["status"], sessions["reason"]) == ("True", "SessionStorageMissingForReplicas")
         await api.close()
