@@ -10,6 +10,7 @@ read again on every request, since the kubelet rotates projected service-account
 
 from __future__ import annotations
 
+import copy
 import json
 import ssl
 from collections.abc import Mapping
@@ -22,7 +23,10 @@ import aiohttp
 
 from hivegate.errors import HivegateError
 
-__all__ = ["GROUP", "KINDS", "ApiError", "KubeClient", "contains"]
+__all__ = ["APPLIED_ANNOTATION", "GROUP", "KINDS", "ApiError", "KubeClient", "contains", "recorded", "with_removals"]
+
+APPLIED_ANNOTATION = "hivegate.dev/applied-fields"
+_NEVER_REMOVED = {("spec", "replicas")}
 
 GROUP = "toolhive.stacklok.dev"
 VERSION = "v1beta1"  # the stored version; v1alpha1 manifests are served as it
@@ -187,9 +191,13 @@ class KubeClient:
                 raise
 
     async def apply(self, obj: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create `obj`, or merge it into the existing one; True when something was written."""
+        """Create `obj`, or merge it into the existing one; True when something was written. What an earlier
+        `apply` set and `obj` no longer says is removed (`APPLIED_ANNOTATION` records what was set)."""
+        obj = recorded(obj)
         meta = obj["metadata"]
         current = await self.get(obj["kind"], meta.get("namespace"), meta["name"])
+        if current is not None:
+            obj = with_removals(obj, current)
         if current is None:
             try:
                 return await self.create(obj), True
@@ -205,6 +213,46 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The paths of `obj`'s values that are not mappings (or are empty ones): what a merge patch sets."""
+    if isinstance(obj, Mapping) and obj:
+        return {path for k, v in obj.items() for path in _leaves(v, (*prefix, str(k)))}
+    return {prefix}
+
+
+def recorded(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`obj` with the annotation that records the paths it sets."""
+    paths = json.dumps(sorted(list(p) for p in _leaves(obj)), separators=(",", ":"))
+    meta = dict(obj["metadata"])
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: paths}
+    return {**obj, "metadata": meta}
+
+
+def with_removals(desired: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """`desired` with `None` (a merge patch's removal) at each path an earlier `apply` recorded and `desired` no
+    longer sets; `spec.replicas` excepted (not given: an autoscaler's, as in ToolHive)."""
+    try:
+        before = json.loads(((current.get("metadata") or {}).get("annotations") or {}).get(APPLIED_ANNOTATION, "[]"))
+    except ValueError:
+        return dict(desired)
+    out: dict[str, Any] = copy.deepcopy(dict(desired))
+    for path in before:
+        if not isinstance(path, list) or not path or tuple(path) in _NEVER_REMOVED:
+            continue
+        node: Any = out
+        for key in path[:-1]:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            if isinstance(node, dict) and path[-1] not in node:
+                node[path[-1]] = None
+            continue
+        if isinstance(node, dict) and key not in node:
+            node[key] = None  # the whole branch is gone
+    return out
 
 
 def contains(current: Any, desired: Any) -> bool:

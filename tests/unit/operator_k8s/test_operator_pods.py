@@ -86,7 +86,7 @@ async def test_an_http_image_takes_its_template_overrides_and_service_account() 
         deployment = await _get(api, "Deployment", "search")
         assert deployment["spec"]["replicas"] == 3
         assert deployment["metadata"]["labels"]["cost-center"] == "42"
-        assert deployment["metadata"]["annotations"] == {"owner": "search"}
+        assert deployment["metadata"]["annotations"]["owner"] == "search"
         pod = deployment["spec"]["template"]
         assert pod["metadata"]["labels"]["team"] == "search"
         assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == "search"  # the selector's: kept
@@ -110,7 +110,7 @@ async def test_an_http_image_takes_its_template_overrides_and_service_account() 
         assert gateway["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in gateway["env"]
         service = await _get(api, "Service", "mcp-search-proxy")
-        assert service["metadata"]["annotations"] == {"lb": "internal"}
+        assert service["metadata"]["annotations"]["lb"] == "internal"
         assert service["metadata"]["labels"]["exposed"] == "no"
 
         template = _condition(status, "PodTemplateValid")
@@ -267,4 +267,31 @@ async def test_a_virtual_server_takes_its_service_type_template_and_service_acco
         assert (await _get(api, "Service", "vmcp-all"))["spec"]["type"] == "LoadBalancer"
         sessions = _condition(status, "SessionStorageWarning")
         assert (sessions["status"], sessions["reason"]) == ("True", "SessionStorageMissingForReplicas")
+        await api.close()
+
+
+async def test_what_the_template_and_overrides_no_longer_say_is_removed() -> None:
+    async with emulated_cluster() as url:
+        _, api = client_for(url)
+        template = {"spec": {"nodeSelector": {"pool": "mcp"}, "securityContext": {"fsGroup": 2000}}}
+        spec = {"image": "registry.example/kube-mcp:1", "replicas": 1, "podTemplateSpec": template,
+                "resourceOverrides": {"proxyService": {"annotations": {"lb": "internal"}}}}  # fmt: skip
+        await _reconciled(api, "MCPServer", "kube", spec)
+        pod = (await _get(api, "StatefulSet", "kube"))["spec"]["template"]["spec"]
+        assert (pod["nodeSelector"], pod["securityContext"]) == ({"pool": "mcp"}, {"fsGroup": 2000})
+        later = {"image": "registry.example/kube-mcp:1", "podTemplateSpec": {"spec": {"priorityClassName": "high"}}}
+        await api.patch("MCPServer", NS, "kube", {"spec": {"replicas": None, "podTemplateSpec": None,
+                                                           "resourceOverrides": None}})  # fmt: skip
+        await api.patch("MCPServer", NS, "kube", {"spec": later})
+        await Reconciler(api).workload("MCPServer", NS, "kube")
+        pod = (await _get(api, "StatefulSet", "kube"))["spec"]["template"]["spec"]
+        assert pod["priorityClassName"] == "high"
+        assert "nodeSelector" not in pod
+        assert "securityContext" not in pod
+        service = await _get(api, "Service", "mcp-kube-proxy")
+        assert "lb" not in service["metadata"].get("annotations", {})
+        assert (await _get(api, "Deployment", "kube"))["spec"]["replicas"] == 1  # kept: an autoscaler's now
+        applied = [e for e in await api.list("Event", NS) if e["reason"] == "Applied"]
+        await Reconciler(api).workload("MCPServer", NS, "kube")
+        assert [e for e in await api.list("Event", NS) if e["reason"] == "Applied"] == applied  # nothing to write
         await api.close()
