@@ -1,7 +1,8 @@
 """The conditions that say how a workload's pod and scaling fields were applied.
 
 - `PodTemplateValid` (when `spec.podTemplateSpec` is given): True once merged; its message names each setting of the
-  operator's the template replaced. A template the operator refuses makes the resource `Failed` (`Valid: False`).
+  operator's the template replaced. A template the operator refuses makes the resource `Failed` (`Valid: False`,
+  and `PodTemplateValid: False`, set by the reconciler).
 - `StdioReplicaCapped` (`MCPServer`): True when `spec.replicas` asks for more than one gateway for a stdio server
   (it runs one: the gateway attaches to the server's one pod).
 - `SessionStorageWarning`: True when several replicas will not share their sessions as asked: `replicas > 1`

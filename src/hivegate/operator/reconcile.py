@@ -133,15 +133,14 @@ class Reconciler:
         except ConfigError as exc:
             result.append("invalid")
             message = str(exc)
-            failed = {
-                "phase": "Failed",
-                "message": message,
-                "observedGeneration": generation,
-                "conditions": [
-                    condition(conditions, "Valid", False, "InvalidSpec", message, generation, self.clock),
-                    condition(conditions, "Ready", False, "InvalidSpec", message, generation, self.clock),
-                ],
-            }
+            said = [
+                condition(conditions, "Valid", False, "InvalidSpec", message, generation, self.clock),
+                condition(conditions, "Ready", False, "InvalidSpec", message, generation, self.clock),
+            ]
+            if message.startswith("spec.podTemplateSpec"):  # as ToolHive says it: the pods wait for a fix
+                said.append(condition(conditions, "PodTemplateValid", False, "InvalidPodTemplateSpec", message,
+                                      generation, self.clock))  # fmt: skip
+            failed = {"phase": "Failed", "message": message, "observedGeneration": generation, "conditions": said}
             if await self._set_status(body, failed):
                 await self.event(body, "Warning", "InvalidSpec", message)
             return

@@ -181,6 +181,8 @@ async def test_what_would_weaken_the_gateway_is_refused_naming_the_field(spec: d
         status = await _reconciled(api, "MCPServer", "search", {**base, **spec})
         assert status["phase"] == "Failed"
         assert _condition(status, "Valid")["message"].startswith(message), status["message"]
+        if message.startswith("spec.podTemplateSpec"):
+            assert _condition(status, "PodTemplateValid")["reason"] == "InvalidPodTemplateSpec"
         assert await api.get("Deployment", NS, "search") is None
         await api.close()
 
