@@ -233,6 +233,9 @@ def _merge_containers(spec: dict[str, Any], given: list[Any], where: str, notes:
             _merge_server(by_name["mcp"], container, at, notes, shared=bool(gateway))
         elif name in by_name:
             raise ConfigError(f"{at}.name: {name} is a container of the operator's")
+        elif not container.get("image"):
+            raise ConfigError(f"{at}.image: required (a container of the template's own; the gateway's is "
+                              f"{'/'.join(gateway) or 'not in this pod'}, the server's mcp)")  # fmt: skip
         else:
             containers.append(copy.deepcopy(dict(container)))
             by_name[name] = containers[-1]

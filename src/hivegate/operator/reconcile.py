@@ -27,7 +27,7 @@ from hivegate.errors import ConfigError
 from hivegate.operator.configs import check_config, config_secrets
 from hivegate.operator.fields import field_conditions
 from hivegate.operator.health import OperatorMetrics
-from hivegate.operator.kube import KubeClient
+from hivegate.operator.kube import ApiError, KubeClient
 from hivegate.operator.manifests import spec_hash
 from hivegate.operator.objects import Settings
 from hivegate.operator.refs import config_refs
@@ -130,6 +130,7 @@ class Reconciler:
         conditions = status.get("conditions")
         try:
             rendered = await render(self.api, body, self.settings)
+            wrote = [obj["kind"] for obj in rendered.objects if await self._applied(obj)]
         except ConfigError as exc:
             result.append("invalid")
             message = str(exc)
@@ -144,7 +145,6 @@ class Reconciler:
             if await self._set_status(body, failed):
                 await self.event(body, "Warning", "InvalidSpec", message)
             return
-        wrote = [obj["kind"] for obj in rendered.objects if (await self.api.apply(obj))[1]]
         shape = rendered.shape
         deployment = await self.api.get("Deployment", shape.namespace, shape.name) or {}
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
@@ -187,6 +187,17 @@ class Reconciler:
                 await self.event(body, "Warning", cond["reason"], cond["message"])
         if wrote:
             await self.event(body, "Normal", "Applied", f"applied {', '.join(wrote)} (config {rendered.checksum[:12]})")
+
+    async def _applied(self, obj: Mapping[str, Any]) -> bool:
+        """Apply one object; True when written. What the API server refuses as invalid (a pod template field of
+        the wrong kind, say) is the spec's to fix: a `ConfigError` with the API server's words."""
+        try:
+            return (await self.api.apply(obj))[1]
+        except ApiError as exc:
+            if exc.status not in (400, 422):
+                raise
+            said = str(exc).split(": ", 3)[-1]  # past "Kubernetes API: 422: PATCH /apis/…:"
+            raise ConfigError(f"the API server refused {obj['kind']} {obj['metadata']['name']}: {said}") from None
 
     async def readiness(self, deployment: Mapping[str, Any]) -> None:
         """A gateway Deployment's status changed: its owner's ready replicas and phase."""

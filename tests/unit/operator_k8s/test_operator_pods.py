@@ -165,6 +165,9 @@ async def test_a_stdio_server_runs_one_gateway_and_its_own_service_account() -> 
          "spec.podTemplateSpec.spec.containers[0].image: set by the resource"),
         ({"podTemplateSpec": {"spec": {"containers": [{"name": "mcp", "securityContext": {"privileged": True}}]}}},
          "spec.podTemplateSpec.spec.containers[0].securityContext.privileged: the server shares the gateway's pod"),
+        ({"podTemplateSpec": {"spec": {"containers": [{"name": "toolhive", "resources": {}}]}}},
+         "spec.podTemplateSpec.spec.containers[0].image: required (a container of the template's own; the "
+         "gateway's is gateway, the server's mcp)"),
         ({"podTemplateSpec": {"spec": {"volumes": [{"name": "manifests", "emptyDir": {}}]}}},
          "spec.podTemplateSpec.spec.volumes[0].name: manifests is a volume of the operator's"),
         ({"resourceOverrides": {"proxyDeployment": {"env": [{"name": "HIVEGATE_SECRETS_DIR", "value": "/x"}]}}},
