@@ -32,10 +32,9 @@ from typing import Any
 from hivegate.errors import ConfigError
 from hivegate.operator.shape import Shape
 
-__all__ = ["OPERATOR_VOLUMES", "apply_overrides", "gateway_names", "merge_template"]
+__all__ = ["apply_overrides", "gateway_names", "merge_template"]
 
-OPERATOR_VOLUMES = ("manifests", "tmp")
-_SERVER_OWN = ("image", "args", "ports", "stdin", "stdinOnce", "tty", "name")
+_SERVER_OWN = ("image", "args", "ports", "stdin", "stdinOnce", "tty")
 _NO_SA = ("serviceAccountName", "serviceAccount", "automountServiceAccountToken")
 _HOST = ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace")
 _APPENDED = ("tolerations", "imagePullSecrets")
@@ -139,12 +138,13 @@ def _merge_server(container: dict[str, Any], given: Mapping[str, Any], where: st
                   shared: bool) -> None:  # fmt: skip
     for key, value in given.items():
         at = f"{where}.{key}"
-        if key in _SERVER_OWN:
-            if key != "name":
-                raise ConfigError(f"{at}: set by the resource (spec.image, spec.args, the ports and transport)")
-        elif _merge_shared(container, key, value, at, notes, strict=False):
+        if key == "name":
             continue
-        elif key == "securityContext":
+        if key in _SERVER_OWN:
+            raise ConfigError(f"{at}: set by the resource (spec.image, spec.args, the ports and transport)")
+        if _merge_shared(container, key, value, at, notes, strict=False):
+            continue
+        if key == "securityContext":
             if shared and _mapping(value, at).get("privileged") is True:
                 raise ConfigError(f"{at}.privileged: the server shares the gateway's pod; it may not be privileged")
             container["securityContext"] = _merge_context(container.get("securityContext"), value, at, notes)
