@@ -3,8 +3,9 @@
 A raw ASGI app under uvicorn (uvloop + httptools), like `fast_backend.py`. Each `--endpoint NAME=TOOLS` is an MCP
 endpoint at `/NAME/mcp` whose `tools/list` answers `echo` plus TOOLS-1 more tools (`tool_0` ..., the tools of
 `stdio_minimal_server.py`); `tools/call` of `echo` returns its `text` argument. Every `initialize` gets a new
-`Mcp-Session-Id`. `--delay-ms D` makes `initialize` and `tools/list` answer after D ms (an `asyncio.sleep`: the
-endpoints still answer in parallel), to show whether a client asks its backends one after another.
+`Mcp-Session-Id` (`GET /stats` says how many were opened). `--delay-ms D` makes `initialize` and `tools/list`
+answer after D ms (an `asyncio.sleep`: the endpoints still answer in parallel), to show whether a client asks its
+backends one after another.
 
 One process for all endpoints keeps 50 backends cheap (a process each would be ~50 x 25 MB); the gateway cannot
 tell the difference: each endpoint is a separate URL with its own sessions.
@@ -52,11 +53,15 @@ def parse_endpoints(specs: list[str]) -> dict[str, int]:
 def make_app(endpoints: dict[str, int], delay: float) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     lists = {path: tools_result(count) for path, count in endpoints.items()}
     sessions = itertools.count(1)
+    opened = [0]  # sessions opened (initialize answered), for GET /stats
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no lifespan: uvicorn runs with lifespan="off"
             return
         listed = lists.get(scope["path"])
+        if scope["path"] == "/stats":
+            await _respond(send, 200, orjson.dumps({"sessions": opened[0]}), JSON_HEADERS)
+            return
         if listed is None:
             await _respond(send, 404)
             return
@@ -78,7 +83,8 @@ def make_app(endpoints: dict[str, int], delay: float) -> Callable[[Scope, Receiv
             version = (message.get("params") or {}).get("protocolVersion", "2025-11-25")
             info = {"name": scope["path"], "version": "1"}
             result = orjson.dumps({"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": info})
-            headers = [*JSON_HEADERS, (b"mcp-session-id", f"s{next(sessions)}".encode())]
+            opened[0] = next(sessions)
+            headers = [*JSON_HEADERS, (b"mcp-session-id", f"s{opened[0]}".encode())]
         elif method == "tools/list":
             result = listed
         elif method == "tools/call":
