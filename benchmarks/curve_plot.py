@@ -62,8 +62,8 @@ def growth_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
     """The exponent k of `y - y0 ~ x^k` between the two largest x (y0: the value at the smallest x).
 
     About 1 for linear growth, 2 for quadratic. NaN when it cannot be told: fewer than 3 points, or the curve is flat
-    (it moves by less than 10 % of its top value) or does not rise above y0 (by 1 % of its top value) before
-    the largest x."""
+    (it moves by less than 10 % of its top value), does not rise above y0 (by 1 % of its top value) before
+    the largest x, or falls at the largest x."""
     points = sorted((x, y) for x, y in zip(xs, ys, strict=True) if not math.isnan(y))
     if len(points) < 3:
         return math.nan
@@ -72,19 +72,19 @@ def growth_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
     (x1, y1), (x2, y2) = points[-2], points[-1]
     if max(y for _, y in points) - min(y for _, y in points) < 0.1 * top:
         return math.nan
-    if y1 - base <= 0.01 * top or y2 - base <= 0 or x1 <= 0 or x2 <= x1:
+    if y1 - base <= 0.01 * top or y2 <= y1 or x1 <= 0 or x2 <= x1:
         return math.nan
     return math.log((y2 - base) / (y1 - base)) / math.log(x2 / x1)
 
 
 def shape(xs: Sequence[float], ys: Sequence[float]) -> str:
-    """`flat`, `~x^k` (`superlinear` beyond 1.3) or `rises only at the largest x`, as `growth_exponent` reads it."""
+    """`flat`, `~x^k` (`superlinear` beyond 1.3) or `no clear growth`, as `growth_exponent` reads it."""
     points = [y for y in ys if not math.isnan(y)]
     if len(points) >= 2 and max(points) - min(points) < 0.1 * max(abs(y) for y in points):
         return "flat (within 10 %)"
     exponent = growth_exponent(xs, ys)
     if math.isnan(exponent):
-        return "no clear growth before the largest x"
+        return "no clear growth"
     return f"~x^{exponent:.1f}" + (" (superlinear)" if exponent > 1.3 else "")
 
 

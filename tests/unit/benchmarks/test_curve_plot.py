@@ -58,6 +58,11 @@ def test_a_curve_within_noise_is_flat() -> None:
     assert math.isnan(growth_exponent(XS, [211.0, 205.0, 214.0, 209.0]))
 
 
+def test_a_curve_that_falls_at_its_end_has_no_exponent() -> None:
+    assert math.isnan(growth_exponent(XS, [228.0, 262.0, 311.0, 259.0]))
+    assert "no clear growth" in slope_line("cpu", XS, [228.0, 262.0, 311.0, 259.0], "us", 1000, "1000 policies")
+
+
 def test_the_plot_puts_each_point_on_a_log_x_axis_with_a_legend() -> None:
     lines = ascii_plot([Series("direct", XS, [2.0, 2.5, 3.0, 4.0]), Series("gateway", XS, [2.0, 2.0, 6.0, 8.0])],
                        "ms", width=40, height=9)  # fmt: skip
