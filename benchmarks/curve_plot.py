@@ -8,6 +8,7 @@ stays flat and a linear one bends upwards by a factor 10 per step.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def write_png(path: Path, title: str, series: Sequence[Series], x_label: str, y_
         axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=s.label)
     axes.set_xscale("log")
     axes.set_ylim(bottom=0)
-    axes.set_title(title)
+    axes.set_title(textwrap.fill(title, 60), fontsize=10)
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     axes.grid(True, alpha=0.3)
