@@ -35,6 +35,11 @@ async def until_metric(port: int, name: str, value: float) -> None:
             await asyncio.sleep(0.05)
 
 
+# The tests that look for the gateway's own children start their servers cold: from the warm interpreter
+# (tests/fixtures/warm_start.py) the server's pid is not the child's.
+COLD = {"FIXTURE_WARM_START": "off"}
+
+
 def servers_of(gateway: int) -> list[int]:
     """The fixture server processes the gateway started (its children running `stdio_server.py`)."""
     found = []
@@ -121,7 +126,7 @@ async def test_a_vmcp_stdio_backend_shared_by_every_session(tmp_path: Path) -> N
     path = tmp_path / "vmcp.yaml"
     path.write_text(yaml.safe_dump(config))
     async with (
-        hivegate_vmcp(["--config", str(path), "--port", "0"]) as gw,
+        hivegate_vmcp(["--config", str(path), "--port", "0"], env=COLD) as gw,
         sdk_client(gw.url) as a,
         sdk_client(gw.url) as b,
     ):
@@ -141,7 +146,7 @@ async def test_a_vmcp_client_sessions_stdio_process_is_stopped_when_idle(tmp_pat
     }
     path = tmp_path / "vmcp.yaml"
     path.write_text(yaml.safe_dump(config))
-    async with hivegate_vmcp(["--config", str(path), "--port", "0"]) as gw, sdk_client(gw.url) as client:
+    async with hivegate_vmcp(["--config", str(path), "--port", "0"], env=COLD) as gw, sdk_client(gw.url) as client:
         first = int(text_of(await client.call_tool("local_whoami", {})))
         assert first in servers_of(gw.process.pid)
         async with asyncio.timeout(15):
