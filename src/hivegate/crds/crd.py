@@ -27,14 +27,17 @@ class Column:
     name: str
     json_path: str
     type: str = "string"
+    description: str = ""
 
     def openapi(self) -> dict[str, str]:
-        return {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        described = {"description": self.description} if self.description else {}
+        return {"name": self.name, "type": self.type, **described, "jsonPath": self.json_path}
 
 
 READY = Column("Ready", ".status.conditions[?(@.type=='Ready')].status")
 VALID = Column("Valid", ".status.conditions[?(@.type=='Valid')].status")
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
+CHECKED = Column("Checked", ".status.conditions[?(@.type=='MCPServersChecked')].status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,8 @@ def crd(kind: Kind) -> dict[str, Any]:
             entry["deprecated"] = True
             entry["deprecationWarning"] = _DEPRECATED[version]
         entry["subresources"] = {"status": {}}
-        entry["additionalPrinterColumns"] = [c.openapi() for c in (*kind.columns, AGE)]
+        columns = kind.columns if any(c.name == AGE.name for c in kind.columns) else (*kind.columns, AGE)
+        entry["additionalPrinterColumns"] = [c.openapi() for c in columns]
         entry["schema"] = {"openAPIV3Schema": schema}
         versions.append(entry)
     return {

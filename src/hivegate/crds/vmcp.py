@@ -7,6 +7,8 @@ kept as given here and checked by the same parsers as that file (`hivegate.vmcp.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hivegate.crds.common import (
     auth_server,
     authz_config,
@@ -16,7 +18,7 @@ from hivegate.crds.common import (
     secret_ref,
     status,
 )
-from hivegate.crds.crd import READY, Column, Kind
+from hivegate.crds.crd import AGE, CHECKED, READY, Column, Kind
 from hivegate.crds.schema import Node, array, integer, map_of, obj, opaque, rule, string
 
 __all__ = ["MCP_GROUP", "VIRTUAL_MCP_SERVER"]
@@ -209,9 +211,10 @@ VIRTUAL_MCP_SERVER = Kind(
     spec=_spec(),
     status=_VMCP_STATUS,
     columns=(
-        Column("Phase", ".status.phase"),
-        Column("URL", ".status.url"),
-        Column("Backends", ".status.backendCount", "integer"),
+        Column("Phase", ".status.phase", description="The phase of the VirtualMCPServer"),
+        Column("URL", ".status.url", description="Virtual MCP server URL"),
+        Column("Backends", ".status.backendCount", "integer", "Discovered backends count"),
+        replace(AGE, description="Age"),  # before Ready, as in ToolHive's CRD
         READY,
     ),
 )
@@ -237,6 +240,6 @@ MCP_GROUP = Kind(
         Column("Servers", ".status.serverCount", "integer"),
         Column("Proxies", ".status.remoteProxyCount", "integer"),
         Column("Phase", ".status.phase"),
-        READY,
+        CHECKED,  # ToolHive's column: whether the members were looked up (MCPServersChecked)
     ),
 )

@@ -91,7 +91,7 @@ def test_the_crd_shape(path: Path) -> None:
         assert schema == versions["v1beta1"]["schema"]["openAPIV3Schema"]  # one schema: nothing to convert
         assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
         for column in version["additionalPrinterColumns"]:
-            assert set(column) == {"name", "type", "jsonPath"}
+            assert {"name", "type", "jsonPath"} <= set(column) <= {"name", "type", "jsonPath", "description"}
             assert column["type"] in {"string", "integer", "date", "boolean", "number"}
             assert _column_exists(schema, column["jsonPath"]), column
 
@@ -112,9 +112,11 @@ def test_kubectl_get_shows_what_toolhive_shows() -> None:
         k.kind: [c["name"] for c in _crd(k.kind)["spec"]["versions"][1]["additionalPrinterColumns"]] for k in KINDS
     }
     assert columns["MCPServer"] == ["Status", "Ready", "Replicas", "URL", "Age"]
-    assert columns["VirtualMCPServer"] == ["Phase", "URL", "Backends", "Ready", "Age"]
+    assert columns["VirtualMCPServer"] == ["Phase", "URL", "Backends", "Age", "Ready"]
     assert columns["MCPRemoteProxy"] == ["Phase", "Remote URL", "URL", "Ready", "Age"]
-    assert columns["MCPGroup"] == ["Servers", "Proxies", "Phase", "Ready", "Age"]
+    assert columns["MCPGroup"] == ["Servers", "Proxies", "Phase", "Checked", "Age"]
+    checked = _crd("MCPGroup")["spec"]["versions"][1]["additionalPrinterColumns"][3]["jsonPath"]
+    assert checked == ".status.conditions[?(@.type=='MCPServersChecked')].status"  # the condition the group sets
     assert columns["MCPExternalAuthConfig"] == ["Type", "Valid", "Age"]
     assert columns["MCPOIDCConfig"] == ["Source", "Valid", "Age"]
     short = {k.kind: _crd(k.kind)["spec"]["names"]["shortNames"] for k in KINDS}
