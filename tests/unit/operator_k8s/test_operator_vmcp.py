@@ -1,4 +1,4 @@
-"""The operator and the vMCP seeds (seeds/000): each VirtualMCPServer runs `hivegate vmcp serve` in front of its
+"""The operator and the vMCP seeds (seeds/000, 002): each VirtualMCPServer runs `hivegate vmcp serve` in front of its
 group's members (their Services), the group's status lists them, and a new member re-renders the vMCP."""
 
 from __future__ import annotations
@@ -70,3 +70,36 @@ async def test_seed_000_virtual_servers_serve_their_group() -> None:
 async def _count(api: KubeClient, count: int) -> dict[str, Any] | None:
     status = await _status(api, "MCPGroup", "tools", "serverCount")
     return status if status and status["serverCount"] == count else None
+
+
+async def test_seed_002_engineering_tools_behind_its_authorization_server() -> None:
+    """seeds/002: a vMCP with an embedded authorization server in front of its group's two members, an OIDC config
+    naming the server's issuer, the members' outgoing auth configs, sessions in Redis (two replicas)."""
+    async with emulated_cluster() as k8s, running_operator(k8s) as api:
+        await apply_docs(api, seed_docs("seed_002.yaml"))
+        name = "engineering-tools"
+        status = await until(lambda: _status(api, "VirtualMCPServer", name, "backendCount"), what="vMCP status")
+        assert next(c for c in status["conditions"] if c["type"] == "Valid")["status"] == "True", status
+        assert status["url"] == f"http://vmcp-{name}.{NS}.svc.cluster.local:4483/mcp"
+        assert sorted(b["name"] for b in status["discoveredBackends"]) == ["github", "kubernetes"]
+        assert sorted(await _members(api, name) or []) == [
+            f"http://mcp-github-proxy.{NS}.svc.cluster.local:8080/mcp",
+            f"http://mcp-kubernetes-proxy.{NS}.svc.cluster.local:8080/mcp",
+        ]
+        vmcp = await api.get("Deployment", NS, name)
+        assert vmcp is not None
+        assert vmcp["spec"]["replicas"] == 2  # sessions are shared through Redis
+        gateway = vmcp["spec"]["template"]["spec"]["containers"][0]
+        assert gateway["args"][:4] == ["vmcp", "serve", "-f", "/etc/hivegate/manifests"]
+        mounts = {m["mountPath"] for m in gateway["volumeMounts"]}
+        assert {"/etc/hivegate/secrets/okta-engineering-tools", "/etc/hivegate/secrets/redis-password"} <= mounts
+        text = (await api.get("ConfigMap", NS, f"{name}-manifests") or {})["data"]["manifests.yaml"]
+        values = ("okta-secret-value", "exchange-secret", "redis-pass")
+        assert not [v for v in values if v in text.replace("redis-password", "")]  # Secrets are never copied
+
+        exchange = await until(lambda: _status(api, "MCPExternalAuthConfig", "kubernetes-exchange", "configHash"))
+        assert exchange["referencedBy"] == ["MCPServer/kubernetes", f"VirtualMCPServer/{name}"]  # discovered by it
+        oidc = await until(lambda: _status(api, "MCPOIDCConfig", "engineering-tools-as", "configHash"))
+        assert oidc["referencedBy"] == [f"VirtualMCPServer/{name}"]
+        group = await until(lambda: _status(api, "MCPGroup", name, "serverCount"), what="group status")
+        assert (group["servers"], group["serverCount"], group["phase"]) == (["github", "kubernetes"], 2, "Ready")
