@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.test_run_manifest import call, text
 from hivegate.operator.kube import KubeClient
 from support.backend import fixture_http_server
 from support.cluster import emulated_cluster, running_operator, seed_docs, until
 from support.gateway import hivegate_process
+from support.issuer import local_issuer
 from support.mcp_calls import call_tool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -41,8 +43,9 @@ def _manifests(url: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-async def _pod(api: KubeClient, name: str) -> tuple[str, dict[str, Any]] | None:
-    config, deployment = await api.get("ConfigMap", NS, f"{name}-manifests"), await api.get("Deployment", NS, name)
+async def _pod(api: KubeClient, name: str, namespace: str = NS) -> tuple[str, dict[str, Any]] | None:
+    config = await api.get("ConfigMap", namespace, f"{name}-manifests")
+    deployment = await api.get("Deployment", namespace, name)
     if config is None or deployment is None:
         return None
     return config["data"]["manifests.yaml"], deployment["spec"]["template"]["spec"]["containers"][0]
@@ -116,3 +119,27 @@ async def _vmcp(api: KubeClient) -> tuple[str, dict[str, Any]] | None:
     if config is None or deployment is None:
         return None
     return config["data"]["manifests.yaml"], deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+async def test_seed_001_external_idp_as_rendered_serves_a_token_holder(tmp_path: Path) -> None:
+    """seeds/001's weather-server-external as the operator renders it, the gateway container's command line run.
+    Stand-ins, as in test_seed_examples: the issuer's URLs and its two loopback keys; the image (SSE on the pod's
+    loopback) is the fixture speaking SSE, at its own port."""
+    name = "weather-server-external"
+    async with local_issuer() as issuer, fixture_http_server("--sse") as backend:
+        doc = next(d for d in seed_docs("seed_001.yaml") if d["metadata"]["name"] == name)
+        doc["spec"]["oidcConfig"]["inline"] |= {"issuer": issuer.url, "jwksUrl": issuer.jwks_url,
+                                                "insecureAllowHTTP": True, "jwksAllowPrivateIP": True}  # fmt: skip
+        async with emulated_cluster() as url, running_operator(url) as api:
+            await api.create(doc)
+            manifests, container = await until(lambda: _pod(api, name, "toolhive-system"), what="its objects")
+        docs = list(yaml.safe_load_all(manifests))
+        assert docs[0]["spec"]["url"] == "http://127.0.0.1:8080/sse"  # the `mcp` container: SSE on spec.port
+        docs[0]["spec"]["url"] = backend
+        (tmp_path / "pod").mkdir()
+        (tmp_path / "pod" / "manifests.yaml").write_text(yaml.safe_dump_all(docs))
+        async with hivegate_process(_local(container, tmp_path / "pod")) as gateway:
+            token = issuer.token("your-audience")
+            answer = await asyncio.to_thread(call, gateway.url, token, "weather", {"city": "Lisbon"})
+            assert text(answer) == "sunny in Lisbon"
+            assert (await asyncio.to_thread(call, gateway.url, None, "weather")).status_code == 401
