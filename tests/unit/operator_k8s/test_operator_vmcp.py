@@ -103,3 +103,19 @@ async def test_seed_002_engineering_tools_behind_its_authorization_server() -> N
         assert oidc["referencedBy"] == [f"VirtualMCPServer/{name}"]
         group = await until(lambda: _status(api, "MCPGroup", name, "serverCount"), what="group status")
         assert (group["servers"], group["serverCount"], group["phase"]) == (["github", "kubernetes"], 2, "Ready")
+
+        await api.delete("MCPOIDCConfig", NS, "engineering-tools-as")  # the vMCP still names it
+
+        async def blocked() -> dict[str, Any] | None:
+            status = ((await api.get("MCPOIDCConfig", NS, "engineering-tools-as")) or {}).get("status") or {}
+            return next((c for c in status.get("conditions") or [] if c["type"] == "DeletionBlocked"), None)
+
+        condition = await until(blocked, what="DeletionBlocked")
+        assert condition["status"] == "True"
+        assert f"VirtualMCPServer/{name}" in condition["message"]
+        await api.delete("VirtualMCPServer", NS, name)
+
+        async def gone() -> bool:
+            return await api.get("MCPOIDCConfig", NS, "engineering-tools-as") is None
+
+        await until(gone, what="the OIDC config deleted once nothing references it")
