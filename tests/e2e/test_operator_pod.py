@@ -8,16 +8,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from e2e.test_run_manifest import call, text
 from hivegate.operator.kube import KubeClient
-from support.backend import fixture_http_server
-from support.cluster import emulated_cluster, running_operator, seed_docs, until
+from support.backend import fixture_http_server, free_port
+from support.cluster import apply_docs, emulated_cluster, running_operator, seed_docs, until
 from support.gateway import hivegate_process
 from support.issuer import local_issuer
 from support.mcp_calls import call_tool
+from support.redis_server import start_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 NS = "tools"
@@ -143,3 +145,44 @@ async def test_seed_001_external_idp_as_rendered_serves_a_token_holder(tmp_path:
             answer = await asyncio.to_thread(call, gateway.url, token, "weather", {"city": "Lisbon"})
             assert text(answer) == "sunny in Lisbon"
             assert (await asyncio.to_thread(call, gateway.url, None, "weather")).status_code == 401
+
+
+async def test_seed_002_rendered_vmcp_runs_its_authorization_server(tmp_path: Path) -> None:
+    """seeds/002's VirtualMCPServer as the operator renders it (its MCPOIDCConfig, the members' auth configs, the
+    Secrets mounted), the gateway container's command line run: the seed's two curl checks. Stand-ins: the public
+    address (issuer, audience, resourceUrl, redirect) is the local one, http with the loopback keys; Okta is the
+    local issuer; Redis is a local redis-server with the Secret's password."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with local_issuer() as okta, start_redis(password="redis-pass") as redis:
+        docs = seed_docs("seed_002.yaml")
+        by_name = {(d["kind"], d["metadata"]["name"]): d["spec"] for d in docs if "spec" in d}
+        by_name["MCPOIDCConfig", "engineering-tools-as"]["inline"] |= {
+            "issuer": base, "insecureAllowHTTP": True, "jwksAllowPrivateIP": True}  # fmt: skip
+        vmcp = by_name["VirtualMCPServer", "engineering-tools"]
+        vmcp["incomingAuth"]["oidcConfigRef"] |= {"audience": f"{base}/mcp", "resourceUrl": f"{base}/mcp"}
+        vmcp["authServerConfig"] |= {"issuer": base, "allowedAudiences": [f"{base}/mcp"]}
+        vmcp["authServerConfig"]["upstreamProviders"][0]["oidcConfig"] |= {
+            "issuerUrl": okta.url, "redirectUri": f"{base}/oauth/callback"}  # fmt: skip
+        vmcp["sessionStorage"]["address"] = f"127.0.0.1:{redis.port}"
+        async with emulated_cluster() as url, running_operator(url) as api:
+            await apply_docs(api, docs)
+            manifests, container = await until(lambda: _pod(api, "engineering-tools", "toolhive-system"), what="vMCP")
+        (tmp_path / "vmcp").mkdir()
+        (tmp_path / "vmcp" / "manifests.yaml").write_text(manifests)
+        secrets = tmp_path / "secrets"
+        for name, key, value in (("okta-engineering-tools", "client-secret", "okta-secret-value"),
+                                 ("redis-password", "password", "redis-pass"),
+                                 ("exchange-client", "client-secret", "exchange-secret")):  # fmt: skip
+            (secrets / name).mkdir(parents=True)
+            (secrets / name / key).write_text(value)
+        args = _local(container, tmp_path / "vmcp")
+        args[args.index("--port") + 1] = str(port)  # the issuer's port
+        async with (
+            hivegate_process(args, env={"HIVEGATE_SECRETS_DIR": str(secrets)}),
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            metadata = await http.get(f"{base}/.well-known/oauth-authorization-server")
+            assert metadata.status_code == 200
+            assert metadata.json()["issuer"] == base
+            assert (await http.get(f"{base}/mcp")).status_code == 401
