@@ -20,7 +20,7 @@ import yaml
 from support.backend import fixture_http_server
 from support.gateway import FIXTURE, RunningGateway, hivegate_vmcp
 from support.issuer import LocalIssuer, local_issuer
-from support.redis_server import start_redis
+from support.redis_server import RedisServer, start_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -78,6 +78,15 @@ def text_of(answer: httpx.Response) -> str:
     return str(result["content"][0]["text"])
 
 
+def shared_config(issuer: LocalIssuer, redis: RedisServer) -> dict[str, Any]:
+    return {
+        "name": "shared",
+        "backends": [{"name": "tools", "command": sys.executable, "args": [FIXTURE]}],
+        "incomingAuth": oidc(issuer),
+        "sessionStorage": {"provider": "redis", "address": f"127.0.0.1:{redis.port}", "keyPrefix": "e2e:"},
+    }
+
+
 @asynccontextmanager
 async def replicas(
     tmp_path: Path,
@@ -85,13 +94,7 @@ async def replicas(
     """Two vMCP replicas sharing sessions through a real Redis: the config path, alice's and bob's tokens, the
     replicas and an HTTP client."""
     async with local_issuer() as issuer, start_redis() as redis:
-        config = {
-            "name": "shared",
-            "backends": [{"name": "tools", "command": sys.executable, "args": [FIXTURE]}],
-            "incomingAuth": oidc(issuer),
-            "sessionStorage": {"provider": "redis", "address": f"127.0.0.1:{redis.port}", "keyPrefix": "e2e:"},
-        }
-        path = write(tmp_path, config)
+        path = write(tmp_path, shared_config(issuer, redis))
         alice, bob = issuer.token(AUDIENCE, sub="alice"), issuer.token(AUDIENCE, sub="bob")
         async with (
             hivegate_vmcp(["--config", path, "--port", "0"]) as a,
@@ -134,6 +137,25 @@ async def test_a_replica_resumes_a_session_another_opened_for_its_owner_only(tmp
         async with hivegate_vmcp(["--config", path, "--port", "0"]) as c:
             gone = await post(client, c, alice, call("tools_whoami", 8), session)
             assert gone.status_code == 404
+
+
+async def test_while_redis_is_down_a_session_held_elsewhere_is_unavailable_not_ended(tmp_path: Path) -> None:
+    async with local_issuer() as issuer, start_redis() as redis:
+        path = write(tmp_path, shared_config(issuer, redis))
+        alice = issuer.token(AUDIENCE, sub="alice")
+        async with (
+            hivegate_vmcp(["--config", path, "--port", "0"]) as a,
+            hivegate_vmcp(["--config", path, "--port", "0"]) as b,
+            httpx.AsyncClient(timeout=30) as client,
+        ):
+            session = await open_session(client, a, alice)
+            assert redis.process is not None
+            redis.process.kill()
+            await redis.process.wait()
+            at_b = await post(client, b, alice, call("tools_echo", text="x"), session)
+            assert at_b.status_code == 503, at_b.text  # B cannot know: a 404 would end the client's session
+            assert at_b.headers["retry-after"] == "1"
+            assert text_of(await post(client, a, alice, call("tools_echo", 3, text="y"), session)) == "y"
 
 
 async def test_a_delete_at_a_replica_that_never_served_the_session_ends_it_without_resuming_it(

@@ -18,7 +18,10 @@ INSTALL_HINT = "redis-server not found on PATH: run scripts/install-test-deps.sh
 
 
 class RedisServer:
-    def __init__(self, port: int, password: str | None, ca_file: Path | None) -> None:
+    def __init__(
+        self, port: int, password: str | None, ca_file: Path | None, process: asyncio.subprocess.Process | None = None
+    ) -> None:
+        self.process = process  # to take the server down in a test (it is killed at the end anyway)
         self.port = port
         self.password = password
         self.ca_file = ca_file  # set when the server speaks TLS only
@@ -57,7 +60,7 @@ async def start_redis(*, password: str | None = None, tls: bool = False) -> Asyn
             )
         try:
             await _wait_until_answering(proc, port, ca_file, log)
-            yield RedisServer(port, password, ca_file)
+            yield RedisServer(port, password, ca_file, proc)
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -35,7 +35,7 @@ from hivegate.asgi.types import Receive, Scope, Send
 from hivegate.authz.gate import McpGate
 from hivegate.backends.registry import SessionEntry, SessionLimitError, SessionRegistry
 from hivegate.backends.session import BackendSession
-from hivegate.backends.shared_sessions import SharedSession, SharedSessions
+from hivegate.backends.shared_sessions import SessionStoreUnavailable, SharedSession, SharedSessions
 from hivegate.backends.transport import TransportFactory
 from hivegate.core import jsonrpc
 from hivegate.core.jsonrpc import BACKEND_UNAVAILABLE, SESSION_NOT_FOUND
@@ -241,6 +241,11 @@ class SessionFrontend:
             entry = await asyncio.shield(pending)
         except SessionLimitError as exc:
             await send_jsonrpc_error(send, 503, request_id, BACKEND_UNAVAILABLE, str(exc), [(b"retry-after", b"5")])
+            return None
+        except SessionStoreUnavailable as exc:  # the session may exist: a 404 would end it for the client
+            await send_jsonrpc_error(
+                send, 503, request_id, BACKEND_UNAVAILABLE, f"{exc}: retry", [(b"retry-after", b"1")]
+            )
             return None
         except (BackendError, TimeoutError) as exc:
             await send_jsonrpc_error(send, 502, request_id, BACKEND_UNAVAILABLE, f"backend unavailable: {exc}")
@@ -450,7 +455,11 @@ class SessionFrontend:
     async def _delete_elsewhere(self, send: Send, principal: Principal, session_id: str) -> None:
         """End a session this replica does not hold: its record goes, and the replica holding it sees the marker."""
         assert self._shared is not None
-        record = await self._shared.load(session_id)
+        try:
+            record = await self._shared.load(session_id)
+        except SessionStoreUnavailable as exc:
+            await send_jsonrpc_error(send, 503, None, BACKEND_UNAVAILABLE, f"{exc}: retry", [(b"retry-after", b"1")])
+            return
         if record is None or record.owner != principal.key:
             await send_jsonrpc_error(send, 404, None, SESSION_NOT_FOUND, "Session not found")
             return

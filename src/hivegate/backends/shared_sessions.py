@@ -10,7 +10,12 @@ seconds of the DELETE (and always before it renews the record), drops its copy a
 back by a renewal racing the DELETE is never loaded, so an ended session cannot live on elsewhere.
 
 Keys are SHA-256 digests of session ids (a session id is a bearer secret of sorts). A store that fails never fails
-a request by itself: the session then works on the replica that holds it, and the failure is logged.
+a request for a session this replica holds: the session goes on here, and the failure is logged once. A session it
+does not hold cannot be looked up then: `load` raises `SessionStoreUnavailable` (the caller answers 503, retry
+later), never "no such session", which would end a session that still exists. A record that could not be written
+(a session opened during the outage) is written at the session's next use once the store answers, so the session
+can move between replicas again. While the store fails, at most one operation per `PROBE_INTERVAL` waits on it (the
+probe); the others fail at once, so an outage costs requests one store timeout, not one per request.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from hivegate.storage.base import KeyValueStore, StorageError
 
-__all__ = ["SharedSession", "SharedSessions"]
+__all__ = ["SessionStoreUnavailable", "SharedSession", "SharedSessions"]
 
 logger = logging.getLogger("hivegate.sessions")
 
@@ -32,6 +37,12 @@ NAMESPACE = "session"
 ENDED = "session-ended"
 ENDED_RECHECK = 5.0  # seconds between a replica's checks that a session it holds was not ended elsewhere
 _RENEWED_LIMIT = 10_000
+PROBE_INTERVAL = 1.0  # seconds between attempts to reach a failing store
+_FAILED = object()
+
+
+class SessionStoreUnavailable(Exception):
+    """The store could not be asked whether a session exists (it may well: retry later)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,7 @@ class SharedSessions:
         self._renewed: dict[str, float] = {}  # session id → monotonic time of the last write from here
         self._checked: dict[str, float] = {}  # session id → monotonic time of the last check for its end
         self._failing = False
+        self._probe_at = 0.0  # while failing: the monotonic time from which the store is tried again
 
     @property
     def store(self) -> KeyValueStore:
@@ -55,14 +67,19 @@ class SharedSessions:
 
     async def save(self, session_id: str, record: SharedSession) -> None:
         value = {"owner": record.owner, "init": record.init_params, "client_info": record.client_info}
-        await self._quietly("save", self._store.put(NAMESPACE, _key(session_id), value, self._ttl))
+        if await self._quietly("save", self._store.put(NAMESPACE, _key(session_id), value, self._ttl)) is _FAILED:
+            return  # not recorded: the next renewal writes it
         now = time.monotonic()
         if len(self._renewed) >= _RENEWED_LIMIT:  # forget sessions that expired without a DELETE
             self._renewed = {k: t for k, t in self._renewed.items() if now - t < self._ttl}
         self._renewed[session_id] = now
 
     async def load(self, session_id: str) -> SharedSession | None:
+        """The session's record; None when there is none (or it ended). Raises `SessionStoreUnavailable` when the
+        store cannot be asked."""
         found: Any = await self._quietly("load", self._store.get(NAMESPACE, _key(session_id)))
+        if found is _FAILED:
+            raise SessionStoreUnavailable("the session store is unavailable")
         if not isinstance(found, dict) or not isinstance(found.get("owner"), str):
             return None
         if await self._ended(session_id):  # written back by a renewal that raced the DELETE
@@ -95,7 +112,8 @@ class SharedSessions:
         await self._quietly("delete", self._store.delete(NAMESPACE, _key(session_id)))
 
     async def _ended(self, session_id: str) -> bool:
-        return await self._quietly("load", self._store.get(ENDED, _key(session_id))) is not None
+        found = await self._quietly("load", self._store.get(ENDED, _key(session_id)))
+        return found is not None and found is not _FAILED
 
     def _forget(self, session_id: str) -> None:
         self._renewed.pop(session_id, None)
@@ -105,13 +123,21 @@ class SharedSessions:
         await self._store.aclose()
 
     async def _quietly(self, what: str, operation: Any) -> Any:
+        """The operation's result, or `_FAILED` when the store failed (or is failing and not due for a probe)."""
+        if self._failing:
+            now = time.monotonic()
+            if now < self._probe_at:
+                operation.close()  # never started: fail at once rather than wait for the store's timeout
+                return _FAILED
+            self._probe_at = now + PROBE_INTERVAL  # this call is the probe; others fail at once meanwhile
         try:
             result = await operation
         except (StorageError, OSError) as exc:
             if not self._failing:
                 logger.warning("session store: %s failed (sessions stay on this replica): %s", what, exc)
             self._failing = True
-            return None
+            self._probe_at = time.monotonic() + PROBE_INTERVAL
+            return _FAILED
         if self._failing:
             logger.info("session store: reachable again")
             self._failing = False

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hivegate.backends.shared_sessions import ENDED_RECHECK, SharedSession, SharedSessions
+from hivegate.backends.shared_sessions import (
+    ENDED_RECHECK,
+    PROBE_INTERVAL,
+    SessionStoreUnavailable,
+    SharedSession,
+    SharedSessions,
+)
 from hivegate.backends.shared_sessions import _key as _digest
 from hivegate.storage.base import Record, StorageError
 from hivegate.storage.memory import MemoryStore
@@ -98,16 +104,85 @@ async def test_renew_writes_at_most_every_tenth_of_the_ttl() -> None:
     assert len(writes) == 1
 
 
-async def test_a_failing_store_never_raises_to_the_request(caplog: pytest.LogCaptureFixture) -> None:
-    class Down(MemoryStore):
-        async def get(self, namespace: str, key: str) -> Record | None:
-            raise StorageError("redis store failed: ConnectionError")
+class Switchable(MemoryStore):
+    """A store that can be taken down (every call raises, as the Redis store does) and counts the calls it got."""
 
-        async def put(self, namespace: str, key: str, value: Record, ttl: float) -> None:
-            raise StorageError("redis store failed: ConnectionError")
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
 
-    shared = SharedSessions(Down(), ttl=60)
-    await shared.save("sid", SharedSession("o", INIT))
-    assert await shared.load("sid") is None
+    async def get(self, namespace: str, key: str) -> Record | None:
+        self.calls += 1
+        if self.down:
+            raise StorageError("redis store failed: TimeoutError")
+        return await super().get(namespace, key)
+
+    async def put(self, namespace: str, key: str, value: Record, ttl: float) -> None:
+        self.calls += 1
+        if self.down:
+            raise StorageError("redis store failed: TimeoutError")
+        await super().put(namespace, key, value, ttl)
+
+
+async def test_a_failing_store_never_fails_a_session_held_here_and_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = Switchable()
+    shared = SharedSessions(store, ttl=60)
+    store.down = True
+    record = SharedSession("o", INIT)
+    await shared.save("sid", record)
+    assert await shared.renew("sid", record)
     warnings = [r for r in caplog.records if "session store" in r.getMessage()]
     assert len(warnings) == 1  # said once, not per request
+
+
+async def test_a_session_another_replica_may_hold_is_unavailable_not_unknown_while_the_store_fails() -> None:
+    store = Switchable()
+    a, b = SharedSessions(store, ttl=60), SharedSessions(store, ttl=60)
+    await a.save("sid", SharedSession("o", INIT))
+    store.down = True
+    with pytest.raises(SessionStoreUnavailable):
+        await b.load("sid")  # not None: "no such session" would end a session that exists
+
+
+async def test_a_session_opened_while_the_store_fails_is_recorded_at_its_next_use_once_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = Switchable()
+    a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
+    record = SharedSession("iss|alice", INIT)
+    store.down = True
+    await a.save("sid", record)  # initialize answered during the outage
+    now[0] += 1.0
+    assert await a.renew("sid", record)
+    store.down = False
+    now[0] += PROBE_INTERVAL
+    assert await a.renew("sid", record)
+    assert await b.load("sid") == record  # another replica can resume it now
+
+
+async def test_while_the_store_fails_one_operation_per_interval_waits_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = Switchable()
+    shared = SharedSessions(store, ttl=60)
+    store.down = True
+    with pytest.raises(SessionStoreUnavailable):
+        await shared.load("sid")
+    for _ in range(10):  # everything within the interval fails at once, without asking the store
+        with pytest.raises(SessionStoreUnavailable):
+            await shared.load("sid")
+    assert store.calls == 1
+    now[0] += PROBE_INTERVAL
+    with pytest.raises(SessionStoreUnavailable):
+        await shared.load("sid")  # the probe
+    assert store.calls == 2
+    store.down = False
+    now[0] += PROBE_INTERVAL
+    assert await shared.load("sid") is None  # back: asked, and there is no such session
+    assert await shared.load("sid") is None
+    assert store.calls == 4
