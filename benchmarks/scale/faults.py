@@ -29,6 +29,7 @@ class Phase:
 class Fault:
     name: str  # "replica", "redis", "backend"
     length: float  # how long the part stays down
+    restart: bool = True  # replica: start it again (the smoke run leaves it dead: a restart takes seconds)
     at: float = 0.0  # when it was injected (seconds after the load began)
     started: float = 0.0  # when it was complete (e.g. after the /proc walk that finds the stdio backends)
     whole: float = 0.0  # when every part was back
@@ -51,6 +52,8 @@ async def _replica(topo: Topology, fault: Fault, now: Callable[[], float]) -> No
         topo.kill9(replica)
     fault.started = now()
     await asyncio.sleep(fault.length)
+    if not fault.restart:
+        return
     for replica in victims:
         topo.restart(replica)
     for replica in victims:

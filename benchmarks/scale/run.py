@@ -49,6 +49,7 @@ class Options:
     refresh_every: float
     reopen_every: float
     warmup: float
+    restart: bool = True  # restart the killed replica
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Result:
 
 def options(smoke: bool, duration: float | None, sessions: int | None, replicas: int | None) -> Options:
     if smoke:
-        return Options(duration or 5, sessions or 6, replicas or 2, ("replica",), 2, 0.5, 0.05, 2, 3, 1)
+        return Options(duration or 5, sessions or 6, replicas or 2, ("replica",), 2, 0.5, 0.05, 2, 3, 1, restart=False)
     faults = ("replica", "redis", "backend")
     return Options(duration or 90, sessions or 40, replicas or 3, faults, 10, 5, 0.1, 10, 15, 10)
 
@@ -72,7 +73,8 @@ async def _run(topo: Topology, opts: Options) -> tuple[Load, Schedule]:
     downs = {"replica": opts.part_down, "redis": opts.redis_down, "backend": opts.part_down}
     busy = sum(downs[name] + 3 for name in opts.faults)  # a restart takes ~2 s more, then HAProxy's check
     settle = max(GRACE + 1, (opts.duration - busy) / (len(opts.faults) + 1))
-    schedule = Schedule([Fault(name, downs[name]) for name in opts.faults], settle=settle, warmup=opts.warmup)
+    faults = [Fault(name, downs[name], restart=opts.restart) for name in opts.faults]
+    schedule = Schedule(faults, settle=settle, warmup=opts.warmup)
     load, started, stop = Load(), asyncio.Event(), asyncio.Event()
     faults = asyncio.create_task(play(topo, schedule, lambda: load.t0, started, stop))
     loading = asyncio.create_task(
@@ -100,22 +102,23 @@ async def _run(topo: Topology, opts: Options) -> tuple[Load, Schedule]:
 
 
 def _wait_balanced(topo: Topology, timeout: float = 20) -> None:
-    """Wait until HAProxy sends a run of requests of each set to live replicas (its checks mark them up)."""
+    """Wait until HAProxy sends a round of requests of each set to live replicas (its checks mark them up)."""
     import httpx
 
     deadline = time.monotonic() + timeout
-    for url in (topo.vmcp_url, topo.run_url):
-        health = url.removesuffix("/mcp") + "/health"
-        good = 0
-        while good < 3 * len(topo.vmcp):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"HAProxy at {health} did not balance over every replica in {timeout:.0f} s")
-            try:
-                good = good + 1 if httpx.get(health, timeout=2).status_code == 200 else 0
-            except httpx.HTTPError:
-                good = 0
-            time.sleep(0.05 if good else 0.2)
-    time.sleep(1.0)  # a check round after the last replica came up: all of them are in rotation
+    with httpx.Client(timeout=2) as http:
+        for url in (topo.vmcp_url, topo.run_url):
+            health = url.removesuffix("/mcp") + "/health"
+            good = 0
+            while good < len(topo.vmcp):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"HAProxy at {health} did not balance over every replica in {timeout:.0f} s")
+                try:
+                    good = good + 1 if http.get(health).status_code == 200 else 0
+                except httpx.HTTPError:
+                    good = 0
+                if not good:
+                    time.sleep(0.1)
 
 
 def run_bench(opts: Options, log_dir: Path | None = None) -> Result:

@@ -25,7 +25,7 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO / "tests"))
 from e2e.oidc_provider import DEFAULT_ACCOUNTS, DEFAULT_SCOPE, PROVIDER_SCRIPT, node_binary, web_client  # noqa: E402
 
-__all__ = ["HAPROXY_HINT", "Replica", "Topology", "start_topology"]
+__all__ = ["HAPROXY_HINT", "Replica", "Topology", "haproxy_executable", "start_topology"]
 
 HAPROXY_HINT = "haproxy not found on PATH: run scripts/install-test-deps.sh (it installs Debian's haproxy package)"
 UPSTREAM_CLIENT = "hivegate-scale-as"
@@ -146,11 +146,15 @@ def _haproxy_config(name: str, port: int, servers: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _start_haproxy(procs: Processes, work: Path, name: str, servers: list[int]) -> str:
-    executable = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+def haproxy_executable() -> str | None:
+    """HAProxy on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."""
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+
+
+def _start_haproxy(procs: Processes, work: Path, name: str, port: int, servers: list[int]) -> str:
+    executable = haproxy_executable()
     if executable is None:
         raise RuntimeError(HAPROXY_HINT)
-    port = free_port()
     config = work / f"haproxy-{name}.cfg"
     config.write_text(_haproxy_config(name, port, servers))
     proc = procs.start(f"haproxy-{name}", [executable, "-db", "-f", str(config)])
@@ -255,9 +259,10 @@ def start_topology(procs: Processes, replicas: int) -> Topology:
 
     run_ports = [free_port() for _ in range(replicas)]
     vmcp_ports = [free_port() for _ in range(replicas)]
-    # HAProxy first (its port is the issuer); its health checks find the replicas once they listen.
-    run_url = _start_haproxy(procs, work, "run", run_ports)
-    vmcp_url = _start_haproxy(procs, work, "vmcp", vmcp_ports)
+    # The run set's HAProxy address is the issuer; HAProxy itself starts once the replicas listen, so that its
+    # first health checks find them up.
+    run_port, vmcp_port = free_port(), free_port()
+    run_url, vmcp_url = f"http://{HOST}:{run_port}/mcp", f"http://{HOST}:{vmcp_port}/mcp"
     issuer = run_url.removesuffix("/mcp")
     idp = _start_idp(procs, f"{issuer}/oauth/callback")
     as_config = _auth_server_config(work, issuer, idp, redis_url)
@@ -279,4 +284,6 @@ def start_topology(procs: Processes, replicas: int) -> Topology:
     deadline = time.monotonic() + 90
     for replica in [*run, *vmcp]:
         wait_for_port(replica.port, timeout=max(1.0, deadline - time.monotonic()), proc=replica.proc)
+    _start_haproxy(procs, work, "run", run_port, run_ports)
+    _start_haproxy(procs, work, "vmcp", vmcp_port, vmcp_ports)
     return Topology(procs, work, redis, backend, backend_argv, vmcp, run, vmcp_url, run_url, issuer)
