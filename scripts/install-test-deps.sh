@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need, from the registries, on a machine with python3 (>= 3.11), node and npm:
 #   - .venv with hivegate installed editable with its [test] extra;
-#   - redis-server (Debian's package), for the Redis storage tests, when it is not on PATH;
+#   - redis-server and haproxy (Debian's packages), for the Redis storage tests and the scale bench's smoke test,
+#     when they are not installed;
 #   - tests/tools/node_modules from tests/tools/package-lock.json: oidc-provider, the MCP conformance
 #     suite, the MCP Inspector, the MCP TypeScript SDK and a Node 22 binary (tests/tools/node_modules/.bin/node)
 #     to run them.
@@ -95,23 +96,28 @@ node_deps() {
   printf '%s\n' "$want" >"$stamp"
 }
 
+# Debian packages for what is not on PATH: redis-server (Redis storage tests) and haproxy (the scale bench's smoke
+# test: replicas behind a real load balancer). Debian installs haproxy in /usr/sbin.
 system_deps() {
-  command -v redis-server >/dev/null && return 0
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  [ "${#missing[@]}" -eq 0 ] && return 0
   local sudo=()
   if [ "$(id -u)" -ne 0 ]; then
     if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
-      say "redis-server not found: install the redis-server package (needs root or passwordless sudo)"
+      say "${missing[*]} not found: install the package(s) (needs root or passwordless sudo)"
       return 1
     fi
     sudo=(sudo -n)
   fi
   if ! command -v apt-get >/dev/null; then
-    say "redis-server not found and there is no apt-get: install Redis 6.2 or later"
+    say "${missing[*]} not found and there is no apt-get: install Redis 6.2 or later and HAProxy 2.4 or later"
     return 1
   fi
-  say "installing redis-server"
+  say "installing ${missing[*]}"
   quietly "${sudo[@]}" apt-get update -qq
-  quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+  quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 system_deps
