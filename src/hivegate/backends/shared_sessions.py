@@ -13,13 +13,16 @@ Keys are SHA-256 digests of session ids (a session id is a bearer secret of sort
 a request for a session this replica holds: the session goes on here, and the failure is logged once. A session it
 does not hold cannot be looked up then: `load` raises `SessionStoreUnavailable` (the caller answers 503, retry
 later), never "no such session", which would end a session that still exists. A record that could not be written
-(a session opened during the outage) is written at the session's next use once the store answers, so the session
-can move between replicas again. While the store fails, at most one operation per `PROBE_INTERVAL` waits on it (the
-probe); the others fail at once, so an outage costs requests one store timeout, not one per request.
+(a session opened during the outage) is written as soon as the store answers again, so the session can move between
+replicas again; for `RECOVERY_GRACE` seconds after its store came back, a replica answers a record it does not find
+as unavailable too, since the replica that opened the session may still be writing it. While the store fails, at
+most one operation per `PROBE_INTERVAL` waits on it (the probe); the others fail at once, so an outage costs
+requests one store timeout, not one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -38,6 +41,7 @@ ENDED = "session-ended"
 ENDED_RECHECK = 5.0  # seconds between a replica's checks that a session it holds was not ended elsewhere
 _RENEWED_LIMIT = 10_000
 PROBE_INTERVAL = 1.0  # seconds between attempts to reach a failing store
+RECOVERY_GRACE = 3 * PROBE_INTERVAL  # long enough for every replica to notice the store is back and write its records
 _FAILED = object()
 
 
@@ -60,6 +64,9 @@ class SharedSessions:
         self._checked: dict[str, float] = {}  # session id → monotonic time of the last check for its end
         self._failing = False
         self._probe_at = 0.0  # while failing: the monotonic time from which the store is tried again
+        self._recovered_at = float("-inf")  # monotonic time the store last answered again after failing
+        self._unsaved: dict[str, SharedSession] = {}  # records to write once the store answers
+        self._flushing: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> KeyValueStore:
@@ -68,7 +75,10 @@ class SharedSessions:
     async def save(self, session_id: str, record: SharedSession) -> None:
         value = {"owner": record.owner, "init": record.init_params, "client_info": record.client_info}
         if await self._quietly("save", self._store.put(NAMESPACE, _key(session_id), value, self._ttl)) is _FAILED:
-            return  # not recorded: the next renewal writes it
+            if len(self._unsaved) < _RENEWED_LIMIT:
+                self._unsaved[session_id] = record  # written once the store answers (or at the next renewal)
+            return
+        self._unsaved.pop(session_id, None)
         now = time.monotonic()
         if len(self._renewed) >= _RENEWED_LIMIT:  # forget sessions that expired without a DELETE
             self._renewed = {k: t for k, t in self._renewed.items() if now - t < self._ttl}
@@ -80,6 +90,8 @@ class SharedSessions:
         found: Any = await self._quietly("load", self._store.get(NAMESPACE, _key(session_id)))
         if found is _FAILED:
             raise SessionStoreUnavailable("the session store is unavailable")
+        if found is None and time.monotonic() - self._recovered_at < RECOVERY_GRACE:
+            raise SessionStoreUnavailable("the session store has just come back and may not hold every session yet")
         if not isinstance(found, dict) or not isinstance(found.get("owner"), str):
             return None
         if await self._ended(session_id):  # written back by a renewal that raced the DELETE
@@ -116,6 +128,7 @@ class SharedSessions:
         return found is not None and found is not _FAILED
 
     def _forget(self, session_id: str) -> None:
+        self._unsaved.pop(session_id, None)
         self._renewed.pop(session_id, None)
         self._checked.pop(session_id, None)
 
@@ -141,7 +154,16 @@ class SharedSessions:
         if self._failing:
             logger.info("session store: reachable again")
             self._failing = False
+            self._recovered_at = time.monotonic()
+            if self._unsaved and (self._flushing is None or self._flushing.done()):
+                self._flushing = asyncio.ensure_future(self._flush())
         return result
+
+    async def _flush(self) -> None:
+        """Write the records the store could not take while it failed."""
+        for session_id, record in list(self._unsaved.items()):
+            if session_id in self._unsaved:  # not ended meanwhile
+                await self.save(session_id, record)
 
 
 def _key(session_id: str) -> str:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from hivegate.backends.shared_sessions import (
     ENDED_RECHECK,
     PROBE_INTERVAL,
+    RECOVERY_GRACE,
     SessionStoreUnavailable,
     SharedSession,
     SharedSessions,
@@ -183,6 +187,45 @@ async def test_while_the_store_fails_one_operation_per_interval_waits_on_it(monk
     assert store.calls == 2
     store.down = False
     now[0] += PROBE_INTERVAL
-    assert await shared.load("sid") is None  # back: asked, and there is no such session
+    with pytest.raises(SessionStoreUnavailable):
+        await shared.load("sid")  # back (asked), but another replica may still be writing the record
+    now[0] += RECOVERY_GRACE
     assert await shared.load("sid") is None
     assert store.calls == 4
+
+
+async def test_records_the_store_missed_are_written_as_soon_as_it_answers_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = Switchable()
+    a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
+    record = SharedSession("iss|alice", INIT)
+    store.down = True
+    await a.save("sid", record)  # opened during the outage, then not used again at a
+    store.down = False
+    now[0] += PROBE_INTERVAL
+    with contextlib.suppress(SessionStoreUnavailable):
+        await a.load("other")  # any use of the store at a notices it is back
+    for _ in range(5):
+        await asyncio.sleep(0)  # the write runs in the background
+    assert await b.load("sid") == record  # the next request may go to any replica
+
+
+async def test_just_after_the_store_is_back_a_missing_record_is_unavailable_not_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+    store = Switchable()
+    b = SharedSessions(store, ttl=60)
+    store.down = True
+    with pytest.raises(SessionStoreUnavailable):
+        await b.load("sid")
+    store.down = False
+    now[0] += PROBE_INTERVAL
+    with pytest.raises(SessionStoreUnavailable):
+        await b.load("sid")  # the replica that opened it may not have written it yet
+    now[0] += RECOVERY_GRACE
+    assert await b.load("sid") is None
