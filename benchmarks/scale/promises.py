@@ -116,7 +116,8 @@ def check(load: Load, schedule: Schedule, sessions: int, audit: dict[str, tuple[
                     not other,
                 )
             )
-            slowest = max((op.end - op.start for op in calls), default=0.0)
+            started = [op for op in calls if op.start >= fault.at]  # not the ones already slow before the stop
+            slowest = max((op.end - op.start for op in started), default=0.0)
             verdicts.append(
                 Verdict(
                     f"Redis stopped: no call waits longer than the store's timeout ({STORE_TIMEOUT:.0f} s) "

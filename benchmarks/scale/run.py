@@ -132,6 +132,10 @@ def run_bench(opts: Options, log_dir: Path | None = None) -> Result:
         load, schedule = asyncio.run(asyncio.wait_for(_run(topo, opts), limit))
         for replica in [*topo.vmcp, *topo.run]:
             schedule.rss[f"{replica.name} at end"] = replica.own_rss_kib()
+            schedule.rss[f"{replica.name} with its stdio backends"] = replica.rss_kib()
+            stdio = len(topo.stdio_backends(replica))
+            if stdio:
+                schedule.notes.append(f"{replica.name} runs {stdio} stdio backend processes at the end")
         audit_files = {"vmcp": [r.audit for r in topo.vmcp], "run": [r.audit for r in topo.run]}
     audit = audit_gaps(load, audit_files)
     verdicts = check(load, schedule, opts.sessions, audit)
@@ -180,10 +184,9 @@ def report(opts: Options, result: Result, load_before: float) -> None:
         "peak RSS per replica (MiB): "
         + ", ".join(f"{name} {kib / 1024:.0f}" for name, kib in schedule.rss.items() if " " not in name)
     )
-    print(
-        "RSS at the end (MiB): "
-        + ", ".join(f"{name.split()[0]} {kib / 1024:.0f}" for name, kib in schedule.rss.items() if " " in name)
-    )
+    for what in ("at end", "with its stdio backends"):
+        figures = [f"{name.split()[0]} {kib / 1024:.0f}" for name, kib in schedule.rss.items() if name.endswith(what)]
+        print(f"RSS {what.replace('its', 'their')} (MiB): " + ", ".join(figures))
     for note in schedule.notes:
         print(f"  note: {note}")
     print()
