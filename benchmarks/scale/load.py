@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from e2e.test_embedded_auth_server_flows import login, redeem, refresh, register
+from support.oauth_login import login, redeem, refresh, register
 
 __all__ = ["Load", "Op", "SessionLost", "run_load"]
 

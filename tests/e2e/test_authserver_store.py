@@ -21,11 +21,11 @@ import pytest
 from redis.asyncio import Redis
 
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
-from e2e.test_embedded_auth_server_flows import log_in, refresh
 from e2e.test_outgoing_auth import UPSTREAM_API, auth_server, claims_of, with_issuer
 from e2e.test_run_outgoing_flags import seen_headers
 from support.backend import fixture_http_server, free_port
 from support.gateway import RunningGateway, hivegate_run
+from support.oauth_login import log_in, refresh
 from support.redis_server import start_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

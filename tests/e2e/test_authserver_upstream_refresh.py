@@ -16,9 +16,9 @@ import pytest
 from e2e.oidc_provider import DEFAULT_ACCOUNTS
 from e2e.test_authserver_store import gateway
 from e2e.test_embedded_auth_server import _unverified_claims
-from e2e.test_embedded_auth_server_flows import log_in, refresh
 from e2e.test_outgoing_auth import claims_of
 from e2e.test_run_outgoing_flags import ACCEPT, INIT, seen_headers
+from support.oauth_login import log_in, refresh
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -25,10 +25,9 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
 from support.backend import free_port
 from support.gateway import RunningGateway, fixture_command, hivegate_run
+from support.oauth_login import APP_REDIRECT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
-APP_REDIRECT = "http://127.0.0.1:9/callback"  # the MCP client's; never contacted: the browser stops there
 
 
 @dataclass

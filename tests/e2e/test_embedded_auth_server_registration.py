@@ -12,24 +12,18 @@ import httpx
 import pytest
 
 from e2e.oidc_provider import start_oidc_provider, web_client
-from e2e.test_embedded_auth_server import APP_REDIRECT
 from e2e.test_embedded_auth_server_flows import (
     ENV,
-    authorize_url,
     callback,
     echo,
-    follow,
     gateway_args,
-    login,
     no_traceback,
     oidc_upstream,
-    pkce,
-    query_of,
-    redeem,
     write_config,
 )
 from support.backend import free_port
 from support.gateway import hivegate_run
+from support.oauth_login import APP_REDIRECT, authorize_url, follow, login, pkce, query_of, redeem
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from e2e.test_embedded_auth_server import embedded_setup, run_args
-from e2e.test_embedded_auth_server_flows import login, redeem, refresh, register
 from hivegate.authn.introspection import RFC7662Introspector
 from hivegate.authserver.grants.refresh import REFRESH_GRACE
 from hivegate.errors import AuthenticationError
 from hivegate.httpclient.guard import GuardedHTTPClient
 from support.gateway import hivegate_run
+from support.oauth_login import login, redeem, refresh, register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -24,11 +24,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from e2e.oidc_provider import OIDCProvider, start_oidc_provider, web_client
-from e2e.test_embedded_auth_server_flows import log_in
 from e2e.test_outgoing_auth import UPSTREAM_API, auth_server, claims_of, with_issuer
 from support.backend import fixture_http_server, free_port
 from support.gateway import RunningGateway, hivegate_run
 from support.issuer import local_issuer
+from support.oauth_login import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
