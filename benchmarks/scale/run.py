@@ -64,7 +64,9 @@ class Result:
 
 def options(smoke: bool, duration: float | None, sessions: int | None, replicas: int | None) -> Options:
     if smoke:
-        return Options(duration or 5, sessions or 6, replicas or 2, ("replica",), 2, 0.5, 0.05, 2, 3, 1, restart=False)
+        return Options(
+            duration or 5, sessions or 6, replicas or 2, ("replica",), 2, 0.5, 0.05, 2, 3, 0.5, restart=False
+        )
     faults = ("replica", "redis", "backend")
     return Options(duration or 90, sessions or 40, replicas or 3, faults, 10, 5, 0.1, 10, 15, 10)
 

@@ -173,7 +173,9 @@ def _start_redis(procs: Processes, work: Path) -> tuple[ManagedProcess, str]:
     return proc, f"redis://{HOST}:{port}/0"
 
 
-def _start_idp(procs: Processes, redirect: str) -> str:
+def _start_idp(procs: Processes, redirect: str, port: int) -> ManagedProcess:
+    """oidc-provider on `port`, started (not yet ready: see `_idp_ready`), so that it and the replicas start
+    side by side."""
     config = {
         "clients": [web_client(UPSTREAM_CLIENT, [redirect], secret=ENV["SCALE_AS_UPSTREAM_SECRET"])],
         "accounts": DEFAULT_ACCOUNTS,
@@ -185,7 +187,10 @@ def _start_idp(procs: Processes, redirect: str) -> str:
         "accessTokenTTL": 3600,
     }
     env = {"OIDC_PROVIDER_CONFIG": json.dumps(config), "NODE_NO_WARNINGS": "1"}
-    proc = procs.start("oidc-provider", [node_binary(), str(PROVIDER_SCRIPT), "--port", "0"], env=env)
+    return procs.start("oidc-provider", [node_binary(), str(PROVIDER_SCRIPT), "--port", str(port)], env=env)
+
+
+def _idp_ready(proc: ManagedProcess) -> str:
     ready = json.loads(proc.wait_for_output(_READY, timeout=30).group(0))
     return str(ready["issuer"])
 
@@ -264,8 +269,9 @@ def start_topology(procs: Processes, replicas: int) -> Topology:
     run_port, vmcp_port = free_port(), free_port()
     run_url, vmcp_url = f"http://{HOST}:{run_port}/mcp", f"http://{HOST}:{vmcp_port}/mcp"
     issuer = run_url.removesuffix("/mcp")
-    idp = _start_idp(procs, f"{issuer}/oauth/callback")
-    as_config = _auth_server_config(work, issuer, idp, redis_url)
+    idp_port = free_port()
+    idp_proc = _start_idp(procs, f"{issuer}/oauth/callback", idp_port)
+    as_config = _auth_server_config(work, issuer, f"http://{HOST}:{idp_port}", redis_url)
 
     hivegate = [sys.executable, "-m", "hivegate"]
     run, vmcp = [], []
@@ -281,6 +287,7 @@ def start_topology(procs: Processes, replicas: int) -> Topology:
         argv = [*hivegate, "vmcp", "serve", "--config", str(config), "--port", str(port)]
         vmcp.append(_serve(procs, f"vmcp-{i}", argv, port, work / f"audit-vmcp-{i}.jsonl"))
     wait_for_port(backend_port, timeout=30, proc=backend)
+    _idp_ready(idp_proc)
     deadline = time.monotonic() + 90
     for replica in [*run, *vmcp]:
         wait_for_port(replica.port, timeout=max(1.0, deadline - time.monotonic()), proc=replica.proc)
