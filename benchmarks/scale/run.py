@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, TimeoutError) as exc:
         print(f"scale bench: could not run: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("scale bench: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
     report(opts, result, load_before)
     if args.json:
         payload = {
