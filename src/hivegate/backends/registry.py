@@ -21,9 +21,17 @@ from hivegate.backends.transport import TransportFactory
 from hivegate.core.singleflight import SingleFlight
 from hivegate.errors import BackendError, HivegateError
 
-__all__ = ["SessionEntry", "SessionLimitError", "SessionRegistry"]
+__all__ = ["SessionEntry", "SessionLimitError", "SessionRegistry", "set_session_id_prefix"]
 
 logger = logging.getLogger("hivegate.sessions")
+
+_id_prefix = ""  # a worker's (`--workers`): the ids of the sessions it opens name it (`asgi.affinity`)
+
+
+def set_session_id_prefix(prefix: str) -> None:
+    """Start the id of every session this process opens from now on with `prefix` (once, in a worker)."""
+    global _id_prefix
+    _id_prefix = prefix
 
 
 class SessionLimitError(HivegateError):
@@ -96,7 +104,7 @@ class SessionRegistry:
         Raises `SessionLimitError` when there is no room and `BackendError` when the backend cannot start.
         """
         if session_id is None:
-            return await self._start(owner, factory, name, request_timeout, secrets.token_urlsafe(24))
+            return await self._start(owner, factory, name, request_timeout, _id_prefix + secrets.token_urlsafe(24))
         existing = self.get(session_id, owner)
         if existing is not None:
             return existing
