@@ -26,12 +26,14 @@ from hivegate.cli.run_container import container_run, refuse_container_flags
 from hivegate.cli.run_target import check_command, expand_target, is_image
 from hivegate.cli.run_thv import env_files, go_bool, refuse_thv_flags
 from hivegate.cli.secret_flags import resolve_secret, secret_env
+from hivegate.cli.workers import workers_of
 from hivegate.config.durations import parse_duration, parse_size
 from hivegate.config.run import RunConfig, Transport
 from hivegate.errors import ConfigError, HivegateError
 from hivegate.httpclient.loopback import is_loopback_host
 
 if TYPE_CHECKING:
+    from hivegate.asgi.prefork import Worker
     from hivegate.asgi.types import ASGIApp
     from hivegate.vmcp.spec import TokenExchange
 
@@ -389,6 +391,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError("--request-timeout must be positive")
     otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
     outgoing = _outgoing(args, transport, mode, embedded)
+    workers = workers_of(args)
     return RunConfig(
         name=args.name or _derive_name(target, url, image=container is not None),
         transport=transport,
@@ -432,6 +435,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         token_exchange=outgoing.token_exchange,
         forward_headers=outgoing.headers,
         upstream_inject=outgoing.upstream_inject,
+        workers=workers,
     )
 
 
@@ -478,10 +482,8 @@ def serve_config(
     banner: str | None = None,
 ) -> int:
     """Serve `cfg` in the foreground; returns the process exit code."""
-    from hivegate.asgi.connections import ConnectionLimits
-    from hivegate.asgi.server import bind, run, serve
-    from hivegate.compose.run_gateway import build_gateway
-    from hivegate.observe.logs import configure_logging, serving_line
+    from hivegate.asgi.server import bind
+    from hivegate.observe.logs import configure_logging
 
     configure_logging(cfg.log_level, cfg.log_format)
     if sock is None:
@@ -503,6 +505,40 @@ def serve_config(
             return 2
         sockets.append(diagnostics)
         cfg = replace(cfg, diagnostics_port=diagnostics.getsockname()[1])
+    if cfg.workers > 1:
+        from hivegate.asgi.prefork import supervise
+        from hivegate.cli.workers import check_auth_server
+
+        try:
+            auth_server = cfg.auth_server
+            if auth_server is None and cfg.auth_server_config is not None:
+                from hivegate.authserver.settings import load_auth_server_config
+
+                auth_server = load_auth_server_config(cfg.auth_server_config)
+            check_auth_server(cfg.workers, auth_server)
+        except HivegateError as exc:
+            for s in sockets:
+                s.close()
+            print(f"hivegate run: error: {exc}", file=sys.stderr)
+            return 2
+        return supervise(cfg.workers, lambda worker: _serve(cfg, sockets, public, banner, worker))
+    return _serve(cfg, sockets, public, banner, None)
+
+
+def _serve(
+    cfg: RunConfig,
+    sockets: list[socket.socket],
+    public: dict[str, ASGIApp] | None,
+    banner: str | None,
+    worker: Worker | None,
+) -> int:
+    """Build the gateway and serve it on `sockets` (in worker `worker` of several, or alone)."""
+    from hivegate.asgi.connections import ConnectionLimits
+    from hivegate.asgi.server import run, serve
+    from hivegate.compose.run_gateway import build_gateway
+    from hivegate.observe.logs import serving_line
+
+    sock = sockets[0]
     try:
         app = build_gateway(cfg, public=public)
     except HivegateError as exc:
@@ -510,18 +546,28 @@ def serve_config(
             s.close()
         print(f"hivegate run: error: {exc}", file=sys.stderr)
         return 2
+    served: ASGIApp = app
+    if worker is not None:
+        from hivegate.cli.workers import worker_setup
+
+        served, private = worker_setup(worker, app, sock)
+        sockets = [*sockets, private]
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}{cfg.mcp_path}"
-    if cfg.auth.mode == "local" and not cfg.loopback:
+    if cfg.auth.mode == "local" and not cfg.loopback and (worker is None or worker.index == 0):
         logging.getLogger("hivegate").warning(
             "no authentication configured and listening on %s: anyone who can reach this port acts as the local user",
             cfg.host,
         )
 
     def ready() -> None:
+        if worker is not None and worker.index != 0:
+            return  # the first worker speaks for all
         what = " ".join(cfg.command) if cfg.command else cfg.container.image if cfg.container else cfg.url
         lines = list(app.summary)
+        if worker is not None:
+            lines.append(f"workers: {worker.count} processes share the port (sessions stay in their worker)")
         if cfg.diagnostics_port is not None:
             lines.append(f"diagnostics: http://{shown}:{cfg.diagnostics_port}/metrics, /health, /readyz")
         message = f"hivegate: serving {cfg.name} ({cfg.transport}: {what}) at {url}"
@@ -541,5 +587,7 @@ def serve_config(
             max_connections=cfg.max_connections,
             max_per_address=cfg.max_connections_per_address,
         )
-        run(serve(app, sockets, log_level=cfg.log_level, on_ready=ready, connections=limits, listening=app.listening))
+        gateway = serve(served, sockets, log_level=cfg.log_level, on_ready=ready, connections=limits,
+                        listening=app.listening)  # fmt: skip
+        run(gateway)
     return 0

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from hivegate.cli.run_thv import add_thv_flags
+from hivegate.cli.workers import add_workers_flag
 
 __all__ = ["add_run_parser"]
 
@@ -164,6 +165,7 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
         "(each session on the least loaded); share only servers that keep no per-client state",
     )
     g.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_workers_flag(g)
     c = p.add_argument_group(
         "container images (a stdio server gets a container per client session, with no network unless allowed)"
     )

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hivegate.cli.workers import add_workers_flag
 from hivegate.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
     srv.add_argument("--host", help="address to listen on (default: the config's, else 127.0.0.1)")
     srv.add_argument("--port", type=int, help="port to listen on (default: the config's, else 4483; 0: a free one)")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_workers_flag(srv)
     srv.add_argument("--log-format", default="text", choices=("text", "json"))
     where = srv.add_mutually_exclusive_group()
     where.add_argument(

@@ -12,11 +12,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from hivegate.errors import HivegateError
+
+if TYPE_CHECKING:
+    from hivegate.asgi.prefork import Worker
+    from hivegate.asgi.types import ASGIApp
+    from hivegate.vmcp.spec import VMCPConfig
 
 __all__ = ["serve_command"]
 
@@ -27,10 +34,10 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """`hivegate vmcp serve`; `argv` is what followed `serve` on the command line (a background start replays it)."""
     if args.background:
         return _start_in_background(args, argv)
-    from hivegate.asgi.server import bind, run, serve
+    from hivegate.asgi.server import bind
     from hivegate.cli.vmcp import load_config
-    from hivegate.observe.logs import configure_logging, serving_line
-    from hivegate.vmcp.gateway import build_virtual_server
+    from hivegate.cli.workers import check_auth_server, workers_of
+    from hivegate.observe.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format)
     if args.workload_server_log:
@@ -38,12 +45,12 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
         route_server_stderr(args.workload_server_log)
     try:
+        workers = workers_of(args)
         cfg = load_config(args)
         if args.port is not None and not 0 <= args.port <= 65535:
             raise HivegateError(f"--port must be 0..65535 (got {args.port})")
         cfg = replace(cfg, host=args.host or cfg.host, port=cfg.port if args.port is None else args.port)
-        host, port = cfg.host, cfg.port
-        server = build_virtual_server(cfg, reload=lambda: replace(load_config(args), host=host, port=port))
+        check_auth_server(workers, cfg.auth_server)
     except HivegateError as exc:
         print(f"hivegate vmcp serve: {exc}", file=sys.stderr)
         return 1
@@ -52,12 +59,41 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     except OSError as exc:
         print(f"hivegate vmcp serve: --port: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
         return 1
+    if workers > 1:
+        from hivegate.asgi.prefork import supervise
+
+        return supervise(workers, lambda worker: _serve(args, cfg, sock, worker))
+    return _serve(args, cfg, sock, None)
+
+
+def _serve(args: argparse.Namespace, cfg: VMCPConfig, sock: socket.socket, worker: Worker | None) -> int:
+    """Build the virtual MCP server and serve it on `sock` (in worker `worker` of several, or alone)."""
+    from hivegate.asgi.server import run, serve
+    from hivegate.cli.vmcp import load_config
+    from hivegate.observe.logs import serving_line
+    from hivegate.vmcp.gateway import build_virtual_server
+
+    host, port = cfg.host, cfg.port
+    try:
+        server = build_virtual_server(cfg, reload=lambda: replace(load_config(args), host=host, port=port))
+    except HivegateError as exc:
+        print(f"hivegate vmcp serve: {exc}", file=sys.stderr)
+        return 1 if worker is None else 2  # a worker's 2: the supervisor stops, as every worker would fail
+    sockets = [sock]
+    served: ASGIApp = server.gateway
+    if worker is not None:
+        from hivegate.cli.workers import worker_setup
+
+        served, private = worker_setup(worker, server.gateway, sock)
+        sockets.append(private)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}{cfg.path}"
     failed: list[str] = []
 
     def ready() -> None:
+        if worker is not None and worker.index != 0:
+            return  # the first worker speaks for all
         names = ", ".join(f"{s.name} ({s.state})" for s in server.pool.statuses.values())
         message = f"hivegate: serving virtual MCP server {cfg.name} at {url}"
         catalog = server.pool.catalog
@@ -68,6 +104,8 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             *server.summary,
             f"status: http://{shown}:{port}/status",
         ]
+        if worker is not None:
+            lines.append(f"workers: {worker.count} processes share the port (sessions stay in their worker)")
         if args.log_format == "json":
             print(serving_line("json", message, name=cfg.name, url=url, summary=lines), flush=True)
             return
@@ -88,7 +126,7 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             return
         for problem in problems:
             logger.warning("backend unavailable at start-up (bestEffort: serving the others): %s", problem)
-        await serve(server.gateway, [sock], log_level=args.log_level, on_ready=ready)
+        await serve(served, sockets, log_level=args.log_level, on_ready=ready)
 
     with contextlib.suppress(KeyboardInterrupt):
         run(main())

@@ -74,6 +74,7 @@ class RunConfig:
     background: bool = False  # runs as a background workload: the server's output is at `hivegate logs NAME`
     # `run -f`'s sessionStorage with redis: client sessions recorded there, resumed by another replica
     session_storage: SessionStorage | None = field(default=None, repr=False)  # may hold a password
+    workers: int = 1  # --workers: processes serving the port (1: this process alone)
 
     @property
     def mcp_path(self) -> str:
