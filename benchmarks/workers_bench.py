@@ -1,0 +1,150 @@
+"""`--workers` (issue 19): the gateway with 1 and with 2 worker processes, and the backend direct, in one run.
+
+    python benchmarks/workers_bench.py [--quick] [--rounds N] [--duration SECONDS] [--wrk-threads N] [--json PATH]
+
+The trivial HTTP backend (`fast_backend.py`) behind `hivegate run URL` (JWT validation on, as in `run.py` (a)),
+once with `--workers 1` and once with `--workers 2`, both started before anything is measured. Each round measures,
+for direct, 1 worker and 2 workers in turn: `wrk -c32` throughput (with the gateway's CPU time per request, summed
+over its process tree), then `wrk -c1` p50 latency. Rounds interleave the three so that a change of load on the
+machine hits them alike; the medians over the rounds are compared. Targets (issue 19): 2 workers >= 1.4x the
+throughput of 1 worker at 32 connections, and the same p50 at one connection (within 10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import loadgen
+from common import machine_line, print_grid
+from harness import BENCH_DIR, HOST, Identity, Processes, cpu_seconds, descendants, free_port
+from run import find_hivegate, handle_signals
+
+CONNECTIONS = 32
+TARGET_RATIO = 1.4
+TARGET_P50_SLACK = 0.10  # 2 workers' p50 at one connection within 10 % of 1 worker's
+KINDS = ("direct", "1 worker", "2 workers")
+
+
+@dataclass
+class Sample:
+    kind: str
+    round: int
+    per_second: float
+    errors: int
+    gateway_cpu_us: float | None  # CPU of the gateway's process tree per request (None: direct)
+    p50_ms: float
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 s runs, 2 rounds")
+    parser.add_argument("--rounds", type=int, help="rounds of (direct, 1 worker, 2 workers) (default 3; quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8; quick 3)")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads at 32 connections (default 1)")
+    parser.add_argument("--hivegate", help="command that runs the hivegate CLI (default: the venv's)")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    handle_signals()
+    if shutil.which("wrk") is None:
+        print("wrk not found: install it with `apt-get install -y wrk`", file=sys.stderr)
+        return 1
+    hivegate = find_hivegate(args.hivegate)
+    if hivegate is None:
+        print("no `hivegate` executable (is the package installed in the venv?)", file=sys.stderr)
+        return 1
+    rounds = args.rounds or (2 if args.quick else 3)
+    duration = args.duration or (3.0 if args.quick else 8.0)
+    load_before = os.getloadavg()[0]
+    with Processes() as procs:
+        samples = asyncio.run(measure(procs, hivegate, rounds, duration, args.wrk_threads))
+    load_after = os.getloadavg()[0]
+    report(samples, load_before, load_after, duration, args.wrk_threads)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"samples": [asdict(s) for s in samples], "load": [load_before, load_after]}))
+    return 0
+
+
+async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: float, threads: int) -> list[Sample]:
+    identity = Identity.start(procs)
+    token = identity.mint()
+    _, port = procs.start_listening("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"])
+    urls = {"direct": f"http://{HOST}:{port}/mcp"}
+    gateways: dict[str, int] = {}
+    for kind, workers in (("1 worker", 1), ("2 workers", 2)):
+        gw_port = free_port()
+        argv = [*hivegate, "run", "--foreground", "--name", f"bench-w{workers}", "--host", HOST, "--port",
+                str(gw_port), "--workers", str(workers), *identity.gateway_args(), urls["direct"]]  # fmt: skip
+        proc = procs.start(f"gateway-w{workers}", argv)
+        urls[kind] = proc.wait_for_url(gw_port, timeout=60)
+        gateways[kind] = proc.pid
+    sessions = {kind: (await loadgen.open_sessions(url, token, 1))[0] for kind, url in urls.items()}
+    body = loadgen.tools_call(1)
+    for kind, url in urls.items():  # warm-up, and every target answers
+        loadgen.run_wrk(url, body, token=token, session_id=sessions[kind], connections=CONNECTIONS, threads=threads,
+                        duration=2)  # fmt: skip
+    samples = []
+    for number in range(1, rounds + 1):
+        for kind, url in urls.items():
+            tree = [gateways[kind], *descendants(gateways[kind])] if kind in gateways else []
+            before = cpu_seconds(tree)
+            load = loadgen.run_wrk(url, body, token=token, session_id=sessions[kind], connections=CONNECTIONS,
+                                   threads=threads, duration=duration)  # fmt: skip
+            cpu = (cpu_seconds(tree) - before) / max(load.requests, 1) * 1e6 if tree else None
+            one = loadgen.run_wrk(url, body, token=token, session_id=sessions[kind], connections=1, threads=1,
+                                  duration=duration)  # fmt: skip
+            samples.append(Sample(kind, number, load.per_second, load.errors + one.errors, cpu, one.p50_ms))
+            print(f"round {number}: {kind}: {load.per_second:.0f} req/s at {CONNECTIONS} conns, "
+                  f"p50 {one.p50_ms:.3f} ms at 1 conn", file=sys.stderr, flush=True)  # fmt: skip
+    return samples
+
+
+def report(samples: list[Sample], load_before: float, load_after: float, duration: float, threads: int) -> None:
+    def median(kind: str, field: str) -> float:
+        values = [getattr(s, field) for s in samples if s.kind == kind and getattr(s, field) is not None]
+        return statistics.median(values) if values else float("nan")
+
+    rate = {kind: median(kind, "per_second") for kind in KINDS}
+    p50 = {kind: median(kind, "p50_ms") for kind in KINDS}
+    cpu = {kind: median(kind, "gateway_cpu_us") for kind in KINDS}
+    print()
+    print("hivegate --workers: trivial HTTP backend, direct vs 1 worker vs 2 workers (JWT validation on)")
+    print(machine_line(load_before, load_after))
+    rounds = max(s.round for s in samples)
+    print(f"wrk -t{threads} -c{CONNECTIONS} and -t1 -c1, {duration:g} s each, {rounds} interleaved rounds; medians")
+    rows = [["", "req/s @32", "p50 @1 (ms)", "gateway CPU/req", "errors"]]
+    for kind in KINDS:
+        errors = sum(s.errors for s in samples if s.kind == kind)
+        shown_cpu = "-" if kind == "direct" else f"{cpu[kind]:.0f} us"
+        rows.append([kind, f"{rate[kind]:.0f}", f"{p50[kind]:.3f}", shown_cpu, str(errors)])
+    print_grid(rows)
+    ratio = rate["2 workers"] / rate["1 worker"]
+    slack = p50["2 workers"] / p50["1 worker"] - 1
+    print(f"  2 workers / 1 worker throughput: {ratio:.2f}x (target >= {TARGET_RATIO}x: "
+          f"{'ok' if ratio >= TARGET_RATIO else 'MISS'})")  # fmt: skip
+    print(f"  1 worker / direct: {rate['1 worker'] / rate['direct']:.2f}x; "
+          f"2 workers / direct: {rate['2 workers'] / rate['direct']:.2f}x")  # fmt: skip
+    print(f"  p50 at 1 conn, 2 workers vs 1 worker: {slack:+.1%} (target within {TARGET_P50_SLACK:.0%}: "
+          f"{'ok' if abs(slack) <= TARGET_P50_SLACK else 'MISS'})")  # fmt: skip
+    per_round = ", ".join(
+        f"{a.per_second / b.per_second:.2f}x"
+        for a, b in zip(
+            [s for s in samples if s.kind == "2 workers"], [s for s in samples if s.kind == "1 worker"], strict=True
+        )
+    )
+    print(f"  2 workers / 1 worker per round: {per_round}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
