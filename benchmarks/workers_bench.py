@@ -40,6 +40,7 @@ class Sample:
     per_second: float
     errors: int
     gateway_cpu_us: float | None  # CPU of the gateway's process tree per request (None: direct)
+    backend_cpu_us: float
     p50_ms: float
 
 
@@ -79,7 +80,8 @@ def main() -> int:
 async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: float, threads: int) -> list[Sample]:
     identity = Identity.start(procs)
     token = identity.mint()
-    _, port = procs.start_listening("fast-backend", [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"])
+    server = [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"]
+    backend, port = procs.start_listening("fast-backend", server)
     urls = {"direct": f"http://{HOST}:{port}/mcp"}
     gateways: dict[str, int] = {}
     for kind, workers in (("1 worker", 1), ("2 workers", 2)):
@@ -98,13 +100,15 @@ async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: 
     for number in range(1, rounds + 1):
         for kind, url in urls.items():
             tree = [gateways[kind], *descendants(gateways[kind])] if kind in gateways else []
-            before = cpu_seconds(tree)
+            before, backend_before = cpu_seconds(tree), cpu_seconds([backend.pid])
             load = loadgen.run_wrk(url, body, token=token, session_id=sessions[kind], connections=CONNECTIONS,
                                    threads=threads, duration=duration)  # fmt: skip
             cpu = (cpu_seconds(tree) - before) / max(load.requests, 1) * 1e6 if tree else None
+            backend_cpu = (cpu_seconds([backend.pid]) - backend_before) / max(load.requests, 1) * 1e6
             one = loadgen.run_wrk(url, body, token=token, session_id=sessions[kind], connections=1, threads=1,
                                   duration=duration)  # fmt: skip
-            samples.append(Sample(kind, number, load.per_second, load.errors + one.errors, cpu, one.p50_ms))
+            errors = load.errors + one.errors
+            samples.append(Sample(kind, number, load.per_second, errors, cpu, backend_cpu, one.p50_ms))
             print(f"round {number}: {kind}: {load.per_second:.0f} req/s at {CONNECTIONS} conns, "
                   f"p50 {one.p50_ms:.3f} ms at 1 conn", file=sys.stderr, flush=True)  # fmt: skip
     return samples
@@ -118,16 +122,18 @@ def report(samples: list[Sample], load_before: float, load_after: float, duratio
     rate = {kind: median(kind, "per_second") for kind in KINDS}
     p50 = {kind: median(kind, "p50_ms") for kind in KINDS}
     cpu = {kind: median(kind, "gateway_cpu_us") for kind in KINDS}
+    backend_cpu = {kind: median(kind, "backend_cpu_us") for kind in KINDS}
     print()
     print("hivegate --workers: trivial HTTP backend, direct vs 1 worker vs 2 workers (JWT validation on)")
     print(machine_line(load_before, load_after))
     rounds = max(s.round for s in samples)
     print(f"wrk -t{threads} -c{CONNECTIONS} and -t1 -c1, {duration:g} s each, {rounds} interleaved rounds; medians")
-    rows = [["", "req/s @32", "p50 @1 (ms)", "gateway CPU/req", "errors"]]
+    rows = [["", "req/s @32", "p50 @1 (ms)", "gateway CPU/req", "backend CPU/req", "errors"]]
     for kind in KINDS:
         errors = sum(s.errors for s in samples if s.kind == kind)
         shown_cpu = "-" if kind == "direct" else f"{cpu[kind]:.0f} us"
-        rows.append([kind, f"{rate[kind]:.0f}", f"{p50[kind]:.3f}", shown_cpu, str(errors)])
+        row = [kind, f"{rate[kind]:.0f}", f"{p50[kind]:.3f}", shown_cpu, f"{backend_cpu[kind]:.0f} us", str(errors)]
+        rows.append(row)
     print_grid(rows)
     ratio = rate["2 workers"] / rate["1 worker"]
     slack = p50["2 workers"] / p50["1 worker"] - 1
@@ -144,6 +150,13 @@ def report(samples: list[Sample], load_before: float, load_after: float, duratio
         )
     )
     print(f"  2 workers / 1 worker per round: {per_round}")
+    # What the cores allow, whatever else runs: all of them busy with the gateway and the backend alone (wrk and
+    # other work left out) give this many requests a second; 1 worker is also held to one core.
+    cores = len(os.sched_getaffinity(0))
+    bound_2 = cores / ((cpu["2 workers"] + backend_cpu["2 workers"]) / 1e6)
+    bound_1 = min(1 / (cpu["1 worker"] / 1e6), cores / ((cpu["1 worker"] + backend_cpu["1 worker"]) / 1e6))
+    print(f"  CPU bound on {cores} cores (gateway + backend CPU per request): 1 worker {bound_1:.0f} req/s, "
+          f"2 workers {bound_2:.0f} req/s ({bound_2 / bound_1:.2f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":
