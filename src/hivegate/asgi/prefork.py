@@ -18,12 +18,13 @@ import collections
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -49,11 +50,13 @@ def parse_workers(value: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """This process's place among the workers: `index` of `count`, peers' sockets in `peers`."""
+    """This process's place among the workers: `index` of `count`, peers' sockets in `peers`, and a random
+    `secret` the workers share (made by the parent)."""
 
     index: int
     count: int
     peers: Path
+    secret: bytes = field(default=b"", repr=False)
 
     def socket_path(self, index: int) -> str:
         return str(self.peers / f"w{index}.sock")
@@ -66,6 +69,7 @@ def supervise(count: int, serve: Callable[[Worker], int]) -> int:
     peers = Path(tempfile.mkdtemp(prefix="hivegate-workers-"))  # mode 0700: only this user reaches the sockets
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
+    secret = secrets.token_bytes(32)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -80,7 +84,7 @@ def supervise(count: int, serve: Callable[[Worker], int]) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             code = 1
             try:
-                code = serve(Worker(index, count, peers))
+                code = serve(Worker(index, count, peers, secret))
             except KeyboardInterrupt:
                 code = 0
             except BaseException:

@@ -539,6 +539,10 @@ def _serve(
     from hivegate.observe.logs import serving_line
 
     sock = sockets[0]
+    if worker is not None:
+        from hivegate.cli.workers import become_worker
+
+        become_worker(worker)
     try:
         app = build_gateway(cfg, public=public)
     except HivegateError as exc:
@@ -548,9 +552,9 @@ def _serve(
         return 2
     served: ASGIApp = app
     if worker is not None:
-        from hivegate.cli.workers import worker_setup
+        from hivegate.cli.workers import route_sessions
 
-        served, private = worker_setup(worker, app, sock)
+        served, private = route_sessions(worker, app, sock)
         sockets = [*sockets, private]
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -74,6 +74,10 @@ def _serve(args: argparse.Namespace, cfg: VMCPConfig, sock: socket.socket, worke
     from hivegate.vmcp.gateway import build_virtual_server
 
     host, port = cfg.host, cfg.port
+    if worker is not None:
+        from hivegate.cli.workers import become_worker
+
+        become_worker(worker)
     try:
         server = build_virtual_server(cfg, reload=lambda: replace(load_config(args), host=host, port=port))
     except HivegateError as exc:
@@ -82,9 +86,9 @@ def _serve(args: argparse.Namespace, cfg: VMCPConfig, sock: socket.socket, worke
     sockets = [sock]
     served: ASGIApp = server.gateway
     if worker is not None:
-        from hivegate.cli.workers import worker_setup
+        from hivegate.cli.workers import route_sessions
 
-        served, private = worker_setup(worker, server.gateway, sock)
+        served, private = route_sessions(worker, server.gateway, sock)
         sockets.append(private)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

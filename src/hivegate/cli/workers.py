@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from hivegate.asgi.types import ASGIApp
     from hivegate.authserver.settings import AuthServerConfig
 
-__all__ = ["add_workers_flag", "check_auth_server", "worker_setup"]
+__all__ = ["add_workers_flag", "become_worker", "check_auth_server", "route_sessions", "workers_of"]
 
 
 def add_workers_flag(group: Any) -> None:
@@ -51,13 +51,22 @@ def check_auth_server(workers: int, auth_server: AuthServerConfig | None) -> Non
         )
 
 
-def worker_setup(worker: Worker, app: ASGIApp, public: socket.socket) -> tuple[ASGIApp, socket.socket]:
-    """In worker `worker`: name it in its sessions' ids, and return `app` behind the session router with the
-    worker's private socket (bound here) to serve alongside the public ones."""
-    from hivegate.asgi.affinity import AffinityRouter, session_prefix
+def become_worker(worker: Worker) -> None:
+    """In worker `worker`, before its gateway is built: the ids of its sessions name it, and the event ids it seals
+    open at every worker (`Last-Event-ID` may come to another one)."""
+    from hivegate.asgi.affinity import session_prefix
     from hivegate.backends.registry import set_session_id_prefix
+    from hivegate.pipeline.events import share_key
 
     set_session_id_prefix(session_prefix(worker.index))
+    share_key(worker.secret)
+
+
+def route_sessions(worker: Worker, app: ASGIApp, public: socket.socket) -> tuple[ASGIApp, socket.socket]:
+    """`app` behind the router that hands other workers' sessions to them, and the worker's private socket (bound
+    here) to serve alongside the public ones."""
+    from hivegate.asgi.affinity import AffinityRouter
+
     path = worker.socket_path(worker.index)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by this worker's predecessor

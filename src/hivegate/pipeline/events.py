@@ -6,8 +6,9 @@ counters) could replay that caller's stream. The reverse proxy therefore hands o
 a MAC over the session id and the backend's id, under a key of the gateway's own. A `Last-Event-ID` is accepted only
 when its MAC matches the session of the request that sends it; the backend then receives its own id back.
 
-The key is random per process unless one is given, so ids sealed before a restart are refused after it (the client
-opens a fresh stream); replicas behind one load balancer need the same key.
+The key is random per process unless one is given (or `share_key` set one for the process: the workers of one
+gateway seal alike), so ids sealed before a restart are refused after it (the client opens a fresh stream); replicas
+behind one load balancer need the same key.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ import hmac
 import secrets
 from typing import Final
 
-__all__ = ["EventIds"]
+__all__ = ["EventIds", "share_key"]
 
 _TAG_BYTES: Final = 16
+_shared: bytes | None = None
+
+
+def share_key(key: bytes) -> None:
+    """Seal with `key` in every `EventIds` made from now on without a key of its own (a worker of several)."""
+    global _shared
+    _shared = key
 
 
 class EventIds:
     """Seals and opens event ids for one gateway."""
 
     def __init__(self, key: bytes | None = None) -> None:
-        self._key = key or secrets.token_bytes(32)
+        self._key = key or _shared or secrets.token_bytes(32)
 
     def seal(self, session_id: str | None, event_id: str) -> str:
         """The id the client sees for the backend's `event_id` on `session_id`."""

@@ -115,3 +115,14 @@ def _lifespan_receive() -> Receive:
 
 async def _ignore(message: object) -> None:
     return None
+
+
+def test_an_event_id_sealed_by_one_worker_opens_at_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hivegate.pipeline import events
+
+    monkeypatch.setattr(events, "_shared", None)
+    assert events.EventIds().open("s", events.EventIds().seal("s", "7")) is None  # each process its own key
+    events.share_key(b"k" * 32)  # what every worker does with the parent's secret
+    sealed = events.EventIds().seal("s", "7")
+    assert events.EventIds().open("s", sealed) == "7"
+    assert events.EventIds().open("other", sealed) is None
