@@ -9,6 +9,9 @@ outcome. The caller's address travels in an internal header that only the privat
 from requests on the public one). When the owner is gone (it exited and was not back yet) the request is served
 here: a session store shared by the workers (Redis) resumes the session; without one the answer is 404 and the
 client initializes a new session, as after a restart.
+
+`GET /metrics` is answered for every worker: the worker that gets the scrape adds the other workers' pages, each
+sample labelled `worker` (`observe.worker_metrics`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = ["AffinityRouter", "owner_of", "session_prefix"]
 logger = logging.getLogger("hivegate.workers")
 
 _CLIENT_HEADER = b"x-hivegate-worker-client"  # host:port of the caller, from the worker that forwarded
+_SCRAPE_HEADER = b"x-hivegate-worker-scrape"  # the port a `/metrics` scrape came to: the peer answers as that port
+_INTERNAL = (_CLIENT_HEADER, _SCRAPE_HEADER)
 _HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"proxy-connection"})
 _MAX_BODY = 64 * 1024 * 1024  # a forwarded body is read whole first; the owner applies --max-body-size itself
 
@@ -72,10 +77,13 @@ class AffinityRouter:
         for key, value in scope["headers"]:
             if key == b"mcp-session-id":
                 session_id = value.decode("latin-1")
-            elif key == _CLIENT_HEADER:
+            elif key in _INTERNAL:
                 forged = True
         if forged:
-            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != _CLIENT_HEADER]}
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in _INTERNAL]}
+        if scope["path"] == "/metrics" and scope["method"] == "GET" and session_id is None:
+            await self._scrape(scope, receive, send)
+            return
         if session_id is None and scope["path"].endswith("/messages"):
             found = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id")
             session_id = found[0] if found else None
@@ -87,14 +95,53 @@ class AffinityRouter:
 
     def _arrived(self, scope: Scope) -> Scope:
         client: tuple[str, int] | None = None
+        server = self._public
         headers = []
         for key, value in scope["headers"]:
             if key == _CLIENT_HEADER:
                 host, _, port = value.decode("latin-1").rpartition(":")
                 client = (host, int(port) if port.isdecimal() else 0)
+            elif key == _SCRAPE_HEADER and value.isdigit():
+                server = (self._public[0], int(value))
             else:
                 headers.append((key, value))
-        return {**scope, "headers": headers, "client": client, "server": self._public}
+        return {**scope, "headers": headers, "client": client, "server": server}
+
+    async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`GET /metrics`: this worker's page and every other worker's, merged (`observe.worker_metrics`); the
+        local answer as it is when it is not a page of metrics (e.g. 404 on a port without them)."""
+        start: Message = {}
+        body = bytearray()
+
+        async def captured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                body.extend(message.get("body", b""))
+
+        await self._app(scope, receive, captured)
+        if start.get("status") != 200:
+            await send(start)
+            await send({"type": "http.response.body", "body": bytes(body)})
+            return
+        port = str((scope.get("server") or ("", 0))[1]).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP] + [(_SCRAPE_HEADER, port)]
+        pages = [(self._worker.index, bytes(body))]
+        for index in range(self._worker.count):
+            if index == self._worker.index:
+                continue
+            try:
+                resp = await self._client(index).get("http://worker/metrics", headers=headers, timeout=5.0)
+            except httpx.TransportError as exc:
+                logger.info("worker %d: no metrics (%s)", index, exc)
+                continue
+            if resp.status_code == 200:
+                pages.append((index, resp.content))
+        from hivegate.observe.metrics import CONTENT_TYPE
+        from hivegate.observe.worker_metrics import merge_worker_pages
+
+        merged = merge_worker_pages(sorted(pages))
+        await send_bytes(send, 200, merged, [(b"content-type", CONTENT_TYPE.encode()), (b"cache-control", b"no-store")])
 
     async def _forward(self, owner: int, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand the request to worker `owner` and relay its answer; serve it here when `owner` cannot be reached."""

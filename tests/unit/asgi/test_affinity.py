@@ -126,3 +126,41 @@ def test_an_event_id_sealed_by_one_worker_opens_at_another(monkeypatch: pytest.M
     sealed = events.EventIds().seal("s", "7")
     assert events.EventIds().open("s", sealed) == "7"
     assert events.EventIds().open("other", sealed) is None
+
+
+def metrics_page(worker: str) -> object:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["server"][1] != 9090:  # only the diagnostics port serves metrics
+            await send_json(send, 404, {"error": "not_found"})
+            return
+        page = f'# HELP up Up\n# TYPE up gauge\nup{{seen_by="{worker}"}} 1.0\n'.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": page})
+
+    return app
+
+
+async def test_a_scrape_answers_for_every_worker() -> None:
+    with tempfile.TemporaryDirectory() as peers:
+        worker0, worker1 = Worker(0, 2, Path(peers)), Worker(1, 2, Path(peers))
+        router = AffinityRouter(metrics_page("w0"), worker0, ("127.0.0.1", 8000))  # type: ignore[arg-type]
+        peer_app = AffinityRouter(metrics_page("w1"), worker1, ("127.0.0.1", 8000))  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(peer_app, uds=worker1.socket_path(1), lifespan="off", log_config=None))
+        task = asyncio.create_task(server.serve())
+        try:
+            async with asyncio.timeout(5):
+                while not server.started:
+                    await asyncio.sleep(0.01)
+            diagnostics = httpx.ASGITransport(app=router)
+            async with httpx.AsyncClient(transport=diagnostics, base_url="http://gw:9090") as http:
+                page = (await http.get("/metrics")).text
+            assert 'up{seen_by="w0",worker="0"} 1.0' in page
+            assert 'up{seen_by="w1",worker="1"} 1.0' in page  # the peer answered as the diagnostics port
+            elsewhere = httpx.ASGITransport(app=router)
+            async with httpx.AsyncClient(transport=elsewhere, base_url="http://gw:8000") as http:
+                assert (await http.get("/metrics", headers={"x-hivegate-worker-scrape": "9090"})).status_code == 404
+        finally:
+            server.should_exit = True
+            await task
