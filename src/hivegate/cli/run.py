@@ -392,6 +392,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     otel_endpoint, otel_sampling_rate, otel_headers = _otel(args)
     outgoing = _outgoing(args, transport, mode, embedded)
     workers = workers_of(args)
+    if workers > 1 and container is not None:  # its containers are labelled with, and removed by, one process
+        raise ConfigError("--workers: a container image is served by one process; give --workers 1")
     return RunConfig(
         name=args.name or _derive_name(target, url, image=container is not None),
         transport=transport,

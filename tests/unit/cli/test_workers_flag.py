@@ -54,3 +54,11 @@ def test_the_embedded_authorization_server_needs_shared_storage_and_keys_with_wo
         check_auth_server(2, keyless)
     keyed = AuthServerConfig(issuer="https://as.example", upstreams=(), signing_keys=(b"pem",), hmac_keys=(b"k",))
     check_auth_server(2, keyed)
+
+
+@pytest.mark.usefixtures("fake_path_docker")
+def test_a_container_image_is_served_by_one_process() -> None:
+    args = build_parser().parse_args(["run", "--workers", "2", "docker.io/mcp/everything"])
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(args)
+    assert str(caught.value) == "--workers: a container image is served by one process; give --workers 1"
