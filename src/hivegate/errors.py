@@ -35,6 +35,8 @@ leading underscore) never leave their module.
   - `authz.entities.EntityError` (also a `ValueError`): tool arguments that cannot become Cedar attributes.
   - `authz.replay.BadLine` (also a `ValueError`): an audit line `authz replay` cannot read (counted, never raised).
   - `backends.registry.SessionLimitError`: no room for another backend session (HTTP 503).
+  - `backends.shared_sessions.SessionStoreUnavailable`: the shared session store cannot say whether a session
+    exists (it may: HTTP 503 with `Retry-After`, never 404).
   - `asgi.http.BodyTooLarge` (HTTP 413) and `asgi.http.ClientGone` (the client disconnected): reading a body.
   - `asgi.sinks.RequestEnded`: the client cancelled a request; no answer will come.
   - `workloads.record.WorkloadError`: a workload record problem, with `NameTaken` and `CorruptRecord`;

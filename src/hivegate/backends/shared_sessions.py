@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hivegate.errors import HivegateError
 from hivegate.storage.base import KeyValueStore, StorageError
 
 __all__ = ["SessionStoreUnavailable", "SharedSession", "SharedSessions"]
@@ -45,7 +46,7 @@ RECOVERY_GRACE = 3 * PROBE_INTERVAL  # long enough for every replica to notice t
 _FAILED = object()
 
 
-class SessionStoreUnavailable(Exception):
+class SessionStoreUnavailable(HivegateError):
     """The store could not be asked whether a session exists (it may well: retry later)."""
 
 
