@@ -49,6 +49,7 @@ KINDS: Mapping[str, tuple[str, str, bool]] = {
     "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
     "Lease": ("coordination.k8s.io/v1", "leases", True),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies", True),
 }
 
 

@@ -7,7 +7,10 @@ vmcp serve -f`) reads in the pod, in this order:
   (`spec.url: http://127.0.0.1:<port>/<mcp|sse>`); a stdio `image:` is the pod of its StatefulSet, reached through
   `pods/attach` (the annotation `hivegate.dev/attach: <namespace>/<pod>/<container>`);
 - for a `VirtualMCPServer`: its `MCPGroup` and each member, as an `MCPServer` at the member's Service URL (what
-  the member's own gateway serves), keeping its `externalAuthConfigRef` for `outgoingAuth.source: discovered`;
+  the member's own gateway serves), keeping its `externalAuthConfigRef` for `outgoingAuth.source: discovered`; a
+  member whose upstream credential the vMCP applies is at its server instead (the Service's `mcp` port, or its
+  `spec.url`), with its own `oidcConfig`/`oidcConfigRef`/`authzConfig` for the vMCP to enforce (`upstream`), and
+  such a member's own gateway runs without that `externalAuthConfigRef`;
 - the `MCPOIDCConfig`s, `MCPExternalAuthConfig`s and `ConfigMap`s referenced (their `spec` / `data` only).
 
 Secrets stay out: the pod reads them from the volumes the Deployment mounts (`$HIVEGATE_SECRETS_DIR/<name>/<key>`).

@@ -1,5 +1,6 @@
 """The Kubernetes objects of one workload: ServiceAccount, Role, RoleBinding, ConfigMap, Deployment, Service and,
-for a stdio image, the StatefulSet its server runs in.
+for a stdio image, the StatefulSet its server runs in (and, added by `render`, for a group member whose upstream
+credential a vMCP applies, the Service's `mcp` port and its NetworkPolicy: `upstream`).
 
 The gateway container runs the hivegate image as `hivegate run --foreground -f /etc/hivegate/manifests --host
 0.0.0.0 --port P --log-format json --diagnostics-port 9090` (`hivegate vmcp serve -f …` for a `VirtualMCPServer`):

@@ -2,7 +2,8 @@
 
 - `workload(kind, ns, name)`: `MCPServer`, `MCPRemoteProxy`, `VirtualMCPServer` → render, apply the objects, status.
   A spec that cannot run sets `phase: Failed`, conditions `Valid`/`Ready` False with the message naming the field,
-  and a Warning Event; nothing is raised (no retry loop on a spec only its author can fix).
+  and a Warning Event; nothing is raised (no retry loop on a spec only its author can fix). A group member whose
+  upstream credential a vMCP applies has `ExternalAuthConfigValidated` saying so (`upstream`), with an Event.
 - `readiness(deployment)`: a gateway Deployment changed → its owner's `readyReplicas`, `phase` and `Ready`.
 - `config(kind, ns, name)`: `MCPExternalAuthConfig`, `MCPOIDCConfig` → `Valid`, `configHash`; then every workload
   that references it is rendered again (its checksum changes: the pods roll).
@@ -33,6 +34,7 @@ from hivegate.operator.objects import Settings
 from hivegate.operator.refs import config_refs
 from hivegate.operator.render import check_secrets, group_of, render
 from hivegate.operator.status import Clock, changed, condition, utc_now
+from hivegate.operator.upstream import policy_name
 
 __all__ = ["CONFIG_FINALIZERS", "TOOLHIVE_FINALIZERS", "WORKLOAD_KINDS", "Reconciler"]
 
@@ -53,6 +55,7 @@ TOOLHIVE_FINALIZERS = (
 
 
 _WARNINGS = ("StdioReplicaCapped", "SessionStorageWarning", "FieldsNotApplied")  # each said in an Event as it appears
+_DEFERRED = "ExternalAuthConfigValidated"  # a group member's upstream credential, applied by a vMCP (`upstream`)
 
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -146,6 +149,8 @@ class Reconciler:
                 await self.event(body, "Warning", "InvalidSpec", message)
             return
         shape = rendered.shape
+        if shape.kind != "VirtualMCPServer" and not any(o["kind"] == "NetworkPolicy" for o in rendered.objects):
+            await self._drop_policy(body, policy_name(shape))  # no `mcp` port any more
         deployment = await self.api.get("Deployment", shape.namespace, shape.name) or {}
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         conds = [condition(conditions, "Valid", True, "ValidSpec", "the spec renders and loads", generation,
@@ -164,6 +169,11 @@ class Reconciler:
                                    generation, self.clock))  # fmt: skip
         conds += field_conditions(body, shape, rendered.notes, rendered.template_notes, conditions, generation,
                                   self.clock)  # fmt: skip
+        deferred = rendered.deferred
+        if deferred is not None:  # said once in an Event as it appears or changes
+            reason = "AppliedByVirtualMCPServer" if deferred.url is not None else "NotDeliverable"
+            conds.append(condition(conditions, _DEFERRED, True, reason, deferred.message(shape), generation,
+                                   self.clock))  # fmt: skip
         replicas = (deployment.get("spec") or {}).get("replicas")
         replicas = (
             shape.replicas
@@ -183,10 +193,22 @@ class Reconciler:
         await self._set_status(body, desired)
         for cond in conds:
             was: Mapping[str, Any] = next((c for c in conditions or () if c.get("type") == cond["type"]), {})
+            anew = (was.get("reason"), was.get("message")) != (cond["reason"], cond["message"])
             if cond["type"] in _WARNINGS and cond["status"] == "True" and was.get("status") != "True":
                 await self.event(body, "Warning", cond["reason"], cond["message"])
+            elif cond["type"] == _DEFERRED and anew:
+                kind = "Normal" if cond["reason"] == "AppliedByVirtualMCPServer" else "Warning"
+                await self.event(body, kind, cond["reason"], cond["message"])
         if wrote:
             await self.event(body, "Normal", "Applied", f"applied {', '.join(wrote)} (config {rendered.checksum[:12]})")
+
+    async def _drop_policy(self, body: Mapping[str, Any], name: str) -> None:
+        """Delete the NetworkPolicy `name` if it is this resource's (one of someone else's stays)."""
+        namespace = _meta(body).get("namespace")
+        policy = await self.api.get("NetworkPolicy", namespace, name)
+        owners = (_meta(policy).get("ownerReferences") or []) if policy is not None else []
+        if any(o.get("uid") == _meta(body).get("uid") for o in owners):
+            await self.api.delete("NetworkPolicy", namespace, name)
 
     async def _applied(self, obj: Mapping[str, Any]) -> bool:
         """Apply one object; True when written. What the API server refuses as invalid (a pod template field of

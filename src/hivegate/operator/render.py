@@ -25,6 +25,7 @@ from hivegate.operator.manifests import ATTACH_ANNOTATION, checksum, clean, dump
 from hivegate.operator.objects import Settings, gateway_args, workload_objects
 from hivegate.operator.refs import Ref, SecretUse, config_refs, secret_refs
 from hivegate.operator.shape import Shape, shape_of
+from hivegate.operator.upstream import GROUP_LABEL, Deferred, applies_discovered, deferred_of, group_label, open_direct
 
 __all__ = ["Rendered", "check_secrets", "group_of", "render"]
 
@@ -45,6 +46,7 @@ class Rendered:
     members: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # fields read and not applied (or not as asked), each with why
     template_notes: tuple[str, ...] = ()  # what `spec.podTemplateSpec` changed of the operator's settings
+    deferred: Deferred | None = None  # its outgoing strategy, applied by a vMCP of its group (`upstream`)
 
 
 def group_of(body: Mapping[str, Any]) -> str | None:
@@ -62,9 +64,11 @@ _APPLIED_HERE = ("resources", "podTemplateSpec", "replicas", "backendReplicas", 
                  "sessionAffinity", "imagePullSecrets", "serviceType", "trustProxyHeaders")  # fmt: skip
 
 
-def _rewritten(body: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
+def _rewritten(body: Mapping[str, Any], shape: Shape, deferred: Deferred | None) -> dict[str, Any]:
     doc = clean(body)
     spec = {k: v for k, v in (doc.get("spec") or {}).items() if k not in _APPLIED_HERE}
+    if deferred is not None:
+        del spec["externalAuthConfigRef"]  # a vMCP of the group applies it
     if shape.backend == "http-image":
         spec["url"] = f"http://127.0.0.1:{shape.server_port}{'/sse' if shape.transport == 'sse' else '/mcp'}"
     elif shape.backend == "stdio-image":
@@ -75,15 +79,34 @@ def _rewritten(body: Mapping[str, Any], shape: Shape) -> dict[str, Any]:
     return doc
 
 
-def _member(body: Mapping[str, Any], group: str) -> dict[str, Any] | None:
-    """A group member as the vMCP sees it: an `MCPServer` at the Service URL of the member's gateway."""
+# what the member's gateway checks of its callers: the vMCP checks them when it goes around that gateway (`ownproxy`)
+_OWN_CHECKS = ("oidcConfig", "oidcConfigRef", "authzConfig")
+
+
+async def _member(
+    api: KubeClient, body: Mapping[str, Any], group: str, vmcp: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """A group member as the vMCP sees it: an `MCPServer` at the Service URL of the member's gateway; or, when the
+    vMCP applies the member's upstream credential (`upstream`), where the server itself runs, with the checks of the
+    member's gateway."""
     try:
         shape = shape_of(body)
     except ConfigError:
         return None  # its own status says what is wrong; the vMCP serves the others
+    try:
+        deferred = await deferred_of(api, body, shape, group)
+    except ConfigError:
+        deferred = None  # its config is missing: the vMCP's references say so
+    own = body.get("spec") or {}
     spec: dict[str, Any] = {"groupRef": group, "url": shape.url}
     spec["transport"] = "sse" if shape.path == "/sse" else "streamable-http"
-    ref = (body.get("spec") or {}).get("externalAuthConfigRef")
+    ref = own.get("externalAuthConfigRef")
+    name = str((body.get("metadata") or {}).get("name"))
+    if deferred is not None and (deferred.url is None or not applies_discovered(vmcp, name)):
+        ref = None  # a stdio server gets no token; a vMCP that does not apply it reaches the gateway, which drops it
+    elif deferred is not None and deferred.url is not None:
+        spec.update({k: own[k] for k in _OWN_CHECKS if own.get(k) is not None}, url=deferred.url,
+                    transport=deferred.transport)  # fmt: skip
     if ref is not None:
         spec["externalAuthConfigRef"] = ref
     meta = body.get("metadata") or {}
@@ -172,20 +195,23 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     """The manifests and objects of `body` (`ConfigError` naming the field when it cannot run)."""
     shape = shape_of(body)
     spec = body.get("spec") or {}
-    refs = list(config_refs(spec))
-    docs = [_rewritten(body, shape)]
+    deferred = await deferred_of(api, body, shape, group_of(body))
+    applied = {k: v for k, v in spec.items() if deferred is None or k != "externalAuthConfigRef"}
+    refs = list(config_refs(applied))
+    docs = [_rewritten(body, shape, deferred)]
     member_names: tuple[str, ...] = ()
+    group: str | None = None
     if shape.kind == "VirtualMCPServer":
         group, members = await _members(api, body, shape)
         group_doc = await api.get("MCPGroup", shape.namespace, group)
         assert group_doc is not None
         docs.append(clean({**group_doc, "kind": "MCPGroup"}))
         for m in members:
-            doc = _member(m, group)
+            doc = await _member(api, m, group, spec)
             if doc is not None:
                 docs.append(doc)
                 where = f"{m.get('kind')}/{doc['metadata']['name']}: spec"
-                refs += config_refs({"externalAuthConfigRef": doc["spec"].get("externalAuthConfigRef")}, where)
+                refs += config_refs({k: v for k, v in doc["spec"].items() if k != "groupRef"}, where)
         member_names = tuple(str(d["metadata"]["name"]) for d in docs[2:])
     referenced = await _referenced(api, shape.namespace, refs)
     docs += referenced
@@ -198,9 +224,16 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     digest = checksum(text)
     secrets = tuple(sorted({u.name for u in mounted}))
     objects = workload_objects(body, shape, text, digest, secrets, settings, anonymous=anonymous)
+    if deferred is not None and deferred.url is not None and shape.backend == "http-image":
+        open_direct(objects.items, shape, deferred)
+    if group is not None:  # what a member's NetworkPolicy admits to its `mcp` port
+        deployment = next(o for o in objects.items if o["kind"] == "Deployment")
+        deployment["spec"]["template"]["metadata"]["labels"][GROUP_LABEL] = group_label(group)
     account = spec.get("serviceAccount")
     if isinstance(account, str) and account and await api.get("ServiceAccount", shape.namespace, account) is None:
         raise ConfigError(f"spec.serviceAccount: ServiceAccount {account!r} not found in namespace {shape.namespace}")
     hashes = {_HASH_FIELDS[d["kind"]]: spec_hash(d) for d in referenced if d["kind"] in _HASH_FIELDS}
+    if deferred is not None:
+        hashes["externalAuthConfigHash"] = deferred.config_hash
     return Rendered(shape, text, digest, objects.items, tuple(refs), hashes, member_names,
-                    (*warnings, *objects.notes), objects.template_notes)  # fmt: skip
+                    (*warnings, *objects.notes), objects.template_notes, deferred)  # fmt: skip

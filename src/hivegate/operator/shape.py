@@ -46,6 +46,14 @@ class Shape:
         return f"http://{self.service}.{self.namespace}.svc.cluster.local:{self.port}{self.path}"
 
     @property
+    def direct_port(self) -> int | None:
+        """The Service's port `mcp`, straight to an HTTP image's server (used by a vMCP that applies the member's
+        upstream credential: `hivegate.operator.upstream`): the server's port, unless that is the Service's `http`."""
+        if self.server_port is None:
+            return None
+        return self.server_port if self.server_port != self.port else self.port + 1
+
+    @property
     def runner(self) -> str:
         return f"{self.name}-proxy-runner"
 
