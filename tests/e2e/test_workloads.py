@@ -349,3 +349,12 @@ def test_vmcp_serve_in_the_background_refuses_what_cannot_start(cli: CLI, tmp_pa
         "PATH, else this one's): install it, or give its full path in `command`\n"
     )
     assert cli.listing("-a") == {}
+
+
+def test_log_output_stdout_in_the_background_still_lands_in_the_proxy_log(cli: CLI) -> None:
+    """A background workload's standard output and error both go to its proxy log, so `--log-output stdout` changes
+    nothing there (its stdio server's stderr goes to the server log, as without the flag)."""
+    url, _ = cli.start("gamma", "--log-format", "json", "--log-output", "stdout", "--log-level", "debug")
+    logged = [json.loads(line) for line in cli.ok("logs", "gamma", "--proxy").splitlines()]  # every line JSON
+    assert any(entry.get("url") == url and entry["msg"].startswith("hivegate: serving gamma") for entry in logged)
+    assert any("Started server process" in entry["msg"] for entry in logged)  # uvicorn's, at debug

@@ -30,6 +30,7 @@ def add_operator_parser(sub: Any) -> None:
     p.add_argument("--lease-name", default="hivegate-operator", help="name of the leader Lease")
     p.add_argument("--resync", type=float, default=60.0, help="seconds between full re-renders (default 60)")
     p.add_argument("--log-format", default="json", choices=("text", "json"))
+    p.add_argument("--log-output", default="stderr", choices=("stderr", "stdout"), help="where log lines go")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -44,7 +45,7 @@ def operator_command(args: argparse.Namespace) -> int:
     from hivegate.operator.objects import Settings
     from hivegate.operator.runner import OperatorOptions, connect, run_operator
 
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level, args.log_format, args.log_output)
     logging.getLogger("kopf").setLevel(logging.WARNING if args.log_level != "debug" else logging.DEBUG)
     options = OperatorOptions(
         namespaces=tuple(args.namespace),

@@ -430,6 +430,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         enable_audit=args.enable_audit or args.audit_config is not None,
         diagnostics_port=_port(args.diagnostics_port, "--diagnostics-port"),
         log_format=args.log_format,
+        log_output=args.log_output,
         otel_endpoint=otel_endpoint,
         otel_service_name=args.otel_service_name,
         otel_sampling_rate=otel_sampling_rate,
@@ -487,7 +488,7 @@ def serve_config(
     from hivegate.asgi.server import bind
     from hivegate.observe.logs import configure_logging
 
-    configure_logging(cfg.log_level, cfg.log_format)
+    configure_logging(cfg.log_level, cfg.log_format, cfg.log_output)
     if sock is None:
         try:
             sock = bind(cfg.host, cfg.port)

@@ -241,6 +241,13 @@ def add_run_parser(sub: Any) -> argparse.ArgumentParser:
     )
     o.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format (default text)")
     o.add_argument(
+        "--log-output",
+        choices=("stderr", "stdout"),
+        default="stderr",
+        help="where log lines go (default stderr); stdout: beside the serving line, one stream for a container "
+        "runtime, journald or Kubernetes",
+    )
+    o.add_argument(
         "--otel-endpoint",
         metavar="URL",
         help="send OpenTelemetry traces to this OTLP/HTTP collector (base URL, e.g. http://127.0.0.1:4318; "

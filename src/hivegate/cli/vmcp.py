@@ -77,6 +77,7 @@ def add_vmcp_parser(sub: Any) -> argparse.ArgumentParser:
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     add_workers_flag(srv)
     srv.add_argument("--log-format", default="text", choices=("text", "json"))
+    srv.add_argument("--log-output", default="stderr", choices=("stderr", "stdout"), help="where log lines go")
     where = srv.add_mutually_exclusive_group()
     where.add_argument(
         "-d",

@@ -39,7 +39,7 @@ def serve_command(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     from hivegate.cli.workers import check_auth_server, workers_of
     from hivegate.observe.logs import configure_logging
 
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level, args.log_format, args.log_output)
     if args.workload_server_log:
         from hivegate.workloads.logs import route_server_stderr
 

@@ -63,6 +63,7 @@ class RunConfig:
     enable_audit: bool = False
     diagnostics_port: int | None = None  # None: no diagnostics listener
     log_format: str = "text"
+    log_output: str = "stderr"  # --log-output: where the log lines go, stderr or stdout
     otel_endpoint: str | None = None  # OTLP/HTTP collector base URL; None: no tracing
     otel_service_name: str | None = None  # None: the workload name
     otel_sampling_rate: float = 1.0

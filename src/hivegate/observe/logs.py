@@ -66,9 +66,10 @@ def serving_line(fmt: str, message: str, **fields: Any) -> str:
     return orjson.dumps(line).decode()
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    """Root logging to stderr at `level` in `fmt` (`text` or `json`); replaces earlier handlers."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str, fmt: str = "text", output: str = "stderr") -> None:
+    """Root logging to `output` (`stderr` or `stdout`) at `level` in `fmt` (`text` or `json`); replaces earlier
+    handlers."""
+    handler = logging.StreamHandler(sys.stdout if output == "stdout" else sys.stderr)
     handler.addFilter(_RequestId())
     if fmt == "json":
         handler.setFormatter(_JSON())
