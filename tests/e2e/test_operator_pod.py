@@ -80,7 +80,8 @@ async def test_rendered_manifests_serve_through_the_pods_command_line(tmp_path: 
         assert container["args"][-1] == "--anonymous"  # the proxy sets no incoming auth: served to anyone
         argv = _local(container, tmp_path / "remote")
         async with hivegate_process(argv, env={"HIVEGATE_SECRETS_DIR": str(secrets)}) as gateway:
-            logged = [json.loads(line) for line in gateway.stderr]  # --log-format json: every line an object
+            assert gateway.stderr == []  # --log-output stdout: every line on stdout, each a JSON object
+            logged = [json.loads(line) for line in gateway.stdout]
             assert any("Cedar policies loaded" in entry["msg"] for entry in logged)
             headers = json.loads(await asyncio.to_thread(call_tool, gateway.url, "headers", {}))
             assert headers["x-api-key"] == "key-from-the-volume"

@@ -22,6 +22,7 @@ class RunningGateway:
     url: str
     process: asyncio.subprocess.Process
     stderr: list[str]
+    stdout: list[str]  # the lines before the serving line (with `--log-output stdout`: the start-up log lines)
 
     @property
     def base(self) -> str:
@@ -71,14 +72,18 @@ async def hivegate_process(
     try:
         assert proc.stdout is not None
         url = None
+        stdout: list[str] = []
         async with asyncio.timeout(timeout):
             while url is None:
                 line = await proc.stdout.readline()
                 if not line:
                     await proc.wait()
-                    raise RuntimeError(f"hivegate exited with {proc.returncode}: {' | '.join(stderr[-5:])}")
+                    said = " | ".join([*stdout, *stderr][-5:])
+                    raise RuntimeError(f"hivegate exited with {proc.returncode}: {said}")
                 url = _served_url(line.decode())
-        yield RunningGateway(url=url, process=proc, stderr=stderr)
+                if url is None:
+                    stdout.append(line.decode(errors="replace").rstrip())
+        yield RunningGateway(url=url, process=proc, stderr=stderr, stdout=stdout)
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -93,11 +98,11 @@ async def hivegate_process(
 
 
 def _served_url(line: str) -> str | None:
-    """The URL a `hivegate: serving ... at URL` line names, as text or as one JSON line (`--log-format json`)."""
+    """The URL a `hivegate: serving ... at URL` line names, as text or as one JSON line (`--log-format json`; with
+    `--log-output stdout` the log lines before it are JSON too)."""
     if line.startswith("{"):
         served = json.loads(line)
-        assert served["msg"].startswith("hivegate: serving "), line
-        return str(served["url"])
+        return str(served["url"]) if str(served.get("msg", "")).startswith("hivegate: serving ") else None
     match = _URL.search(line)
     return match.group(1) if match else None
 

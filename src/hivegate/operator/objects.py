@@ -3,7 +3,8 @@ for a stdio image, the StatefulSet its server runs in (and, added by `render`, f
 credential a vMCP applies, the Service's `mcp` port and its NetworkPolicy: `upstream`).
 
 The gateway container runs the hivegate image as `hivegate run --foreground -f /etc/hivegate/manifests --host
-0.0.0.0 --port P --log-format json --diagnostics-port 9090` (`hivegate vmcp serve -f …` for a `VirtualMCPServer`):
+0.0.0.0 --port P --log-format json --log-output stdout --diagnostics-port 9090` (`hivegate vmcp serve -f …` for a
+`VirtualMCPServer`): every line it writes is one JSON object on standard output (one stream for a log collector);
 non-root, read-only root file system (an `emptyDir` at /tmp), no privilege escalation, every capability dropped,
 probes `/readyz` (readiness) and `/health` (liveness). The pod template's annotation `hivegate.dev/config-checksum`
 is the SHA-256 of the rendered manifests, so a change of the resource or of anything it references rolls the pods.
@@ -85,7 +86,8 @@ def _meta(body: Mapping[str, Any], shape: Shape, name: str, component: str = "ga
 def gateway_args(shape: Shape, *, anonymous: bool = False, manifests: str = MANIFESTS_DIR) -> list[str]:
     """The gateway container's command line (after the `hivegate` entry point); `anonymous`: the resource sets no
     incoming authentication, which ToolHive's proxy serves to anyone (hivegate wants that said: `--anonymous`)."""
-    common = ["-f", manifests, "--host", "0.0.0.0", "--port", str(shape.listen), "--log-format", "json"]
+    common = ["-f", manifests, "--host", "0.0.0.0", "--port", str(shape.listen), "--log-format", "json",
+              "--log-output", "stdout"]  # fmt: skip
     if shape.kind == "VirtualMCPServer":
         return ["vmcp", "serve", *common]
     extra = ["--anonymous"] if anonymous else []

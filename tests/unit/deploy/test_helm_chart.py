@@ -38,6 +38,7 @@ def test_the_default_install() -> None:
     assert args.namespace == []
     assert not args.no_leader_election
     assert args.health_port == 8081
+    assert (args.log_format, args.log_output) == ("json", "stdout")  # one stream of JSON lines
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True

@@ -63,6 +63,8 @@ async def test_seed_001_mcpservers_run_on_hivegate() -> None:
             "8081",
             "--log-format",
             "json",
+            "--log-output",
+            "stdout",
             "--diagnostics-port",
             "9090",
         ]
