@@ -127,7 +127,7 @@ async def test_the_pods_command_line_serves_in_the_image(image: dict[str, str], 
         port = free_port()
         args = ["-v", f"{tmp_path}:/etc/hivegate/manifests:ro", IMAGE, "run", "--foreground", "-f",
                 "/etc/hivegate/manifests", "--host", "127.0.0.1", "--port", str(port), "--log-format", "json",
-                "--anonymous"]  # fmt: skip
+                "--log-output", "stdout", "--anonymous"]  # fmt: skip
         async with _container(image, args) as url:
             answer = await asyncio.to_thread(call_tool, url, "echo", {"text": "from the image"})
     assert answer == "from the image"
