@@ -30,7 +30,7 @@ __all__ = ["SseClientTransport", "StreamableClientTransport"]
 logger = logging.getLogger("hivegate.backend.remote")
 
 # Resuming a Streamable HTTP answer's stream: the wait when the server names none, the longest wait honoured, and
-# how often one answer's stream may be resumed before the request is given up.
+# how often in a row a resumed stream may bring nothing new before the request is given up.
 DEFAULT_RETRY_MS = 500
 MAX_RETRY_MS = 30_000
 MAX_RESUMES = 20
@@ -222,11 +222,12 @@ class StreamableClientTransport:
                 self._version = item["result"].get("protocolVersion")
             on_message(item)
 
+        headers = {**self._headers(), **_trace_headers(message)}  # a resumed answer's GET carries the same
         try:
             resp = await client.post(
                 self._url,
                 data=orjson.dumps(message),
-                headers={**self._headers(), **_trace_headers(message)},
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self._timeout),
                 allow_redirects=False,
             )
@@ -253,11 +254,13 @@ class StreamableClientTransport:
         # the answer is read in the background: send() returns once the message is accepted, so a slow tool call
         # does not hold up the next message (a cancellation, say)
         request_id = message.get("id") if "method" in message else None
-        task = asyncio.create_task(self._consume(resp, remember, request_id))
+        task = asyncio.create_task(self._consume(resp, remember, request_id, headers))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _consume(self, resp: aiohttp.ClientResponse, on_message: MessageHandler, request_id: object) -> None:
+    async def _consume(
+        self, resp: aiohttp.ClientResponse, on_message: MessageHandler, request_id: object, headers: Mapping[str, str]
+    ) -> None:
         """Read one POST's answer. An SSE stream that ends before the answer to `request_id` came is resumed with
         `GET` + `Last-Event-ID` (the server's event ids, after its `retry` time), as the Streamable HTTP transport
         provides; one that cannot be resumed gets the request an error answer at once, never a silent wait."""
@@ -273,6 +276,7 @@ class StreamableClientTransport:
             on_message(item)
 
         while True:
+            timed_out = progressed = False
             try:
                 if not resp.headers.get("content-type", "").startswith("text/event-stream"):
                     body = await resp.read()
@@ -280,15 +284,24 @@ class StreamableClientTransport:
                         _deliver(body.decode("utf-8", errors="replace"), deliver)
                     return
                 async for event in iter_events(_lines(resp)):
-                    last_id, retry_ms = event.id, event.retry
+                    # the cursor and the retry time carry over reconnections; an empty id resets nothing to resume
+                    if event.id is not None:
+                        last_id = event.id or None
+                    if event.retry is not None:
+                        retry_ms = event.retry
                     if event.event == "message" and event.data:  # an empty one only primes the stream's event id
                         _deliver(event.data, deliver)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                        progressed = True
+            except TimeoutError:
+                timed_out = True  # nothing for the read timeout: the session's own timeout answers the caller
+            except aiohttp.ClientError as exc:
                 logger.warning("backend stream broke: %s", exc.__class__.__name__)
             finally:
                 resp.release()
-            if answered or self._closed.is_set():
+            if answered or timed_out or self._closed.is_set():
                 return
+            if progressed:
+                resumes = 0  # the server is making progress: only reconnections that bring no message count
             if last_id is None or resumes >= MAX_RESUMES:
                 why = "without an event id to resume from" if last_id is None else f"after {resumes} resumptions"
                 logger.warning("backend %r closed the answer's stream %s", self._name, why)
@@ -296,18 +309,19 @@ class StreamableClientTransport:
                 return
             resumes += 1
             await asyncio.sleep(min(retry_ms if retry_ms is not None else DEFAULT_RETRY_MS, MAX_RETRY_MS) / 1000)
-            resumed = await self._resume(last_id)
+            resumed = await self._resume(last_id, headers)
             if resumed is None:
                 on_message(_stream_lost(request_id, self._name))
                 return
             resp = resumed
 
-    async def _resume(self, last_id: str) -> aiohttp.ClientResponse | None:
-        """`GET` the stream again from after `last_id`; None (logged) when the server does not resume it."""
+    async def _resume(self, last_id: str, sent: Mapping[str, str]) -> aiohttp.ClientResponse | None:
+        """`GET` the stream again from after `last_id`, with the headers its request was sent with (the credential
+        of the caller it is for); None (logged) when the server does not resume it."""
         client = self._client
         if client is None or self._closed.is_set():
             return None
-        headers = {**self._headers(), "Accept": "text/event-stream", "Last-Event-ID": last_id}
+        headers = {**sent, "Accept": "text/event-stream", "Last-Event-ID": last_id}
         headers.pop("Content-Type", None)
         try:
             resp = await client.get(

@@ -29,7 +29,7 @@ async def _sse(request: web.Request, *blocks: bytes) -> web.StreamResponse:
     return response
 
 
-async def _answers(app: web.Application) -> list[Message]:
+async def _answers(app: web.Application, headers: dict[str, str] | None = None) -> list[Message]:
     received: list[Message] = []
     got = asyncio.Event()
 
@@ -38,7 +38,7 @@ async def _answers(app: web.Application) -> list[Message]:
         got.set()
 
     async with serve_on_loopback(app) as base:
-        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b")
+        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b", headers=headers)
         await transport.open(on_message)
         await transport.send(CALL)
         await asyncio.wait_for(got.wait(), 10)
@@ -47,22 +47,22 @@ async def _answers(app: web.Application) -> list[Message]:
 
 
 async def test_a_closed_stream_is_resumed_from_its_last_event_id(caplog: pytest.LogCaptureFixture) -> None:
-    resumed_from: list[str | None] = []
+    resumed_from: list[tuple[str | None, str | None]] = []
 
     async def post(request: web.Request) -> web.StreamResponse:
         return await _sse(request, b"id: e1\nretry: 20\ndata: \n\n")  # a priming event, then the stream ends
 
     async def get(request: web.Request) -> web.StreamResponse:
-        resumed_from.append(request.headers.get("Last-Event-ID"))
+        resumed_from.append((request.headers.get("Last-Event-ID"), request.headers.get("X-Api-Key")))
         return await _sse(request, b"id: e2\ndata: " + RESULT + b"\n\n")
 
     app = web.Application()
     app.router.add_post("/mcp", post)
     app.router.add_get("/mcp", get)
     with caplog.at_level(logging.WARNING, logger="hivegate.backend.remote"):
-        answers = await _answers(app)
+        answers = await _answers(app, {"X-Api-Key": "backend-key"})
     assert answers == [{"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}]
-    assert resumed_from == ["e1"]
+    assert resumed_from == [("e1", "backend-key")]  # the request's own headers, its credential with them
     assert caplog.messages == []  # the priming event is not "an event that is not JSON"
 
 
@@ -93,3 +93,38 @@ async def test_a_server_that_refuses_to_resume_gets_the_request_an_error() -> No
     answers = await _answers(app)
     assert [a["id"] for a in answers] == [7]
     assert answers[0]["error"]["code"] == -32603
+
+
+async def test_a_server_that_closes_the_stream_after_each_progress_report_is_followed_to_its_answer() -> None:
+    gets = 0
+
+    async def post(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, b"id: p0\nretry: 0\ndata: \n\n")
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        nonlocal gets
+        gets += 1
+        if gets == 30:  # more reconnections than MAX_RESUMES, each of them bringing news
+            return await _sse(request, b"id: last\ndata: " + RESULT + b"\n\n")
+        progress = b'{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":%d}}'
+        return await _sse(request, b"id: p%d\ndata: " % gets + progress % gets + b"\n\n")
+
+    app = web.Application()
+    app.router.add_post("/mcp", post)
+    app.router.add_get("/mcp", get)
+    received: list[Message] = []
+    done = asyncio.Event()
+
+    def on_message(message: Message) -> None:
+        received.append(message)
+        if "id" in message:
+            done.set()
+
+    async with serve_on_loopback(app) as base:
+        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b")
+        await transport.open(on_message)
+        await transport.send(CALL)
+        await asyncio.wait_for(done.wait(), 10)
+        await transport.close()
+    assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}
+    assert len(received) == 30  # 29 progress reports, then the answer
