@@ -35,8 +35,8 @@ async def until_metric(port: int, name: str, value: float) -> None:
             await asyncio.sleep(0.05)
 
 
-# The tests that look for the gateway's own children start their servers cold: from the warm interpreter
-# (tests/fixtures/warm_start.py) the server's pid is not the child's.
+# The tests that look at the gateway's own children (their pids, that they are reaped) start their servers cold:
+# from the warm interpreter (tests/fixtures/warm_start.py) the server is not the gateway's child.
 COLD = {"FIXTURE_WARM_START": "off"}
 
 
@@ -65,7 +65,7 @@ def alive(pid: int) -> bool:
 async def test_an_idle_stdio_server_is_stopped_and_the_session_carries_on() -> None:
     diag = free_port()
     args = ["--stdio-idle-timeout", "300ms", "--diagnostics-port", str(diag), *fixture_command()]
-    async with hivegate_run(args) as gw, sdk_client(gw.url) as client:
+    async with hivegate_run(args, env=COLD) as gw, sdk_client(gw.url) as client:  # `alive`: the gateway reaps it
         first = int(text_of(await client.call_tool("whoami", {})))
         await until_metric(diag, "hivegate_stdio_idle_stops_total", 1)
         await until_metric(diag, "hivegate_stdio_processes", 0)
