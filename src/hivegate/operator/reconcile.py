@@ -30,6 +30,7 @@ from hivegate.operator.fields import field_conditions
 from hivegate.operator.health import OperatorMetrics
 from hivegate.operator.kube import ApiError, KubeClient
 from hivegate.operator.manifests import spec_hash
+from hivegate.operator.netpol import gateway_policy_name
 from hivegate.operator.objects import Settings
 from hivegate.operator.refs import config_refs
 from hivegate.operator.render import check_secrets, group_of, render
@@ -149,8 +150,10 @@ class Reconciler:
                 await self.event(body, "Warning", "InvalidSpec", message)
             return
         shape = rendered.shape
-        if shape.kind != "VirtualMCPServer" and not any(o["kind"] == "NetworkPolicy" for o in rendered.objects):
-            await self._drop_policy(body, policy_name(shape))  # no `mcp` port any more
+        if shape.kind != "VirtualMCPServer":  # a policy no longer rendered (no `mcp` port, no HTTP image) goes
+            kept = {o["metadata"]["name"] for o in rendered.objects if o["kind"] == "NetworkPolicy"}
+            for name in {policy_name(shape), gateway_policy_name(shape)} - kept:
+                await self._drop_policy(body, name)
         deployment = await self.api.get("Deployment", shape.namespace, shape.name) or {}
         ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
         conds = [condition(conditions, "Valid", True, "ValidSpec", "the spec renders and loads", generation,

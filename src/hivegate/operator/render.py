@@ -22,6 +22,7 @@ import yaml
 from hivegate.errors import ConfigError
 from hivegate.operator.kube import KubeClient
 from hivegate.operator.manifests import ATTACH_ANNOTATION, checksum, clean, dump, spec_hash
+from hivegate.operator.netpol import gateway_only
 from hivegate.operator.objects import Settings, gateway_args, workload_objects
 from hivegate.operator.refs import Ref, SecretUse, config_refs, secret_refs
 from hivegate.operator.shape import Shape, shape_of
@@ -224,6 +225,8 @@ async def render(api: KubeClient, body: Mapping[str, Any], settings: Settings) -
     digest = checksum(text)
     secrets = tuple(sorted({u.name for u in mounted}))
     objects = workload_objects(body, shape, text, digest, secrets, settings, anonymous=anonymous)
+    if shape.backend == "http-image":  # the server listens beside its gateway: only the gateway's ports are open
+        gateway_only(objects.items, shape)
     if deferred is not None and deferred.url is not None and shape.backend == "http-image":
         open_direct(objects.items, shape, deferred)
     if group is not None:  # what a member's NetworkPolicy admits to its `mcp` port

@@ -103,6 +103,7 @@ async def test_a_remote_proxy_and_its_readiness() -> None:
         assert deployment is not None
         assert deployment["spec"]["replicas"] == 2
         assert len(deployment["spec"]["template"]["spec"]["containers"]) == 1  # the gateway only
+        assert await api.get("NetworkPolicy", NS, "github-gateway-only") is None  # no server beside it to fence
         assert "--anonymous" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         status = (await api.get("MCPRemoteProxy", NS, "github") or {})["status"]
         assert status["url"] == "http://mcp-github-remote-proxy.tools.svc.cluster.local:9000/mcp"

@@ -76,6 +76,13 @@ async def test_seed_001_mcpservers_run_on_hivegate() -> None:
         assert server["image"] == "ghcr.io/stackloklabs/weather-mcp/server"
         assert {"name": "MCP_PORT", "value": "8080"} in server["env"]
         assert server["resources"]["limits"] == {"cpu": "100m", "memory": "128Mi"}
+        # the server listens beside its gateway: only the gateway's ports are open to the cluster
+        policy = await api.get("NetworkPolicy", NS, "weather-server-external-gateway-only")
+        assert policy is not None
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        assert policy["spec"]["ingress"] == [
+            {"ports": [{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]}
+        ]
         service = await api.get("Service", NS, "mcp-weather-server-external-proxy")
         assert service is not None
         assert service["spec"]["ports"][0]["port"] == 8080
