@@ -19,9 +19,11 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import authz_policies
 import loadgen
 from common import machine_line, print_grid
 from harness import BENCH_DIR, HOST, Identity, Processes, cpu_seconds, descendants, free_port
@@ -52,6 +54,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads at 32 connections (default 1)")
     parser.add_argument("--hivegate", help="command that runs the hivegate CLI (default: the venv's)")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--authz",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also Cedar: --authz-config with N policies of authz_policies.py (default 0: none)",
+    )
     return parser.parse_args()
 
 
@@ -68,18 +77,31 @@ def main() -> int:
     rounds = args.rounds or (2 if args.quick else 3)
     duration = args.duration or (3.0 if args.quick else 8.0)
     load_before = os.getloadavg()[0]
-    with Processes() as procs:
-        samples = asyncio.run(measure(procs, hivegate, rounds, duration, args.wrk_threads))
+    with tempfile.TemporaryDirectory(prefix="hivegate-workers-bench-") as folder, Processes() as procs:
+        extra = gateway_options(Path(folder), args.authz)
+        samples = asyncio.run(measure(procs, hivegate, rounds, duration, args.wrk_threads, extra))
     load_after = os.getloadavg()[0]
-    report(samples, load_before, load_after, duration, args.wrk_threads)
+    what = "JWT validation on" + (f", {args.authz} Cedar policies" if args.authz else "")
+    report(samples, load_before, load_after, duration, args.wrk_threads, what)
     if args.json is not None:
         args.json.write_text(json.dumps({"samples": [asdict(s) for s in samples], "load": [load_before, load_after]}))
     return 0
 
 
-async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: float, threads: int) -> list[Sample]:
+def gateway_options(folder: Path, policies: int) -> list[str]:
+    """The gateway's options beside JWT validation: Cedar with `policies` policies (none for 0)."""
+    if not policies:
+        return []
+    config = folder / "authz.json"
+    config.write_text(json.dumps(authz_policies.config(policies)))
+    return ["--authz-config", str(config)]
+
+
+async def measure(
+    procs: Processes, hivegate: list[str], rounds: int, duration: float, threads: int, extra: list[str]
+) -> list[Sample]:
     identity = Identity.start(procs)
-    token = identity.mint()
+    token = identity.mint(groups=authz_policies.BENCH_GROUPS)
     server = [sys.executable, str(BENCH_DIR / "fast_backend.py"), "--port"]
     backend, port = procs.start_listening("fast-backend", server)
     urls = {"direct": f"http://{HOST}:{port}/mcp"}
@@ -87,7 +109,7 @@ async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: 
     for kind, workers in (("1 worker", 1), ("2 workers", 2)):
         gw_port = free_port()
         argv = [*hivegate, "run", "--foreground", "--name", f"bench-w{workers}", "--host", HOST, "--port",
-                str(gw_port), "--workers", str(workers), *identity.gateway_args(), urls["direct"]]  # fmt: skip
+                str(gw_port), "--workers", str(workers), *identity.gateway_args(), *extra, urls["direct"]]  # fmt: skip
         proc = procs.start(f"gateway-w{workers}", argv)
         urls[kind] = proc.wait_for_url(gw_port, timeout=60)
         gateways[kind] = proc.pid
@@ -114,7 +136,9 @@ async def measure(procs: Processes, hivegate: list[str], rounds: int, duration: 
     return samples
 
 
-def report(samples: list[Sample], load_before: float, load_after: float, duration: float, threads: int) -> None:
+def report(
+    samples: list[Sample], load_before: float, load_after: float, duration: float, threads: int, what: str
+) -> None:
     def median(kind: str, field: str) -> float:
         values = [getattr(s, field) for s in samples if s.kind == kind and getattr(s, field) is not None]
         return statistics.median(values) if values else float("nan")
@@ -124,7 +148,7 @@ def report(samples: list[Sample], load_before: float, load_after: float, duratio
     cpu = {kind: median(kind, "gateway_cpu_us") for kind in KINDS}
     backend_cpu = {kind: median(kind, "backend_cpu_us") for kind in KINDS}
     print()
-    print("hivegate --workers: trivial HTTP backend, direct vs 1 worker vs 2 workers (JWT validation on)")
+    print(f"hivegate --workers: trivial HTTP backend, direct vs 1 worker vs 2 workers ({what})")
     print(machine_line(load_before, load_after))
     rounds = max(s.round for s in samples)
     print(f"wrk -t{threads} -c{CONNECTIONS} and -t1 -c1, {duration:g} s each, {rounds} interleaved rounds; medians")
