@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,10 +123,27 @@ def test_an_mcpserver_serves_a_tool_call_to_a_service_account(installed: str) ->
             http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
             tools = http.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=session)
             assert tools.status_code == 200, tools.text
-            body = tools.text
-            if body.startswith(("event:", "data:")):
-                body = next(line[5:] for line in body.splitlines() if line.startswith("data:"))
-            assert json.loads(body)["result"]["tools"]
+            listed = _answer(tools.text)["result"]["tools"]
+            assert listed
+            # a call through the gateway to the server: its first tool, required arguments filled by their type
+            tool = listed[0]
+            schema = tool.get("inputSchema") or {}
+            samples = {"string": "London", "number": 1, "integer": 1, "boolean": True}
+            arguments = {name: samples.get((schema.get("properties") or {}).get(name, {}).get("type"), "London")
+                         for name in schema.get("required") or []}  # fmt: skip
+            call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                    "params": {"name": tool["name"], "arguments": arguments}}  # fmt: skip
+            called = http.post(url, json=call, headers=session)
+            assert called.status_code == 200, called.text
+            assert "result" in _answer(called.text), called.text  # the server answered (a tool error is a result)
     finally:
         forward.terminate()
         forward.wait(10)
+
+
+def _answer(body: str) -> dict[str, Any]:
+    """A JSON-RPC answer from a JSON body or the data line of an event stream."""
+    if body.startswith(("event:", "data:", "id:", ":")):
+        body = next(line[5:] for line in body.splitlines() if line.startswith("data:") and line[5:].strip())
+    answer: dict[str, Any] = json.loads(body)
+    return answer
