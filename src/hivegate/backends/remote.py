@@ -333,6 +333,11 @@ class StreamableClientTransport:
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
             logger.warning("backend %r: resuming a stream failed: %s", self._name, exc.__class__.__name__)
             return None
+        if resp.status == 404 and self._session_id is not None:  # as for a POST: the session is gone
+            resp.release()
+            self._reason = f"backend {self._name!r} no longer knows the session (HTTP 404)"
+            self._closed.set()
+            return None
         if resp.status != 200 or not resp.headers.get("content-type", "").startswith("text/event-stream"):
             logger.warning("backend %r did not resume a stream (HTTP %d)", self._name, resp.status)
             resp.release()

@@ -128,3 +128,24 @@ async def test_a_server_that_closes_the_stream_after_each_progress_report_is_fol
         await transport.close()
     assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}
     assert len(received) == 30  # 29 progress reports, then the answer
+
+
+async def test_a_session_the_server_forgot_while_resuming_is_over() -> None:
+    async def post(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, b"id: e1\nretry: 0\ndata: \n\n")
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_post("/mcp", post)
+    app.router.add_get("/mcp", get)
+    received: list[Message] = []
+    async with serve_on_loopback(app) as base:
+        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b")
+        await transport.open(received.append)
+        await transport.send(CALL)
+        reason = await asyncio.wait_for(transport.wait_closed(), 10)
+        await transport.close()
+    assert reason == "backend 'b' no longer knows the session (HTTP 404)"
+    assert [a["id"] for a in received] == [7]  # the request is answered too: it will not be
