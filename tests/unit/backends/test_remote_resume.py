@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -29,19 +30,32 @@ async def _sse(request: web.Request, *blocks: bytes) -> web.StreamResponse:
     return response
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _app(post: Handler, get: Handler | None = None) -> web.Application:
+    app = web.Application()
+    app.router.add_post("/mcp", post)
+    if get is not None:
+        app.router.add_get("/mcp", get)
+    return app
+
+
 async def _answers(app: web.Application, headers: dict[str, str] | None = None) -> list[Message]:
+    """Everything the transport delivers for CALL, up to and including its answer."""
     received: list[Message] = []
-    got = asyncio.Event()
+    answered = asyncio.Event()
 
     def on_message(message: Message) -> None:
         received.append(message)
-        got.set()
+        if message.get("id") == CALL["id"]:
+            answered.set()
 
     async with serve_on_loopback(app) as base:
         transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b", headers=headers)
         await transport.open(on_message)
         await transport.send(CALL)
-        await asyncio.wait_for(got.wait(), 10)
+        await asyncio.wait_for(answered.wait(), 10)
         await transport.close()
     return received
 
@@ -56,11 +70,8 @@ async def test_a_closed_stream_is_resumed_from_its_last_event_id(caplog: pytest.
         resumed_from.append((request.headers.get("Last-Event-ID"), request.headers.get("X-Api-Key")))
         return await _sse(request, b"id: e2\ndata: " + RESULT + b"\n\n")
 
-    app = web.Application()
-    app.router.add_post("/mcp", post)
-    app.router.add_get("/mcp", get)
     with caplog.at_level(logging.WARNING, logger="hivegate.backend.remote"):
-        answers = await _answers(app, {"X-Api-Key": "backend-key"})
+        answers = await _answers(_app(post, get), {"X-Api-Key": "backend-key"})
     assert answers == [{"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}]
     assert resumed_from == [("e1", "backend-key")]  # the request's own headers, its credential with them
     assert caplog.messages == []  # the priming event is not "an event that is not JSON"
@@ -70,9 +81,7 @@ async def test_a_stream_without_an_event_id_gets_the_request_an_error_at_once() 
     async def post(request: web.Request) -> web.StreamResponse:
         return await _sse(request, b'data: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n')
 
-    app = web.Application()
-    app.router.add_post("/mcp", post)
-    answers = await _answers(app)
+    answers = await _answers(_app(post))
     assert answers[0]["method"] == "notifications/progress"
     assert answers[1]["id"] == 7
     assert answers[1]["error"]["message"] == (
@@ -84,13 +93,10 @@ async def test_a_server_that_refuses_to_resume_gets_the_request_an_error() -> No
     async def post(request: web.Request) -> web.StreamResponse:
         return await _sse(request, b"id: e1\nretry: 0\ndata: \n\n")
 
-    async def get(request: web.Request) -> web.Response:
+    async def get(request: web.Request) -> web.StreamResponse:
         return web.Response(status=405)
 
-    app = web.Application()
-    app.router.add_post("/mcp", post)
-    app.router.add_get("/mcp", get)
-    answers = await _answers(app)
+    answers = await _answers(_app(post, get))
     assert [a["id"] for a in answers] == [7]
     assert answers[0]["error"]["code"] == -32603
 
@@ -109,23 +115,7 @@ async def test_a_server_that_closes_the_stream_after_each_progress_report_is_fol
         progress = b'{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":%d}}'
         return await _sse(request, b"id: p%d\ndata: " % gets + progress % gets + b"\n\n")
 
-    app = web.Application()
-    app.router.add_post("/mcp", post)
-    app.router.add_get("/mcp", get)
-    received: list[Message] = []
-    done = asyncio.Event()
-
-    def on_message(message: Message) -> None:
-        received.append(message)
-        if "id" in message:
-            done.set()
-
-    async with serve_on_loopback(app) as base:
-        transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b")
-        await transport.open(on_message)
-        await transport.send(CALL)
-        await asyncio.wait_for(done.wait(), 10)
-        await transport.close()
+    received = await _answers(_app(post, get))
     assert received[-1] == {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}
     assert len(received) == 30  # 29 progress reports, then the answer
 
@@ -134,14 +124,11 @@ async def test_a_session_the_server_forgot_while_resuming_is_over() -> None:
     async def post(request: web.Request) -> web.StreamResponse:
         return await _sse(request, b"id: e1\nretry: 0\ndata: \n\n")
 
-    async def get(request: web.Request) -> web.Response:
+    async def get(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404)
 
-    app = web.Application()
-    app.router.add_post("/mcp", post)
-    app.router.add_get("/mcp", get)
     received: list[Message] = []
-    async with serve_on_loopback(app) as base:
+    async with serve_on_loopback(_app(post, get)) as base:
         transport = StreamableClientTransport(f"{base}/mcp", timeout=5, name="b")
         await transport.open(received.append)
         await transport.send(CALL)

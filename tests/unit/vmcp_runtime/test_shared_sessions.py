@@ -24,6 +24,14 @@ pytestmark = pytest.mark.anyio
 INIT = {"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "c", "version": "1"}}
 
 
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sessions' monotonic clock: a test moves it by changing `now[0]`."""
+    clock = [1000.0]
+    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: clock[0])
+    return clock
+
+
 async def test_a_saved_session_loads_on_another_replica_sharing_the_store() -> None:
     store = MemoryStore()
     a, b = SharedSessions(store, ttl=60), SharedSessions(store, ttl=60)
@@ -47,11 +55,7 @@ async def test_delete_removes_the_record_for_every_replica() -> None:
     assert await a.load("sid") is None
 
 
-async def test_a_session_ended_at_another_replica_is_dropped_and_never_written_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+async def test_a_session_ended_at_another_replica_is_dropped_and_never_written_back(now: list[float]) -> None:
     store = MemoryStore()
     a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
     record = SharedSession("o", INIT)
@@ -77,9 +81,7 @@ async def test_a_record_written_back_by_a_renewal_racing_the_delete_never_loads(
     assert await a.load("sid") is None
 
 
-async def test_renew_asks_whether_the_session_ended_before_it_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+async def test_renew_asks_whether_the_session_ended_before_it_writes(now: list[float]) -> None:
     store = MemoryStore()
     a, b = SharedSessions(store, ttl=20), SharedSessions(store, ttl=20)  # a write due every 2 s, checks every 2 s
     record = SharedSession("o", INIT)
@@ -152,10 +154,8 @@ async def test_a_session_another_replica_may_hold_is_unavailable_not_unknown_whi
 
 
 async def test_a_session_opened_while_the_store_fails_is_recorded_at_its_next_use_once_it_is_back(
-    monkeypatch: pytest.MonkeyPatch,
+    now: list[float],
 ) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
     store = Switchable()
     a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
     record = SharedSession("iss|alice", INIT)
@@ -169,9 +169,7 @@ async def test_a_session_opened_while_the_store_fails_is_recorded_at_its_next_us
     assert await b.load("sid") == record  # another replica can resume it now
 
 
-async def test_while_the_store_fails_one_operation_per_interval_waits_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+async def test_while_the_store_fails_one_operation_per_interval_waits_on_it(now: list[float]) -> None:
     store = Switchable()
     shared = SharedSessions(store, ttl=60)
     store.down = True
@@ -194,11 +192,7 @@ async def test_while_the_store_fails_one_operation_per_interval_waits_on_it(monk
     assert store.calls == 4
 
 
-async def test_records_the_store_missed_are_written_as_soon_as_it_answers_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+async def test_records_the_store_missed_are_written_as_soon_as_it_answers_again(now: list[float]) -> None:
     store = Switchable()
     a, b = SharedSessions(store, ttl=3600), SharedSessions(store, ttl=3600)
     record = SharedSession("iss|alice", INIT)
@@ -213,11 +207,7 @@ async def test_records_the_store_missed_are_written_as_soon_as_it_answers_again(
     assert await b.load("sid") == record  # the next request may go to any replica
 
 
-async def test_just_after_the_store_is_back_a_missing_record_is_unavailable_not_unknown(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("hivegate.backends.shared_sessions.time.monotonic", lambda: now[0])
+async def test_just_after_the_store_is_back_a_missing_record_is_unavailable_not_unknown(now: list[float]) -> None:
     store = Switchable()
     b = SharedSessions(store, ttl=60)
     store.down = True
