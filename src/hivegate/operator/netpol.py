@@ -17,23 +17,31 @@ from typing import Any
 from hivegate.operator.objects import labels_of
 from hivegate.operator.shape import Shape
 
-__all__ = ["gateway_only", "gateway_policy_name"]
+__all__ = ["GATEWAY_PORTS", "gateway_only", "gateway_policy_name", "ingress_policy"]
 
 
 def gateway_policy_name(shape: Shape) -> str:
     return f"{shape.name}-gateway-only"
 
 
-def gateway_only(objects: list[dict[str, Any]], shape: Shape) -> None:
-    """Add the policy that admits only the gateway's ports to the pods of `shape`'s Service (in place)."""
+GATEWAY_PORTS: list[dict[str, Any]] = [{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]
+
+
+def ingress_policy(objects: list[dict[str, Any]], shape: Shape, name: str, ingress: list[dict[str, Any]]) -> None:
+    """Add the NetworkPolicy `name` for the pods of `shape`'s Service, admitting `ingress` (in place)."""
     service = next(o for o in objects if o["kind"] == "Service")
     objects.append({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {**service["metadata"], "name": gateway_policy_name(shape), "labels": labels_of(shape)},
+        "metadata": {**service["metadata"], "name": name, "labels": labels_of(shape)},
         "spec": {
             "podSelector": {"matchLabels": dict(service["spec"]["selector"])},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]}],
+            "ingress": ingress,
         },
     })  # fmt: skip
+
+
+def gateway_only(objects: list[dict[str, Any]], shape: Shape) -> None:
+    """Add the policy that admits only the gateway's ports to the pods of `shape`'s Service (in place)."""
+    ingress_policy(objects, shape, gateway_policy_name(shape), [{"ports": list(GATEWAY_PORTS)}])

@@ -42,7 +42,7 @@ from typing import Any
 from hivegate.errors import ConfigError
 from hivegate.operator.kube import KubeClient
 from hivegate.operator.manifests import spec_hash
-from hivegate.operator.objects import labels_of
+from hivegate.operator.netpol import GATEWAY_PORTS, ingress_policy
 from hivegate.operator.shape import Shape
 
 __all__ = ["GROUP_LABEL", "Deferred", "applies_discovered", "deferred_of", "group_label", "open_direct",
@@ -151,20 +151,9 @@ def open_direct(objects: list[dict[str, Any]], shape: Shape, deferred: Deferred)
     port from the group's vMCP gateways only (in place)."""
     service = next(o for o in objects if o["kind"] == "Service")
     service["spec"]["ports"].append({"name": "mcp", "port": shape.direct_port, "targetPort": "mcp", "protocol": "TCP"})
-    selector = dict(service["spec"]["selector"])
-    meta = service["metadata"]
     vmcps = {"app.kubernetes.io/component": "gateway", "hivegate.dev/owner-kind": "VirtualMCPServer",
              GROUP_LABEL: group_label(deferred.group)}  # fmt: skip
-    objects.append({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {**meta, "name": policy_name(shape), "labels": labels_of(shape)},
-        "spec": {
-            "podSelector": {"matchLabels": selector},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {"ports": [{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]},
-                {"ports": [{"port": "mcp", "protocol": "TCP"}], "from": [{"podSelector": {"matchLabels": vmcps}}]},
-            ],
-        },
-    })  # fmt: skip
+    ingress_policy(objects, shape, policy_name(shape), [
+        {"ports": list(GATEWAY_PORTS)},
+        {"ports": [{"port": "mcp", "protocol": "TCP"}], "from": [{"podSelector": {"matchLabels": vmcps}}]},
+    ])  # fmt: skip
