@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from opentelemetry.context import Context
@@ -101,8 +101,11 @@ class Tracer:
         *,
         sampling_rate: float = 1.0,
         reporting: _Reporting | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`clock`: a `perf_counter` reading, the end of an exchange that recorded none (tests inject one)."""
         self._processor = processor
+        self._clock = clock
         self._reporting = reporting
         self._sampler = ParentBased(TraceIdRatioBased(sampling_rate))
         self._ids = RandomIdGenerator()
@@ -114,7 +117,7 @@ class Tracer:
         return self._trace(incoming_parent(call.params, exchange.traceparent, exchange.tracestate))
 
     def exchange_done(self, exchange: Exchange) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         if not exchange.calls:
             ids = self._trace(incoming_parent(None, exchange.traceparent, exchange.tracestate))
             if ids.sampled and self._admit(1 + (exchange.auth_duration is not None)):
