@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,18 @@ HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 CLEANUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HAPROXY_HINT = "haproxy not found on PATH: run scripts/install-test-deps.sh (it installs Debian's haproxy package)"
+
+
+def haproxy_head(*global_lines: str) -> list[str]:
+    """The start of a benchmark's HAProxy config: `global` (with `global_lines`) and HTTP `defaults`."""
+    return ["global", "  maxconn 4096", *global_lines, "defaults", "  mode http", "  timeout connect 1s",
+            "  timeout client 60s", "  timeout server 60s"]  # fmt: skip
+
+
+def haproxy_executable() -> str | None:
+    """HAProxy on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."""
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 
 
 def free_port() -> int:

@@ -19,7 +19,17 @@ from pathlib import Path
 import yaml
 from joserfc.jwk import ECKey
 
-from harness import BENCH_DIR, HOST, ManagedProcess, Processes, free_port, wait_for_port
+from harness import (
+    BENCH_DIR,
+    HAPROXY_HINT,
+    HOST,
+    ManagedProcess,
+    Processes,
+    free_port,
+    haproxy_executable,
+    haproxy_head,
+    wait_for_port,
+)
 
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -27,7 +37,6 @@ from e2e.oidc_provider import DEFAULT_ACCOUNTS, DEFAULT_SCOPE, PROVIDER_SCRIPT, 
 
 __all__ = ["HAPROXY_HINT", "Replica", "Topology", "haproxy_executable", "start_topology"]
 
-HAPROXY_HINT = "haproxy not found on PATH: run scripts/install-test-deps.sh (it installs Debian's haproxy package)"
 UPSTREAM_CLIENT = "hivegate-scale-as"
 ENV = {"SCALE_AS_HMAC": "h" * 40, "SCALE_AS_UPSTREAM_SECRET": "scale-upstream-secret"}
 _READY = re.compile(r'^\{"issuer".*\}$', re.MULTILINE)
@@ -125,13 +134,7 @@ class Topology:
 
 def _haproxy_config(name: str, port: int, servers: list[int]) -> str:
     lines = [
-        "global",
-        "  maxconn 4096",
-        "defaults",
-        "  mode http",
-        "  timeout connect 1s",
-        "  timeout client 60s",
-        "  timeout server 60s",
+        *haproxy_head(),
         "  retries 2",
         "  option redispatch 1",
         "  retry-on conn-failure empty-response",
@@ -144,11 +147,6 @@ def _haproxy_config(name: str, port: int, servers: list[int]) -> str:
         *(f"  server r{i} {HOST}:{p} check inter 500ms fall 2 rise 1" for i, p in enumerate(servers)),
     ]
     return "\n".join(lines) + "\n"
-
-
-def haproxy_executable() -> str | None:
-    """HAProxy on PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."""
-    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 
 
 def _start_haproxy(procs: Processes, work: Path, name: str, port: int, servers: list[int]) -> str:
