@@ -18,6 +18,7 @@ import itertools
 import math
 import os
 import re
+import resource
 import statistics
 import subprocess
 import time
@@ -315,10 +316,16 @@ class WrkResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    cpu_seconds: float = 0.0  # wrk's own CPU time (user + system)
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """wrk's CPU time per request, in microseconds."""
+        return self.cpu_seconds / max(self.requests, 1) * 1e6
 
     @property
     def errors(self) -> int:
@@ -353,7 +360,9 @@ def run_wrk(
         str(WRK_SCRIPT),
         url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"^BENCH_RESULT (.*)$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -366,6 +375,7 @@ def run_wrk(
         p50_ms=values["p50_us"] / 1000,
         p90_ms=values["p90_us"] / 1000,
         p99_ms=values["p99_us"] / 1000,
+        cpu_seconds=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
     )
 
 
