@@ -226,10 +226,10 @@ def report(samples: list[Sample], load_before: float, load_after: float, load: L
     bound_1 = min(1 / (cpu["1 worker"] / 1e6), cores / spent("1 worker"))
     print(f"  CPU bound on {cores} cores (gateway + backend + wrk CPU per request): 1 worker "
           f"{bound_1:.0f} req/s, 2 workers {bound_2:.0f} req/s ({bound_2 / bound_1:.2f}x)")  # fmt: skip
-    # The most 2 workers could give on these cores if each request cost them, the backend and wrk what it cost with
-    # 1 worker: the ceiling the cores set, before what running two workers adds.
-    ceiling = min(2.0, cores / spent("1 worker") * cpu["1 worker"] / 1e6)
-    print(f"  at 1 worker's CPU per request, 2 workers could give at most {ceiling:.2f}x on {cores} cores")
+    # What 2 workers could give on these cores if each request cost them, the backend and wrk what it cost with
+    # 1 worker: what the cores allow before anything running two workers adds (an estimate from this run's costs).
+    estimate = min(2.0, cores / spent("1 worker") * cpu["1 worker"] / 1e6)
+    print(f"  at 1 worker's CPU per request, 2 workers could give at most {estimate:.2f}x on {cores} cores")
 
 
 if __name__ == "__main__":
