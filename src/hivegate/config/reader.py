@@ -13,7 +13,7 @@ from typing import Any
 from hivegate.config.durations import parse_duration
 from hivegate.errors import ConfigError
 
-__all__ = ["Reader", "did_you_mean"]
+__all__ = ["Reader", "as_list", "as_mapping", "did_you_mean"]
 
 
 def did_you_mean(key: str, valid: Iterable[str]) -> str:
@@ -43,6 +43,24 @@ def _edits(a: str, b: str) -> int:
             row.append(cost)
         previous2, previous = previous, row
     return previous[-1]
+
+
+def as_mapping(value: Any, where: str) -> Mapping[str, Any]:
+    """`value` as a mapping (None: empty), or a ConfigError naming `where`."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: must be a mapping")
+    return value
+
+
+def as_list(value: Any, where: str) -> list[Any]:
+    """`value` as a list (None: empty), or a ConfigError naming `where`."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: must be a list")
+    return value
 
 
 class Reader:

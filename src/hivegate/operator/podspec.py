@@ -29,6 +29,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from hivegate.config.reader import as_list, as_mapping
 from hivegate.errors import ConfigError
 from hivegate.operator.shape import Shape
 
@@ -46,22 +47,6 @@ def gateway_names(shape: Shape) -> tuple[str, ...]:
     return ("gateway", *extra)
 
 
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: must be a mapping")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: must be a list")
-    return value
-
-
 def _named(items: list[Any], where: str, key: str = "name") -> list[tuple[str, Mapping[str, Any], str]]:
     out = []
     for i, item in enumerate(items):
@@ -75,7 +60,7 @@ def _named(items: list[Any], where: str, key: str = "name") -> list[tuple[str, M
 def _merge_metadata(meta: dict[str, Any], extra: Mapping[str, Any], where: str, notes: list[str]) -> None:
     """Add `extra`'s labels and annotations to `meta`; the keys already there (the operator's) stay."""
     for part in ("labels", "annotations"):
-        given = _mapping(extra.get(part), f"{where}.{part}")
+        given = as_mapping(extra.get(part), f"{where}.{part}")
         current = meta.setdefault(part, {})
         for key, value in given.items():
             if key in current and current[key] != str(value):
@@ -110,7 +95,7 @@ def _merge_mounts(container: dict[str, Any], mounts: list[Any], where: str) -> N
 def _merge_context(current: Mapping[str, Any] | None, given: Any, where: str, notes: list[str]) -> dict[str, Any]:
     """A `securityContext` merged key by key, the template's winning; each setting it replaces is noted."""
     context = dict(current or {})
-    for field, setting in _mapping(given, where).items():
+    for field, setting in as_mapping(given, where).items():
         if field in context and context[field] != setting:
             notes.append(f"{where}.{field}: the template's {setting!r} replaces the operator's {context[field]!r}")
         context[field] = setting
@@ -121,13 +106,13 @@ def _merge_shared(container: dict[str, Any], key: str, value: Any, where: str, n
                   strict: bool) -> bool:  # fmt: skip
     """`env`, `volumeMounts` or `resources` of a container merged; False for any other key."""
     if key == "env":
-        _merge_env(container, _list(value, where), where, notes, strict=strict)
+        _merge_env(container, as_list(value, where), where, notes, strict=strict)
     elif key == "volumeMounts":
-        _merge_mounts(container, _list(value, where), where)
+        _merge_mounts(container, as_list(value, where), where)
     elif key == "resources":
         resources = dict(container.get("resources") or {})
-        for part, quantities in _mapping(value, where).items():
-            resources[part] = {**(resources.get(part) or {}), **_mapping(quantities, f"{where}.{part}")}
+        for part, quantities in as_mapping(value, where).items():
+            resources[part] = {**(resources.get(part) or {}), **as_mapping(quantities, f"{where}.{part}")}
         container["resources"] = resources
     else:
         return False
@@ -145,7 +130,7 @@ def _merge_server(container: dict[str, Any], given: Mapping[str, Any], where: st
         if _merge_shared(container, key, value, at, notes, strict=False):
             continue
         if key == "securityContext":
-            if shared and _mapping(value, at).get("privileged") is True:
+            if shared and as_mapping(value, at).get("privileged") is True:
                 raise ConfigError(f"{at}.privileged: the server shares the gateway's pod; it may not be privileged")
             container["securityContext"] = _merge_context(container.get("securityContext"), value, at, notes)
         else:
@@ -172,43 +157,43 @@ def merge_template(
     operator had set. `server`: the name of the server's container in this pod (None: there is none); `gateway`:
     the names of the gateway's container (empty: the gateway is not in this pod)."""
     notes: list[str] = []
-    given = _mapping(template, where)
+    given = as_mapping(template, where)
     for key in given:
         if key not in ("metadata", "spec"):
             raise ConfigError(f"{where}.{key}: a pod template has metadata and spec only")
-    meta = _mapping(given.get("metadata"), f"{where}.metadata")
+    meta = as_mapping(given.get("metadata"), f"{where}.metadata")
     for key in meta:
         if key not in ("labels", "annotations"):
             raise ConfigError(f"{where}.metadata.{key}: only labels and annotations may be set")
     _merge_metadata(pod.setdefault("metadata", {}), meta, f"{where}.metadata", notes)
     spec = pod.setdefault("spec", {})
     at = f"{where}.spec"
-    for key, value in _mapping(given.get("spec"), at).items():
+    for key, value in as_mapping(given.get("spec"), at).items():
         here = f"{at}.{key}"
         if key in _NO_SA:
             raise ConfigError(f"{here}: set spec.serviceAccount instead")
         if key in _HOST and gateway and value:
             raise ConfigError(f"{here}: the gateway's pod keeps its own namespaces")
         if key == "containers":
-            _merge_containers(spec, _list(value, here), here, notes, server=server, gateway=gateway)
+            _merge_containers(spec, as_list(value, here), here, notes, server=server, gateway=gateway)
         elif key == "initContainers":
             current = spec.setdefault("initContainers", [])
-            current.extend(copy.deepcopy(c) for _, c, _ in _named(_list(value, here), here))
+            current.extend(copy.deepcopy(c) for _, c, _ in _named(as_list(value, here), here))
         elif key == "volumes":
             current = spec.setdefault("volumes", [])
             taken = {v.get("name") for v in current}
-            for name, volume, spot in _named(_list(value, here), here):
+            for name, volume, spot in _named(as_list(value, here), here):
                 if name in taken:
                     raise ConfigError(f"{spot}.name: {name} is a volume of the operator's")
                 current.append(copy.deepcopy(volume))
         elif key in _APPENDED:
             current = spec.setdefault(key, [])
-            current.extend(copy.deepcopy(v) for v in _list(value, here) if v not in current)
+            current.extend(copy.deepcopy(v) for v in as_list(value, here) if v not in current)
         elif key == "nodeSelector":
-            spec[key] = {**(spec.get(key) or {}), **_mapping(value, here)}
+            spec[key] = {**(spec.get(key) or {}), **as_mapping(value, here)}
         elif key == "securityContext":
             context = dict(spec.get("securityContext") or {})
-            for field, setting in _mapping(value, here).items():
+            for field, setting in as_mapping(value, here).items():
                 if field in context and context[field] != setting:
                     notes.append(
                         f"{here}.{field}: the template's {setting!r} replaces the operator's {context[field]!r}"
@@ -244,34 +229,34 @@ def _merge_containers(spec: dict[str, Any], given: list[Any], where: str, notes:
 def apply_overrides(objects: list[dict[str, Any]], overrides: Any) -> list[str]:
     """Apply `spec.resourceOverrides` to the gateway's Deployment and Service (in place); the notes."""
     where = "spec.resourceOverrides"
-    given = _mapping(overrides, where)
+    given = as_mapping(overrides, where)
     notes: list[str] = []
     for key in given:
         if key not in ("proxyDeployment", "proxyService"):
             raise ConfigError(f"{where}.{key}: proxyDeployment and proxyService may be set")
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     service = next(o for o in objects if o["kind"] == "Service")
-    proxy = _mapping(given.get("proxyDeployment"), f"{where}.proxyDeployment")
+    proxy = as_mapping(given.get("proxyDeployment"), f"{where}.proxyDeployment")
     at = f"{where}.proxyDeployment"
     for key, value in proxy.items():
         if key in ("labels", "annotations"):
             _merge_metadata(deployment["metadata"], {key: value}, at, notes)
         elif key == "podTemplateMetadataOverrides":
-            _merge_metadata(deployment["spec"]["template"]["metadata"], _mapping(value, f"{at}.{key}"),
+            _merge_metadata(deployment["spec"]["template"]["metadata"], as_mapping(value, f"{at}.{key}"),
                             f"{at}.{key}", notes)  # fmt: skip
         elif key == "env":
             gateway = deployment["spec"]["template"]["spec"]["containers"][0]
-            _merge_env(gateway, _list(value, f"{at}.env"), f"{at}.env", notes, strict=True)
+            _merge_env(gateway, as_list(value, f"{at}.env"), f"{at}.env", notes, strict=True)
         elif key == "imagePullSecrets":
             pod = deployment["spec"]["template"]["spec"]
             current = pod.setdefault("imagePullSecrets", [])
             current.extend(
-                dict(v) for _, v, _ in _named(_list(value, f"{at}.{key}"), f"{at}.{key}") if v not in current
+                dict(v) for _, v, _ in _named(as_list(value, f"{at}.{key}"), f"{at}.{key}") if v not in current
             )
         else:
             raise ConfigError(f"{at}.{key}: labels, annotations, podTemplateMetadataOverrides, env and "
                               "imagePullSecrets may be set")  # fmt: skip
-    svc = _mapping(given.get("proxyService"), f"{where}.proxyService")
+    svc = as_mapping(given.get("proxyService"), f"{where}.proxyService")
     for key in svc:
         if key not in ("labels", "annotations"):
             raise ConfigError(f"{where}.proxyService.{key}: labels and annotations may be set")

@@ -38,13 +38,13 @@ How the `VirtualMCPServer` maps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hivegate.authserver.secrets import SecretResolver, secret_manifest_data
 from hivegate.authserver.settings import parse_auth_server_config
-from hivegate.config.reader import Reader
+from hivegate.config.reader import Reader, as_mapping
 from hivegate.errors import ConfigError
 from hivegate.vmcp.manifests.documents import Doc, find_files, read_documents
 from hivegate.vmcp.manifests.externalauth import ExternalAuthMixin
@@ -165,10 +165,10 @@ class _Builder(GroupMixin, MCPServerMixin, ExternalAuthMixin, OIDCConfigMixin):
             incoming_auth=incoming,
             outgoing_auth=outgoing,
             aggregation=parse_aggregation(
-                _mapping(sections["aggregation"], paths["aggregation"]), paths["aggregation"]
+                as_mapping(sections["aggregation"], paths["aggregation"]), paths["aggregation"]
             ),
             operational=parse_operational(
-                _mapping(sections["operational"], paths["operational"]), paths["operational"]
+                as_mapping(sections["operational"], paths["operational"]), paths["operational"]
             ),
             session_storage=parse_session_storage(
                 spec.section("sessionStorage"), spec.at("sessionStorage"), self._resolver
@@ -185,11 +185,3 @@ class _Builder(GroupMixin, MCPServerMixin, ExternalAuthMixin, OIDCConfigMixin):
         spec.done()
         check_references(cfg, paths=paths)
         return cfg
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: must be a mapping")
-    return value
