@@ -80,7 +80,10 @@ def _run(argv: list[str], state: Path) -> None:
     name = (opts.get("--name") or [f"fake-{uuid.uuid4().hex[:12]}"])[0]
     state.mkdir(parents=True, exist_ok=True)
     info = {"name": name, "pid": os.getpid(), "image": image, "labels": opts.get("--label", [])}
-    (state / f"{name}.json").write_text(json.dumps(info))
+    # whole or not at all: `running` may read the state while this container starts
+    partial = state / f".{name}.json.partial"
+    partial.write_text(json.dumps(info))
+    partial.replace(state / f"{name}.json")
     env = {"PATH": os.environ.get("PATH", "")}
     env.update({key: os.environ[key] for key in opts.get("-e", []) if key in os.environ})
     command = [sys.executable, str(FIXTURE), *args]
