@@ -71,8 +71,11 @@ async def token_endpoint() -> AsyncIterator[TokenEndpoint]:
 
 
 @asynccontextmanager
-async def gateway(token_url: str, *, refresh_token: str | None = REFRESH) -> AsyncIterator[AuthorizationServer]:
-    """An authorization server whose session `SESSION` holds an expired access token from upstream `corp`."""
+async def gateway(
+    token_url: str, *, refresh_token: str | None = REFRESH, timeout: float = 10.0
+) -> AsyncIterator[AuthorizationServer]:
+    """An authorization server whose session `SESSION` holds an expired access token from upstream `corp`, fetching
+    with `timeout` (long by default: only the timeout test is about it, and a busy machine can stall a connect)."""
     upstream_cfg = UpstreamConfig(
         "corp",
         "oauth2",
@@ -83,7 +86,7 @@ async def gateway(token_url: str, *, refresh_token: str | None = REFRESH) -> Asy
         user_info=UserInfoConfig("http://127.0.0.1:1/userinfo"),
     )
     cfg = AuthServerConfig(issuer="https://mcp.example.com", upstreams=(upstream_cfg,))
-    http = GuardedHTTPClient(allow_http=True, allow_private=True, timeout=0.5)
+    http = GuardedHTTPClient(allow_http=True, allow_private=True, timeout=timeout)
     store = MemoryStore()
     server = AuthorizationServer(
         cfg,
@@ -191,7 +194,7 @@ async def test_an_upstream_that_times_out_fails_the_call_not_the_login() -> None
     async with token_endpoint() as idp:
         idp.delay = 1.5  # the client gives up after 0.5 s
         idp.reply = (200, {"access_token": "too-late", "expires_in": 3600})
-        async with gateway(idp.url) as server:
+        async with gateway(idp.url, timeout=0.5) as server:
             with pytest.raises(OutgoingAuthError, match="upstream provider 'corp' unreachable"):
                 await UpstreamToken(server.upstream_tokens, "corp").headers(caller())
 
